@@ -1,0 +1,203 @@
+//! Command-line flags (clap derive) and help text only: no validation beyond
+//! parsing, no file, environment or network access (that is `config`'s job).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mlyexport",
+    version,
+    about = "Turn Mapillary street-level imagery into GIS-ready research data",
+    long_about = None,
+    after_help = "Exit codes: 0 everything done, 1 partial (some images or cells failed or were truncated), 2 error (nothing or not all could be done; see the message), 130 interrupted (Ctrl-C; state saved, re-run to resume)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every image in a study area and download it, resumably.
+    Fetch(Box<FetchArgs>),
+    /// Write GeoPackage/GeoJSON/CSV layers, embed GPS EXIF and a coverage summary.
+    Layers(LayersArgs),
+    /// Embed GPS EXIF tags into every downloaded JPEG (also done by `layers`).
+    Exif(ExifArgs),
+}
+
+/// Parses a bbox flag value (allows a leading minus).
+fn parse_bbox(s: &str) -> Result<Bbox, String> {
+    s.parse::<Bbox>().map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mlyexport fetch --bbox 13.40,52.51,13.42,52.52
+  mlyexport fetch --bbox=-73.99,40.70,-73.97,40.72 --grid 4x4 --size 1024
+  mlyexport fetch --bbox 2.33,48.85,2.36,48.87 --cell-size 500m --since 2022-01-01 --pano exclude
+  mlyexport fetch --grid-file segments.csv --token-file ~/.mapillary-token --dry-run
+
+Grid cells cut from a bbox are numbered 1..N in reading order: row by row from the
+north-west corner, west to east, then north to south. An image on an edge shared by
+two cells belongs to exactly one: cells are half-open [min, max) in lon and lat, and
+the outer north and east edges of the area are included.")]
+pub struct FetchArgs {
+    /// Study area: min_lon,min_lat,max_lon,max_lat in degrees (WGS 84).
+    #[arg(long, value_parser = parse_bbox, allow_hyphen_values = true, value_name = "BBOX",
+          conflicts_with = "grid_file", required_unless_present = "grid_file")]
+    pub bbox: Option<Bbox>,
+
+    /// File of grid segments: `ID,min_lon,min_lat,max_lon,max_lat` per line
+    /// (a header line, blank lines and `#` comments allowed).
+    #[arg(long, value_name = "PATH")]
+    pub grid_file: Option<PathBuf>,
+
+    /// Cut the bbox into COLSxROWS cells, e.g. `4x3`.
+    #[arg(long, value_name = "COLSxROWS", conflicts_with_all = ["cell_size", "grid_file"])]
+    pub grid: Option<String>,
+
+    /// Cut the bbox into square cells of about this size, e.g. `500m` or `2km`.
+    #[arg(long, value_name = "SIZE", conflicts_with = "grid_file")]
+    pub cell_size: Option<String>,
+
+    /// Mapillary access token (prefer MAPILLARY_TOKEN, a .env file or --token-file:
+    /// a flag value can show in the process list).
+    #[arg(long, value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Read the access token from this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
+    /// Graph API root. Plain http is accepted only for loopback addresses.
+    #[arg(long, env = "MLYEXPORT_API_URL", value_name = "URL",
+          default_value = "https://graph.mapillary.com")]
+    pub api_url: String,
+
+    /// Keep images captured at or after this date or UTC datetime
+    /// (`2021-06-01` or `2021-06-01T12:00:00Z`).
+    #[arg(long, value_name = "DATE")]
+    pub since: Option<String>,
+
+    /// Keep images captured before this date or UTC datetime (a date means its
+    /// end: `--until 2021-12-31` keeps the whole of that day).
+    #[arg(long, value_name = "DATE")]
+    pub until: Option<String>,
+
+    /// Panoramas: include them, keep only them, or exclude them.
+    #[arg(long, value_enum, default_value_t = PanoFilter::Include)]
+    pub pano: PanoFilter,
+
+    /// Keep only images uploaded by this Mapillary username.
+    #[arg(long, value_name = "USERNAME")]
+    pub creator: Option<String>,
+
+    /// Keep only images of this organization id.
+    #[arg(long, value_name = "ID")]
+    pub organization: Option<String>,
+
+    /// Download at most N images (the first N in grid order, then capture time).
+    #[arg(long, value_name = "N")]
+    pub max_images: Option<u64>,
+
+    /// Thumbnail width to download.
+    #[arg(long, value_enum, default_value_t = ThumbSize::Original)]
+    pub size: ThumbSize,
+
+    /// Output folder; images go to `<DIR>/<grid id>/<image id>.jpg`.
+    #[arg(long, short, value_name = "DIR", default_value = "downloads")]
+    pub output: PathBuf,
+
+    /// Downloads in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub concurrency: usize,
+
+    /// List only: report counts and estimated bytes, write the listing,
+    /// download nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// Search requests per minute at most (the API allows 10,000).
+    #[arg(long, value_name = "N", default_value_t = 9_000)]
+    pub search_rate: u32,
+
+    /// Entity requests per minute at most (the API allows 60,000).
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub entity_rate: u32,
+
+    /// Largest number of results the API returns for one search (its cap).
+    /// A box answered with more than 90% of this is split in four.
+    #[arg(long, value_name = "N", default_value_t = 2000, hide = true)]
+    pub search_cap: u32,
+
+    /// Seconds to wait for a connection; reads time out after 4x this.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15)]
+    pub timeout: u64,
+
+    /// Attempts per request before an image or box is recorded as failed.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayerFormat {
+    Gpkg,
+    Geojson,
+    Csv,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mlyexport layers
+  mlyexport layers --input downloads --format gpkg,geojson,csv
+  mlyexport layers --input old-python-output --no-exif")]
+pub struct LayersArgs {
+    /// Folder written by `mlyexport fetch` (or by the old Python tool).
+    #[arg(long, short, value_name = "DIR", default_value = "downloads")]
+    pub input: PathBuf,
+
+    /// Output formats, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gpkg")]
+    pub format: Vec<LayerFormat>,
+
+    /// Output folder (default `<input>/layers`).
+    #[arg(long, short, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Do not embed GPS EXIF tags into the JPEGs.
+    #[arg(long)]
+    pub no_exif: bool,
+
+    /// Position and direction to use: SfM-computed (falling back to the
+    /// camera's GPS) or the camera's original GPS.
+    #[arg(long, value_enum, default_value_t = PositionSource::Computed)]
+    pub position: PositionSource,
+
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExifArgs {
+    /// Folder written by `mlyexport fetch`.
+    #[arg(long, short, value_name = "DIR", default_value = "downloads")]
+    pub input: PathBuf,
+
+    /// Position and direction to use.
+    #[arg(long, value_enum, default_value_t = PositionSource::Computed)]
+    pub position: PositionSource,
+
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

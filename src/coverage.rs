@@ -1,0 +1,1 @@
+//! Per-grid coverage figures from image records and the run record. Pure fold, no I/O.

@@ -1,0 +1,1 @@
+//! Layer rows built from image records, and the writers of each format.

@@ -1,0 +1,62 @@
+//! mlyexport: list, download and post-process Mapillary street-level imagery.
+//!
+//! The binary is a thin wrapper over [`run`]. A pipeline can call the library
+//! directly: [`api::Client`] lists images in a bbox ([`api::Client::images_in_bbox`])
+//! and [`fetch::download_image`] downloads one image into a folder.
+
+pub mod api; // Graph API client: requests, retries, rate limits (network only)
+pub mod cli; // clap flags and help text
+pub mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
+pub mod config; // flags + environment -> one validated Config
+pub mod coverage; // per-grid coverage figures (pure)
+pub mod exif; // GPS EXIF bytes for a JPEG (pure)
+pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
+pub mod layers; // layer rows and writers (GeoPackage, GeoJSON, CSV)
+pub mod model; // domain value types
+pub mod plan; // grids, cells, ownership and subdivision (pure)
+pub mod record; // the per-image record, parsed defensively
+pub mod report; // the only owner of the terminal
+pub mod runrecord; // the run record's data types
+pub mod store; // output folder layout and atomic writes
+
+use std::process::ExitCode;
+
+/// How a command ended, and its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Everything asked for was done: exit 0.
+    Success,
+    /// Done, but some images or cells failed or were truncated: exit 1.
+    Partial,
+    /// An error stopped the command (bad input, auth, I/O): exit 2.
+    Failure,
+    /// Stopped by Ctrl-C; state saved: exit 130.
+    Interrupted,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        ExitCode::from(match s {
+            ExitStatus::Success => 0,
+            ExitStatus::Partial => 1,
+            ExitStatus::Failure => 2,
+            ExitStatus::Interrupted => 130,
+        })
+    }
+}
+
+/// Runs a parsed command line; errors are printed by [`report`] and become exit 2.
+pub fn run(cli: cli::Cli) -> ExitStatus {
+    let result = match cli.command {
+        cli::Command::Fetch(args) => commands::fetch::run(*args),
+        cli::Command::Layers(args) => commands::layers::run(args),
+        cli::Command::Exif(args) => commands::exif::run(args),
+    };
+    match result {
+        Ok(status) => status,
+        Err(err) => {
+            report::print_error(&err);
+            ExitStatus::Failure
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The run record `downloads/mlyexport-run.json`: the provenance of a fetch
+//! (what was asked, when, by which version, and how complete each grid's
+//! listing was). Pure data types; reading and writing live in `store`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Bbox, PanoFilter, ThumbSize};
+
+/// File name of the run record inside the output folder.
+pub const RUN_RECORD_FILE: &str = "mlyexport-run.json";
+/// Version of the run record layout (`schemas/run.schema.json`).
+pub const RUN_SCHEMA_VERSION: u32 = 1;
+
+/// The whole run record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub schema_version: u32,
+    pub tool: String,
+    /// What was asked for. A later run into the same folder must ask the same.
+    pub request: Request,
+    /// One entry per grid cell, in grid order.
+    pub grids: Vec<GridState>,
+    /// Totals over all grids, as of the last run.
+    pub totals: Counts,
+    /// Images that could not be downloaded in the last run, sorted by id.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    /// Every invocation into this folder, oldest first.
+    pub runs: Vec<RunEntry>,
+}
+
+/// What was asked for: the area, the filters and the rendition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub area: Area,
+    pub filters: Filters,
+    pub size: ThumbSize,
+}
+
+/// How the study area was given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Area {
+    /// `bbox`, `grid` (a bbox cut by `--grid`/`--cell-size`) or `grid_file`.
+    pub kind: String,
+    /// The box around every grid cell, `[min_lon, min_lat, max_lon, max_lat]`.
+    pub bbox: Bbox,
+    /// The grid file's path as given, when one was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_file: Option<String>,
+    /// `--grid COLSxROWS` or `--cell-size` as given, when used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_spec: Option<String>,
+}
+
+/// The listing filters. Dates are UTC.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Filters {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub pano: PanoFilter,
+    pub creator: Option<String>,
+    pub organization: Option<String>,
+    pub max_images: Option<u64>,
+}
+
+/// How completely a grid (or one search box) was listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Completeness {
+    /// Every box was answered below the cap.
+    Complete,
+    /// Some box was still at the cap at the smallest size: images may be missing.
+    Truncated,
+    /// Some box could not be listed at all (errors after retries).
+    Failed,
+    /// Not listed yet (interrupted, or `--max-images` stopped early).
+    Pending,
+}
+
+/// The state of one grid cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridState {
+    pub grid: String,
+    pub bbox: Bbox,
+    pub listing: Completeness,
+    /// Search requests made for this grid in the last run.
+    pub search_calls: u64,
+    /// Images listed in this grid (after filters and clipping).
+    pub listed: u64,
+    /// Images on disk in this grid after the last run.
+    pub downloaded: u64,
+    /// Images that failed in the last run.
+    pub failed: u64,
+    /// Boxes that stayed at the cap at the smallest size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated_boxes: Vec<Bbox>,
+    /// Boxes that could not be listed, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_boxes: Vec<FailedBox>,
+}
+
+/// A search box that could not be listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedBox {
+    pub bbox: Bbox,
+    pub reason: String,
+}
+
+/// Counts of one run, or of the folder.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Images listed after filters, clipping and de-duplication.
+    pub listed: u64,
+    /// Images downloaded by this run.
+    pub downloaded: u64,
+    /// Images already on disk, not fetched again.
+    pub skipped: u64,
+    /// Images that failed, in all.
+    pub failed: u64,
+    /// Failures by reason (`http_404`, `not_jpeg`, `truncated`, ...).
+    #[serde(default)]
+    pub failed_by_reason: BTreeMap<String, u64>,
+    /// Listed images without any position (kept, never placed at 0,0).
+    #[serde(default)]
+    pub without_position: u64,
+    /// Bytes written by this run.
+    pub bytes: u64,
+    pub search_calls: u64,
+    pub entity_calls: u64,
+    pub truncated_grids: u64,
+    pub failed_grids: u64,
+}
+
+/// One image that failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub id: String,
+    pub grid: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Running,
+    Complete,
+    Partial,
+    Interrupted,
+    Failed,
+    /// `--dry-run`: listed only.
+    Listed,
+}
+
+/// One invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEntry {
+    pub tool_version: String,
+    /// The command line, with any token value replaced by `****`.
+    pub command_line: Vec<String>,
+    pub api_url: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    pub counts: Counts,
+}
+
+impl Request {
+    /// Human-readable differences between two requests, empty when equal.
+    pub fn differences(&self, other: &Request) -> Vec<String> {
+        let mut d = Vec::new();
+        let mut cmp = |name: &str, a: String, b: String| {
+            if a != b {
+                d.push(format!("{name}: was {a}, now {b}"));
+            }
+        };
+        let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
+        cmp("area", show(&self.area), show(&other.area));
+        cmp("--since", show(&self.filters.since), show(&other.filters.since));
+        cmp("--until", show(&self.filters.until), show(&other.filters.until));
+        cmp("--pano", show(&self.filters.pano), show(&other.filters.pano));
+        cmp("--creator", show(&self.filters.creator), show(&other.filters.creator));
+        cmp(
+            "--organization",
+            show(&self.filters.organization),
+            show(&other.filters.organization),
+        );
+        cmp(
+            "--max-images",
+            show(&self.filters.max_images),
+            show(&other.filters.max_images),
+        );
+        cmp("--size", self.size.as_str().into(), other.size.as_str().into());
+        d
+    }
+}
