@@ -1,1 +1,202 @@
-//! placeholder
+//! The output folder: its layout, atomic writes (temp file + rename), what is
+//! already done, and finding the images in a folder for post-processing.
+//! File system only: no network, no policy about what to download.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::model::{GridId, ImageId};
+
+/// Prefix of every temporary file mlyexport writes; leftovers from a killed
+/// run are removed by [`remove_stale_temp_files`].
+pub const TEMP_PREFIX: &str = ".mlyexport-tmp-";
+
+/// Name of the listing written by `fetch` (one JSON object per line).
+pub const LISTING_FILE: &str = "listing.jsonl";
+
+/// Errors from the output folder.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot write `{path}`: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read `{path}`: {source}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+/// Writes `bytes` to `path` atomically: a temp file in the same folder,
+/// flushed and synced, then renamed over `path`. A crash leaves either the
+/// old file or the new one, never a partial file (only a temp file, which
+/// the next run removes).
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let err = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.as_file().sync_data().map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// Removes temp files left by a killed run in `dir` and its direct subfolders.
+/// Returns how many were removed.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    let mut removed = 0;
+    let mut visit = |d: &Path| {
+        if let Ok(entries) = fs::read_dir(d) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                    && fs::remove_file(e.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+    };
+    visit(dir);
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                visit(&e.path());
+            }
+        }
+    }
+    removed
+}
+
+/// Paths of one image in the `fetch` layout: `<root>/<grid>/<id>.jpg` and
+/// `<root>/<grid>/<id>.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePaths {
+    pub jpg: PathBuf,
+    pub json: PathBuf,
+}
+
+impl ImagePaths {
+    pub fn new(root: &Path, grid: &GridId, id: ImageId) -> Self {
+        let dir = root.join(grid.as_str());
+        Self {
+            jpg: dir.join(format!("{id}.jpg")),
+            json: dir.join(format!("{id}.json")),
+        }
+    }
+
+    /// An image is done when both files exist: the JPEG is renamed into place
+    /// first, the JSON last, so the JSON marks a finished download.
+    pub fn is_done(&self) -> bool {
+        self.json.is_file() && self.jpg.is_file()
+    }
+}
+
+/// Which layout a folder has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputLayout {
+    /// `mlyexport fetch`: `<root>/<grid>/<id>.json` beside `<id>.jpg`.
+    Mlyexport,
+    /// The old Python tool: `<root>/jsons/<id>.json` and `<root>/images/<id>.jpg`.
+    Legacy,
+}
+
+/// One image found in an input folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundImage {
+    pub id: ImageId,
+    /// The grid id (folder name); `1` for the legacy layout.
+    pub grid: String,
+    pub json: PathBuf,
+    /// The JPEG, when it exists.
+    pub jpg: Option<PathBuf>,
+}
+
+/// Finds every `<id>.json` in a downloads folder (either layout), sorted by
+/// grid then id. Files whose name is not a valid image id are ignored.
+pub fn scan_input(root: &Path) -> Result<(InputLayout, Vec<FoundImage>), StoreError> {
+    let read_err = |path: &Path, source| StoreError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let jsons = root.join("jsons");
+    if jsons.is_dir() {
+        let images = root.join("images");
+        let mut found = scan_dir(&jsons, "1", &images).map_err(|e| read_err(&jsons, e))?;
+        found.sort_by_key(|f| f.id);
+        return Ok((InputLayout::Legacy, found));
+    }
+    let mut found = Vec::new();
+    for e in fs::read_dir(root).map_err(|e| read_err(root, e))? {
+        let e = e.map_err(|e| read_err(root, e))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || name.parse::<GridId>().is_err() {
+            continue;
+        }
+        let dir = e.path();
+        found.extend(scan_dir(&dir, &name, &dir).map_err(|e| read_err(&dir, e))?);
+    }
+    found.sort_by(|a, b| a.grid.cmp(&b.grid).then(a.id.cmp(&b.id)));
+    Ok((InputLayout::Mlyexport, found))
+}
+
+fn scan_dir(json_dir: &Path, grid: &str, jpg_dir: &Path) -> io::Result<Vec<FoundImage>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(json_dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        let Ok(id) = stem.parse::<ImageId>() else {
+            continue;
+        };
+        let jpg = jpg_dir.join(format!("{id}.jpg"));
+        out.push(FoundImage {
+            id,
+            grid: grid.to_string(),
+            json: e.path(),
+            jpg: jpg.is_file().then_some(jpg),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        atomic_write(&p, b"one").unwrap();
+        atomic_write(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        fs::write(dir.path().join(format!("{TEMP_PREFIX}x")), b"").unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()), 1);
+    }
+
+    #[test]
+    fn scans_both_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("g1")).unwrap();
+        fs::write(dir.path().join("g1/5.json"), "{}").unwrap();
+        fs::write(dir.path().join("g1/5.jpg"), "x").unwrap();
+        fs::write(dir.path().join("g1/notes.json"), "{}").unwrap();
+        let (layout, found) = scan_input(dir.path()).unwrap();
+        assert_eq!(layout, InputLayout::Mlyexport);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].jpg.is_some());
+
+        let old = tempfile::tempdir().unwrap();
+        fs::create_dir_all(old.path().join("jsons")).unwrap();
+        fs::write(old.path().join("jsons/9.json"), "{}").unwrap();
+        let (layout, found) = scan_input(old.path()).unwrap();
+        assert_eq!(layout, InputLayout::Legacy);
+        assert_eq!(found[0].jpg, None);
+    }
+}
