@@ -1,1 +1,485 @@
-//! placeholder
+//! Turns raw flags plus the environment into one validated `FetchConfig`.
+//! All validation happens here; nothing downstream sees raw strings. Reads
+//! the environment, `.env` and token files; never touches the network and
+//! never prints.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+
+use crate::cli::FetchArgs;
+use crate::model::{AccessToken, Bbox, ThumbSize};
+use crate::plan::{self, Plan, PlanError};
+use crate::runrecord::{Area, Filters, Request};
+
+/// Environment variables mlyexport reads.
+pub struct EnvVars;
+impl EnvVars {
+    pub const TOKEN: &'static str = "MAPILLARY_TOKEN";
+    pub const API_URL: &'static str = "MLYEXPORT_API_URL";
+    /// Test knob: retry delays become a millisecond (never set it for real use).
+    pub const TEST_NO_RETRY_DELAY: &'static str = "MLYEXPORT_TEST_NO_RETRY_DELAY";
+}
+
+/// A flag or environment value that is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no Mapillary access token: pass --token-file PATH, set MAPILLARY_TOKEN, or put MAPILLARY_TOKEN=... in a .env file here (get a token at https://www.mapillary.com/dashboard/developers)"
+    )]
+    NoToken,
+    #[error("the access token from {0} is empty or contains spaces or control characters")]
+    BadToken(String),
+    #[error("cannot read the token file `{path}`: {source}")]
+    TokenFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read `{path}`: {message}")]
+    DotEnv { path: PathBuf, message: String },
+    #[error("--api-url `{0}` is not a URL")]
+    ApiUrl(String),
+    #[error(
+        "--api-url `{0}` uses plain http: only https is allowed, except for loopback addresses (127.0.0.1, ::1, localhost)"
+    )]
+    InsecureApiUrl(String),
+    #[error("{flag} `{value}` is not a date (YYYY-MM-DD) or UTC datetime (YYYY-MM-DDTHH:MM:SSZ)")]
+    Date { flag: &'static str, value: String },
+    #[error("--since {since} is after --until {until}: nothing can match")]
+    DateOrder { since: String, until: String },
+    #[error("--grid-file `{path}`: {source}")]
+    GridFile { path: PathBuf, source: PlanError },
+    #[error("cannot read --grid-file `{path}`: {source}")]
+    GridFileRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("--grid and --cell-size need --bbox")]
+    GridNeedsBbox,
+    #[error("{flag} must be at least {min} (got {value})")]
+    TooSmall {
+        flag: &'static str,
+        value: u64,
+        min: u64,
+    },
+    #[error("{flag} must be at most {max} (got {value})")]
+    TooLarge {
+        flag: &'static str,
+        value: u64,
+        max: u64,
+    },
+    #[error("--creator `{0}` is not a plausible username")]
+    Creator(String),
+    #[error("--organization `{0}` must be a numeric id")]
+    Organization(String),
+    #[error("output folder `{path}` is not writable: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// How to talk to the Graph API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub base_url: reqwest::Url,
+    pub token: AccessToken,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub search_per_min: u32,
+    pub entity_per_min: u32,
+    /// The API's cap on one search's results.
+    pub search_cap: u32,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub attempts: u32,
+    pub base: Duration,
+    pub max: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `n` (1-based), before jitter.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << n.saturating_sub(1).min(16));
+        exp.min(self.max)
+    }
+}
+
+/// Everything `fetch` needs, validated.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    pub plan: Plan,
+    pub request: Request,
+    pub output: PathBuf,
+    pub concurrency: usize,
+    pub dry_run: bool,
+    pub quiet: bool,
+    pub api: ApiConfig,
+    /// The command line with any token value replaced by `****`.
+    pub command_line: Vec<String>,
+}
+
+impl FetchConfig {
+    /// Validates `args`; `env` looks up environment variables and `cwd` is
+    /// where `.env` is looked for.
+    pub fn from_args(
+        args: FetchArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+        cwd: &Path,
+        argv: Vec<String>,
+    ) -> Result<Self, ConfigError> {
+        let (plan, area) = plan_from_args(&args)?;
+        let since = args
+            .since
+            .as_deref()
+            .map(|s| parse_date(s, "--since", false))
+            .transpose()?;
+        let until = args
+            .until
+            .as_deref()
+            .map(|s| parse_date(s, "--until", true))
+            .transpose()?;
+        if let (Some(s), Some(u)) = (since, until) {
+            if s > u {
+                return Err(ConfigError::DateOrder {
+                    since: args.since.clone().unwrap_or_default(),
+                    until: args.until.clone().unwrap_or_default(),
+                });
+            }
+        }
+        if let Some(c) = &args.creator {
+            let ok = !c.is_empty()
+                && c.len() <= 100
+                && c.chars().all(|ch| ch.is_alphanumeric() || "-_.".contains(ch));
+            if !ok {
+                return Err(ConfigError::Creator(c.clone()));
+            }
+        }
+        if let Some(o) = &args.organization {
+            if o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ConfigError::Organization(o.clone()));
+            }
+        }
+        if args.max_images == Some(0) {
+            return Err(ConfigError::TooSmall {
+                flag: "--max-images",
+                value: 0,
+                min: 1,
+            });
+        }
+        check_range("--concurrency", args.concurrency as u64, 1, 256)?;
+        check_range("--search-rate", u64::from(args.search_rate), 1, 10_000)?;
+        check_range("--entity-rate", u64::from(args.entity_rate), 1, 60_000)?;
+        check_range("--search-cap", u64::from(args.search_cap), 10, 2000)?;
+        check_range("--timeout", args.timeout, 1, 600)?;
+        check_range("--retries", u64::from(args.retries), 1, 20)?;
+
+        let base_url = parse_api_url(&args.api_url)?;
+        let token = load_token(&args, env, cwd)?;
+        let fast = env(EnvVars::TEST_NO_RETRY_DELAY).is_some_and(|v| v == "1");
+        let retry = RetryPolicy {
+            attempts: args.retries,
+            base: if fast {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(500)
+            },
+            max: if fast {
+                Duration::from_millis(5)
+            } else {
+                Duration::from_secs(60)
+            },
+        };
+        check_output(&args.output)?;
+        let request = Request {
+            area,
+            filters: Filters {
+                since,
+                until,
+                pano: args.pano,
+                creator: args.creator.clone(),
+                organization: args.organization.clone(),
+                max_images: args.max_images,
+            },
+            size: args.size,
+        };
+        Ok(FetchConfig {
+            plan,
+            request,
+            output: args.output.clone(),
+            concurrency: args.concurrency,
+            dry_run: args.dry_run,
+            quiet: args.quiet,
+            api: ApiConfig {
+                base_url,
+                token,
+                connect_timeout: Duration::from_secs(args.timeout),
+                read_timeout: Duration::from_secs(args.timeout * 4),
+                retry,
+                search_per_min: args.search_rate,
+                entity_per_min: args.entity_rate,
+                search_cap: args.search_cap,
+            },
+            command_line: redact_argv(argv),
+        })
+    }
+
+    pub fn size(&self) -> ThumbSize {
+        self.request.size
+    }
+}
+
+fn check_range(flag: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::TooSmall { flag, value, min });
+    }
+    if value > max {
+        return Err(ConfigError::TooLarge { flag, value, max });
+    }
+    Ok(())
+}
+
+fn plan_from_args(args: &FetchArgs) -> Result<(Plan, Area), ConfigError> {
+    if let Some(path) = &args.grid_file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::GridFileRead {
+            path: path.clone(),
+            source,
+        })?;
+        let grids = plan::parse_grid_file(&text).map_err(|source| ConfigError::GridFile {
+            path: path.clone(),
+            source,
+        })?;
+        let plan = Plan::new(grids).expect("a parsed grid file is not empty");
+        let area = Area {
+            kind: "grid_file".into(),
+            bbox: plan.area(),
+            grid_file: Some(path.display().to_string()),
+            grid_spec: None,
+        };
+        return Ok((plan, area));
+    }
+    let bbox: Bbox = args.bbox.ok_or(ConfigError::GridNeedsBbox)?;
+    let (cols_rows, spec) = match (&args.grid, &args.cell_size) {
+        (Some(g), _) => (Some(plan::parse_grid_spec(g)?), Some(format!("--grid {g}"))),
+        (None, Some(s)) => {
+            let m = plan::parse_cell_size(s)?;
+            (
+                Some(plan::grid_for_cell_size(&bbox, m)?),
+                Some(format!("--cell-size {s}")),
+            )
+        }
+        (None, None) => (None, None),
+    };
+    let plan = match cols_rows {
+        Some((c, r)) => Plan::new(plan::cut(&bbox, c, r)?).expect("at least one cell"),
+        None => Plan::single(bbox),
+    };
+    let area = Area {
+        kind: if spec.is_some() { "grid" } else { "bbox" }.into(),
+        bbox,
+        grid_file: None,
+        grid_spec: spec,
+    };
+    Ok((plan, area))
+}
+
+/// Parses `YYYY-MM-DD` or an RFC 3339 datetime. A bare date as an upper
+/// bound means the last millisecond of that day (UTC).
+pub fn parse_date(s: &str, flag: &'static str, end_of_day: bool) -> Result<DateTime<Utc>, ConfigError> {
+    let err = || ConfigError::Date {
+        flag,
+        value: s.to_string(),
+    };
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        let t = if end_of_day {
+            d.and_hms_milli_opt(23, 59, 59, 999)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        }
+        .ok_or_else(err)?;
+        return Ok(t.and_utc());
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .map(|t| t.and_utc())
+        .map_err(|_| err())
+}
+
+/// Accepts https anywhere and http only on loopback.
+pub fn parse_api_url(s: &str) -> Result<reqwest::Url, ConfigError> {
+    let url = reqwest::Url::parse(s).map_err(|_| ConfigError::ApiUrl(s.to_string()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d == "localhost",
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if !loopback {
+                return Err(ConfigError::InsecureApiUrl(s.to_string()));
+            }
+        }
+        _ => return Err(ConfigError::ApiUrl(s.to_string())),
+    }
+    if url.host().is_none() || url.query().is_some() || !url.username().is_empty() {
+        return Err(ConfigError::ApiUrl(s.to_string()));
+    }
+    Ok(url)
+}
+
+fn load_token(
+    args: &FetchArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    cwd: &Path,
+) -> Result<AccessToken, ConfigError> {
+    let (raw, source) = if let Some(t) = &args.token {
+        (t.clone(), "--token".to_string())
+    } else if let Some(p) = &args.token_file {
+        let t = std::fs::read_to_string(p).map_err(|source| ConfigError::TokenFile {
+            path: p.clone(),
+            source,
+        })?;
+        (t, format!("--token-file `{}`", p.display()))
+    } else if let Some(t) = env(EnvVars::TOKEN) {
+        (t, EnvVars::TOKEN.to_string())
+    } else if let Some(t) = token_from_dotenv(&cwd.join(".env"))? {
+        (t, "`.env`".to_string())
+    } else {
+        return Err(ConfigError::NoToken);
+    };
+    let valid_chars = raw.trim().bytes().all(|b| (0x21..0x7f).contains(&b));
+    match AccessToken::new(&raw) {
+        Some(t) if valid_chars => Ok(t),
+        _ => Err(ConfigError::BadToken(source)),
+    }
+}
+
+fn token_from_dotenv(path: &Path) -> Result<Option<String>, ConfigError> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::DotEnv {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    for item in iter {
+        // A malformed line is reported without its content (it may be a secret).
+        let (k, v) = item.map_err(|_| ConfigError::DotEnv {
+            path: path.to_path_buf(),
+            message: "a line is not KEY=VALUE".into(),
+        })?;
+        if k == EnvVars::TOKEN {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+fn check_output(dir: &Path) -> Result<(), ConfigError> {
+    let err = |source| ConfigError::Output {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(err(std::io::Error::other("it exists and is not a folder")));
+    }
+    // Probe the nearest existing ancestor without creating anything.
+    let mut probe = dir;
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p,
+            _ => {
+                probe = Path::new(".");
+                break;
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(crate::store::TEMP_PREFIX)
+        .tempfile_in(probe)
+        .map(drop)
+        .map_err(err)
+}
+
+/// Replaces the value of `--token` (either form) with `****`.
+pub fn redact_argv(argv: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(argv.len());
+    let mut hide_next = false;
+    for a in argv {
+        if hide_next {
+            out.push("****".into());
+            hide_next = false;
+        } else if a == "--token" {
+            out.push(a);
+            hide_next = true;
+        } else if a.starts_with("--token=") {
+            out.push("--token=****".into());
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_url_rules() {
+        assert!(parse_api_url("https://graph.mapillary.com").is_ok());
+        assert!(parse_api_url("http://127.0.0.1:8080").is_ok());
+        assert!(parse_api_url("http://localhost:1").is_ok());
+        assert!(parse_api_url("http://[::1]:1").is_ok());
+        assert!(matches!(
+            parse_api_url("http://graph.mapillary.com"),
+            Err(ConfigError::InsecureApiUrl(_))
+        ));
+        assert!(parse_api_url("ftp://x").is_err());
+        assert!(parse_api_url("graph.mapillary.com").is_err());
+    }
+
+    #[test]
+    fn dates() {
+        let s = parse_date("2021-06-01", "--since", false).unwrap();
+        assert_eq!(s.to_rfc3339(), "2021-06-01T00:00:00+00:00");
+        let u = parse_date("2021-06-01", "--until", true).unwrap();
+        assert_eq!(u.timestamp_millis() - s.timestamp_millis(), 86_399_999);
+        assert!(parse_date("2021-06-01T12:00:00Z", "--since", false).is_ok());
+        assert!(parse_date("June 1", "--since", false).is_err());
+    }
+
+    #[test]
+    fn redacts_tokens() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            redact_argv(v(&["mlyexport", "--token", "MLY|1|x", "--token=MLY|2|y"])),
+            v(&["mlyexport", "--token", "****", "--token=****"])
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let p = RetryPolicy {
+            attempts: 5,
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(3),
+        };
+        assert_eq!(p.backoff(1), Duration::from_millis(500));
+        assert_eq!(p.backoff(3), Duration::from_secs(2));
+        assert_eq!(p.backoff(9), Duration::from_secs(3));
+    }
+}

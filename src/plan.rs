@@ -1,1 +1,312 @@
-//! placeholder
+//! Study-area planning: grid files, cutting a bbox into numbered cells, which
+//! cell owns an image, and splitting search boxes. Pure: no I/O.
+
+use crate::model::{Bbox, GridId, LonLat, ModelError};
+
+/// The API refuses boxes of this many square degrees or more.
+pub const MAX_SEARCH_AREA_DEG2: f64 = 0.01;
+/// A search box narrower or lower than this (degrees, about 1.1 m at the
+/// equator) is not split any further; if still at the cap it is `truncated`.
+pub const MIN_SEARCH_SIDE_DEG: f64 = 0.00001;
+/// Most cells a grid may have.
+pub const MAX_CELLS: usize = 100_000;
+
+/// Errors in a study-area description.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlanError {
+    #[error("line {line}: {message}; expected `ID,min_lon,min_lat,max_lon,max_lat`")]
+    GridLine { line: usize, message: String },
+    #[error("line {line}: grid id `{id}` appears twice (first on line {first})")]
+    DuplicateGrid { line: usize, id: String, first: usize },
+    #[error("the grid file has no grid lines")]
+    EmptyGridFile,
+    #[error("grid `{0}` must be COLSxROWS with each between 1 and 1000, e.g. `4x3`")]
+    GridSpec(String),
+    #[error("cell size `{0}` must be a length such as `500m` or `2km`, at least 10 m")]
+    CellSize(String),
+    #[error("{cells} cells is too many (at most {max}); use a larger cell size")]
+    TooManyCells { cells: usize, max: usize },
+}
+
+/// One grid cell: an id (its folder name) and its box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub id: GridId,
+    pub bbox: Bbox,
+}
+
+/// The grid cells of a study area, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    grids: Vec<Grid>,
+    area: Bbox,
+}
+
+impl Plan {
+    /// A plan from cells in order (not empty).
+    pub fn new(grids: Vec<Grid>) -> Option<Self> {
+        let area = grids
+            .iter()
+            .map(|g| g.bbox)
+            .reduce(|a, b| a.union(&b))?;
+        Some(Self { grids, area })
+    }
+
+    /// A bbox alone: one grid named `1`.
+    pub fn single(bbox: Bbox) -> Self {
+        let id = "1".parse().expect("valid grid id");
+        Self {
+            grids: vec![Grid { id, bbox }],
+            area: bbox,
+        }
+    }
+
+    pub fn grids(&self) -> &[Grid] {
+        &self.grids
+    }
+
+    /// The box around every cell.
+    pub fn area(&self) -> Bbox {
+        self.area
+    }
+
+    /// The index of the cell that owns an image at `p`, if any.
+    ///
+    /// The rule: the first cell, in order, whose half-open box
+    /// `[min_lon, max_lon) x [min_lat, max_lat)` contains `p`; failing that
+    /// (a point on an outer north or east edge), the first cell whose closed
+    /// box contains it. So every point of the area belongs to exactly one
+    /// cell, and an image on an edge shared by two cells belongs to the cell
+    /// east or north of the edge.
+    pub fn owner(&self, p: LonLat) -> Option<usize> {
+        self.grids
+            .iter()
+            .position(|g| g.bbox.contains_half_open(p))
+            .or_else(|| self.grids.iter().position(|g| g.bbox.contains_closed(p)))
+    }
+}
+
+/// Parses a grid file: `ID,min_lon,min_lat,max_lon,max_lat` per line. Blank
+/// lines and lines starting with `#` are skipped; a first line whose second
+/// field is not a number is a header.
+pub fn parse_grid_file(text: &str) -> Result<Vec<Grid>, PlanError> {
+    let mut grids: Vec<(Grid, usize)> = Vec::new();
+    let mut seen_content = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim().trim_start_matches('\u{feff}');
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let first = !seen_content;
+        seen_content = true;
+        if first && fields.len() >= 2 && fields[1].parse::<f64>().is_err() {
+            continue; // header
+        }
+        let err = |message: String| PlanError::GridLine {
+            line: line_no,
+            message,
+        };
+        if fields.len() != 5 {
+            return Err(err(format!("`{line}` has {} fields, not 5", fields.len())));
+        }
+        let id: GridId = fields[0].parse().map_err(|e: ModelError| err(e.to_string()))?;
+        let bbox: Bbox = fields[1..]
+            .join(",")
+            .parse()
+            .map_err(|e: ModelError| err(e.to_string()))?;
+        if let Some((_, first)) = grids.iter().find(|(g, _)| g.id == id) {
+            return Err(PlanError::DuplicateGrid {
+                line: line_no,
+                id: id.to_string(),
+                first: *first,
+            });
+        }
+        grids.push((Grid { id, bbox }, line_no));
+    }
+    if grids.is_empty() {
+        return Err(PlanError::EmptyGridFile);
+    }
+    Ok(grids.into_iter().map(|(g, _)| g).collect())
+}
+
+/// Parses `COLSxROWS`.
+pub fn parse_grid_spec(s: &str) -> Result<(u32, u32), PlanError> {
+    let err = || PlanError::GridSpec(s.to_string());
+    let (c, r) = s.trim().split_once(['x', 'X']).ok_or_else(err)?;
+    let c: u32 = c.trim().parse().map_err(|_| err())?;
+    let r: u32 = r.trim().parse().map_err(|_| err())?;
+    if !(1..=1000).contains(&c) || !(1..=1000).contains(&r) {
+        return Err(err());
+    }
+    Ok((c, r))
+}
+
+/// Parses a length such as `500m`, `2km` or `0.5 km` into metres.
+pub fn parse_cell_size(s: &str) -> Result<f64, PlanError> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, scale) = if let Some(n) = t.strip_suffix("km") {
+        (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 1.0)
+    } else {
+        return Err(PlanError::CellSize(s.to_string()));
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| PlanError::CellSize(s.to_string()))?;
+    let m = v * scale;
+    if !m.is_finite() || m < 10.0 {
+        return Err(PlanError::CellSize(s.to_string()));
+    }
+    Ok(m)
+}
+
+/// Columns and rows of cells about `metres` on a side over `bbox`, measured
+/// at the box's middle latitude.
+pub fn grid_for_cell_size(bbox: &Bbox, metres: f64) -> Result<(u32, u32), PlanError> {
+    let mid = bbox.min_lat() + bbox.height() / 2.0;
+    let m_per_deg_lat = 111_320.0;
+    let m_per_deg_lon = 111_320.0 * mid.to_radians().cos().max(1e-6);
+    let cols = (bbox.width() * m_per_deg_lon / metres).ceil().max(1.0);
+    let rows = (bbox.height() * m_per_deg_lat / metres).ceil().max(1.0);
+    let cells = cols * rows;
+    if cells > MAX_CELLS as f64 {
+        return Err(PlanError::TooManyCells {
+            cells: cells.min(usize::MAX as f64) as usize,
+            max: MAX_CELLS,
+        });
+    }
+    Ok((cols as u32, rows as u32))
+}
+
+/// Cuts `bbox` into `cols` x `rows` equal cells numbered 1..N in reading
+/// order: row by row from the north-west corner, west to east, then north
+/// to south.
+pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
+    let n = cols as usize * rows as usize;
+    if n > MAX_CELLS {
+        return Err(PlanError::TooManyCells {
+            cells: n,
+            max: MAX_CELLS,
+        });
+    }
+    let (w, h) = (bbox.width() / f64::from(cols), bbox.height() / f64::from(rows));
+    let edge_x = |i: u32| {
+        if i == cols {
+            bbox.max_lon()
+        } else {
+            bbox.min_lon() + w * f64::from(i)
+        }
+    };
+    let edge_y = |j: u32| {
+        if j == rows {
+            bbox.max_lat()
+        } else {
+            bbox.min_lat() + h * f64::from(j)
+        }
+    };
+    let mut out = Vec::with_capacity(n);
+    for r in 0..rows {
+        let top = rows - r; // rows counted from the north
+        for c in 0..cols {
+            let b = Bbox::new(edge_x(c), edge_y(top - 1), edge_x(c + 1), edge_y(top))
+                .expect("sub-box of a valid box");
+            let id = (out.len() + 1).to_string().parse().expect("numeric id");
+            out.push(Grid { id, bbox: b });
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a box into quarters until each is under the API's area limit.
+pub fn initial_boxes(bbox: Bbox) -> Vec<Bbox> {
+    let mut out = Vec::new();
+    let mut todo = vec![bbox];
+    while let Some(b) = todo.pop() {
+        if b.area_deg2() >= MAX_SEARCH_AREA_DEG2 {
+            todo.extend(b.quarters());
+        } else {
+            out.push(b);
+        }
+    }
+    out.sort_by(|a, b| {
+        (b.max_lat(), a.min_lon())
+            .partial_cmp(&(a.max_lat(), b.min_lon()))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    out
+}
+
+/// True when a box may still be split in four.
+pub fn can_split(b: &Bbox) -> bool {
+    b.width() / 2.0 >= MIN_SEARCH_SIDE_DEG && b.height() / 2.0 >= MIN_SEARCH_SIDE_DEG
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bb(s: &str) -> Bbox {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn grid_file_with_header_comments_and_errors() {
+        let text = "id,min_lon,min_lat,max_lon,max_lat\n# comment\n\nA,0,0,1,1\nB, 1,0,2,1\n";
+        let g = parse_grid_file(text).unwrap();
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[1].id.as_str(), "B");
+        let e = parse_grid_file("A,0,0,1,1\nB,0,0,1\n").unwrap_err();
+        assert!(matches!(e, PlanError::GridLine { line: 2, .. }), "{e}");
+        let e = parse_grid_file("A,0,0,1,1\nA,1,1,2,2\n").unwrap_err();
+        assert!(matches!(e, PlanError::DuplicateGrid { line: 2, .. }));
+        let e = parse_grid_file("../x,0,0,1,1\n").unwrap_err();
+        assert!(e.to_string().contains("line 1"));
+        assert_eq!(parse_grid_file("# only\n"), Err(PlanError::EmptyGridFile));
+    }
+
+    #[test]
+    fn cut_numbers_from_north_west() {
+        let g = cut(&bb("0,0,2,2"), 2, 2).unwrap();
+        let ids: Vec<&str> = g.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "3", "4"]);
+        assert_eq!(g[0].bbox, bb("0,1,1,2"));
+        assert_eq!(g[1].bbox, bb("1,1,2,2"));
+        assert_eq!(g[3].bbox, bb("1,0,2,1"));
+    }
+
+    #[test]
+    fn every_point_has_exactly_one_owner() {
+        let plan = Plan::new(cut(&bb("0,0,2,2"), 2, 2).unwrap()).unwrap();
+        let p = |x, y| LonLat::new(x, y).unwrap();
+        assert_eq!(plan.owner(p(1.0, 1.0)), Some(1)); // shared corner: north-east cell
+        assert_eq!(plan.owner(p(1.0, 0.5)), Some(3));
+        assert_eq!(plan.owner(p(2.0, 2.0)), Some(1)); // outer corner still owned
+        assert_eq!(plan.owner(p(0.0, 0.0)), Some(2));
+        assert_eq!(plan.owner(p(2.5, 0.0)), None);
+    }
+
+    #[test]
+    fn specs_and_sizes() {
+        assert_eq!(parse_grid_spec("4x3"), Ok((4, 3)));
+        assert!(parse_grid_spec("0x3").is_err());
+        assert!(parse_grid_spec("4*3").is_err());
+        assert_eq!(parse_cell_size("500m"), Ok(500.0));
+        assert_eq!(parse_cell_size("2km"), Ok(2000.0));
+        assert!(parse_cell_size("5m").is_err());
+        assert!(parse_cell_size("500").is_err());
+        let (c, r) = grid_for_cell_size(&bb("0,0,0.009,0.009"), 500.0).unwrap();
+        assert_eq!((c, r), (3, 3));
+    }
+
+    #[test]
+    fn big_boxes_are_split_below_the_area_limit() {
+        let boxes = initial_boxes(bb("0,0,0.3,0.2"));
+        assert!(boxes.iter().all(|b| b.area_deg2() < MAX_SEARCH_AREA_DEG2));
+        let total: f64 = boxes.iter().map(Bbox::area_deg2).sum();
+        assert!((total - 0.06).abs() < 1e-9);
+    }
+}
