@@ -1,1 +1,209 @@
 //! mlysim: a Mapillary API v4 simulator on loopback (see sim/README.md).
+
+mod server;
+pub mod thumbs;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use world::{Creator, Hotspot, SimImage, TruthFilter, World, WorldSpec};
+
+/// A fake client token of the real shape; the default `SimConfig` accepts it.
+pub const DEMO_TOKEN: &str = "MLY|4242|0123456789abcdef0123456789abcdef";
+
+/// Fault probabilities (0..1), each rolled independently per request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Faults {
+    /// Graph and CDN: HTTP 500 (Graph: code 2 "Service temporarily unavailable").
+    pub http500: f64,
+    /// Graph: HTTP 400 code -2 "Query Timeout".
+    pub timeout400: f64,
+    /// Graph and CDN: the connection is closed without a complete response.
+    pub reset: f64,
+    /// CDN: full Content-Length announced, about half of the body sent, then the connection closes.
+    pub truncated_body: f64,
+    /// Graph and CDN: wait `stall_for` before answering normally.
+    pub stall: f64,
+    pub stall_for: Duration,
+    /// Graph: the "Application request limit reached" answer.
+    pub rate_limit: f64,
+    /// CDN: 403 "URL signature expired" on a valid URL.
+    pub thumb_403: f64,
+    /// CDN: 200 with an HTML page instead of the JPEG.
+    pub not_jpeg: f64,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            http500: 0.0,
+            timeout400: 0.0,
+            reset: 0.0,
+            truncated_body: 0.0,
+            stall: 0.0,
+            stall_for: Duration::from_secs(30),
+            rate_limit: 0.0,
+            thumb_403: 0.0,
+            not_jpeg: 0.0,
+        }
+    }
+}
+
+/// Everything a simulator instance needs.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub world: WorldSpec,
+    /// Maximum and default `limit` of a search.
+    pub cap: usize,
+    /// Truncate a bbox search at a per-bbox value in [0.94 * cap, cap].
+    pub fuzzy_cap: bool,
+    /// Added to every response of both servers.
+    pub latency: Duration,
+    pub faults: Faults,
+    pub search_per_min: u32,
+    pub entity_per_min: u32,
+    /// 429 or 403.
+    pub rate_limit_status: u16,
+    pub thumb_ttl: Duration,
+    pub tokens: Vec<String>,
+    pub max_area_deg2: f64,
+    /// Refuse (HTTP 500, code 1) a bbox holding more than this many images.
+    pub dense_refusal: Option<usize>,
+    /// Width served for `thumb_original_url`.
+    pub original_width: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            world: WorldSpec::demo(),
+            cap: 2000,
+            fuzzy_cap: false,
+            latency: Duration::ZERO,
+            faults: Faults::default(),
+            search_per_min: 10_000,
+            entity_per_min: 60_000,
+            rate_limit_status: 429,
+            thumb_ttl: Duration::from_secs(30 * 24 * 3600),
+            tokens: vec![DEMO_TOKEN.to_string()],
+            max_area_deg2: 0.01,
+            dense_refusal: None,
+            original_width: 1600,
+        }
+    }
+}
+
+/// Counters since start (or since `reset_stats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Requests to `/images` (every request, whatever the answer).
+    pub search_calls: u64,
+    /// Requests to `/{id}`.
+    pub entity_calls: u64,
+    /// Requests to `/image_ids`.
+    pub image_ids_calls: u64,
+    /// Complete JPEG answers of the CDN.
+    pub thumbs_served: u64,
+    /// Bytes of those complete JPEG answers.
+    pub thumb_bytes: u64,
+    /// Error answers and injected faults, by kind (see README).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// CDN requests carrying an Authorization header or an access_token parameter.
+    pub auth_header_on_cdn: u64,
+    /// Graph requests that passed the token as `access_token=`.
+    pub token_in_query: u64,
+}
+
+/// A running simulator: a Graph server and a CDN server on 127.0.0.1. Dropping it stops both.
+pub struct Sim {
+    shared: Arc<server::Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Sim {
+    /// Starts both servers on free ports and returns once they accept connections.
+    pub fn spawn(config: SimConfig) -> anyhow::Result<Sim> {
+        Sim::spawn_on(config, 0, 0)
+    }
+
+    /// Like `spawn`, on the given ports (0 = any free port).
+    pub fn spawn_on(config: SimConfig, graph_port: u16, cdn_port: u16) -> anyhow::Result<Sim> {
+        let world = Arc::new(World::generate(&config.world));
+        Sim::spawn_with_world(config, world, graph_port, cdn_port)
+    }
+
+    /// Serves an already generated world (the `world` spec in `config` is then ignored).
+    pub fn spawn_with_world(
+        config: SimConfig,
+        world: Arc<World>,
+        graph_port: u16,
+        cdn_port: u16,
+    ) -> anyhow::Result<Sim> {
+        let graph = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], graph_port)))?;
+        let cdn = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], cdn_port)))?;
+        graph.set_nonblocking(true)?;
+        cdn.set_nonblocking(true)?;
+        let graph_url = format!("http://{}", graph.local_addr()?);
+        let cdn_url = format!("http://{}", cdn.local_addr()?);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mlysim")
+            .enable_all()
+            .build()?;
+        let shared = Arc::new(server::Shared::new(config, world, graph_url, cdn_url));
+        let graph_app = server::graph_router(shared.clone());
+        let cdn_app = server::cdn_router(shared.clone());
+        runtime.spawn(async move {
+            if let Ok(l) = tokio::net::TcpListener::from_std(graph) {
+                let _ = axum::serve(l, graph_app).await;
+            }
+        });
+        runtime.spawn(async move {
+            if let Ok(l) = tokio::net::TcpListener::from_std(cdn) {
+                let _ = axum::serve(l, cdn_app).await;
+            }
+        });
+        Ok(Sim {
+            shared,
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn graph_url(&self) -> String {
+        self.shared.graph_url.clone()
+    }
+
+    pub fn cdn_url(&self) -> String {
+        self.shared.cdn_url.clone()
+    }
+
+    pub fn world(&self) -> &World {
+        &self.shared.world
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats_snapshot()
+    }
+
+    pub fn reset_stats(&self) {
+        self.shared.reset_stats();
+    }
+
+    /// Replaces the fault probabilities; applies to requests that arrive afterwards.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.set_faults(faults);
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

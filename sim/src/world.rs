@@ -1,0 +1,627 @@
+//! Deterministic world generation (sequences of images around hot spots) and ground-truth queries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const METRES_PER_DEG: f64 = 111_320.0;
+const GRID_CELL_DEG: f64 = 0.002;
+const START_2015_MS: i64 = 1_420_070_400_000;
+const END_2025_MS: i64 = 1_767_139_200_000;
+const WRAP_2_32: f64 = 4_294_967_296.0;
+
+/// A Gaussian cluster of sequences; `weight` is relative to the other hot spots and the background.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Hotspot {
+    pub center: [f64; 2],
+    pub sigma_deg: f64,
+    pub weight: f64,
+}
+
+/// Everything that determines a world; the same spec always yields the same world.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorldSpec {
+    pub seed: u64,
+    /// min_lon, min_lat, max_lon, max_lat
+    pub bbox: [f64; 4],
+    pub images: usize,
+    pub hotspots: Vec<Hotspot>,
+    /// Relative weight of sequences that start anywhere in `bbox`.
+    pub background_weight: f64,
+    pub creators: usize,
+    pub organizations: usize,
+    /// How many images get their original geometry snapped exactly onto a 0.001 degree grid node.
+    pub grid_snapped: usize,
+}
+
+impl WorldSpec {
+    /// About 2,500 images around a small town; one hot spot holds more than 2,000 images inside
+    /// one 0.005 x 0.005 degree box.
+    pub fn demo() -> Self {
+        WorldSpec {
+            seed: 42,
+            bbox: [8.500, 47.350, 8.560, 47.390],
+            images: 2_500,
+            hotspots: vec![Hotspot {
+                center: [8.5305, 47.3705],
+                sigma_deg: 0.0006,
+                weight: 8.0,
+            }],
+            background_weight: 1.0,
+            creators: 24,
+            organizations: 4,
+            grid_snapped: 12,
+        }
+    }
+
+    /// Most images in one hot spot of about 0.01 x 0.01 degrees.
+    pub fn dense(images: usize) -> Self {
+        WorldSpec {
+            seed: 7,
+            bbox: [2.330, 48.850, 2.370, 48.880],
+            images,
+            hotspots: vec![Hotspot {
+                center: [2.350, 48.865],
+                sigma_deg: 0.0018,
+                weight: 9.0,
+            }],
+            background_weight: 1.0,
+            creators: 36,
+            organizations: 6,
+            grid_snapped: (images / 200).max(8),
+        }
+    }
+
+    /// A 0.2 x 0.2 degree area with several hot spots of different sizes.
+    pub fn city(images: usize) -> Self {
+        WorldSpec {
+            seed: 1234,
+            bbox: [13.300, 52.420, 13.500, 52.620],
+            images,
+            hotspots: vec![
+                Hotspot {
+                    center: [13.405, 52.520],
+                    sigma_deg: 0.004,
+                    weight: 4.0,
+                },
+                Hotspot {
+                    center: [13.350, 52.500],
+                    sigma_deg: 0.002,
+                    weight: 2.0,
+                },
+                Hotspot {
+                    center: [13.460, 52.560],
+                    sigma_deg: 0.006,
+                    weight: 2.0,
+                },
+                Hotspot {
+                    center: [13.330, 52.590],
+                    sigma_deg: 0.0015,
+                    weight: 1.0,
+                },
+                Hotspot {
+                    center: [13.480, 52.450],
+                    sigma_deg: 0.003,
+                    weight: 1.0,
+                },
+            ],
+            background_weight: 3.0,
+            creators: 48,
+            organizations: 8,
+            grid_snapped: (images / 200).max(8),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Creator {
+    pub id: u64,
+    pub username: Arc<str>,
+}
+
+/// One simulated image. `None` means the field is absent from API answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimImage {
+    pub id: u64,
+    pub sequence: Arc<str>,
+    pub geometry: Option<[f64; 2]>,
+    pub computed_geometry: Option<[f64; 2]>,
+    /// Where the search index places the image: `geometry`, or a hidden spot when it has none.
+    pub index_pos: [f64; 2],
+    pub compass_angle: f64,
+    pub computed_compass_angle: Option<f64>,
+    /// As served: a negative altitude appears wrapped as 2^32 + value.
+    pub altitude: Option<f64>,
+    pub computed_altitude: Option<f64>,
+    pub captured_at: i64,
+    pub is_pano: bool,
+    pub make: Option<Arc<str>>,
+    pub model: Option<Arc<str>>,
+    pub creator: Creator,
+    pub organization: Option<u64>,
+    pub width: u32,
+    pub height: u32,
+    pub exif_orientation: u8,
+    pub quality_score: f64,
+    pub atomic_scale: Option<f64>,
+    pub camera_parameters: Option<[f64; 3]>,
+    pub computed_rotation: Option<[f64; 3]>,
+    pub merge_cc: Option<u64>,
+    pub mesh_id: u64,
+    pub sfm_cluster_id: u64,
+    pub detection_ids: Vec<u64>,
+}
+
+impl SimImage {
+    pub fn camera_type(&self) -> &'static str {
+        if self.is_pano {
+            "equirectangular"
+        } else {
+            "perspective"
+        }
+    }
+}
+
+/// Filters of the ground truth; they mean exactly what the server's search filters mean
+/// (time bounds are inclusive).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TruthFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub pano: Option<bool>,
+    pub creator: Option<String>,
+    pub organization: Option<String>,
+}
+
+impl TruthFilter {
+    pub fn accepts(&self, img: &SimImage) -> bool {
+        self.since_ms.is_none_or(|t| img.captured_at >= t)
+            && self.until_ms.is_none_or(|t| img.captured_at <= t)
+            && self.pano.is_none_or(|p| img.is_pano == p)
+            && self
+                .creator
+                .as_deref()
+                .is_none_or(|c| &*img.creator.username == c)
+            && self
+                .organization
+                .as_deref()
+                .is_none_or(|o| img.organization.map(|v| v.to_string()).as_deref() == Some(o))
+    }
+}
+
+/// The generated images plus the indexes the server uses.
+#[derive(Debug)]
+pub struct World {
+    spec: WorldSpec,
+    images: Vec<SimImage>,
+    by_id: HashMap<u64, u32>,
+    grid: HashMap<(i64, i64), Vec<u32>>,
+    sequences: HashMap<Arc<str>, Vec<u32>>,
+}
+
+pub fn in_box(p: [f64; 2], b: [f64; 4]) -> bool {
+    p[0] >= b[0] && p[0] <= b[2] && p[1] >= b[1] && p[1] <= b[3]
+}
+
+fn cell(v: f64) -> i64 {
+    (v / GRID_CELL_DEG).floor() as i64
+}
+
+fn gauss(rng: &mut ChaCha8Rng) -> f64 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+fn random_id(rng: &mut ChaCha8Rng, taken: &mut std::collections::HashSet<u64>) -> u64 {
+    loop {
+        let id = rng.random_range(100_000_000_000_000u64..10_000_000_000_000_000u64);
+        if taken.insert(id) {
+            return id;
+        }
+    }
+}
+
+fn sequence_key(rng: &mut ChaCha8Rng) -> String {
+    const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..22)
+        .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
+        .collect()
+}
+
+const SYLLABLES: &[&str] = &[
+    "ka", "lo", "mi", "ra", "zen", "tor", "vi", "sel", "dun", "pa", "quo", "rix", "ne", "bal",
+];
+
+struct Camera {
+    make: &'static str,
+    model: &'static str,
+    width: u32,
+    height: u32,
+    pano: bool,
+}
+
+const CAMERAS: &[Camera] = &[
+    Camera {
+        make: "Apple",
+        model: "iPhone 12",
+        width: 4032,
+        height: 3024,
+        pano: false,
+    },
+    Camera {
+        make: "samsung",
+        model: "SM-G991B",
+        width: 4000,
+        height: 3000,
+        pano: false,
+    },
+    Camera {
+        make: "GoPro",
+        model: "HERO9 Black",
+        width: 4000,
+        height: 3000,
+        pano: false,
+    },
+    Camera {
+        make: "Garmin",
+        model: "VIRB Ultra 30",
+        width: 2048,
+        height: 1536,
+        pano: false,
+    },
+    Camera {
+        make: "GoPro",
+        model: "Fusion",
+        width: 5760,
+        height: 2880,
+        pano: true,
+    },
+    Camera {
+        make: "Insta360",
+        model: "ONE X2",
+        width: 6080,
+        height: 3040,
+        pano: true,
+    },
+];
+
+impl World {
+    pub fn generate(spec: &WorldSpec) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+        let mut taken = std::collections::HashSet::new();
+        let creators: Vec<Creator> = (0..spec.creators.max(1))
+            .map(|i| {
+                let a = SYLLABLES[rng.random_range(0..SYLLABLES.len())];
+                let b = SYLLABLES[rng.random_range(0..SYLLABLES.len())];
+                Creator {
+                    id: random_id(&mut rng, &mut taken),
+                    username: format!("{a}{b}{i}").into(),
+                }
+            })
+            .collect();
+        let orgs: Vec<u64> = (0..spec.organizations.max(1))
+            .map(|_| random_id(&mut rng, &mut taken))
+            .collect();
+        let total_weight =
+            spec.background_weight + spec.hotspots.iter().map(|h| h.weight).sum::<f64>();
+        let [bx0, by0, bx1, by1] = spec.bbox;
+        let mut images: Vec<SimImage> = Vec::with_capacity(spec.images);
+        while images.len() < spec.images {
+            let len = rng.random_range(20..=300).min(spec.images - images.len());
+            let mut pick = rng.random_range(0.0..total_weight.max(f64::MIN_POSITIVE));
+            let mut hotspot = None;
+            for h in &spec.hotspots {
+                if pick < h.weight {
+                    hotspot = Some(h.clone());
+                    break;
+                }
+                pick -= h.weight;
+            }
+            let (mut lon, mut lat) = match &hotspot {
+                Some(h) => (
+                    h.center[0] + gauss(&mut rng) * h.sigma_deg,
+                    h.center[1] + gauss(&mut rng) * h.sigma_deg,
+                ),
+                None => (rng.random_range(bx0..=bx1), rng.random_range(by0..=by1)),
+            };
+            lon = lon.clamp(bx0, bx1);
+            lat = lat.clamp(by0, by1);
+            let seq: Arc<str> = sequence_key(&mut rng).into();
+            let creator = creators[rng.random_range(0..creators.len())].clone();
+            let organization = rng
+                .random_bool(0.3)
+                .then(|| orgs[rng.random_range(0..orgs.len())]);
+            let pano = rng.random_bool(0.1);
+            let cams: Vec<&Camera> = CAMERAS.iter().filter(|c| c.pano == pano).collect();
+            let cam = cams[rng.random_range(0..cams.len())];
+            let has_make = !rng.random_bool(0.1);
+            let base_alt = rng.random_range(20.0..900.0);
+            let focal = rng.random_range(0.6..1.1);
+            let merge_cc = rng.random_range(1u64 << 60..u64::MAX >> 1);
+            let mut heading: f64 = rng.random_range(0.0..360.0);
+            let mut t = rng.random_range(START_2015_MS..END_2025_MS);
+            for _ in 0..len {
+                let id = random_id(&mut rng, &mut taken);
+                let computed = (!rng.random_bool(0.05)).then(|| {
+                    let d = rng.random_range(0.0..4.0) / METRES_PER_DEG;
+                    let a = rng.random_range(0.0..std::f64::consts::TAU);
+                    [
+                        lon + d * a.cos() / lat.to_radians().cos(),
+                        lat + d * a.sin(),
+                    ]
+                });
+                let compass = heading.rem_euclid(360.0);
+                let altitude = if rng.random_bool(0.05) {
+                    None
+                } else if rng.random_bool(0.02) {
+                    Some(WRAP_2_32 - rng.random_range(0.5..30.0))
+                } else {
+                    Some(base_alt + rng.random_range(-3.0..3.0))
+                };
+                let orientation = if rng.random_bool(0.9) { 1 } else { 3 };
+                images.push(SimImage {
+                    id,
+                    sequence: seq.clone(),
+                    geometry: Some([lon, lat]),
+                    computed_geometry: computed,
+                    index_pos: [lon, lat],
+                    compass_angle: compass,
+                    computed_compass_angle: computed
+                        .map(|_| (compass + rng.random_range(-4.0..4.0)).rem_euclid(360.0)),
+                    altitude,
+                    computed_altitude: computed.map(|_| base_alt + rng.random_range(-8.0..8.0)),
+                    captured_at: t,
+                    is_pano: pano,
+                    make: has_make.then(|| cam.make.into()),
+                    model: has_make.then(|| cam.model.into()),
+                    creator: creator.clone(),
+                    organization,
+                    width: cam.width,
+                    height: cam.height,
+                    exif_orientation: orientation,
+                    quality_score: rng.random_range(0.3..1.0),
+                    atomic_scale: computed.map(|_| rng.random_range(0.9..1.1)),
+                    camera_parameters: (!pano).then(|| {
+                        [
+                            focal,
+                            rng.random_range(-0.0001..0.0001),
+                            rng.random_range(-0.0001..0.0001),
+                        ]
+                    }),
+                    computed_rotation: computed.map(|_| {
+                        [
+                            rng.random_range(-1.6..1.6),
+                            rng.random_range(-0.1..0.1),
+                            rng.random_range(-0.1..0.1),
+                        ]
+                    }),
+                    merge_cc: computed.map(|_| merge_cc),
+                    mesh_id: random_id(&mut rng, &mut taken),
+                    sfm_cluster_id: random_id(&mut rng, &mut taken),
+                    detection_ids: (0..rng.random_range(0..3))
+                        .map(|_| random_id(&mut rng, &mut taken))
+                        .collect(),
+                });
+                t += rng.random_range(1_000..=3_000);
+                let step = rng.random_range(3.0..15.0) / METRES_PER_DEG;
+                heading += gauss(&mut rng) * 12.0;
+                if let Some(h) = &hotspot {
+                    let (dx, dy) = (h.center[0] - lon, h.center[1] - lat);
+                    if (dx * dx + dy * dy).sqrt() > 2.5 * h.sigma_deg {
+                        heading = dy.atan2(dx).to_degrees() + gauss(&mut rng) * 20.0;
+                    }
+                }
+                let (nlon, nlat) = (
+                    lon + step * heading.to_radians().cos() / lat.to_radians().cos(),
+                    lat + step * heading.to_radians().sin(),
+                );
+                if in_box([nlon, nlat], spec.bbox) {
+                    (lon, lat) = (nlon, nlat);
+                } else {
+                    heading += 180.0;
+                }
+            }
+        }
+        let n = images.len();
+        if n > 0 {
+            for _ in 0..spec.grid_snapped {
+                let img = &mut images[rng.random_range(0..n)];
+                let snap = |v: f64| (v * 1000.0).round() / 1000.0;
+                let p = [snap(img.index_pos[0]), snap(img.index_pos[1])];
+                img.geometry = Some(p);
+                img.index_pos = p;
+            }
+            let hidden = if n >= 100 { (n / 500).max(1) } else { 0 };
+            for _ in 0..hidden {
+                let img = &mut images[rng.random_range(0..n)];
+                img.geometry = None;
+                img.computed_geometry = None;
+                img.computed_altitude = None;
+                img.computed_compass_angle = None;
+            }
+        }
+        World::index(spec.clone(), images)
+    }
+
+    fn index(spec: WorldSpec, images: Vec<SimImage>) -> World {
+        let mut by_id = HashMap::with_capacity(images.len());
+        let mut grid: HashMap<(i64, i64), Vec<u32>> = HashMap::new();
+        let mut sequences: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        for (i, img) in images.iter().enumerate() {
+            by_id.insert(img.id, i as u32);
+            grid.entry((cell(img.index_pos[0]), cell(img.index_pos[1])))
+                .or_default()
+                .push(i as u32);
+            sequences
+                .entry(img.sequence.clone())
+                .or_default()
+                .push(i as u32);
+        }
+        for v in sequences.values_mut() {
+            v.sort_by_key(|&i| images[i as usize].captured_at);
+        }
+        World {
+            spec,
+            images,
+            by_id,
+            grid,
+            sequences,
+        }
+    }
+
+    pub fn spec(&self) -> &WorldSpec {
+        &self.spec
+    }
+
+    pub fn images(&self) -> &[SimImage] {
+        &self.images
+    }
+
+    pub fn get(&self, id: u64) -> Option<&SimImage> {
+        self.by_id.get(&id).map(|&i| &self.images[i as usize])
+    }
+
+    /// Images of a sequence in capture order (empty for an unknown sequence).
+    pub fn sequence(&self, key: &str) -> Vec<&SimImage> {
+        self.sequences
+            .get(key)
+            .map(|v| v.iter().map(|&i| &self.images[i as usize]).collect())
+            .unwrap_or_default()
+    }
+
+    /// All images the search index places in the closed bbox, including images without
+    /// geometry at their hidden position. Order: unspecified.
+    pub fn indexed_in(&self, bbox: [f64; 4]) -> Vec<&SimImage> {
+        let mut out = Vec::new();
+        let (cx0, cy0, cx1, cy1) = (cell(bbox[0]), cell(bbox[1]), cell(bbox[2]), cell(bbox[3]));
+        let cells = (cx1 - cx0 + 1).saturating_mul(cy1 - cy0 + 1);
+        if cells > self.grid.len() as i64 {
+            out.extend(self.images.iter().filter(|i| in_box(i.index_pos, bbox)));
+            return out;
+        }
+        for cx in cx0..=cx1 {
+            for cy in cy0..=cy1 {
+                if let Some(v) = self.grid.get(&(cx, cy)) {
+                    out.extend(
+                        v.iter()
+                            .map(|&i| &self.images[i as usize])
+                            .filter(|i| in_box(i.index_pos, bbox)),
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Sorted ids whose original geometry lies in the closed bbox and pass the filter.
+    pub fn ground_truth(&self, bbox: [f64; 4], filter: &TruthFilter) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .indexed_in(bbox)
+            .into_iter()
+            .filter(|i| i.geometry.is_some() && filter.accepts(i))
+            .map(|i| i.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Like `ground_truth`, but also counts images without geometry where the index hides them:
+    /// exactly the set a complete bbox search returns.
+    pub fn indexed_truth(&self, bbox: [f64; 4], filter: &TruthFilter) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .indexed_in(bbox)
+            .into_iter()
+            .filter(|i| filter.accepts(i))
+            .map(|i| i.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic() {
+        let spec = WorldSpec::demo();
+        let a = World::generate(&spec);
+        let b = World::generate(&spec);
+        assert_eq!(a.images(), b.images());
+        let mut other = spec.clone();
+        other.seed += 1;
+        let c = World::generate(&other);
+        assert_ne!(a.images()[0].id, c.images()[0].id);
+    }
+
+    #[test]
+    fn demo_world_has_expected_shape() {
+        let w = World::generate(&WorldSpec::demo());
+        let n = w.images().len();
+        assert_eq!(n, WorldSpec::demo().images);
+        let ids: std::collections::HashSet<u64> = w.images().iter().map(|i| i.id).collect();
+        assert_eq!(ids.len(), n);
+        for img in w.images() {
+            assert!((100_000_000_000_000..10_000_000_000_000_000).contains(&img.id));
+            assert_eq!(img.sequence.len(), 22);
+            assert!(
+                img.sequence
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            );
+            assert!(in_box(img.index_pos, w.spec().bbox));
+        }
+        assert!(w.images().iter().any(|i| i.geometry.is_none()));
+        assert!(
+            w.images()
+                .iter()
+                .any(|i| i.altitude.is_some_and(|a| a > 4e9))
+        );
+        let on_grid = w
+            .images()
+            .iter()
+            .filter_map(|i| i.geometry)
+            .filter(|g| g.iter().all(|v| (v * 1000.0).round() / 1000.0 == *v))
+            .count();
+        assert!(on_grid >= 5, "{on_grid}");
+        let h = &WorldSpec::demo().hotspots[0];
+        let b = [
+            h.center[0] - 0.0025,
+            h.center[1] - 0.0025,
+            h.center[0] + 0.0025,
+            h.center[1] + 0.0025,
+        ];
+        assert!(w.indexed_in(b).len() > 2000, "{}", w.indexed_in(b).len());
+    }
+
+    #[test]
+    fn sequences_are_ordered_and_spaced() {
+        let w = World::generate(&WorldSpec::city(3000));
+        let img = &w.images()[0];
+        let seq = w.sequence(&img.sequence);
+        assert!(seq.len() >= 20);
+        for pair in seq.windows(2) {
+            let dt = pair[1].captured_at - pair[0].captured_at;
+            assert!((1_000..=3_000).contains(&dt));
+        }
+        assert!(w.sequence("nope").is_empty());
+    }
+
+    #[test]
+    fn grid_query_matches_full_scan() {
+        let w = World::generate(&WorldSpec::city(5000));
+        let b = [13.40, 52.51, 13.41, 52.53];
+        let mut scan: Vec<u64> = w
+            .images()
+            .iter()
+            .filter(|i| i.geometry.is_some_and(|g| in_box(g, b)))
+            .map(|i| i.id)
+            .collect();
+        scan.sort_unstable();
+        assert_eq!(w.ground_truth(b, &TruthFilter::default()), scan);
+    }
+}
