@@ -109,7 +109,9 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// The delay before retry number `n` (1-based), before jitter.
     pub fn backoff(&self, n: u32) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << n.saturating_sub(1).min(16));
+        let exp = self
+            .base
+            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
         exp.min(self.max)
     }
 }
@@ -159,7 +161,8 @@ impl FetchConfig {
         if let Some(c) = &args.creator {
             let ok = !c.is_empty()
                 && c.len() <= 100
-                && c.chars().all(|ch| ch.is_alphanumeric() || "-_.".contains(ch));
+                && c.chars()
+                    .all(|ch| ch.is_alphanumeric() || "-_.".contains(ch));
             if !ok {
                 return Err(ConfigError::Creator(c.clone()));
             }
@@ -294,7 +297,11 @@ fn plan_from_args(args: &FetchArgs) -> Result<(Plan, Area), ConfigError> {
 
 /// Parses `YYYY-MM-DD` or an RFC 3339 datetime. A bare date as an upper
 /// bound means the last millisecond of that day (UTC).
-pub fn parse_date(s: &str, flag: &'static str, end_of_day: bool) -> Result<DateTime<Utc>, ConfigError> {
+pub fn parse_date(
+    s: &str,
+    flag: &'static str,
+    end_of_day: bool,
+) -> Result<DateTime<Utc>, ConfigError> {
     let err = || ConfigError::Date {
         flag,
         value: s.to_string(),

@@ -134,7 +134,7 @@ impl Bbox {
 
     /// Area in km² on a sphere of mean Earth radius (exact for a lon/lat box).
     pub fn area_km2(&self) -> f64 {
-        const R_KM: f64 = 6_371.0088;
+        const R_KM: f64 = 6_371.008_8;
         let dl = self.width().to_radians();
         let s = self.max_lat.to_radians().sin() - self.min_lat.to_radians().sin();
         (R_KM * R_KM * dl * s).abs()
@@ -142,12 +142,18 @@ impl Bbox {
 
     /// True when `p` lies in the closed box.
     pub fn contains_closed(&self, p: LonLat) -> bool {
-        p.lon >= self.min_lon && p.lon <= self.max_lon && p.lat >= self.min_lat && p.lat <= self.max_lat
+        p.lon >= self.min_lon
+            && p.lon <= self.max_lon
+            && p.lat >= self.min_lat
+            && p.lat <= self.max_lat
     }
 
     /// True when `p` lies in the half-open box `[min, max)` on both axes.
     pub fn contains_half_open(&self, p: LonLat) -> bool {
-        p.lon >= self.min_lon && p.lon < self.max_lon && p.lat >= self.min_lat && p.lat < self.max_lat
+        p.lon >= self.min_lon
+            && p.lon < self.max_lon
+            && p.lat >= self.min_lat
+            && p.lat < self.max_lat
     }
 
     /// The smallest box holding both.
@@ -197,7 +203,11 @@ impl Bbox {
 
 impl fmt::Display for Bbox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{},{},{},{}", self.min_lon, self.min_lat, self.max_lon, self.max_lat)
+        write!(
+            f,
+            "{},{},{},{}",
+            self.min_lon, self.min_lat, self.max_lon, self.max_lat
+        )
     }
 }
 
@@ -296,7 +306,8 @@ impl FromStr for GridId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if ok {
             Ok(Self(s.to_string()))
         } else {
@@ -453,13 +464,34 @@ mod tests {
     fn bbox_parses_negative_and_checks_order() {
         let b: Bbox = "-73.99,40.7,-73.98,40.71".parse().unwrap();
         assert_eq!(b.min_lon(), -73.99);
-        assert!(matches!("1,2,0,3".parse::<Bbox>(), Err(ModelError::BboxLonOrder(_))));
-        assert!(matches!("0,3,1,2".parse::<Bbox>(), Err(ModelError::BboxLatOrder(_))));
-        assert!(matches!("0,0,1".parse::<Bbox>(), Err(ModelError::BboxShape(_))));
-        assert!(matches!("0,0,1,x".parse::<Bbox>(), Err(ModelError::BboxNumber { .. })));
-        assert!(matches!("0,0,181,1".parse::<Bbox>(), Err(ModelError::BboxRange(_))));
-        assert!(matches!("0,0,0,1".parse::<Bbox>(), Err(ModelError::BboxEmpty(_))));
-        assert!(matches!("0,0,NaN,1".parse::<Bbox>(), Err(ModelError::BboxRange(_))));
+        assert!(matches!(
+            "1,2,0,3".parse::<Bbox>(),
+            Err(ModelError::BboxLonOrder(_))
+        ));
+        assert!(matches!(
+            "0,3,1,2".parse::<Bbox>(),
+            Err(ModelError::BboxLatOrder(_))
+        ));
+        assert!(matches!(
+            "0,0,1".parse::<Bbox>(),
+            Err(ModelError::BboxShape(_))
+        ));
+        assert!(matches!(
+            "0,0,1,x".parse::<Bbox>(),
+            Err(ModelError::BboxNumber { .. })
+        ));
+        assert!(matches!(
+            "0,0,181,1".parse::<Bbox>(),
+            Err(ModelError::BboxRange(_))
+        ));
+        assert!(matches!(
+            "0,0,0,1".parse::<Bbox>(),
+            Err(ModelError::BboxEmpty(_))
+        ));
+        assert!(matches!(
+            "0,0,NaN,1".parse::<Bbox>(),
+            Err(ModelError::BboxRange(_))
+        ));
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub enum PlanError {
     #[error("line {line}: {message}; expected `ID,min_lon,min_lat,max_lon,max_lat`")]
     GridLine { line: usize, message: String },
     #[error("line {line}: grid id `{id}` appears twice (first on line {first})")]
-    DuplicateGrid { line: usize, id: String, first: usize },
+    DuplicateGrid {
+        line: usize,
+        id: String,
+        first: usize,
+    },
     #[error("the grid file has no grid lines")]
     EmptyGridFile,
     #[error("grid `{0}` must be COLSxROWS with each between 1 and 1000, e.g. `4x3`")]
@@ -45,10 +49,7 @@ pub struct Plan {
 impl Plan {
     /// A plan from cells in order (not empty).
     pub fn new(grids: Vec<Grid>) -> Option<Self> {
-        let area = grids
-            .iter()
-            .map(|g| g.bbox)
-            .reduce(|a, b| a.union(&b))?;
+        let area = grids.iter().map(|g| g.bbox).reduce(|a, b| a.union(&b))?;
         Some(Self { grids, area })
     }
 
@@ -111,7 +112,9 @@ pub fn parse_grid_file(text: &str) -> Result<Vec<Grid>, PlanError> {
         if fields.len() != 5 {
             return Err(err(format!("`{line}` has {} fields, not 5", fields.len())));
         }
-        let id: GridId = fields[0].parse().map_err(|e: ModelError| err(e.to_string()))?;
+        let id: GridId = fields[0]
+            .parse()
+            .map_err(|e: ModelError| err(e.to_string()))?;
         let bbox: Bbox = fields[1..]
             .join(",")
             .parse()
@@ -193,7 +196,10 @@ pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
             max: MAX_CELLS,
         });
     }
-    let (w, h) = (bbox.width() / f64::from(cols), bbox.height() / f64::from(rows));
+    let (w, h) = (
+        bbox.width() / f64::from(cols),
+        bbox.height() / f64::from(rows),
+    );
     let edge_x = |i: u32| {
         if i == cols {
             bbox.max_lon()

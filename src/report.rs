@@ -1,8 +1,19 @@
-//! The only owner of the terminal: progress bars on a TTY, plain lines
-//! otherwise, nothing but errors with `--quiet`; error chains with hints.
+//! The only owner of the terminal: progress bars on a TTY, plain periodic
+//! lines otherwise, nothing but errors with `--quiet`; the final summary on
+//! stdout as `key: value` lines; error chains printed once with hints.
+//! Makes no domain decisions.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
 use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::fetch::{FetchReport, Progress};
 
 /// Prints an error chain once: `error: …` then indented `caused by: …` lines.
 pub fn print_error(err: &anyhow::Error) {
@@ -17,6 +28,21 @@ pub fn print_error(err: &anyhow::Error) {
 pub struct Reporter {
     quiet: bool,
     tty: bool,
+}
+
+/// A running progress display; `finish` stops it.
+pub struct ProgressDisplay {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ProgressDisplay {
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Reporter {
@@ -51,6 +77,167 @@ impl Reporter {
         }
         for (k, v) in lines {
             println!("{k}: {v}");
+        }
+    }
+
+    /// Shows fetch progress until `finish`: bars on a TTY (grids listed,
+    /// images, bytes, rate, ETA), a plain line every 10 s otherwise.
+    pub fn fetch_progress(&self, p: Arc<Progress>) -> ProgressDisplay {
+        let stop = Arc::new(AtomicBool::new(false));
+        if self.quiet {
+            return ProgressDisplay { stop, thread: None };
+        }
+        let tty = self.tty;
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            if tty {
+                bars(&p, &stop2);
+            } else {
+                plain(&p, &stop2);
+            }
+        });
+        ProgressDisplay {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// The summary of a fetch.
+    pub fn fetch_summary(&self, r: &FetchReport, out: &Path) {
+        let c = &r.counts;
+        let mut lines = vec![("listed".to_string(), c.listed.to_string())];
+        if r.dry_run {
+            lines.push(("estimated bytes".into(), r.estimated_bytes.to_string()));
+            lines.push(("estimated size".into(), human_bytes(r.estimated_bytes)));
+        } else {
+            lines.push(("downloaded".into(), c.downloaded.to_string()));
+            lines.push(("skipped (already there)".into(), c.skipped.to_string()));
+            let reasons: Vec<String> = c
+                .failed_by_reason
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let failed = if reasons.is_empty() {
+                c.failed.to_string()
+            } else {
+                format!("{} ({})", c.failed, reasons.join(", "))
+            };
+            lines.push(("failed".into(), failed));
+            lines.push(("bytes".into(), c.bytes.to_string()));
+        }
+        lines.push(("without position".into(), c.without_position.to_string()));
+        lines.push(("grids".into(), r.grids.len().to_string()));
+        let truncated: Vec<&str> = r
+            .grids
+            .iter()
+            .filter(|g| g.listing == crate::runrecord::Completeness::Truncated)
+            .map(|g| g.grid.as_str())
+            .collect();
+        lines.push(("truncated grids".into(), list_or_zero(&truncated)));
+        let failed: Vec<&str> = r
+            .grids
+            .iter()
+            .filter(|g| g.listing == crate::runrecord::Completeness::Failed)
+            .map(|g| g.grid.as_str())
+            .collect();
+        lines.push(("failed grids".into(), list_or_zero(&failed)));
+        lines.push(("search calls".into(), c.search_calls.to_string()));
+        lines.push(("output".into(), out.display().to_string()));
+        self.summary(&lines);
+        if r.status == crate::ExitStatus::Interrupted {
+            self.info("interrupted: state saved; run the same command again to resume");
+        }
+    }
+}
+
+fn list_or_zero(v: &[&str]) -> String {
+    if v.is_empty() {
+        "0".into()
+    } else {
+        format!("{} ({})", v.len(), v.join(", "))
+    }
+}
+
+/// Bytes in binary units, e.g. `12.3 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[i])
+    }
+}
+
+fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn bars(p: &Progress, stop: &AtomicBool) {
+    let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+    let style = |t: &str| ProgressStyle::with_template(t).expect("valid template");
+    let grids = multi.add(ProgressBar::new(0));
+    grids.set_style(style("{prefix:>10} [{bar:30}] {pos}/{len} grids  {msg}"));
+    grids.set_prefix("listing");
+    let images = multi.add(ProgressBar::new(0));
+    images.set_style(style(
+        "{prefix:>10} [{bar:30}] {pos}/{len} images  {binary_bytes_per_sec}  ETA {eta}  {msg}",
+    ));
+    images.set_prefix("download");
+    while !stop.load(Ordering::Relaxed) {
+        grids.set_length(load(&p.grids_total));
+        grids.set_position(load(&p.grids_listed));
+        grids.set_message(format!("{} images listed", load(&p.listed)));
+        if load(&p.phase) >= 1 {
+            images.set_length(load(&p.to_download));
+            images.set_position(load(&p.downloaded) + load(&p.skipped) + load(&p.failed));
+            images.set_message(format!(
+                "{} new, {} skipped, {} failed, {}",
+                load(&p.downloaded),
+                load(&p.skipped),
+                load(&p.failed),
+                human_bytes(load(&p.bytes))
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    grids.finish_and_clear();
+    images.finish_and_clear();
+}
+
+fn plain(p: &Progress, stop: &AtomicBool) {
+    let start = Instant::now();
+    let mut last = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if last.elapsed() < Duration::from_secs(10) {
+            continue;
+        }
+        last = Instant::now();
+        let secs = start.elapsed().as_secs().max(1);
+        if load(&p.phase) == 0 {
+            eprintln!(
+                "progress: listing grids {}/{} images_listed={} elapsed={secs}s",
+                load(&p.grids_listed),
+                load(&p.grids_total),
+                load(&p.listed)
+            );
+        } else {
+            let done = load(&p.downloaded) + load(&p.skipped) + load(&p.failed);
+            eprintln!(
+                "progress: images {done}/{} downloaded={} skipped={} failed={} bytes={} rate={}/s elapsed={secs}s",
+                load(&p.to_download),
+                load(&p.downloaded),
+                load(&p.skipped),
+                load(&p.failed),
+                load(&p.bytes),
+                load(&p.downloaded) / secs
+            );
         }
     }
 }

@@ -1,1 +1,355 @@
-//! placeholder
+//! The Mapillary Graph API and CDN client: requests, bounded bodies, retries
+//! with backoff, client-side rate limits. Network only: no file system, no
+//! knowledge of grids, the output folder or the command line.
+//!
+//! The token goes only in the `Authorization: OAuth` header of Graph
+//! requests (marked sensitive); CDN requests carry no credentials, and error
+//! messages never include a URL (signed thumbnail URLs are secrets).
+
+pub mod retry;
+pub mod wire;
+
+use std::io::Cursor;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
+use serde_json::{Map, Value};
+
+pub use retry::ApiError;
+
+use crate::config::{ApiConfig, RetryPolicy};
+use crate::model::{Bbox, ImageId};
+use wire::{Collection, ErrorBody};
+
+/// Largest Graph API body accepted (a full 2,000-image search is ~2 MB).
+pub const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
+/// Largest thumbnail accepted.
+pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Request counters, readable while a run goes on.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    pub search_calls: AtomicU64,
+    pub entity_calls: AtomicU64,
+    pub thumb_calls: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// Search parameters besides the bbox.
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Comma-separated field list.
+    pub fields: String,
+    pub limit: u32,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub is_pano: Option<bool>,
+    pub creator: Option<String>,
+    pub organization: Option<String>,
+}
+
+/// A downloaded, verified JPEG.
+#[derive(Debug, Clone)]
+pub struct Thumbnail {
+    pub bytes: Bytes,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The Graph API and CDN client. Cheap to share behind an `Arc`.
+pub struct Client {
+    graph: reqwest::Client,
+    cdn: reqwest::Client,
+    base: reqwest::Url,
+    auth: HeaderValue,
+    retry: RetryPolicy,
+    search_limiter: DefaultDirectRateLimiter,
+    entity_limiter: DefaultDirectRateLimiter,
+    stats: Arc<ApiStats>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+fn limiter(per_min: u32) -> DefaultDirectRateLimiter {
+    let n = NonZeroU32::new(per_min.max(1)).expect("nonzero");
+    let burst = NonZeroU32::new((per_min / 60).max(1)).expect("nonzero");
+    RateLimiter::direct(Quota::per_minute(n).allow_burst(burst))
+}
+
+impl Client {
+    /// Builds a client from a validated config.
+    pub fn new(cfg: &ApiConfig) -> Result<Self, ApiError> {
+        let build = |ua: &str| {
+            reqwest::Client::builder()
+                .user_agent(ua)
+                .connect_timeout(cfg.connect_timeout)
+                .read_timeout(cfg.read_timeout)
+                .pool_max_idle_per_host(64)
+                .build()
+                .map_err(|e| ApiError::Network(e.without_url().to_string()))
+        };
+        let ua = concat!("mlyexport/", env!("CARGO_PKG_VERSION"));
+        let mut auth =
+            HeaderValue::from_str(&format!("OAuth {}", cfg.token.expose())).map_err(|_| {
+                ApiError::Auth {
+                    message: "the token contains characters not allowed in an HTTP header".into(),
+                }
+            })?;
+        auth.set_sensitive(true);
+        let mut base = cfg.base_url.clone();
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Self {
+            graph: build(ua)?,
+            cdn: build(ua)?,
+            base,
+            auth,
+            retry: cfg.retry,
+            search_limiter: limiter(cfg.search_per_min),
+            entity_limiter: limiter(cfg.entity_per_min),
+            stats: Arc::new(ApiStats::default()),
+        })
+    }
+
+    /// Attempts per request, including the first.
+    pub fn retry_attempts(&self) -> u32 {
+        self.retry.attempts
+    }
+
+    /// Counters of requests made so far.
+    pub fn stats(&self) -> Arc<ApiStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// One bbox search, retried on transient errors. Returns the image
+    /// objects as sent (no paging: bbox searches are cut silently at the cap).
+    pub async fn search(&self, bbox: &Bbox, q: &SearchQuery) -> Result<Vec<Value>, ApiError> {
+        let mut params: Vec<(&str, String)> = vec![
+            ("bbox", bbox.to_param()),
+            ("fields", q.fields.clone()),
+            ("limit", q.limit.to_string()),
+        ];
+        let iso = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+        if let Some(t) = &q.since {
+            params.push(("start_captured_at", iso(t)));
+        }
+        if let Some(t) = &q.until {
+            params.push(("end_captured_at", iso(t)));
+        }
+        if let Some(p) = q.is_pano {
+            params.push(("is_pano", p.to_string()));
+        }
+        if let Some(c) = &q.creator {
+            params.push(("creator_username", c.clone()));
+        }
+        if let Some(o) = &q.organization {
+            params.push(("organization_id", o.clone()));
+        }
+        let body = self
+            .with_retry(|| async {
+                self.search_limiter.until_ready().await;
+                self.stats.search_calls.fetch_add(1, Ordering::Relaxed);
+                self.get_json("images", &params).await
+            })
+            .await?;
+        let page: Collection = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Body(format!("search answer is not a collection: {e}")))?;
+        Ok(page.data)
+    }
+
+    /// One image entity with the given fields, retried on transient errors.
+    pub async fn image(&self, id: ImageId, fields: &str) -> Result<Map<String, Value>, ApiError> {
+        let params = [("fields", fields.to_string())];
+        let path = id.to_string();
+        let body = self
+            .with_retry(|| async {
+                self.entity_limiter.until_ready().await;
+                self.stats.entity_calls.fetch_add(1, Ordering::Relaxed);
+                self.get_json(&path, &params).await
+            })
+            .await?;
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(ApiError::Body("entity answer is not a JSON object".into())),
+        }
+    }
+
+    /// Downloads a thumbnail once (no retry: the caller may need a fresh URL)
+    /// and verifies it is a complete JPEG of the promised length.
+    pub async fn thumbnail(&self, url: &str) -> Result<Thumbnail, ApiError> {
+        self.stats.thumb_calls.fetch_add(1, Ordering::Relaxed);
+        let url = reqwest::Url::parse(url)
+            .map_err(|_| ApiError::Body("the thumbnail URL is not a URL".into()))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(ApiError::Body("the thumbnail URL is not http(s)".into()));
+        }
+        let resp = self.cdn.get(url).send().await.map_err(net_error)?;
+        let status = resp.status().as_u16();
+        if status == 403 {
+            return Err(ApiError::ExpiredUrl);
+        }
+        if !resp.status().is_success() {
+            let ra = retry::parse_retry_after(header_str(&resp, "retry-after"));
+            return Err(retry::classify(status, None, ra));
+        }
+        let ctype = header_str(&resp, "content-type")
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !ctype.starts_with("image/jpeg") {
+            return Err(ApiError::NotJpeg(format!("content-type `{ctype}`")));
+        }
+        let promised = resp.content_length();
+        let bytes = read_limited(resp, MAX_IMAGE_BYTES).await?;
+        if let Some(n) = promised {
+            if bytes.len() as u64 != n {
+                return Err(ApiError::Body(format!(
+                    "truncated: {} of {n} bytes",
+                    bytes.len()
+                )));
+            }
+        }
+        if !bytes.starts_with(&[0xFF, 0xD8]) {
+            return Err(ApiError::NotJpeg("no JPEG start marker".into()));
+        }
+        if !bytes.ends_with(&[0xFF, 0xD9]) {
+            return Err(ApiError::Body("truncated: no JPEG end marker".into()));
+        }
+        let (width, height) =
+            image::ImageReader::with_format(Cursor::new(&bytes[..]), image::ImageFormat::Jpeg)
+                .into_dimensions()
+                .map_err(|e| ApiError::NotJpeg(format!("unreadable JPEG header: {e}")))?;
+        Ok(Thumbnail {
+            bytes,
+            width,
+            height,
+        })
+    }
+
+    /// Runs `f` until it succeeds, fails for good, or attempts run out.
+    pub async fn with_retry<T, F, Fut>(&self, mut f: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_retryable() && attempt < self.retry.attempts => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(self.delay(&e, attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The wait before retry `attempt`: `Retry-After` when the API sent one,
+    /// else exponential backoff with jitter (half fixed, half random).
+    pub fn delay(&self, e: &ApiError, attempt: u32) -> Duration {
+        if let ApiError::RateLimited {
+            retry_after: Some(ra),
+            ..
+        } = e
+        {
+            return (*ra).min(self.retry.max.max(Duration::from_millis(1)) * 60);
+        }
+        let b = self.retry.backoff(attempt);
+        let half = b / 2;
+        half + half.mul_f64(rand::rng().random::<f64>())
+    }
+
+    async fn get_json(&self, path: &str, params: &[(&str, String)]) -> Result<Bytes, ApiError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|_| ApiError::Body(format!("bad API path `{path}`")))?;
+        let resp = self
+            .graph
+            .get(url)
+            .query(params)
+            .header(AUTHORIZATION, self.auth.clone())
+            .send()
+            .await
+            .map_err(net_error)?;
+        let status = resp.status();
+        let ra = retry::parse_retry_after(header_str(&resp, "retry-after"));
+        let body = read_limited(resp, MAX_JSON_BYTES).await?;
+        if status.is_success() {
+            // An error envelope with HTTP 200 is treated as the error it is.
+            if body.starts_with(b"{\"error\"") {
+                if let Some(e) = ErrorBody::parse(&body) {
+                    return Err(retry::classify(500, Some(&e), ra));
+                }
+            }
+            return Ok(body);
+        }
+        Err(retry::classify(
+            status.as_u16(),
+            ErrorBody::parse(&body).as_ref(),
+            ra,
+        ))
+    }
+}
+
+fn header_str<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn net_error(e: reqwest::Error) -> ApiError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "connection failed"
+    };
+    let e = e.without_url();
+    let mut msg = format!("{kind}: {e}");
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    ApiError::Network(msg)
+}
+
+async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes, ApiError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(ApiError::Body(format!("body larger than {max} bytes")));
+    }
+    let mut buf = Vec::with_capacity(resp.content_length().unwrap_or(0).min(max as u64) as usize);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                if buf.len() + c.len() > max {
+                    return Err(ApiError::Body(format!("body larger than {max} bytes")));
+                }
+                buf.extend_from_slice(&c);
+            }
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Err(e) => {
+                return Err(ApiError::Body(format!(
+                    "truncated: connection ended after {} bytes ({})",
+                    buf.len(),
+                    net_error(e)
+                )));
+            }
+        }
+    }
+}

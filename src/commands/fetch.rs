@@ -1,8 +1,45 @@
-//! `mlyexport fetch`: wiring only (config, tokio runtime, engine, report).
+//! `mlyexport fetch`: wiring only (config, tokio runtime, Ctrl-C, engine, report).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 
 use crate::ExitStatus;
+use crate::api::Client;
 use crate::cli::FetchArgs;
+use crate::config::FetchConfig;
+use crate::fetch::{self, Progress};
+use crate::report::Reporter;
 
-pub fn run(_args: FetchArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`mlyexport fetch` is not implemented yet")
+pub fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
+    let argv: Vec<String> = std::env::args().collect();
+    let cwd = std::env::current_dir().context("cannot read the current folder")?;
+    let cfg = FetchConfig::from_args(args, &|k| std::env::var(k).ok(), &cwd, argv)?;
+    let reporter = Reporter::new(cfg.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = Arc::new(Client::new(&cfg.api)?);
+        let progress = Arc::new(Progress::default());
+        let cancel = CancellationToken::new();
+        let on_signal = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_signal.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let display = reporter.fetch_progress(Arc::clone(&progress));
+        let result = fetch::run(&cfg, client, progress, cancel).await;
+        display.finish();
+        let report =
+            result.with_context(|| format!("fetch into `{}` failed", cfg.output.display()))?;
+        reporter.fetch_summary(&report, &cfg.output);
+        Ok(report.status)
+    })
 }

@@ -1,1 +1,623 @@
-//! placeholder
+//! The fetch engine (tokio): lists every grid, writes the listing, downloads
+//! the images concurrently and resumably, and keeps the run record. Uses
+//! `api` for the network and `store` for files; no GDAL, EXIF or printing
+//! (progress goes out through the `Progress` counters).
+
+pub mod download;
+pub mod listing;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ApiError, Client};
+use crate::config::FetchConfig;
+use crate::model::{Bbox, GridId, ImageId, ThumbSize};
+use crate::plan::Plan;
+use crate::runrecord::{
+    Completeness, Counts, Failure, Filters, GridState, Outcome, RUN_RECORD_FILE,
+    RUN_SCHEMA_VERSION, Request, RunEntry, RunRecord,
+};
+use crate::store::{self, ImagePaths, LISTING_FILE};
+use crate::{ExitStatus, record::ImageRecord};
+
+pub use download::{DownloadError, download_image};
+use listing::{GridListing, ListError};
+
+/// Live counters for progress display; updated by the engine, read by the
+/// reporter.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub grids_total: AtomicU64,
+    pub grids_listed: AtomicU64,
+    pub listed: AtomicU64,
+    pub malformed: AtomicU64,
+    /// Images to consider in the download phase (0 while listing).
+    pub to_download: AtomicU64,
+    pub downloaded: AtomicU64,
+    pub skipped: AtomicU64,
+    pub failed: AtomicU64,
+    pub bytes: AtomicU64,
+    /// 0 listing, 1 downloading, 2 done.
+    pub phase: AtomicU64,
+}
+
+/// Errors that stop a fetch (one image failing never does).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error(
+        "`{dir}` holds a fetch with other settings; use another --output folder or the same flags:\n  {differences}"
+    )]
+    RequestChanged { dir: String, differences: String },
+    #[error("the run record `{path}` is unreadable ({message}); move it away to start afresh")]
+    BadRunRecord { path: String, message: String },
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot create `{path}`: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot use a scratch file in `{path}`: {source}")]
+    Scratch {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What a fetch did.
+#[derive(Debug, Clone)]
+pub struct FetchReport {
+    pub status: ExitStatus,
+    pub counts: Counts,
+    pub grids: Vec<GridState>,
+    /// With `--dry-run`: the estimated bytes of the listed images.
+    pub estimated_bytes: u64,
+    pub dry_run: bool,
+}
+
+/// One listed image, compactly: its API object lives in the scratch file.
+#[derive(Debug)]
+struct Listed {
+    grid: u32,
+    id: ImageId,
+    captured_ms: i64,
+    url: Option<Box<str>>,
+    offset: u64,
+    len: u32,
+    has_position: bool,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+/// A line of `listing.jsonl`.
+#[derive(Debug, Serialize)]
+struct ListingLine<'a> {
+    id: String,
+    grid: &'a str,
+    lon: Option<f64>,
+    lat: Option<f64>,
+    captured_at: Option<String>,
+    sequence: Option<&'a str>,
+    is_pano: Option<bool>,
+    creator: Option<&'a str>,
+}
+
+/// Runs a whole fetch as configured. Ctrl-C is `cancel`.
+pub async fn run(
+    cfg: &FetchConfig,
+    client: Arc<Client>,
+    progress: Arc<Progress>,
+    cancel: CancellationToken,
+) -> Result<FetchReport, FetchError> {
+    let out = &cfg.output;
+    std::fs::create_dir_all(out).map_err(|source| FetchError::CreateDir {
+        path: out.display().to_string(),
+        source,
+    })?;
+    store::remove_stale_temp_files(out);
+    let record_path = out.join(RUN_RECORD_FILE);
+    let mut record = load_or_new_record(&record_path, &cfg.request, &cfg.plan)?;
+    let started_at = Utc::now();
+    record.runs.push(RunEntry {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command_line: cfg.command_line.clone(),
+        api_url: cfg.api.base_url.to_string(),
+        started_at,
+        finished_at: None,
+        outcome: Outcome::Running,
+        dry_run: cfg.dry_run,
+        counts: Counts::default(),
+    });
+    write_record(&record_path, &record)?;
+
+    // Listing: API objects spill to an unnamed scratch file to bound memory.
+    let scratch = tempfile::tempfile_in(out).map_err(|source| FetchError::Scratch {
+        path: out.display().to_string(),
+        source,
+    })?;
+    let mut writer = BufWriter::new(scratch.try_clone().map_err(|source| FetchError::Scratch {
+        path: out.display().to_string(),
+        source,
+    })?);
+    let mut listed: Vec<Listed> = Vec::new();
+    let mut offset = 0u64;
+    let mut spill_err: Option<std::io::Error> = None;
+    let size = cfg.size();
+    let result = listing::list_plan(
+        &client,
+        &cfg.plan,
+        &cfg.request.filters,
+        size,
+        cfg.api.search_cap,
+        &progress,
+        &cancel,
+        |f| {
+            let bytes = serde_json::to_vec(&Value::Object(f.object)).unwrap_or_default();
+            if let Err(e) = writer.write_all(&bytes) {
+                spill_err.get_or_insert(e);
+            }
+            listed.push(Listed {
+                grid: f.grid as u32,
+                id: f.id,
+                captured_ms: f
+                    .record
+                    .captured_at
+                    .map_or(i64::MAX, |t| t.timestamp_millis()),
+                url: f.url.map(String::into_boxed_str),
+                offset,
+                len: bytes.len() as u32,
+                has_position: f.record.original_position.is_some()
+                    || f.record.computed_position.is_some(),
+                width: f.record.width,
+                height: f.record.height,
+            });
+            offset += bytes.len() as u64;
+        },
+    )
+    .await;
+    writer.flush().ok();
+    drop(writer);
+    if let Some(source) = spill_err {
+        return Err(FetchError::Scratch {
+            path: out.display().to_string(),
+            source,
+        });
+    }
+    let grid_listings = match result {
+        Ok(g) => g,
+        Err(ListError::Fatal(e)) => {
+            finish_record(
+                &record_path,
+                &mut record,
+                Outcome::Failed,
+                Counts::default(),
+                &[],
+                Vec::new(),
+            )?;
+            return Err(FetchError::Api(e));
+        }
+        Err(ListError::Interrupted) => {
+            let counts = Counts {
+                listed: listed.len() as u64,
+                search_calls: client.stats().search_calls.load(Ordering::Relaxed),
+                ..Counts::default()
+            };
+            finish_record(
+                &record_path,
+                &mut record,
+                Outcome::Interrupted,
+                counts.clone(),
+                &[],
+                Vec::new(),
+            )?;
+            return Ok(FetchReport {
+                status: ExitStatus::Interrupted,
+                counts,
+                grids: record.grids.clone(),
+                estimated_bytes: 0,
+                dry_run: cfg.dry_run,
+            });
+        }
+    };
+
+    // Order: grid, capture time, id. Then --max-images keeps the first N.
+    listed.sort_by_key(|l| (l.grid, l.captured_ms, l.id));
+    if let Some(max) = cfg.request.filters.max_images {
+        listed.truncate(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    write_listing(out, &cfg.plan, &listed, &scratch)?;
+    let mut counts = Counts {
+        listed: listed.len() as u64,
+        without_position: listed.iter().filter(|l| !l.has_position).count() as u64,
+        ..Counts::default()
+    };
+    let estimated_bytes = listed
+        .iter()
+        .map(|l| estimate_bytes(size, l.width, l.height))
+        .sum();
+
+    let mut failures: Vec<Failure> = Vec::new();
+    let mut done_per_grid = vec![0u64; cfg.plan.grids().len()];
+    let mut failed_per_grid = vec![0u64; cfg.plan.grids().len()];
+    let mut interrupted = false;
+    if !cfg.dry_run {
+        progress
+            .to_download
+            .store(listed.len() as u64, Ordering::Relaxed);
+        progress.phase.store(1, Ordering::Relaxed);
+        let fails = Mutex::new(Vec::new());
+        let done = Mutex::new(vec![0u64; cfg.plan.grids().len()]);
+        let jobs = listed.iter().map(|l| {
+            let grid = &cfg.plan.grids()[l.grid as usize].id;
+            let paths = ImagePaths::new(out, grid, l.id);
+            (l, grid, paths)
+        });
+        stream::iter(jobs)
+            .for_each_concurrent(cfg.concurrency, |(l, grid, paths)| {
+                let (client, progress, cancel, scratch, fails, done) =
+                    (&client, &progress, &cancel, &scratch, &fails, &done);
+                async move {
+                    if paths.is_done() {
+                        progress.skipped.fetch_add(1, Ordering::Relaxed);
+                        done.lock().expect("lock")[l.grid as usize] += 1;
+                        return;
+                    }
+                    if cancel.is_cancelled() {
+                        return;
+                    }
+                    let object = read_object(scratch, l.offset, l.len);
+                    let job = download::Job {
+                        id: l.id,
+                        grid,
+                        size,
+                        url: l.url.as_deref().map(str::to_string),
+                        object,
+                        paths: &paths,
+                    };
+                    let result = tokio::select! {
+                        r = download::fetch_and_store(client, job) => r,
+                        () = cancel.cancelled() => return,
+                    };
+                    match result {
+                        Ok(info) => {
+                            progress.downloaded.fetch_add(1, Ordering::Relaxed);
+                            progress.bytes.fetch_add(info.bytes, Ordering::Relaxed);
+                            done.lock().expect("lock")[l.grid as usize] += 1;
+                        }
+                        Err(e) => {
+                            progress.failed.fetch_add(1, Ordering::Relaxed);
+                            fails.lock().expect("lock").push((
+                                l.grid,
+                                Failure {
+                                    id: l.id.to_string(),
+                                    grid: grid.to_string(),
+                                    reason: e.reason(),
+                                    message: e.to_string(),
+                                },
+                            ));
+                        }
+                    }
+                }
+            })
+            .await;
+        interrupted = cancel.is_cancelled();
+        done_per_grid = done.into_inner().expect("lock");
+        for (gi, f) in fails.into_inner().expect("lock") {
+            failed_per_grid[gi as usize] += 1;
+            failures.push(f);
+        }
+        failures.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    progress.phase.store(2, Ordering::Relaxed);
+
+    let stats = client.stats();
+    counts.downloaded = progress.downloaded.load(Ordering::Relaxed);
+    counts.skipped = progress.skipped.load(Ordering::Relaxed);
+    counts.bytes = progress.bytes.load(Ordering::Relaxed);
+    counts.failed = failures.len() as u64;
+    counts.search_calls = stats.search_calls.load(Ordering::Relaxed);
+    counts.entity_calls = stats.entity_calls.load(Ordering::Relaxed);
+    let mut by_reason = BTreeMap::new();
+    for f in &failures {
+        *by_reason.entry(f.reason.clone()).or_insert(0) += 1;
+    }
+    counts.failed_by_reason = by_reason;
+    let grids = grid_states(
+        &cfg.plan,
+        &grid_listings,
+        &listed,
+        &done_per_grid,
+        &failed_per_grid,
+    );
+    counts.truncated_grids = grids
+        .iter()
+        .filter(|g| g.listing == Completeness::Truncated)
+        .count() as u64;
+    counts.failed_grids = grids
+        .iter()
+        .filter(|g| g.listing == Completeness::Failed)
+        .count() as u64;
+
+    let status = if interrupted {
+        ExitStatus::Interrupted
+    } else if counts.failed > 0 || counts.truncated_grids > 0 || counts.failed_grids > 0 {
+        ExitStatus::Partial
+    } else {
+        ExitStatus::Success
+    };
+    let outcome = match (status, cfg.dry_run) {
+        (ExitStatus::Interrupted, _) => Outcome::Interrupted,
+        (_, true) => Outcome::Listed,
+        (ExitStatus::Success, false) => Outcome::Complete,
+        _ => Outcome::Partial,
+    };
+    record.grids = grids.clone();
+    finish_record(
+        &record_path,
+        &mut record,
+        outcome,
+        counts.clone(),
+        &grids,
+        failures,
+    )?;
+    Ok(FetchReport {
+        status,
+        counts,
+        grids,
+        estimated_bytes,
+        dry_run: cfg.dry_run,
+    })
+}
+
+fn read_object(scratch: &File, offset: u64, len: u32) -> Map<String, Value> {
+    let mut buf = vec![0u8; len as usize];
+    match scratch.read_exact_at(&mut buf, offset) {
+        Ok(()) => match serde_json::from_slice(&buf) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        },
+        Err(_) => Map::new(),
+    }
+}
+
+/// A rough size of one image: measured averages per rendition; originals by
+/// their pixel count at about 0.2 bytes per pixel.
+fn estimate_bytes(size: ThumbSize, w: Option<u32>, h: Option<u32>) -> u64 {
+    match size {
+        ThumbSize::S256 => 12_000,
+        ThumbSize::S1024 => 150_000,
+        ThumbSize::S2048 => 500_000,
+        ThumbSize::Original => match (w, h) {
+            (Some(w), Some(h)) => (f64::from(w) * f64::from(h) * 0.2) as u64,
+            _ => 2_000_000,
+        },
+    }
+}
+
+fn grid_states(
+    plan: &Plan,
+    listings: &[GridListing],
+    listed: &[Listed],
+    done: &[u64],
+    failed: &[u64],
+) -> Vec<GridState> {
+    let mut n = vec![0u64; plan.grids().len()];
+    for l in listed {
+        n[l.grid as usize] += 1;
+    }
+    plan.grids()
+        .iter()
+        .zip(listings)
+        .enumerate()
+        .map(|(i, (g, gl))| GridState {
+            grid: g.id.to_string(),
+            bbox: g.bbox,
+            listing: gl.completeness,
+            search_calls: gl.search_calls,
+            listed: n[i],
+            downloaded: done[i],
+            failed: failed[i],
+            truncated_boxes: gl.truncated_boxes.clone(),
+            failed_boxes: gl.failed_boxes.clone(),
+        })
+        .collect()
+}
+
+fn write_listing(
+    out: &Path,
+    plan: &Plan,
+    listed: &[Listed],
+    scratch: &File,
+) -> Result<(), FetchError> {
+    let mut buf = Vec::with_capacity(listed.len() * 200);
+    for l in listed {
+        let rec =
+            ImageRecord::from_value(&Value::Object(read_object(scratch, l.offset, l.len))).ok();
+        let pos = rec
+            .as_ref()
+            .and_then(|r| r.original_position.or(r.computed_position));
+        let line = ListingLine {
+            id: l.id.to_string(),
+            grid: plan.grids()[l.grid as usize].id.as_str(),
+            lon: pos.map(|p| p.lon),
+            lat: pos.map(|p| p.lat),
+            captured_at: rec
+                .as_ref()
+                .and_then(|r| r.captured_at)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            sequence: rec.as_ref().and_then(|r| r.sequence.as_deref()),
+            is_pano: rec.as_ref().and_then(|r| r.is_pano),
+            creator: rec.as_ref().and_then(|r| r.creator_username.as_deref()),
+        };
+        serde_json::to_writer(&mut buf, &line).expect("serializable");
+        buf.push(b'\n');
+    }
+    store::atomic_write(&out.join(LISTING_FILE), &buf)?;
+    Ok(())
+}
+
+fn load_or_new_record(
+    path: &Path,
+    request: &Request,
+    plan: &Plan,
+) -> Result<RunRecord, FetchError> {
+    if path.is_file() {
+        let text = std::fs::read(path).map_err(|e| FetchError::BadRunRecord {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let old: RunRecord =
+            serde_json::from_slice(&text).map_err(|e| FetchError::BadRunRecord {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        let diffs = old.request.differences(request);
+        if !diffs.is_empty() {
+            return Err(FetchError::RequestChanged {
+                dir: path.parent().unwrap_or(path).display().to_string(),
+                differences: diffs.join("\n  "),
+            });
+        }
+        return Ok(old);
+    }
+    Ok(RunRecord {
+        schema_version: RUN_SCHEMA_VERSION,
+        tool: "mlyexport".into(),
+        request: request.clone(),
+        grids: plan
+            .grids()
+            .iter()
+            .map(|g| GridState {
+                grid: g.id.to_string(),
+                bbox: g.bbox,
+                listing: Completeness::Pending,
+                search_calls: 0,
+                listed: 0,
+                downloaded: 0,
+                failed: 0,
+                truncated_boxes: Vec::new(),
+                failed_boxes: Vec::new(),
+            })
+            .collect(),
+        totals: Counts::default(),
+        failures: Vec::new(),
+        runs: Vec::new(),
+    })
+}
+
+fn write_record(path: &Path, record: &RunRecord) -> Result<(), FetchError> {
+    let mut bytes = serde_json::to_vec_pretty(record).expect("serializable");
+    bytes.push(b'\n');
+    store::atomic_write(path, &bytes)?;
+    Ok(())
+}
+
+fn finish_record(
+    path: &Path,
+    record: &mut RunRecord,
+    outcome: Outcome,
+    counts: Counts,
+    grids: &[GridState],
+    failures: Vec<Failure>,
+) -> Result<(), FetchError> {
+    if let Some(run) = record.runs.last_mut() {
+        run.finished_at = Some(Utc::now());
+        run.outcome = outcome;
+        run.counts = counts.clone();
+    }
+    if !grids.is_empty() {
+        record.totals = Counts {
+            downloaded: grids.iter().map(|g| g.downloaded).sum(),
+            ..counts
+        };
+        record.failures = failures;
+    }
+    write_record(path, record)
+}
+
+/// A complete listing of one bbox, for library users.
+#[derive(Debug, Clone)]
+pub struct BboxListing {
+    /// The images, sorted by capture time then id.
+    pub images: Vec<ImageRecord>,
+    /// Whether the listing is known to be complete.
+    pub completeness: Completeness,
+}
+
+/// Lists every image in `bbox` that passes `filters`, beyond the API's
+/// per-request cap: the equivalent of the old tool's `get_images_in_bbox`.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use mlyexport::{api::Client, config, fetch, model::*, runrecord::Filters};
+/// let cfg = config::ApiConfig {
+///     base_url: "https://graph.mapillary.com".parse()?,
+///     token: AccessToken::new(&std::env::var("MAPILLARY_TOKEN")?).expect("a token"),
+///     connect_timeout: std::time::Duration::from_secs(15),
+///     read_timeout: std::time::Duration::from_secs(60),
+///     retry: config::RetryPolicy { attempts: 6, base: std::time::Duration::from_millis(500), max: std::time::Duration::from_secs(60) },
+///     search_per_min: 9_000,
+///     entity_per_min: 50_000,
+///     search_cap: 2000,
+/// };
+/// let client = Client::new(&cfg)?;
+/// let bbox: Bbox = "13.40,52.51,13.42,52.52".parse()?;
+/// let filters = Filters { since: None, until: None, pano: PanoFilter::Include, creator: None, organization: None, max_images: None };
+/// let listing = fetch::images_in_bbox(&client, bbox, &filters, ThumbSize::S1024).await?;
+/// let first = &listing.images[0];
+/// fetch::download_image(&client, first.id, ThumbSize::S1024, std::path::Path::new("downloads/1")).await?;
+/// # Ok(()) }
+/// ```
+pub async fn images_in_bbox(
+    client: &Client,
+    bbox: Bbox,
+    filters: &Filters,
+    size: ThumbSize,
+) -> Result<BboxListing, ApiError> {
+    let plan = Plan::single(bbox);
+    let progress = Arc::new(Progress::default());
+    let mut images = Vec::new();
+    let grids = listing::list_plan(
+        client,
+        &plan,
+        filters,
+        size,
+        2000,
+        &progress,
+        &CancellationToken::new(),
+        |f| images.push(f.record),
+    )
+    .await
+    .map_err(|e| match e {
+        ListError::Fatal(e) => e,
+        ListError::Interrupted => ApiError::Network("interrupted".into()),
+    })?;
+    images.sort_by_key(|r| (r.captured_at, r.id));
+    Ok(BboxListing {
+        images,
+        completeness: grids
+            .first()
+            .map_or(Completeness::Pending, |g| g.completeness),
+    })
+}
+
+/// The grid id a library caller's folder stands for: its name when valid, else `1`.
+pub(crate) fn grid_of_dir(dir: &Path) -> GridId {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| "1".parse().expect("valid"))
+}

@@ -1,0 +1,171 @@
+//! Downloading one image: the thumbnail (with a fresh URL on 403), checks
+//! that it is a complete JPEG, then the JPEG and its `<id>.json` written
+//! atomically, JPEG first. Network through `api::Client`, files through `store`.
+
+use std::path::Path;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::api::{ApiError, Client, wire};
+use crate::model::{GridId, ImageId, ThumbSize};
+use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, ImageRecord, SEARCH_FIELDS, TOOL_KEY};
+use crate::store::{self, ImagePaths};
+
+/// Fresh URLs fetched for one image after a 403 before giving up.
+const MAX_URL_REFRESHES: u32 = 2;
+
+/// Why one image failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("the API gave no {0} for this image")]
+    NoUrl(&'static str),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot create the folder `{0}`")]
+    Folder(String),
+}
+
+impl DownloadError {
+    /// A short stable name for counting failures by reason.
+    pub fn reason(&self) -> String {
+        match self {
+            DownloadError::Api(e) => e.reason(),
+            DownloadError::NoUrl(_) => "no_url".into(),
+            DownloadError::Store(_) | DownloadError::Folder(_) => "write_error".into(),
+        }
+    }
+}
+
+/// One image to download.
+pub(crate) struct Job<'a> {
+    pub id: ImageId,
+    pub grid: &'a GridId,
+    pub size: ThumbSize,
+    pub url: Option<String>,
+    /// The API's object for the image, without signed URLs.
+    pub object: Map<String, Value>,
+    pub paths: &'a ImagePaths,
+}
+
+/// Downloads, verifies and stores one image; returns what was recorded.
+pub(crate) async fn fetch_and_store(
+    client: &Client,
+    job: Job<'_>,
+) -> Result<DownloadInfo, DownloadError> {
+    let field = job.size.url_field();
+    let mut url = match job.url {
+        Some(u) => u,
+        None => fresh_url(client, job.id, field).await?,
+    };
+    let mut attempt = 1;
+    let mut refreshes = 0;
+    let thumb = loop {
+        match client.thumbnail(&url).await {
+            Ok(t) => break t,
+            Err(ApiError::ExpiredUrl) if refreshes < MAX_URL_REFRESHES => {
+                refreshes += 1;
+                url = fresh_url(client, job.id, field).await?;
+            }
+            Err(e) if e.is_retryable() && attempt < client.retry_attempts() => {
+                tokio::time::sleep(client.delay(&e, attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    drop(url);
+
+    let info = DownloadInfo {
+        schema_version: IMAGE_SCHEMA_VERSION,
+        grid: job.grid.to_string(),
+        size: job.size.as_str().into(),
+        file: format!("{}.jpg", job.id),
+        bytes: thumb.bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(&thumb.bytes)),
+        pixel_width: thumb.width,
+        pixel_height: thumb.height,
+        downloaded_at: Utc::now(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        warnings: warnings_of(&job.object),
+    };
+    let mut object = job.object;
+    object.insert("id".into(), Value::String(job.id.to_string()));
+    object.insert(
+        TOOL_KEY.into(),
+        serde_json::to_value(&info).expect("serializable"),
+    );
+    let mut json = serde_json::to_vec_pretty(&Value::Object(object)).expect("serializable");
+    json.push(b'\n');
+    let paths = job.paths.clone();
+    let bytes = thumb.bytes;
+    tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
+        let dir = paths.jpg.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)
+            .map_err(|_| DownloadError::Folder(dir.display().to_string()))?;
+        store::atomic_write(&paths.jpg, &bytes)?;
+        store::atomic_write(&paths.json, &json)?;
+        Ok(())
+    })
+    .await
+    .map_err(|_| DownloadError::Folder("write task failed".into()))??;
+    Ok(info)
+}
+
+fn warnings_of(object: &Map<String, Value>) -> Vec<String> {
+    let mut w = ImageRecord::from_value(&Value::Object(object.clone()))
+        .map(|r| {
+            let mut w = r.warnings.clone();
+            if r.original_position.is_none() && r.computed_position.is_none() {
+                w.push("no_position".into());
+            }
+            w
+        })
+        .unwrap_or_default();
+    w.sort();
+    w
+}
+
+async fn fresh_url(
+    client: &Client,
+    id: ImageId,
+    field: &'static str,
+) -> Result<String, DownloadError> {
+    let mut obj = client.image(id, field).await?;
+    wire::take_thumb_url(&mut obj, field).ok_or(DownloadError::NoUrl(field))
+}
+
+/// Downloads one image into `dir` as `<id>.jpg` with its `<id>.json`: the
+/// equivalent of the old tool's `download_image`. Asks the API for the
+/// image's fields and a fresh URL (one entity call), then downloads.
+pub async fn download_image(
+    client: &Client,
+    id: ImageId,
+    size: ThumbSize,
+    dir: &Path,
+) -> Result<DownloadInfo, DownloadError> {
+    let field = size.url_field();
+    let fields = format!("{},{field}", SEARCH_FIELDS.join(","));
+    let mut object = client.image(id, &fields).await?;
+    let url = wire::take_thumb_url(&mut object, field);
+    let grid = super::grid_of_dir(dir);
+    let paths = ImagePaths {
+        jpg: dir.join(format!("{id}.jpg")),
+        json: dir.join(format!("{id}.json")),
+    };
+    fetch_and_store(
+        client,
+        Job {
+            id,
+            grid: &grid,
+            size,
+            url: Some(url.ok_or(DownloadError::NoUrl(field))?),
+            object,
+            paths: &paths,
+        },
+    )
+    .await
+}
