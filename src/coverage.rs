@@ -1,1 +1,412 @@
-//! Per-grid coverage figures from image records and the run record. Pure fold, no I/O.
+//! Per-grid coverage figures from the layer rows and the run record, and their
+//! CSV, JSON and Markdown renderings. Pure fold, bytes out: no file, GDAL or
+//! terminal access.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::layers::{GridInfo, ImageRow, Interner, Sym, iso_ms, round_to};
+use crate::model::{Bbox, LonLat};
+
+/// Version of `coverage.json` (`schemas/coverage.schema.json`).
+pub const COVERAGE_SCHEMA_VERSION: u32 = 1;
+
+/// Errors of the coverage renderings.
+#[derive(Debug, thiserror::Error)]
+pub enum CoverageError {
+    #[error("cannot serialise the coverage of grid `{grid}` to JSON: {source}")]
+    Json {
+        grid: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Mean days per month, for "months since the newest capture".
+const DAYS_PER_MONTH: f64 = 365.2425 / 12.0;
+
+/// The coverage of one grid cell. Figures that cannot be known are `None`
+/// (e.g. `listed` without a run record, densities without a cell box).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CellCoverage {
+    pub grid: String,
+    /// `[min_lon, min_lat, max_lon, max_lat]`.
+    pub bbox: Option<Bbox>,
+    /// Images the listing found (from the run record, or the listing file).
+    pub listed: Option<u64>,
+    /// Images whose metadata was read from disk.
+    pub downloaded: u64,
+    /// Images that failed to download in the last run.
+    pub failed: Option<u64>,
+    /// `complete`, `truncated`, `failed`, `pending` or `unknown`.
+    pub listing: &'static str,
+    /// True only when every search box was answered below the API's cap.
+    pub listing_complete: Option<bool>,
+    /// Downloaded images without any position (counted, not drawn).
+    pub without_position: u64,
+    pub panoramas: u64,
+    /// Panoramas / images whose `is_pano` is known, 0..1, 4 decimals.
+    pub pano_share: Option<f64>,
+    pub first_capture: Option<String>,
+    pub last_capture: Option<String>,
+    /// Mean months (30.44 days) from the newest capture to `as_of`, 2 decimals.
+    pub months_since_newest: Option<f64>,
+    pub sequences: u64,
+    pub creators: u64,
+    /// Area of the cell on the sphere, km², 6 decimals.
+    pub area_km2: Option<f64>,
+    /// Downloaded images per km², 3 decimals.
+    pub images_per_km2: Option<f64>,
+    /// Median distance between consecutive images (capture order) of one
+    /// sequence inside the cell, metres, 2 decimals.
+    pub median_spacing_m: Option<f64>,
+}
+
+#[derive(Default)]
+struct Acc {
+    downloaded: u64,
+    without_position: u64,
+    panoramas: u64,
+    pano_known: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    sequences: HashSet<Sym>,
+    creators: HashSet<Sym>,
+    /// Per sequence: (capture ms, id, position) of its positioned, timed images.
+    tracks: HashMap<Sym, Vec<(i64, u64, LonLat)>>,
+}
+
+/// Folds the rows into one [`CellCoverage`] per grid, in the order of
+/// `grids`; rows of a grid not in `grids` are ignored (the caller lists every
+/// grid). `as_of` is the reference time for `months_since_newest`.
+pub fn compute(
+    grids: &[GridInfo],
+    rows: &[ImageRow],
+    strings: &Interner,
+    as_of: DateTime<Utc>,
+) -> Vec<CellCoverage> {
+    let mut accs: HashMap<&str, Acc> = grids
+        .iter()
+        .map(|g| (g.grid.as_str(), Acc::default()))
+        .collect();
+    for r in rows {
+        let Some(acc) = strings.get(r.grid).and_then(|g| accs.get_mut(g)) else {
+            continue;
+        };
+        acc.downloaded += 1;
+        if r.position.is_none() {
+            acc.without_position += 1;
+        }
+        if let Some(p) = r.is_pano {
+            acc.pano_known += 1;
+            acc.panoramas += u64::from(p);
+        }
+        if let Some(t) = r.captured_ms {
+            acc.first = Some(acc.first.map_or(t, |f| f.min(t)));
+            acc.last = Some(acc.last.map_or(t, |l| l.max(t)));
+        }
+        if !r.sequence.is_none() {
+            acc.sequences.insert(r.sequence);
+            if let (Some(t), Some(p)) = (r.captured_ms, r.position) {
+                acc.tracks
+                    .entry(r.sequence)
+                    .or_default()
+                    .push((t, r.id.get(), p));
+            }
+        }
+        if !r.creator.is_none() {
+            acc.creators.insert(r.creator);
+        } else if !r.creator_id.is_none() {
+            acc.creators.insert(r.creator_id);
+        }
+    }
+    grids
+        .iter()
+        .map(|g| {
+            let acc = accs.remove(g.grid.as_str()).unwrap_or_default();
+            finish(g, acc, as_of)
+        })
+        .collect()
+}
+
+fn finish(g: &GridInfo, mut acc: Acc, as_of: DateTime<Utc>) -> CellCoverage {
+    let mut gaps: Vec<f64> = Vec::new();
+    for track in acc.tracks.values_mut() {
+        track.sort_by_key(|&(t, id, _)| (t, id));
+        gaps.extend(track.windows(2).map(|w| w[0].2.distance_m(w[1].2)));
+    }
+    let area = g.bbox.map(|b| b.area_km2()).filter(|a| *a > 0.0);
+    let to_time = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
+    let last = to_time(acc.last);
+    CellCoverage {
+        grid: g.grid.clone(),
+        bbox: g.bbox,
+        listed: g.listed,
+        downloaded: acc.downloaded,
+        failed: g.failed,
+        listing: g.listing,
+        listing_complete: (g.listing != "unknown").then_some(g.listing == "complete"),
+        without_position: acc.without_position,
+        panoramas: acc.panoramas,
+        pano_share: (acc.pano_known > 0)
+            .then(|| round_to(acc.panoramas as f64 / acc.pano_known as f64, 4)),
+        first_capture: to_time(acc.first).map(iso_ms),
+        last_capture: last.map(iso_ms),
+        months_since_newest: last.map(|l| {
+            let days = (as_of - l).num_milliseconds() as f64 / 86_400_000.0;
+            round_to(days / DAYS_PER_MONTH, 2)
+        }),
+        sequences: acc.sequences.len() as u64,
+        creators: acc.creators.len() as u64,
+        area_km2: area.map(|a| round_to(a, 6)),
+        images_per_km2: area.map(|a| round_to(acc.downloaded as f64 / a, 3)),
+        median_spacing_m: median(&mut gaps).map(|m| round_to(m, 2)),
+    }
+}
+
+/// The median (mean of the two middle values for an even count).
+pub fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The column names of `coverage.csv`, in order (also the Markdown table's).
+pub const CSV_COLUMNS: &[&str] = &[
+    "grid",
+    "min_lon",
+    "min_lat",
+    "max_lon",
+    "max_lat",
+    "listed",
+    "downloaded",
+    "failed",
+    "listing",
+    "listing_complete",
+    "without_position",
+    "panoramas",
+    "pano_share",
+    "first_capture",
+    "last_capture",
+    "months_since_newest",
+    "sequences",
+    "creators",
+    "area_km2",
+    "images_per_km2",
+    "median_spacing_m",
+];
+
+fn cells_text(c: &CellCoverage) -> Vec<String> {
+    fn o<T: ToString>(v: Option<T>) -> String {
+        v.map(|v| v.to_string()).unwrap_or_default()
+    }
+    let b: Option<[f64; 4]> = c.bbox.map(Into::into);
+    vec![
+        c.grid.clone(),
+        o(b.map(|b| b[0])),
+        o(b.map(|b| b[1])),
+        o(b.map(|b| b[2])),
+        o(b.map(|b| b[3])),
+        o(c.listed),
+        c.downloaded.to_string(),
+        o(c.failed),
+        c.listing.to_string(),
+        o(c.listing_complete),
+        c.without_position.to_string(),
+        c.panoramas.to_string(),
+        o(c.pano_share),
+        o(c.first_capture.clone()),
+        o(c.last_capture.clone()),
+        o(c.months_since_newest),
+        c.sequences.to_string(),
+        c.creators.to_string(),
+        o(c.area_km2),
+        o(c.images_per_km2),
+        o(c.median_spacing_m),
+    ]
+}
+
+/// `coverage.csv`: a header line, then one line per grid (RFC 4180 quoting).
+pub fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
+    let mut out = String::new();
+    out.push_str(&CSV_COLUMNS.join(","));
+    out.push_str("\r\n");
+    for c in cells {
+        let line: Vec<String> = cells_text(c)
+            .iter()
+            .map(|v| crate::layers::csv::quote(v))
+            .collect();
+        out.push_str(&line.join(","));
+        out.push_str("\r\n");
+    }
+    out.into_bytes()
+}
+
+/// `coverage.md`: a Markdown table with one row per grid.
+pub fn to_markdown(cells: &[CellCoverage], as_of: DateTime<Utc>) -> Vec<u8> {
+    let mut out = format!(
+        "# Coverage per grid cell\n\nAs of {}. Empty cells mean unknown. `listing_complete` is false when the API's cap may have hidden images.\n\n",
+        iso_ms(as_of)
+    );
+    let cols: Vec<&str> = CSV_COLUMNS
+        .iter()
+        .copied()
+        .filter(|c| !c.starts_with("min_") && !c.starts_with("max_"))
+        .collect();
+    out.push_str(&format!("| {} |\n", cols.join(" | ")));
+    out.push_str(&format!(
+        "|{}\n",
+        cols.iter().map(|_| "---|").collect::<String>()
+    ));
+    for c in cells {
+        let text = cells_text(c);
+        let vals: Vec<String> = CSV_COLUMNS
+            .iter()
+            .zip(text)
+            .filter(|(name, _)| cols.contains(name))
+            .map(|(_, v)| v.replace('|', "\\|"))
+            .collect();
+        out.push_str(&format!("| {} |\n", vals.join(" | ")));
+    }
+    out.into_bytes()
+}
+
+#[derive(Serialize)]
+struct CoverageDoc<'a> {
+    schema_version: u32,
+    as_of: String,
+    position: &'a str,
+    grids: &'a [CellCoverage],
+}
+
+/// `coverage.json`: `{schema_version, as_of, position, grids: [...]}`, pretty-printed.
+pub fn to_json(
+    cells: &[CellCoverage],
+    as_of: DateTime<Utc>,
+    position: &str,
+) -> Result<Vec<u8>, CoverageError> {
+    let doc = CoverageDoc {
+        schema_version: COVERAGE_SCHEMA_VERSION,
+        as_of: iso_ms(as_of),
+        position,
+        grids: cells,
+    };
+    let mut v = serde_json::to_vec_pretty(&doc).map_err(|source| CoverageError::Json {
+        grid: cells.first().map(|c| c.grid.clone()).unwrap_or_default(),
+        source,
+    })?;
+    v.push(b'\n');
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::tests::rec;
+    use crate::model::PositionSource;
+
+    fn grid(name: &str, bbox: Option<Bbox>) -> GridInfo {
+        GridInfo {
+            grid: name.into(),
+            bbox,
+            listing: "complete",
+            listed: Some(5),
+            failed: Some(1),
+        }
+    }
+
+    #[test]
+    fn folds_per_grid() {
+        let mut s = Interner::default();
+        let mut rows = Vec::new();
+        // Three images 0.001° of latitude apart (about 111 m) in sequence a,
+        // one in sequence b by another creator, one without position.
+        for (i, lat) in [0.0, 0.001, 0.003].iter().enumerate() {
+            let r = rec(i as u64 + 1, "a", 1000 * i as i64, 0.0, *lat);
+            rows.push(
+                ImageRow::from_record(&r, "g1", true, PositionSource::Original, &mut s).unwrap(),
+            );
+        }
+        let mut r = rec(10, "b", 86_400_000 * 61, 0.5, 0.5);
+        r.creator_username = Some("bob".into());
+        rows.push(ImageRow::from_record(&r, "g1", true, PositionSource::Original, &mut s).unwrap());
+        let mut r = rec(11, "c", 0, 0.0, 0.0);
+        r.original_position = None;
+        r.computed_position = None;
+        rows.push(ImageRow::from_record(&r, "g1", true, PositionSource::Original, &mut s).unwrap());
+        let other = rec(12, "z", 0, 5.0, 5.0);
+        rows.push(
+            ImageRow::from_record(&other, "g9", true, PositionSource::Original, &mut s).unwrap(),
+        );
+
+        let b = Bbox::new(0.0, 0.0, 1.0, 1.0).unwrap();
+        let grids = [grid("g1", Some(b)), grid("empty", None)];
+        let as_of = DateTime::from_timestamp_millis(86_400_000 * 91).unwrap();
+        let c = compute(&grids, &rows, &s, as_of);
+        assert_eq!(c.len(), 2);
+        let g = &c[0];
+        assert_eq!(g.downloaded, 5);
+        assert_eq!(g.without_position, 1);
+        // ids 2 and 10 are panoramas (even ids), of 5 known.
+        assert_eq!(g.panoramas, 2);
+        assert_eq!(g.pano_share, Some(0.4));
+        assert_eq!(g.sequences, 3);
+        assert_eq!(g.creators, 2);
+        assert_eq!(g.first_capture.as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(
+            g.months_since_newest,
+            Some(round_to(30.0 / DAYS_PER_MONTH, 2))
+        );
+        // Gaps 111.2 m and 222.4 m: median 166.8.
+        assert!(
+            (g.median_spacing_m.unwrap() - 166.8).abs() < 0.2,
+            "{:?}",
+            g.median_spacing_m
+        );
+        assert!((g.area_km2.unwrap() - 12_364.0).abs() < 10.0);
+        assert_eq!(g.listing_complete, Some(true));
+        let e = &c[1];
+        assert_eq!(
+            (e.downloaded, e.area_km2, e.median_spacing_m),
+            (0, None, None)
+        );
+    }
+
+    #[test]
+    fn median_of_even_and_odd() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn renders_csv_md_json() {
+        let s = Interner::default();
+        let grids = [grid("g,1", Bbox::new(0.0, 0.0, 1.0, 1.0).ok())];
+        let as_of = DateTime::from_timestamp_millis(0).unwrap();
+        let c = compute(&grids, &[], &s, as_of);
+        let csv = String::from_utf8(to_csv(&c)).unwrap();
+        assert!(csv.starts_with("grid,min_lon,"));
+        assert!(
+            csv.contains("\"g,1\",0,0,1,1,5,0,1,complete,true,0,0,,,"),
+            "{csv}"
+        );
+        let md = String::from_utf8(to_markdown(&c, as_of)).unwrap();
+        assert!(md.contains("| g,1 |"));
+        let json: serde_json::Value =
+            serde_json::from_slice(&to_json(&c, as_of, "computed").unwrap()).unwrap();
+        assert_eq!(
+            json["grids"][0]["bbox"],
+            serde_json::json!([0.0, 0.0, 1.0, 1.0])
+        );
+        assert_eq!(json["as_of"], "1970-01-01T00:00:00.000Z");
+    }
+}

@@ -1,1 +1,409 @@
-//! Layer rows built from image records, and the writers of each format.
+//! Layer rows built from image records (compact, interned, sorted by id), the
+//! sequence lines through them, and the writers of each format. This module is
+//! pure: no files, no GDAL, no threads (those live in `read`, `gpkg` and
+//! `commands::layers`); it must not touch the terminal or the network.
+
+pub mod csv;
+pub mod geojson;
+pub mod gpkg;
+pub mod read;
+pub mod styles;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::model::{Bbox, ImageId, LonLat, PositionSource};
+use crate::record::ImageRecord;
+use crate::runrecord::RunEntry;
+
+/// Errors of the pure layer model.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LayersError {
+    #[error("image `{0}` appears in more than one metadata file; keeping the first (grid `{1}`)")]
+    DuplicateId(ImageId, String),
+    #[error("more than {0} distinct strings in the metadata; cannot intern `{1}`")]
+    TooManyStrings(usize, String),
+}
+
+/// Decimal places of every coordinate written (about 1 cm at the equator).
+pub const COORD_DECIMALS: i32 = 7;
+
+/// Rounds a coordinate to [`COORD_DECIMALS`] places.
+pub fn round_coord(v: f64) -> f64 {
+    round_to(v, COORD_DECIMALS)
+}
+
+/// Rounds `v` to `places` decimals (ties away from zero).
+pub fn round_to(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}
+
+/// Formats a UTC time as `YYYY-MM-DDTHH:MM:SS.SSSZ` (milliseconds, `Z`).
+pub fn iso_ms(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Formats milliseconds since the epoch as [`iso_ms`]; `None` out of range.
+pub fn iso_ms_from_millis(ms: i64) -> Option<String> {
+    DateTime::from_timestamp_millis(ms).map(iso_ms)
+}
+
+/// A handle to an interned string; [`Sym::NONE`] stands for "absent".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sym(u32);
+
+impl Sym {
+    pub const NONE: Sym = Sym(u32::MAX);
+    pub fn is_none(self) -> bool {
+        self == Sym::NONE
+    }
+}
+
+/// A string table: each distinct string (grid, sequence, make, creator, ...)
+/// is kept once, so a million rows stay small.
+#[derive(Debug, Default, Clone)]
+pub struct Interner {
+    strings: Vec<Box<str>>,
+    index: HashMap<Box<str>, u32>,
+}
+
+impl Interner {
+    /// The handle of `s`, adding it when new.
+    pub fn intern(&mut self, s: &str) -> Result<Sym, LayersError> {
+        if let Some(&i) = self.index.get(s) {
+            return Ok(Sym(i));
+        }
+        let i = u32::try_from(self.strings.len())
+            .ok()
+            .filter(|&i| i < u32::MAX)
+            .ok_or_else(|| LayersError::TooManyStrings(u32::MAX as usize - 1, s.to_string()))?;
+        self.strings.push(s.into());
+        self.index.insert(s.into(), i);
+        Ok(Sym(i))
+    }
+
+    /// Like [`Interner::intern`] for an optional string.
+    pub fn intern_opt(&mut self, s: Option<&str>) -> Result<Sym, LayersError> {
+        s.map_or(Ok(Sym::NONE), |s| self.intern(s))
+    }
+
+    /// The string of a handle, `None` for [`Sym::NONE`].
+    pub fn get(&self, sym: Sym) -> Option<&str> {
+        self.strings.get(sym.0 as usize).map(|s| &**s)
+    }
+}
+
+/// How the JPEG of a row is found relative to the input folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileLayout {
+    /// `<grid>/<id>.jpg` (written by `mlyexport fetch`).
+    Grid,
+    /// `images/<id>.jpg` (the old Python tool).
+    Legacy,
+}
+
+/// One image as a layer row: what every output needs, kept compact
+/// (strings are [`Sym`]s into an [`Interner`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRow {
+    pub id: ImageId,
+    /// The position drawn, `None` when the image has none (counted, not drawn).
+    pub position: Option<LonLat>,
+    /// Which of the two positions `position` is.
+    pub source: PositionSource,
+    /// Capture time, milliseconds since the epoch, UTC.
+    pub captured_ms: Option<i64>,
+    pub compass_angle: Option<f64>,
+    pub computed_compass_angle: Option<f64>,
+    /// The compass angle matching the position used, degrees clockwise from north.
+    pub direction: Option<f64>,
+    pub altitude: Option<f64>,
+    /// Metres between the original and the computed position.
+    pub offset_m: Option<f64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Size of the JPEG as downloaded.
+    pub bytes: Option<u64>,
+    pub is_pano: Option<bool>,
+    /// Whether the JPEG is on disk.
+    pub has_jpg: bool,
+    pub grid: Sym,
+    pub sequence: Sym,
+    pub camera_type: Sym,
+    pub make: Sym,
+    pub model: Sym,
+    pub creator: Sym,
+    pub creator_id: Sym,
+}
+
+impl ImageRow {
+    /// Builds a row from a parsed record found in `grid`, using the position
+    /// preferred by `prefer` (falling back to the other one).
+    pub fn from_record(
+        rec: &ImageRecord,
+        grid: &str,
+        has_jpg: bool,
+        prefer: PositionSource,
+        strings: &mut Interner,
+    ) -> Result<Self, LayersError> {
+        let used = rec.position(prefer);
+        let source = used.map_or(prefer, |(_, s)| s);
+        Ok(Self {
+            id: rec.id,
+            position: used.map(|(p, _)| p),
+            source,
+            captured_ms: rec.captured_at.map(|t| t.timestamp_millis()),
+            compass_angle: rec.compass_angle,
+            computed_compass_angle: rec.computed_compass_angle,
+            direction: rec.direction(source),
+            altitude: rec.altitude,
+            offset_m: rec.position_offset_m(),
+            width: rec.width,
+            height: rec.height,
+            bytes: rec.download.as_ref().map(|d| d.bytes),
+            is_pano: rec.is_pano,
+            has_jpg,
+            grid: strings.intern(grid)?,
+            sequence: strings.intern_opt(rec.sequence.as_deref())?,
+            camera_type: strings.intern_opt(rec.camera_type.as_deref())?,
+            make: strings.intern_opt(rec.make.as_deref())?,
+            model: strings.intern_opt(rec.model.as_deref())?,
+            creator: strings.intern_opt(rec.creator_username.as_deref())?,
+            creator_id: strings.intern_opt(rec.creator_id.as_deref())?,
+        })
+    }
+}
+
+/// `computed` or `original`, as written in the layers.
+pub fn source_name(s: PositionSource) -> &'static str {
+    match s {
+        PositionSource::Computed => "computed",
+        PositionSource::Original => "original",
+    }
+}
+
+/// A grid cell as the layers and the coverage see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GridInfo {
+    pub grid: String,
+    /// The cell's box; `None` when unknown (no run record and no positioned image).
+    pub bbox: Option<Bbox>,
+    /// `complete`, `truncated`, `failed`, `pending`, or `unknown` without a run record.
+    pub listing: &'static str,
+    pub listed: Option<u64>,
+    pub failed: Option<u64>,
+}
+
+/// Everything the writers need, built once and shared by every format.
+#[derive(Debug, Clone)]
+pub struct LayerSet {
+    /// Image rows sorted by id, including those without a position.
+    pub rows: Vec<ImageRow>,
+    pub strings: Interner,
+    pub layout: FileLayout,
+    pub sequences: Vec<SequenceLine>,
+    pub cells: Vec<crate::coverage::CellCoverage>,
+    pub runs: Vec<RunEntry>,
+}
+
+impl LayerSet {
+    /// The relative path of a row's JPEG, `None` when it is not on disk.
+    pub fn file_of(&self, row: &ImageRow) -> Option<String> {
+        if !row.has_jpg {
+            return None;
+        }
+        Some(match self.layout {
+            FileLayout::Grid => format!(
+                "{}/{}.jpg",
+                self.strings.get(row.grid).unwrap_or(""),
+                row.id
+            ),
+            FileLayout::Legacy => format!("images/{}.jpg", row.id),
+        })
+    }
+    /// The string of a handle.
+    pub fn s(&self, sym: Sym) -> Option<&str> {
+        self.strings.get(sym)
+    }
+    /// Rows that have a position, in id order.
+    pub fn drawn(&self) -> impl Iterator<Item = &ImageRow> {
+        self.rows.iter().filter(|r| r.position.is_some())
+    }
+}
+
+/// Sorts rows by id and drops later duplicates (an image listed in two grid
+/// folders is kept once). Returns the duplicates dropped.
+pub fn sort_and_dedup(rows: &mut Vec<ImageRow>, strings: &Interner) -> Vec<LayersError> {
+    rows.sort_by_key(|r| r.id);
+    let mut dropped = Vec::new();
+    rows.dedup_by(|later, first| {
+        let dup = later.id == first.id;
+        if dup {
+            let g = strings.get(first.grid).unwrap_or("").to_string();
+            dropped.push(LayersError::DuplicateId(later.id, g));
+        }
+        dup
+    });
+    dropped
+}
+
+/// One sequence drawn as a line through its images in capture order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceLine {
+    pub sequence: Sym,
+    /// The vertices, in capture order (ties by image id).
+    pub points: Vec<LonLat>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Sum of the great-circle distances between consecutive vertices.
+    pub length_m: f64,
+}
+
+/// The capture-ordered lines of every sequence with at least two positioned,
+/// timed images; sorted by sequence id. Images without a sequence, a position
+/// or a capture time are left out of the lines.
+pub fn sequence_lines(rows: &[ImageRow], strings: &Interner) -> Vec<SequenceLine> {
+    let mut groups: HashMap<Sym, Vec<(i64, ImageId, LonLat)>> = HashMap::new();
+    for r in rows {
+        if let (false, Some(p), Some(t)) = (r.sequence.is_none(), r.position, r.captured_ms) {
+            groups.entry(r.sequence).or_default().push((t, r.id, p));
+        }
+    }
+    let mut lines: Vec<SequenceLine> = groups
+        .into_iter()
+        .filter(|(_, v)| v.len() >= 2)
+        .map(|(seq, mut v)| {
+            v.sort_by_key(|&(t, id, _)| (t, id));
+            let points: Vec<LonLat> = v.iter().map(|&(_, _, p)| p).collect();
+            let length_m = points.windows(2).map(|w| w[0].distance_m(w[1])).sum();
+            SequenceLine {
+                sequence: seq,
+                first_ms: v[0].0,
+                last_ms: v[v.len() - 1].0,
+                points,
+                length_m,
+            }
+        })
+        .collect();
+    lines.sort_by(|a, b| strings.get(a.sequence).cmp(&strings.get(b.sequence)));
+    lines
+}
+
+/// The box around the given positions, `None` when there are fewer than two
+/// distinct ones on each axis.
+pub fn extent(points: impl Iterator<Item = LonLat>) -> Option<Bbox> {
+    let mut b: Option<[f64; 4]> = None;
+    for p in points {
+        let e = b.get_or_insert([p.lon, p.lat, p.lon, p.lat]);
+        e[0] = e[0].min(p.lon);
+        e[1] = e[1].min(p.lat);
+        e[2] = e[2].max(p.lon);
+        e[3] = e[3].max(p.lat);
+    }
+    let [a, b2, c, d] = b?;
+    Bbox::new(a, b2, c, d).ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn rec(id: u64, seq: &str, t: i64, lon: f64, lat: f64) -> ImageRecord {
+        ImageRecord::from_value(&json!({
+            "id": id.to_string(), "sequence": seq, "captured_at": t,
+            "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "computed_geometry": {"type": "Point", "coordinates": [lon + 0.00001, lat]},
+            "compass_angle": 10.0, "computed_compass_angle": 20.0, "is_pano": id % 2 == 0,
+            "creator": {"username": "alice", "id": "1"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn rows_intern_strings_and_pick_the_position() {
+        let mut s = Interner::default();
+        let r = rec(5, "seqA", 1000, 13.4, 52.5);
+        let row = ImageRow::from_record(&r, "g1", true, PositionSource::Computed, &mut s).unwrap();
+        assert_eq!(row.source, PositionSource::Computed);
+        assert_eq!(row.direction, Some(20.0));
+        assert!((row.position.unwrap().lon - 13.40001).abs() < 1e-12);
+        let o = ImageRow::from_record(&r, "g1", true, PositionSource::Original, &mut s).unwrap();
+        assert_eq!(o.direction, Some(10.0));
+        assert_eq!(o.grid, row.grid);
+        assert_eq!(s.get(row.creator), Some("alice"));
+        assert!(row.offset_m.unwrap() > 0.6 && row.offset_m.unwrap() < 0.7);
+    }
+
+    #[test]
+    fn no_position_is_kept_but_not_drawn() {
+        let mut s = Interner::default();
+        let r = ImageRecord::from_value(&json!({"id": "9"})).unwrap();
+        let row = ImageRow::from_record(&r, "g", false, PositionSource::Computed, &mut s).unwrap();
+        assert!(row.position.is_none());
+        assert!(row.sequence.is_none());
+    }
+
+    #[test]
+    fn sequences_follow_capture_order_and_need_two_points() {
+        let mut s = Interner::default();
+        let recs = [
+            rec(3, "b", 3000, 0.0, 0.002),
+            rec(1, "b", 1000, 0.0, 0.0),
+            rec(2, "b", 2000, 0.0, 0.001),
+            rec(4, "a", 5000, 1.0, 1.0),
+        ];
+        let rows: Vec<ImageRow> = recs
+            .iter()
+            .map(|r| ImageRow::from_record(r, "g", true, PositionSource::Original, &mut s).unwrap())
+            .collect();
+        let lines = sequence_lines(&rows, &s);
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(s.get(l.sequence), Some("b"));
+        assert_eq!(
+            l.points.iter().map(|p| p.lat).collect::<Vec<_>>(),
+            vec![0.0, 0.001, 0.002]
+        );
+        assert_eq!((l.first_ms, l.last_ms), (1000, 3000));
+        assert!((l.length_m - 222.4).abs() < 0.5, "{}", l.length_m);
+    }
+
+    #[test]
+    fn dedup_keeps_the_first_and_reports() {
+        let mut s = Interner::default();
+        let a = ImageRow::from_record(
+            &rec(7, "x", 1, 0.0, 0.0),
+            "g1",
+            true,
+            PositionSource::Computed,
+            &mut s,
+        )
+        .unwrap();
+        let b = ImageRow::from_record(
+            &rec(7, "x", 1, 0.0, 0.0),
+            "g2",
+            true,
+            PositionSource::Computed,
+            &mut s,
+        )
+        .unwrap();
+        let mut rows = vec![a.clone(), b];
+        let d = sort_and_dedup(&mut rows, &s);
+        assert_eq!(rows, vec![a]);
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn rounding_and_times() {
+        assert_eq!(round_coord(13.123456789), 13.1234568);
+        assert_eq!(round_coord(-0.00000004), -0.0);
+        assert_eq!(
+            iso_ms_from_millis(1563721072184).unwrap(),
+            "2019-07-21T14:57:52.184Z"
+        );
+        assert!(extent([LonLat::new(1.0, 1.0).unwrap()].into_iter()).is_none());
+    }
+}

@@ -1,0 +1,217 @@
+//! GeoJSON (RFC 7946) bytes of the `images`, `sequences` and `grid_cells`
+//! layers: lon,lat order, no `crs` member, counter-clockwise outer rings,
+//! coordinates rounded to 7 decimals. Pure: no file access.
+
+use serde_json::{Map, Value, json};
+
+use super::{ImageRow, LayerSet, iso_ms_from_millis, round_coord, round_to, source_name};
+use crate::model::LonLat;
+
+fn pos(p: LonLat) -> Value {
+    json!([round_coord(p.lon), round_coord(p.lat)])
+}
+
+fn opt_str(v: Option<&str>) -> Value {
+    v.map_or(Value::Null, |s| Value::String(s.to_string()))
+}
+
+fn collection(name: &str, features: Vec<Value>) -> Vec<u8> {
+    let fc = json!({"type": "FeatureCollection", "name": name, "features": features});
+    let mut bytes = serde_json::to_vec(&fc).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
+}
+
+fn image_properties(set: &LayerSet, r: &ImageRow) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(r.id.to_string()));
+    m.insert("sequence".into(), opt_str(set.s(r.sequence)));
+    m.insert(
+        "captured_at".into(),
+        json!(r.captured_ms.and_then(iso_ms_from_millis)),
+    );
+    m.insert("compass_angle".into(), json!(r.compass_angle));
+    m.insert(
+        "computed_compass_angle".into(),
+        json!(r.computed_compass_angle),
+    );
+    m.insert("direction".into(), json!(r.direction));
+    m.insert("is_pano".into(), json!(r.is_pano));
+    m.insert("camera_type".into(), opt_str(set.s(r.camera_type)));
+    m.insert("make".into(), opt_str(set.s(r.make)));
+    m.insert("model".into(), opt_str(set.s(r.model)));
+    m.insert("creator".into(), opt_str(set.s(r.creator)));
+    m.insert("creator_id".into(), opt_str(set.s(r.creator_id)));
+    m.insert("width".into(), json!(r.width));
+    m.insert("height".into(), json!(r.height));
+    m.insert("altitude".into(), json!(r.altitude));
+    m.insert("grid".into(), opt_str(set.s(r.grid)));
+    m.insert("file".into(), json!(set.file_of(r)));
+    m.insert("bytes".into(), json!(r.bytes));
+    m.insert("position_source".into(), json!(source_name(r.source)));
+    m.insert(
+        "position_offset_m".into(),
+        json!(r.offset_m.map(|m| round_to(m, 3))),
+    );
+    m
+}
+
+/// `images.geojson`: a Point per image with a position, in id order.
+pub fn images(set: &LayerSet) -> Vec<u8> {
+    let features = set
+        .drawn()
+        .filter_map(|r| {
+            let p = r.position?;
+            Some(json!({
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": pos(p)},
+                "properties": image_properties(set, r),
+            }))
+        })
+        .collect();
+    collection("images", features)
+}
+
+/// `sequences.geojson`: a LineString per sequence, in capture order.
+pub fn sequences(set: &LayerSet) -> Vec<u8> {
+    let features = set
+        .sequences
+        .iter()
+        .map(|l| {
+            json!({
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": l.points.iter().map(|&p| pos(p)).collect::<Vec<_>>()},
+                "properties": {
+                    "sequence": set.s(l.sequence),
+                    "image_count": l.points.len(),
+                    "start_time": iso_ms_from_millis(l.first_ms),
+                    "end_time": iso_ms_from_millis(l.last_ms),
+                    "length_m": round_to(l.length_m, 2),
+                },
+            })
+        })
+        .collect();
+    collection("sequences", features)
+}
+
+/// `grid_cells.geojson`: a Polygon (counter-clockwise ring) per grid cell
+/// with its coverage figures; a cell without a known box has a null geometry.
+pub fn grid_cells(set: &LayerSet) -> Vec<u8> {
+    let features = set
+        .cells
+        .iter()
+        .map(|c| {
+            let geometry = c.bbox.map_or(Value::Null, |b| {
+                let ring: Vec<Value> = b
+                    .ring()
+                    .iter()
+                    .map(|&[x, y]| json!([round_coord(x), round_coord(y)]))
+                    .collect();
+                json!({"type": "Polygon", "coordinates": [ring]})
+            });
+            let mut props = serde_json::to_value(c).unwrap_or(Value::Null);
+            if let Some(m) = props.as_object_mut() {
+                m.remove("bbox");
+            }
+            json!({"type": "Feature", "geometry": geometry, "properties": props})
+        })
+        .collect();
+    collection("grid_cells", features)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::layers::{FileLayout, GridInfo, ImageRow, Interner, sequence_lines, sort_and_dedup};
+    use crate::model::{Bbox, PositionSource};
+    use crate::record::ImageRecord;
+
+    /// Two positioned images of one sequence and one without position.
+    pub(crate) fn small_set() -> LayerSet {
+        let mut strings = Interner::default();
+        let mk = |v: Value| ImageRecord::from_value(&v).unwrap();
+        let recs = [
+            mk(json!({"id": "2", "sequence": "s1", "captured_at": 2000,
+                "geometry": {"type": "Point", "coordinates": [13.40000012345, 52.5001]},
+                "compass_angle": 90.0, "is_pano": true})),
+            mk(json!({"id": "1", "sequence": "s1", "captured_at": 1000,
+                "geometry": {"type": "Point", "coordinates": [13.40000006, 52.5]},
+                "compass_angle": 45.0, "is_pano": false, "make": "Go,Pro"})),
+            mk(json!({"id": "3", "sequence": "s1"})),
+        ];
+        let mut rows: Vec<ImageRow> = recs
+            .iter()
+            .map(|r| {
+                ImageRow::from_record(r, "g1", true, PositionSource::Computed, &mut strings)
+                    .unwrap()
+            })
+            .collect();
+        sort_and_dedup(&mut rows, &strings);
+        let sequences = sequence_lines(&rows, &strings);
+        let grids = [GridInfo {
+            grid: "g1".into(),
+            bbox: Bbox::new(13.3, 52.4, 13.5, 52.6).ok(),
+            listing: "complete",
+            listed: Some(3),
+            failed: Some(0),
+        }];
+        let cells = crate::coverage::compute(&grids, &rows, &strings, chrono::DateTime::UNIX_EPOCH);
+        LayerSet {
+            rows,
+            strings,
+            layout: FileLayout::Grid,
+            sequences,
+            cells,
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn images_are_rfc7946_points() {
+        let set = small_set();
+        let v: Value = serde_json::from_slice(&images(&set)).unwrap();
+        assert_eq!(v["type"], "FeatureCollection");
+        assert!(v.get("crs").is_none());
+        let f = v["features"].as_array().unwrap();
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0]["properties"]["id"], "1");
+        assert_eq!(f[0]["geometry"]["coordinates"], json!([13.4000001, 52.5]));
+        assert_eq!(
+            f[1]["geometry"]["coordinates"],
+            json!([13.4000001, 52.5001])
+        );
+        assert_eq!(
+            f[0]["properties"]["captured_at"],
+            "1970-01-01T00:00:01.000Z"
+        );
+        assert_eq!(f[0]["properties"]["file"], "g1/1.jpg");
+        assert_eq!(f[0]["properties"]["position_source"], "original");
+    }
+
+    #[test]
+    fn sequences_and_cells() {
+        let set = small_set();
+        let s: Value = serde_json::from_slice(&sequences(&set)).unwrap();
+        assert_eq!(s["features"][0]["properties"]["image_count"], 2);
+        assert_eq!(s["features"][0]["geometry"]["type"], "LineString");
+        let c: Value = serde_json::from_slice(&grid_cells(&set)).unwrap();
+        let ring = c["features"][0]["geometry"]["coordinates"][0]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert_eq!(ring.len(), 5);
+        assert_eq!(ring[0], ring[4]);
+        // Shoelace: a positive signed area means counter-clockwise.
+        let pts: Vec<(f64, f64)> = ring
+            .iter()
+            .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap()))
+            .collect();
+        let area2: f64 = pts
+            .windows(2)
+            .map(|w| w[0].0 * w[1].1 - w[1].0 * w[0].1)
+            .sum();
+        assert!(area2 > 0.0);
+        assert_eq!(c["features"][0]["properties"]["downloaded"], 3);
+        assert!(c["features"][0]["properties"].get("bbox").is_none());
+    }
+}

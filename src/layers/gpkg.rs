@@ -1,0 +1,558 @@
+//! Writes `mapillary.gpkg` (EPSG:4326) through GDAL: `images`, `sequences`,
+//! `grid_cells`, `runs` and `layer_styles`, on one thread in one transaction.
+//! Writes only the path it is given (the caller renames it into place); no
+//! threads, no terminal, no other files.
+
+use std::ffi::{CString, c_int};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use gdal::errors::GdalError;
+use gdal::spatial_ref::SpatialRef;
+use gdal::vector::{LayerAccess, LayerOptions};
+use gdal::{Dataset, DriverManager};
+use gdal_sys::{OGRFieldSubType, OGRFieldType, OGRwkbGeometryType};
+
+use super::styles;
+use super::{LayerSet, iso_ms, round_coord, round_to, source_name};
+use crate::model::LonLat;
+
+/// Errors while writing the GeoPackage.
+#[derive(Debug, thiserror::Error)]
+pub enum GpkgError {
+    #[error("GDAL failed to {what} in `{path}`: {source}")]
+    Gdal {
+        what: String,
+        path: PathBuf,
+        source: GdalError,
+    },
+    #[error("GDAL failed to {what} in `{path}` (OGR error {code})")]
+    Ogr {
+        what: String,
+        path: PathBuf,
+        code: i32,
+    },
+}
+
+/// The type of one attribute column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Int,
+    Int64,
+    Real,
+    Bool,
+    /// UTC with milliseconds (`YYYY-MM-DDTHH:MM:SS.SSSZ`).
+    DateTime,
+}
+
+/// One attribute column of a layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Col(pub &'static str, pub Kind);
+
+use Kind::{Bool, DateTime as Dt, Int, Int64, Real, Str};
+
+/// Columns of `images`, in order.
+pub const IMAGE_COLS: &[Col] = &[
+    Col("id", Str),
+    Col("sequence", Str),
+    Col("captured_at", Dt),
+    Col("compass_angle", Real),
+    Col("computed_compass_angle", Real),
+    Col("direction", Real),
+    Col("is_pano", Bool),
+    Col("camera_type", Str),
+    Col("make", Str),
+    Col("model", Str),
+    Col("creator", Str),
+    Col("creator_id", Str),
+    Col("width", Int),
+    Col("height", Int),
+    Col("altitude", Real),
+    Col("grid", Str),
+    Col("file", Str),
+    Col("bytes", Int64),
+    Col("position_source", Str),
+    Col("position_offset_m", Real),
+];
+
+/// Columns of `sequences`.
+pub const SEQUENCE_COLS: &[Col] = &[
+    Col("sequence", Str),
+    Col("image_count", Int),
+    Col("start_time", Dt),
+    Col("end_time", Dt),
+    Col("length_m", Real),
+];
+
+/// Columns of `grid_cells`.
+pub const CELL_COLS: &[Col] = &[
+    Col("grid", Str),
+    Col("listed", Int64),
+    Col("downloaded", Int64),
+    Col("failed", Int64),
+    Col("listing", Str),
+    Col("listing_complete", Bool),
+    Col("without_position", Int64),
+    Col("panoramas", Int64),
+    Col("pano_share", Real),
+    Col("first_capture", Dt),
+    Col("last_capture", Dt),
+    Col("months_since_newest", Real),
+    Col("sequences", Int64),
+    Col("creators", Int64),
+    Col("area_km2", Real),
+    Col("images_per_km2", Real),
+    Col("median_spacing_m", Real),
+];
+
+/// Columns of `runs`.
+pub const RUN_COLS: &[Col] = &[
+    Col("run", Int),
+    Col("tool_version", Str),
+    Col("command_line", Str),
+    Col("api_url", Str),
+    Col("started_at", Dt),
+    Col("finished_at", Dt),
+    Col("outcome", Str),
+    Col("dry_run", Bool),
+    Col("listed", Int64),
+    Col("downloaded", Int64),
+    Col("skipped", Int64),
+    Col("failed", Int64),
+    Col("without_position", Int64),
+    Col("bytes", Int64),
+    Col("search_calls", Int64),
+    Col("entity_calls", Int64),
+];
+
+/// Columns of `layer_styles`, as QGIS creates and reads them.
+const STYLE_COLS: &[Col] = &[
+    Col("f_table_catalog", Str),
+    Col("f_table_schema", Str),
+    Col("f_table_name", Str),
+    Col("f_geometry_column", Str),
+    Col("styleName", Str),
+    Col("styleQML", Str),
+    Col("styleSLD", Str),
+    Col("useAsDefault", Bool),
+    Col("description", Str),
+    Col("owner", Str),
+    Col("ui", Str),
+    Col("update_time", Dt),
+];
+
+struct Writer<'p> {
+    path: &'p Path,
+}
+
+impl Writer<'_> {
+    fn gdal(&self, what: &str) -> impl FnOnce(GdalError) -> GpkgError + '_ {
+        let what = what.to_string();
+        move |source| GpkgError::Gdal {
+            what,
+            path: self.path.to_path_buf(),
+            source,
+        }
+    }
+    fn check(&self, code: gdal_sys::OGRErr::Type, what: &str) -> Result<(), GpkgError> {
+        if code == gdal_sys::OGRErr::OGRERR_NONE {
+            Ok(())
+        } else {
+            Err(GpkgError::Ogr {
+                what: what.to_string(),
+                path: self.path.to_path_buf(),
+                code: code as i32,
+            })
+        }
+    }
+
+    /// Creates a layer with its columns and returns its raw handle, which
+    /// stays valid while the dataset lives.
+    fn layer(
+        &self,
+        ds: &mut Dataset,
+        name: &str,
+        ty: OGRwkbGeometryType::Type,
+        srs: &SpatialRef,
+        cols: &[Col],
+        options: &[&str],
+    ) -> Result<gdal_sys::OGRLayerH, GpkgError> {
+        let spatial = ty != OGRwkbGeometryType::wkbNone;
+        let layer = ds
+            .create_layer(LayerOptions {
+                name,
+                srs: spatial.then_some(srs),
+                ty,
+                options: Some(options),
+            })
+            .map_err(self.gdal(&format!("create layer `{name}`")))?;
+        // SAFETY: the handle is used only while `ds` lives (inside `write`).
+        let h = unsafe { layer.c_layer() };
+        for &Col(col, kind) in cols {
+            let (ty, sub) = match kind {
+                Str => (OGRFieldType::OFTString, OGRFieldSubType::OFSTNone),
+                Int => (OGRFieldType::OFTInteger, OGRFieldSubType::OFSTNone),
+                Int64 => (OGRFieldType::OFTInteger64, OGRFieldSubType::OFSTNone),
+                Real => (OGRFieldType::OFTReal, OGRFieldSubType::OFSTNone),
+                Bool => (OGRFieldType::OFTInteger, OGRFieldSubType::OFSTBoolean),
+                Dt => (OGRFieldType::OFTDateTime, OGRFieldSubType::OFSTNone),
+            };
+            let c_name = cstring(col);
+            // SAFETY: `c_name` outlives the call; the field definition is
+            // copied by OGR_L_CreateField and destroyed right after.
+            let code = unsafe {
+                let fd = gdal_sys::OGR_Fld_Create(c_name.as_ptr(), ty);
+                gdal_sys::OGR_Fld_SetSubType(fd, sub);
+                let code = gdal_sys::OGR_L_CreateField(h, fd, 1);
+                gdal_sys::OGR_Fld_Destroy(fd);
+                code
+            };
+            self.check(code, &format!("create field `{col}` of `{name}`"))?;
+        }
+        Ok(h)
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| CString::new(s.replace('\0', "")).unwrap_or_default())
+}
+
+/// One feature being filled; destroyed on drop.
+struct Feat(gdal_sys::OGRFeatureH);
+
+impl Feat {
+    fn new(layer: gdal_sys::OGRLayerH) -> Self {
+        // SAFETY: `layer` is a live layer handle; the feature is destroyed in Drop.
+        Self(unsafe { gdal_sys::OGR_F_Create(gdal_sys::OGR_L_GetLayerDefn(layer)) })
+    }
+    fn str(&mut self, i: usize, v: Option<&str>) {
+        if let Some(v) = v {
+            let c = cstring(v);
+            // SAFETY: valid feature and field index (columns are created in order).
+            unsafe { gdal_sys::OGR_F_SetFieldString(self.0, i as c_int, c.as_ptr()) }
+        }
+    }
+    fn int(&mut self, i: usize, v: Option<i64>) {
+        if let Some(v) = v {
+            // SAFETY: as above; OGR converts for 32-bit integer fields.
+            unsafe { gdal_sys::OGR_F_SetFieldInteger64(self.0, i as c_int, v) }
+        }
+    }
+    fn real(&mut self, i: usize, v: Option<f64>) {
+        if let Some(v) = v.filter(|v| v.is_finite()) {
+            // SAFETY: as above.
+            unsafe { gdal_sys::OGR_F_SetFieldDouble(self.0, i as c_int, v) }
+        }
+    }
+    fn bool(&mut self, i: usize, v: Option<bool>) {
+        self.int(i, v.map(i64::from));
+    }
+    fn time(&mut self, i: usize, v: Option<DateTime<Utc>>) {
+        if let Some(t) = v {
+            let sec = t.second() as f32 + (t.timestamp_subsec_millis() as f32) / 1000.0;
+            // SAFETY: as above; time-zone flag 100 means UTC.
+            unsafe {
+                gdal_sys::OGR_F_SetFieldDateTimeEx(
+                    self.0,
+                    i as c_int,
+                    t.year(),
+                    t.month() as c_int,
+                    t.day() as c_int,
+                    t.hour() as c_int,
+                    t.minute() as c_int,
+                    sec,
+                    100,
+                );
+            }
+        }
+    }
+    fn time_ms(&mut self, i: usize, ms: Option<i64>) {
+        self.time(i, ms.and_then(DateTime::from_timestamp_millis));
+    }
+    fn time_iso(&mut self, i: usize, s: Option<&str>) {
+        let t = s
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc));
+        self.time(i, t);
+    }
+    /// Sets a geometry built from `points`: a point, a line or a polygon ring.
+    fn geometry(&mut self, ty: OGRwkbGeometryType::Type, points: &[LonLat]) {
+        // SAFETY: the new geometries are handed to OGR, which takes ownership
+        // (SetGeometryDirectly, AddGeometryDirectly).
+        unsafe {
+            let part_ty = if ty == OGRwkbGeometryType::wkbPolygon {
+                OGRwkbGeometryType::wkbLinearRing
+            } else {
+                ty
+            };
+            let g = gdal_sys::OGR_G_CreateGeometry(part_ty);
+            for p in points {
+                gdal_sys::OGR_G_AddPoint_2D(g, round_coord(p.lon), round_coord(p.lat));
+            }
+            let g = if ty == OGRwkbGeometryType::wkbPolygon {
+                let poly = gdal_sys::OGR_G_CreateGeometry(ty);
+                gdal_sys::OGR_G_AddGeometryDirectly(poly, g);
+                poly
+            } else {
+                g
+            };
+            gdal_sys::OGR_F_SetGeometryDirectly(self.0, g);
+        }
+    }
+    fn insert(
+        self,
+        w: &Writer<'_>,
+        layer: gdal_sys::OGRLayerH,
+        what: &str,
+    ) -> Result<(), GpkgError> {
+        // SAFETY: live layer and feature handles.
+        let code = unsafe { gdal_sys::OGR_L_CreateFeature(layer, self.0) };
+        w.check(code, what)
+    }
+}
+
+impl Drop for Feat {
+    fn drop(&mut self) {
+        // SAFETY: created by OGR_F_Create and not destroyed elsewhere.
+        unsafe { gdal_sys::OGR_F_Destroy(self.0) }
+    }
+}
+
+fn layer_options<'a>(identifier: &'a str, description: &'a str, spatial: bool) -> Vec<String> {
+    let mut o = vec![
+        format!("IDENTIFIER={identifier}"),
+        format!("DESCRIPTION={description}"),
+    ];
+    if spatial {
+        o.extend([
+            "GEOMETRY_NAME=geom".to_string(),
+            "SPATIAL_INDEX=YES".to_string(),
+            "FID=fid".to_string(),
+        ]);
+    } else {
+        o.push("FID=fid".to_string());
+    }
+    o
+}
+
+/// Writes every layer of `set` to a new GeoPackage at `path` (which must not
+/// exist). `as_of` is stamped as the GeoPackage's `last_change` and the
+/// styles' `update_time`, so a re-run writes the same content.
+pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), GpkgError> {
+    let w = Writer { path };
+    // The GeoPackage driver stamps `gpkg_contents.last_change` with this.
+    gdal::config::set_config_option("OGR_CURRENT_DATE", &iso_ms(as_of))
+        .map_err(w.gdal("set OGR_CURRENT_DATE"))?;
+    let driver =
+        DriverManager::get_driver_by_name("GPKG").map_err(w.gdal("load the GPKG driver"))?;
+    let mut ds = driver
+        .create_vector_only(path)
+        .map_err(w.gdal("create the GeoPackage"))?;
+    let mut srs = SpatialRef::from_epsg(4326).map_err(w.gdal("build EPSG:4326"))?;
+    // GDAL 3 uses lat,lon axis order for EPSG:4326 unless told otherwise.
+    srs.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
+    let mut txn = ds
+        .start_transaction()
+        .map_err(w.gdal("start a transaction"))?;
+
+    let opts = |i, d, s| layer_options(i, d, s);
+    let images_o = opts("Mapillary images", "One point per downloaded image", true);
+    let seq_o = opts(
+        "Mapillary sequences",
+        "Lines through each sequence's images in capture order",
+        true,
+    );
+    let cells_o = opts("Grid cells", "Grid cells with coverage figures", true);
+    let runs_o = opts("Fetch runs", "Provenance of each fetch run", false);
+    let styles_o = vec![
+        "FID=id".to_string(),
+        "DESCRIPTION=Default QGIS styles".to_string(),
+    ];
+    let images = w.layer(
+        &mut txn,
+        "images",
+        OGRwkbGeometryType::wkbPoint,
+        &srs,
+        IMAGE_COLS,
+        &strs(&images_o),
+    )?;
+    let seqs = w.layer(
+        &mut txn,
+        "sequences",
+        OGRwkbGeometryType::wkbLineString,
+        &srs,
+        SEQUENCE_COLS,
+        &strs(&seq_o),
+    )?;
+    let cells = w.layer(
+        &mut txn,
+        "grid_cells",
+        OGRwkbGeometryType::wkbPolygon,
+        &srs,
+        CELL_COLS,
+        &strs(&cells_o),
+    )?;
+    let runs = w.layer(
+        &mut txn,
+        "runs",
+        OGRwkbGeometryType::wkbNone,
+        &srs,
+        RUN_COLS,
+        &strs(&runs_o),
+    )?;
+    let style_layer = w.layer(
+        &mut txn,
+        "layer_styles",
+        OGRwkbGeometryType::wkbNone,
+        &srs,
+        STYLE_COLS,
+        &strs(&styles_o),
+    )?;
+
+    for r in set.drawn() {
+        let Some(p) = r.position else { continue };
+        let mut f = Feat::new(images);
+        f.str(0, Some(&r.id.to_string()));
+        f.str(1, set.s(r.sequence));
+        f.time_ms(2, r.captured_ms);
+        f.real(3, r.compass_angle);
+        f.real(4, r.computed_compass_angle);
+        f.real(5, r.direction);
+        f.bool(6, r.is_pano);
+        f.str(7, set.s(r.camera_type));
+        f.str(8, set.s(r.make));
+        f.str(9, set.s(r.model));
+        f.str(10, set.s(r.creator));
+        f.str(11, set.s(r.creator_id));
+        f.int(12, r.width.map(i64::from));
+        f.int(13, r.height.map(i64::from));
+        f.real(14, r.altitude);
+        f.str(15, set.s(r.grid));
+        f.str(16, set.file_of(r).as_deref());
+        f.int(17, r.bytes.and_then(|b| i64::try_from(b).ok()));
+        f.str(18, Some(source_name(r.source)));
+        f.real(19, r.offset_m.map(|m| round_to(m, 3)));
+        f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
+        f.insert(&w, images, "insert an image")?;
+    }
+    for l in &set.sequences {
+        let mut f = Feat::new(seqs);
+        f.str(0, set.s(l.sequence));
+        f.int(1, i64::try_from(l.points.len()).ok());
+        f.time_ms(2, Some(l.first_ms));
+        f.time_ms(3, Some(l.last_ms));
+        f.real(4, Some(round_to(l.length_m, 2)));
+        f.geometry(OGRwkbGeometryType::wkbLineString, &l.points);
+        f.insert(&w, seqs, "insert a sequence")?;
+    }
+    for c in &set.cells {
+        let mut f = Feat::new(cells);
+        let i = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+        f.str(0, Some(&c.grid));
+        f.int(1, i(c.listed));
+        f.int(2, i(Some(c.downloaded)));
+        f.int(3, i(c.failed));
+        f.str(4, Some(c.listing));
+        f.bool(5, c.listing_complete);
+        f.int(6, i(Some(c.without_position)));
+        f.int(7, i(Some(c.panoramas)));
+        f.real(8, c.pano_share);
+        f.time_iso(9, c.first_capture.as_deref());
+        f.time_iso(10, c.last_capture.as_deref());
+        f.real(11, c.months_since_newest);
+        f.int(12, i(Some(c.sequences)));
+        f.int(13, i(Some(c.creators)));
+        f.real(14, c.area_km2);
+        f.real(15, c.images_per_km2);
+        f.real(16, c.median_spacing_m);
+        if let Some(b) = c.bbox {
+            let ring: Vec<LonLat> = b
+                .ring()
+                .iter()
+                .filter_map(|&[x, y]| LonLat::new(x, y))
+                .collect();
+            f.geometry(OGRwkbGeometryType::wkbPolygon, &ring);
+        }
+        f.insert(&w, cells, "insert a grid cell")?;
+    }
+    for (n, run) in set.runs.iter().enumerate() {
+        let mut f = Feat::new(runs);
+        let i = |v: u64| i64::try_from(v).ok();
+        let k = &run.counts;
+        f.int(0, i64::try_from(n + 1).ok());
+        f.str(1, Some(&run.tool_version));
+        f.str(2, Some(&run.command_line.join(" ")));
+        f.str(3, Some(&run.api_url));
+        f.time(4, Some(run.started_at));
+        f.time(5, run.finished_at);
+        f.str(
+            6,
+            serde_json::to_value(run.outcome)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.as_str()),
+        );
+        f.bool(7, Some(run.dry_run));
+        for (j, v) in [
+            k.listed,
+            k.downloaded,
+            k.skipped,
+            k.failed,
+            k.without_position,
+            k.bytes,
+            k.search_calls,
+            k.entity_calls,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            f.int(8 + j, i(v));
+        }
+        f.insert(&w, runs, "insert a run")?;
+    }
+    for (style, qml) in styles::all() {
+        let mut f = Feat::new(style_layer);
+        f.str(0, Some(""));
+        f.str(1, Some(""));
+        f.str(2, Some(style.table));
+        f.str(3, Some(style.geometry_column));
+        f.str(4, Some(style.name));
+        f.str(5, Some(&qml));
+        f.str(6, Some(""));
+        f.bool(7, Some(true));
+        f.str(8, Some(style.description));
+        f.str(9, Some(""));
+        f.str(10, None);
+        f.time(11, Some(as_of));
+        f.insert(&w, style_layer, "insert a layer style")?;
+    }
+    txn.commit().map_err(w.gdal("commit the transaction"))?;
+    drop(ds);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gpkg");
+        let set = super::super::geojson::tests::small_set();
+        write(&path, &set, DateTime::UNIX_EPOCH).unwrap();
+        let ds = Dataset::open(&path).unwrap();
+        let mut images = ds.layer_by_name("images").unwrap();
+        assert_eq!(images.feature_count(), 2);
+        let f = images.features().next().unwrap();
+        assert_eq!(f.field_as_string(0).unwrap().as_deref(), Some("1"));
+        let t = f.field_as_datetime(2).unwrap().unwrap();
+        assert_eq!(t.timestamp_millis(), 1000);
+        assert_eq!(ds.layer_by_name("layer_styles").unwrap().feature_count(), 4);
+    }
+}
