@@ -1,1 +1,277 @@
-//! placeholder
+//! fetch against the simulator: every true image exactly once beyond the cap,
+//! the output layout, filters, dry runs, grid files and token secrecy.
+
+use std::collections::BTreeSet;
+
+use mlysim::{DEMO_TOKEN, SimConfig, TruthFilter};
+
+use crate::common::*;
+
+fn world_bbox(env: &TestEnv) -> [f64; 4] {
+    env.sim().world().spec().bbox
+}
+
+#[test]
+fn lists_every_image_beyond_the_cap_exactly_once() {
+    let env = TestEnv::with_sim(small_cap_sim());
+    let b = world_bbox(&env);
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "3x2",
+        "--size",
+        "256",
+        "--search-cap",
+        "100",
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        o.stdout.is_empty() && o.stderr.is_empty(),
+        "--quiet prints nothing"
+    );
+
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .indexed_truth(b, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(
+        truth.len() > 1000,
+        "the demo world is dense enough: {}",
+        truth.len()
+    );
+    let got = downloaded_ids(&env.out());
+    let dupes: Vec<_> = got.iter().filter(|(_, g)| g.len() > 1).collect();
+    assert!(dupes.is_empty(), "images in two grids: {dupes:?}");
+    let got_ids: BTreeSet<u64> = got.keys().copied().collect();
+    let missing: Vec<_> = truth.difference(&got_ids).take(5).collect();
+    let extra: Vec<_> = got_ids.difference(&truth).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?}"
+    );
+
+    // Grids are numbered 1..6; every image's JPEG is a JPEG whose hash is recorded.
+    let grids: BTreeSet<String> = got.values().flatten().cloned().collect();
+    assert!(
+        grids
+            .iter()
+            .all(|g| (1..=6).map(|i| i.to_string()).any(|x| &x == g)),
+        "{grids:?}"
+    );
+    let (id, g) = got.iter().next().unwrap();
+    let meta = read_json(&env.out().join(&g[0]).join(format!("{id}.json")));
+    let jpg = std::fs::read(env.out().join(&g[0]).join(format!("{id}.jpg"))).unwrap();
+    assert_eq!(&jpg[..2], &[0xFF, 0xD8]);
+    assert_eq!(meta["mlyexport"]["bytes"].as_u64(), Some(jpg.len() as u64));
+    assert_eq!(meta["mlyexport"]["pixel_width"].as_u64(), Some(256));
+    assert_eq!(meta["mlyexport"]["grid"].as_str(), Some(g[0].as_str()));
+    assert_eq!(meta["id"].as_str(), Some(id.to_string().as_str()));
+    assert!(meta.get("captured_at").is_some());
+    assert!(
+        meta.as_object()
+            .unwrap()
+            .keys()
+            .all(|k| !k.starts_with("thumb_")),
+        "signed URLs are not stored"
+    );
+
+    let rec = run_record(&env.out());
+    let cells = rec["grids"].as_array().unwrap();
+    assert_eq!(cells.len(), 6);
+    assert!(
+        cells.iter().all(|c| c["listing"] == "complete"),
+        "{cells:?}"
+    );
+    let listed: u64 = cells.iter().map(|c| c["listed"].as_u64().unwrap()).sum();
+    assert_eq!(listed as usize, truth.len());
+    assert_eq!(
+        rec["totals"]["downloaded"].as_u64(),
+        Some(truth.len() as u64)
+    );
+    assert_eq!(rec["runs"][0]["outcome"], "complete");
+    // The cap forced splitting: more searches than grids.
+    assert!(rec["totals"]["search_calls"].as_u64().unwrap() > 6);
+    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
+    assert_eq!(listing.lines().count(), truth.len());
+}
+
+#[test]
+fn the_token_and_signed_urls_are_never_written_or_printed() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let small = [b[0], b[1], b[0] + 0.01, b[1] + 0.01];
+    let o = env
+        .cmd()
+        .env_remove("MAPILLARY_TOKEN")
+        .args([
+            "fetch",
+            "--bbox",
+            &bbox_arg(small),
+            "--size",
+            "256",
+            "--token",
+            DEMO_TOKEN,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let secret_part = DEMO_TOKEN.split('|').nth(2).unwrap();
+    let printed = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(!printed.contains(secret_part));
+    let files = all_files(env.path());
+    assert!(files.len() > 3);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(secret_part), "token in {}", f.display());
+        assert!(!text.contains("oh="), "a signed URL in {}", f.display());
+    }
+    let rec = run_record(&env.out());
+    let argv: Vec<String> = serde_json::from_value(rec["runs"][0]["command_line"].clone()).unwrap();
+    assert!(argv.contains(&"****".to_string()), "{argv:?}");
+    assert_eq!(
+        env.sim().stats().auth_header_on_cdn,
+        0,
+        "no credentials sent to the CDN"
+    );
+    assert_eq!(
+        env.sim().stats().token_in_query,
+        0,
+        "the token goes in the header"
+    );
+}
+
+#[test]
+fn filters_match_the_ground_truth() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--since",
+        "2019-01-01",
+        "--until",
+        "2022-12-31",
+        "--pano",
+        "exclude",
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let filter = TruthFilter {
+        since_ms: Some(1_546_300_800_000),
+        until_ms: Some(1_672_531_199_999),
+        pano: Some(false),
+        ..TruthFilter::default()
+    };
+    let truth = env.sim().world().indexed_truth(b, &filter);
+    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
+    let mut ids: Vec<u64> = listing
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, truth);
+}
+
+#[test]
+fn dry_run_lists_and_estimates_but_downloads_nothing() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("estimated bytes: "), "{out}");
+    assert!(downloaded_ids(&env.out()).is_empty());
+    assert_eq!(env.sim().stats().thumbs_served, 0);
+    let rec = run_record(&env.out());
+    assert_eq!(rec["runs"][0]["outcome"], "listed");
+    assert!(rec["totals"]["listed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn max_images_keeps_the_first_n_in_grid_and_time_order() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "2x2",
+        "--max-images",
+        "25",
+        "--size",
+        "256",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(downloaded_ids(&env.out()).len(), 25);
+    let again = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "2x2",
+        "--max-images",
+        "25",
+        "--size",
+        "256",
+    ]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        stdout(&again).contains("downloaded: 0"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(stdout(&again).contains("skipped (already there): 25"));
+}
+
+#[test]
+fn a_grid_file_gives_each_edge_image_to_one_grid() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let mid = ((b[0] + b[2]) / 2.0 * 1000.0).round() / 1000.0;
+    let grid_file = format!(
+        "ID,min_lon,min_lat,max_lon,max_lat\n# west and east halves share an edge\nwest,{},{},{mid},{}\n\neast,{mid},{},{},{}\n",
+        b[0], b[1], b[3], b[1], b[2], b[3]
+    );
+    std::fs::write(env.path().join("segments.csv"), grid_file).unwrap();
+    let o = env.fetch(&["--grid-file", "segments.csv", "--size", "256"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = downloaded_ids(&env.out());
+    assert!(got.values().all(|g| g.len() == 1));
+    let truth = env.sim().world().indexed_truth(b, &TruthFilter::default());
+    assert_eq!(got.len(), truth.len());
+    // An image exactly on the shared edge belongs to the east grid.
+    let on_edge: Vec<u64> = env
+        .sim()
+        .world()
+        .images()
+        .iter()
+        .filter(|i| i.geometry.is_some_and(|g| g[0] == mid))
+        .map(|i| i.id)
+        .collect();
+    assert!(!on_edge.is_empty(), "the world has images on the edge");
+    for id in &on_edge {
+        assert_eq!(got[id], vec!["east".to_string()]);
+    }
+}
+
+#[test]
+fn rerunning_with_other_filters_is_refused() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run", "--pano", "only"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("--pano: was Include, now Only"), "{err}");
+}
