@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -11,6 +11,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures_util::StreamExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
@@ -282,7 +283,7 @@ async fn prelude(
     if !token_well_formed(&token) {
         return Err(st.oauth_error(401, "auth_malformed", "Failed to decode"));
     }
-    if !st.config.tokens.iter().any(|t| *t == token) {
+    if !st.config.tokens.contains(&token) {
         let status = if in_header { 401 } else { 400 };
         return Err(st.oauth_error(status, "auth_unknown", "Error validating application"));
     }
@@ -488,11 +489,7 @@ pub fn effective_cap(cap: usize, fuzzy: bool, bbox_text: &str) -> usize {
 }
 
 /// Keeps the `keep` images nearest to the bbox edges, nearest first (ties by id).
-pub fn edge_first<'a>(
-    mut imgs: Vec<&'a SimImage>,
-    bbox: [f64; 4],
-    keep: usize,
-) -> Vec<&'a SimImage> {
+pub fn edge_first(mut imgs: Vec<&SimImage>, bbox: [f64; 4], keep: usize) -> Vec<&SimImage> {
     let dist = |i: &SimImage| {
         let [x, y] = i.index_pos;
         (x - bbox[0])
@@ -871,10 +868,11 @@ async fn thumb(
     let mut resp = if truncate {
         st.count_error("truncated_body");
         let part = Bytes::from(bytes).slice(..len / 2);
-        let stream = futures_util::stream::iter([
-            Ok(part),
-            Err(std::io::Error::other("mlysim truncated body")),
-        ]);
+        let stream =
+            futures_util::stream::iter([Ok(part)]).chain(futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::other("mlysim truncated body"))
+            }));
         Response::new(Body::from_stream(stream))
     } else {
         let mut s = lock(&st.stats);

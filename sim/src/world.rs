@@ -37,19 +37,19 @@ pub struct WorldSpec {
 }
 
 impl WorldSpec {
-    /// About 2,500 images around a small town; one hot spot holds more than 2,000 images inside
+    /// About 2,600 images around a small town; one hot spot holds more than 2,000 images inside
     /// one 0.005 x 0.005 degree box.
     pub fn demo() -> Self {
         WorldSpec {
             seed: 42,
             bbox: [8.500, 47.350, 8.560, 47.390],
-            images: 2_500,
+            images: 2_600,
             hotspots: vec![Hotspot {
                 center: [8.5305, 47.3705],
                 sigma_deg: 0.0006,
-                weight: 8.0,
+                weight: 0.82,
             }],
-            background_weight: 1.0,
+            background_weight: 0.18,
             creators: 24,
             organizations: 4,
             grid_snapped: 12,
@@ -309,119 +309,122 @@ impl World {
             spec.background_weight + spec.hotspots.iter().map(|h| h.weight).sum::<f64>();
         let [bx0, by0, bx1, by1] = spec.bbox;
         let mut images: Vec<SimImage> = Vec::with_capacity(spec.images);
-        while images.len() < spec.images {
-            let len = rng.random_range(20..=300).min(spec.images - images.len());
-            let mut pick = rng.random_range(0.0..total_weight.max(f64::MIN_POSITIVE));
-            let mut hotspot = None;
-            for h in &spec.hotspots {
-                if pick < h.weight {
-                    hotspot = Some(h.clone());
-                    break;
-                }
-                pick -= h.weight;
-            }
-            let (mut lon, mut lat) = match &hotspot {
-                Some(h) => (
-                    h.center[0] + gauss(&mut rng) * h.sigma_deg,
-                    h.center[1] + gauss(&mut rng) * h.sigma_deg,
-                ),
-                None => (rng.random_range(bx0..=bx1), rng.random_range(by0..=by1)),
-            };
-            lon = lon.clamp(bx0, bx1);
-            lat = lat.clamp(by0, by1);
-            let seq: Arc<str> = sequence_key(&mut rng).into();
-            let creator = creators[rng.random_range(0..creators.len())].clone();
-            let organization = rng
-                .random_bool(0.3)
-                .then(|| orgs[rng.random_range(0..orgs.len())]);
-            let pano = rng.random_bool(0.1);
-            let cams: Vec<&Camera> = CAMERAS.iter().filter(|c| c.pano == pano).collect();
-            let cam = cams[rng.random_range(0..cams.len())];
-            let has_make = !rng.random_bool(0.1);
-            let base_alt = rng.random_range(20.0..900.0);
-            let focal = rng.random_range(0.6..1.1);
-            let merge_cc = rng.random_range(1u64 << 60..u64::MAX >> 1);
-            let mut heading: f64 = rng.random_range(0.0..360.0);
-            let mut t = rng.random_range(START_2015_MS..END_2025_MS);
-            for _ in 0..len {
-                let id = random_id(&mut rng, &mut taken);
-                let computed = (!rng.random_bool(0.05)).then(|| {
-                    let d = rng.random_range(0.0..4.0) / METRES_PER_DEG;
-                    let a = rng.random_range(0.0..std::f64::consts::TAU);
-                    [
-                        lon + d * a.cos() / lat.to_radians().cos(),
-                        lat + d * a.sin(),
-                    ]
-                });
-                let compass = heading.rem_euclid(360.0);
-                let altitude = if rng.random_bool(0.05) {
-                    None
-                } else if rng.random_bool(0.02) {
-                    Some(WRAP_2_32 - rng.random_range(0.5..30.0))
-                } else {
-                    Some(base_alt + rng.random_range(-3.0..3.0))
+        let mut plan: Vec<(Option<Hotspot>, usize)> = Vec::new();
+        let mut assigned = 0usize;
+        for h in &spec.hotspots {
+            let share = h.weight / total_weight.max(f64::MIN_POSITIVE);
+            let quota = ((spec.images as f64 * share).round() as usize).min(spec.images - assigned);
+            assigned += quota;
+            plan.push((Some(h.clone()), quota));
+        }
+        plan.push((None, spec.images - assigned));
+        for (hotspot, quota) in plan {
+            let target = images.len() + quota;
+            while images.len() < target {
+                let len = rng.random_range(20..=300).min(target - images.len());
+                let (mut lon, mut lat) = match &hotspot {
+                    Some(h) => (
+                        h.center[0] + gauss(&mut rng) * h.sigma_deg,
+                        h.center[1] + gauss(&mut rng) * h.sigma_deg,
+                    ),
+                    None => (rng.random_range(bx0..=bx1), rng.random_range(by0..=by1)),
                 };
-                let orientation = if rng.random_bool(0.9) { 1 } else { 3 };
-                images.push(SimImage {
-                    id,
-                    sequence: seq.clone(),
-                    geometry: Some([lon, lat]),
-                    computed_geometry: computed,
-                    index_pos: [lon, lat],
-                    compass_angle: compass,
-                    computed_compass_angle: computed
-                        .map(|_| (compass + rng.random_range(-4.0..4.0)).rem_euclid(360.0)),
-                    altitude,
-                    computed_altitude: computed.map(|_| base_alt + rng.random_range(-8.0..8.0)),
-                    captured_at: t,
-                    is_pano: pano,
-                    make: has_make.then(|| cam.make.into()),
-                    model: has_make.then(|| cam.model.into()),
-                    creator: creator.clone(),
-                    organization,
-                    width: cam.width,
-                    height: cam.height,
-                    exif_orientation: orientation,
-                    quality_score: rng.random_range(0.3..1.0),
-                    atomic_scale: computed.map(|_| rng.random_range(0.9..1.1)),
-                    camera_parameters: (!pano).then(|| {
+                lon = lon.clamp(bx0, bx1);
+                lat = lat.clamp(by0, by1);
+                let seq: Arc<str> = sequence_key(&mut rng).into();
+                let creator = creators[rng.random_range(0..creators.len())].clone();
+                let organization = rng
+                    .random_bool(0.3)
+                    .then(|| orgs[rng.random_range(0..orgs.len())]);
+                let pano = rng.random_bool(0.1);
+                let cams: Vec<&Camera> = CAMERAS.iter().filter(|c| c.pano == pano).collect();
+                let cam = cams[rng.random_range(0..cams.len())];
+                let has_make = !rng.random_bool(0.1);
+                let base_alt = rng.random_range(20.0..900.0);
+                let focal = rng.random_range(0.6..1.1);
+                let merge_cc = rng.random_range(1u64 << 60..u64::MAX >> 1);
+                let mut heading: f64 = rng.random_range(0.0..360.0);
+                let mut t = rng.random_range(START_2015_MS..END_2025_MS);
+                for _ in 0..len {
+                    let id = random_id(&mut rng, &mut taken);
+                    let computed = (!rng.random_bool(0.05)).then(|| {
+                        let d = rng.random_range(0.0..4.0) / METRES_PER_DEG;
+                        let a = rng.random_range(0.0..std::f64::consts::TAU);
                         [
-                            focal,
-                            rng.random_range(-0.0001..0.0001),
-                            rng.random_range(-0.0001..0.0001),
+                            lon + d * a.cos() / lat.to_radians().cos(),
+                            lat + d * a.sin(),
                         ]
-                    }),
-                    computed_rotation: computed.map(|_| {
-                        [
-                            rng.random_range(-1.6..1.6),
-                            rng.random_range(-0.1..0.1),
-                            rng.random_range(-0.1..0.1),
-                        ]
-                    }),
-                    merge_cc: computed.map(|_| merge_cc),
-                    mesh_id: random_id(&mut rng, &mut taken),
-                    sfm_cluster_id: random_id(&mut rng, &mut taken),
-                    detection_ids: (0..rng.random_range(0..3))
-                        .map(|_| random_id(&mut rng, &mut taken))
-                        .collect(),
-                });
-                t += rng.random_range(1_000..=3_000);
-                let step = rng.random_range(3.0..15.0) / METRES_PER_DEG;
-                heading += gauss(&mut rng) * 12.0;
-                if let Some(h) = &hotspot {
-                    let (dx, dy) = (h.center[0] - lon, h.center[1] - lat);
-                    if (dx * dx + dy * dy).sqrt() > 2.5 * h.sigma_deg {
-                        heading = dy.atan2(dx).to_degrees() + gauss(&mut rng) * 20.0;
+                    });
+                    let compass = heading.rem_euclid(360.0);
+                    let altitude = if rng.random_bool(0.05) {
+                        None
+                    } else if rng.random_bool(0.02) {
+                        Some(WRAP_2_32 - rng.random_range(0.5..30.0))
+                    } else {
+                        Some(base_alt + rng.random_range(-3.0..3.0))
+                    };
+                    let orientation = if rng.random_bool(0.9) { 1 } else { 3 };
+                    images.push(SimImage {
+                        id,
+                        sequence: seq.clone(),
+                        geometry: Some([lon, lat]),
+                        computed_geometry: computed,
+                        index_pos: [lon, lat],
+                        compass_angle: compass,
+                        computed_compass_angle: computed
+                            .map(|_| (compass + rng.random_range(-4.0..4.0)).rem_euclid(360.0)),
+                        altitude,
+                        computed_altitude: computed.map(|_| base_alt + rng.random_range(-8.0..8.0)),
+                        captured_at: t,
+                        is_pano: pano,
+                        make: has_make.then(|| cam.make.into()),
+                        model: has_make.then(|| cam.model.into()),
+                        creator: creator.clone(),
+                        organization,
+                        width: cam.width,
+                        height: cam.height,
+                        exif_orientation: orientation,
+                        quality_score: rng.random_range(0.3..1.0),
+                        atomic_scale: computed.map(|_| rng.random_range(0.9..1.1)),
+                        camera_parameters: (!pano).then(|| {
+                            [
+                                focal,
+                                rng.random_range(-0.0001..0.0001),
+                                rng.random_range(-0.0001..0.0001),
+                            ]
+                        }),
+                        computed_rotation: computed.map(|_| {
+                            [
+                                rng.random_range(-1.6..1.6),
+                                rng.random_range(-0.1..0.1),
+                                rng.random_range(-0.1..0.1),
+                            ]
+                        }),
+                        merge_cc: computed.map(|_| merge_cc),
+                        mesh_id: random_id(&mut rng, &mut taken),
+                        sfm_cluster_id: random_id(&mut rng, &mut taken),
+                        detection_ids: (0..rng.random_range(0..3))
+                            .map(|_| random_id(&mut rng, &mut taken))
+                            .collect(),
+                    });
+                    t += rng.random_range(1_000..=3_000);
+                    let step = rng.random_range(3.0..15.0) / METRES_PER_DEG;
+                    heading += gauss(&mut rng) * 12.0;
+                    if let Some(h) = &hotspot {
+                        let (dx, dy) = (h.center[0] - lon, h.center[1] - lat);
+                        if (dx * dx + dy * dy).sqrt() > 2.5 * h.sigma_deg {
+                            heading = dy.atan2(dx).to_degrees() + gauss(&mut rng) * 20.0;
+                        }
                     }
-                }
-                let (nlon, nlat) = (
-                    lon + step * heading.to_radians().cos() / lat.to_radians().cos(),
-                    lat + step * heading.to_radians().sin(),
-                );
-                if in_box([nlon, nlat], spec.bbox) {
-                    (lon, lat) = (nlon, nlat);
-                } else {
-                    heading += 180.0;
+                    let (nlon, nlat) = (
+                        lon + step * heading.to_radians().cos() / lat.to_radians().cos(),
+                        lat + step * heading.to_radians().sin(),
+                    );
+                    if in_box([nlon, nlat], spec.bbox) {
+                        (lon, lat) = (nlon, nlat);
+                    } else {
+                        heading += 180.0;
+                    }
                 }
             }
         }

@@ -1,0 +1,161 @@
+//! The `mlysim` binary: runs the simulator on loopback until SIGTERM/SIGINT, or prints ground truth.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use mlysim::{Faults, Sim, SimConfig, TruthFilter, World, WorldSpec};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum WorldKind {
+    Demo,
+    Dense,
+    City,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Bbox([f64; 4]);
+
+fn parse_bbox(s: &str) -> Result<Bbox, String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>().map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    let b: [f64; 4] = v
+        .try_into()
+        .map_err(|_| "expected min_lon,min_lat,max_lon,max_lat".to_string())?;
+    Ok(Bbox(b))
+}
+
+/// A Mapillary API v4 simulator (Graph + CDN) on 127.0.0.1.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[arg(long, value_enum, default_value = "demo")]
+    world: WorldKind,
+    /// Number of images (dense default 20000, city default 50000; demo fixed unless given).
+    #[arg(long)]
+    images: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Graph port (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// CDN port (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    cdn_port: u16,
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    #[arg(long, default_value_t = 2000)]
+    cap: usize,
+    #[arg(long)]
+    fuzzy_cap: bool,
+    #[arg(long, default_value_t = 0.0)]
+    http500: f64,
+    #[arg(long, default_value_t = 0.0)]
+    timeout400: f64,
+    #[arg(long, default_value_t = 0.0)]
+    reset: f64,
+    #[arg(long, default_value_t = 0.0)]
+    truncated: f64,
+    #[arg(long, default_value_t = 0.0)]
+    stall: f64,
+    /// How long a stalled request waits.
+    #[arg(long, default_value_t = 30_000)]
+    stall_ms: u64,
+    #[arg(long, default_value_t = 0.0)]
+    rate_limit: f64,
+    #[arg(long = "thumb-403", default_value_t = 0.0)]
+    thumb_403: f64,
+    #[arg(long, default_value_t = 0.0)]
+    not_jpeg: f64,
+    /// Refuse (HTTP 500) a bbox holding more than N images.
+    #[arg(long)]
+    dense_refusal: Option<usize>,
+    /// Status of rate-limit answers (429 or 403).
+    #[arg(long, default_value_t = 429)]
+    rate_limit_status: u16,
+    /// Thumbnail URL lifetime in seconds.
+    #[arg(long, default_value_t = 30 * 24 * 3600)]
+    thumb_ttl_s: u64,
+    /// Print the sorted ids whose original geometry is in BBOX (min_lon,min_lat,max_lon,max_lat), then exit.
+    #[arg(long, value_parser = parse_bbox, allow_hyphen_values = true)]
+    ground_truth: Option<Bbox>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut spec = match args.world {
+        WorldKind::Demo => WorldSpec::demo(),
+        WorldKind::Dense => WorldSpec::dense(args.images.unwrap_or(20_000)),
+        WorldKind::City => WorldSpec::city(args.images.unwrap_or(50_000)),
+    };
+    if let Some(n) = args.images {
+        spec.images = n;
+    }
+    if let Some(s) = args.seed {
+        spec.seed = s;
+    }
+    for (name, p) in [
+        ("http500", args.http500),
+        ("timeout400", args.timeout400),
+        ("reset", args.reset),
+        ("truncated", args.truncated),
+        ("stall", args.stall),
+        ("rate-limit", args.rate_limit),
+        ("thumb-403", args.thumb_403),
+        ("not-jpeg", args.not_jpeg),
+    ] {
+        if !(0.0..=1.0).contains(&p) {
+            bail!("--{name} must be a probability between 0 and 1");
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    if let Some(Bbox(b)) = args.ground_truth {
+        let world = World::generate(&spec);
+        for id in world.ground_truth(b, &TruthFilter::default()) {
+            writeln!(out, "{id}")?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
+    let config = SimConfig {
+        world: spec,
+        cap: args.cap,
+        fuzzy_cap: args.fuzzy_cap,
+        latency: Duration::from_millis(args.latency_ms),
+        faults: Faults {
+            http500: args.http500,
+            timeout400: args.timeout400,
+            reset: args.reset,
+            truncated_body: args.truncated,
+            stall: args.stall,
+            stall_for: Duration::from_millis(args.stall_ms),
+            rate_limit: args.rate_limit,
+            thumb_403: args.thumb_403,
+            not_jpeg: args.not_jpeg,
+        },
+        rate_limit_status: args.rate_limit_status,
+        thumb_ttl: Duration::from_secs(args.thumb_ttl_s),
+        dense_refusal: args.dense_refusal,
+        ..SimConfig::default()
+    };
+    let sim = Sim::spawn_on(config, args.port, args.cdn_port).context("starting the simulator")?;
+    writeln!(out, "graph_url={}", sim.graph_url())?;
+    writeln!(out, "cdn_url={}", sim.cdn_url())?;
+    out.flush()?;
+    drop(out);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    drop(sim);
+    Ok(())
+}
