@@ -1,8 +1,214 @@
-//! `mlyexport exif`: wiring only (rayon pool over the downloaded JPEGs).
+//! `mlyexport exif`, and the EXIF pass that `layers` runs: for every image in
+//! a downloads folder, reads its JSON and JPEG, embeds the tags (the pure
+//! [`crate::exif`] module does the bytes) and replaces the JPEG atomically
+//! through [`crate::store`]. Wiring only: no tag logic here, and no printing
+//! except through [`Reporter`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use rayon::prelude::*;
 
 use crate::ExitStatus;
 use crate::cli::ExifArgs;
+use crate::exif::{self, ExifTags, TimeZones, XmpOutcome};
+use crate::model::PositionSource;
+use crate::record::ImageRecord;
+use crate::report::Reporter;
+use crate::store::{self, FoundImage};
 
-pub fn run(_args: ExifArgs) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`mlyexport exif` is not implemented yet")
+/// How many skipped files are named one by one before the rest are counted.
+const SKIPPED_SHOWN: usize = 20;
+
+pub fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
+    let reporter = Reporter::new(args.quiet);
+    let summary = embed_folder(&args.input, args.position, &reporter)?;
+    reporter.summary(&summary.lines());
+    Ok(summary.status())
+}
+
+/// A JPEG or JSON that was left untouched, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What an EXIF pass over a folder did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExifSummary {
+    /// Image JSON files found.
+    pub images: usize,
+    /// JPEGs rewritten with new tags.
+    pub written: usize,
+    /// JPEGs that already carried exactly these tags (not rewritten).
+    pub unchanged: usize,
+    /// Tagged, but without GPS tags: their JSON has no position.
+    pub without_position: usize,
+    /// Positions taken from `computed_geometry` / from `geometry`.
+    pub from_computed: usize,
+    pub from_original: usize,
+    /// Panoramas given XMP GPano tags (written or merged).
+    pub panoramas: usize,
+    /// Panoramas whose existing XMP was kept as it was (no GPano written by us).
+    pub xmp_kept: usize,
+    /// Files left untouched, sorted by path.
+    pub skipped: Vec<Skipped>,
+}
+
+impl ExifSummary {
+    /// `Partial` when any file was skipped, else `Success`.
+    pub fn status(&self) -> ExitStatus {
+        if self.skipped.is_empty() {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Partial
+        }
+    }
+
+    /// `key: value` lines for [`Reporter::summary`].
+    pub fn lines(&self) -> Vec<(String, String)> {
+        let l = |k: &str, v: String| (k.to_string(), v);
+        vec![
+            l("images", self.images.to_string()),
+            l("exif written", self.written.to_string()),
+            l("already up to date", self.unchanged.to_string()),
+            l(
+                "position from",
+                format!(
+                    "computed {}, original {}",
+                    self.from_computed, self.from_original
+                ),
+            ),
+            l(
+                "without position (no GPS tags)",
+                self.without_position.to_string(),
+            ),
+            l("panoramas tagged (XMP GPano)", self.panoramas.to_string()),
+            l("panoramas with foreign XMP kept", self.xmp_kept.to_string()),
+            l("skipped", self.skipped.len().to_string()),
+        ]
+    }
+}
+
+/// What happened to one image.
+struct Done {
+    written: bool,
+    source: Option<PositionSource>,
+    xmp: XmpOutcome,
+}
+
+/// Embeds GPS EXIF tags into every JPEG of a downloads folder (the `fetch`
+/// layout `<grid>/<id>.json` + `<id>.jpg`, or the old tool's `jsons/` +
+/// `images/`), in parallel on the current rayon pool, one file per worker in
+/// memory at a time. `position` picks the source of position and direction
+/// (falling back to the other). Each JPEG is replaced atomically and only when
+/// its bytes change, keeping its permissions. A corrupt or non-JPEG file, a
+/// missing JPEG or an unreadable JSON is named through `reporter`, counted in
+/// [`ExifSummary::skipped`] and left untouched; it does not stop the pass.
+///
+/// Errors (exit 2) only when the folder cannot be read or holds no image JSON.
+pub fn embed_folder(
+    input: &Path,
+    position: PositionSource,
+    reporter: &Reporter,
+) -> anyhow::Result<ExifSummary> {
+    let (_, found) = store::scan_input(input)
+        .with_context(|| format!("cannot list the images in `{}`", input.display()))?;
+    if found.is_empty() {
+        anyhow::bail!(
+            "no image JSON files in `{}`: expected `<grid>/<id>.json` beside `<id>.jpg` \
+             (as `mlyexport fetch` writes them) or `jsons/<id>.json` with `images/<id>.jpg`",
+            input.display()
+        );
+    }
+    store::remove_stale_temp_files(input);
+    reporter.info(&format!(
+        "embedding EXIF into {} images in `{}`",
+        found.len(),
+        input.display()
+    ));
+    let zones = TimeZones::new();
+    let results: Vec<Result<Done, Skipped>> = found
+        .par_iter()
+        .map(|f| embed_one(f, position, &zones))
+        .collect();
+
+    let mut s = ExifSummary {
+        images: found.len(),
+        ..ExifSummary::default()
+    };
+    for r in results {
+        match r {
+            Ok(d) => {
+                if d.written {
+                    s.written += 1;
+                } else {
+                    s.unchanged += 1;
+                }
+                match d.source {
+                    Some(PositionSource::Computed) => s.from_computed += 1,
+                    Some(PositionSource::Original) => s.from_original += 1,
+                    None => s.without_position += 1,
+                }
+                match d.xmp {
+                    XmpOutcome::Written | XmpOutcome::Merged => s.panoramas += 1,
+                    XmpOutcome::KeptForeignGpano | XmpOutcome::KeptUnmergeable => s.xmp_kept += 1,
+                    XmpOutcome::NotPano => {}
+                }
+            }
+            Err(skip) => s.skipped.push(skip),
+        }
+    }
+    s.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    for k in s.skipped.iter().take(SKIPPED_SHOWN) {
+        reporter.warn(&format!("skipped `{}`: {}", k.path.display(), k.reason));
+    }
+    if s.skipped.len() > SKIPPED_SHOWN {
+        reporter.warn(&format!(
+            "… and {} more files skipped",
+            s.skipped.len() - SKIPPED_SHOWN
+        ));
+    }
+    Ok(s)
+}
+
+/// Reads, tags and (when it changed) replaces one image's JPEG.
+fn embed_one(f: &FoundImage, prefer: PositionSource, zones: &TimeZones) -> Result<Done, Skipped> {
+    let skip = |path: &Path, reason: String| Skipped {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = fs::read(&f.json).map_err(|e| skip(&f.json, format!("cannot read it: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| skip(&f.json, format!("not valid JSON: {e}")))?;
+    let rec = ImageRecord::from_value(&value)
+        .map_err(|e| skip(&f.json, format!("not an image record: {e}")))?;
+    if rec.id != f.id {
+        return Err(skip(
+            &f.json,
+            format!("its id `{}` differs from its file name `{}`", rec.id, f.id),
+        ));
+    }
+    let Some(jpg) = &f.jpg else {
+        return Err(skip(&f.json, "no JPEG beside it".to_string()));
+    };
+    let bytes = fs::read(jpg).map_err(|e| skip(jpg, format!("cannot read it: {e}")))?;
+    let tags = ExifTags::from_record(&rec, prefer, zones);
+    let done = exif::embed_detailed(&bytes, &tags).map_err(|e| skip(jpg, e.to_string()))?;
+    let written = done.bytes != bytes;
+    if written {
+        let perms = fs::metadata(jpg).map(|m| m.permissions()).ok();
+        store::atomic_write(jpg, &done.bytes).map_err(|e| skip(jpg, e.to_string()))?;
+        if let Some(p) = perms {
+            // The temp file is created private; give the JPEG its old mode back.
+            let _ = fs::set_permissions(jpg, p);
+        }
+    }
+    Ok(Done {
+        written,
+        source: tags.gps.map(|g| g.source),
+        xmp: done.xmp,
+    })
 }

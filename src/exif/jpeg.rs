@@ -1,0 +1,197 @@
+//! JPEG marker walking: finds the segments before the first scan, the frame
+//! size and the start of the entropy-coded data, and checks the end-of-image
+//! marker. Pure: reads a byte slice, never decodes or re-encodes pixels.
+
+use super::ExifError;
+
+/// The identifier that opens an EXIF APP1 payload.
+pub(crate) const EXIF_HEADER: &[u8] = b"Exif\0\0";
+/// The identifier that opens a standard XMP APP1 payload.
+pub(crate) const XMP_HEADER: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+/// Largest payload of a segment: its 16-bit length counts itself (2 bytes).
+pub(crate) const MAX_PAYLOAD: usize = 65_533;
+
+/// One marker segment before the first scan, as byte ranges of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    /// The marker code (the byte after `FF`).
+    pub marker: u8,
+    /// Offset of the segment's first byte (fill bytes included).
+    pub start: usize,
+    /// Offset of the payload (after the length field); `end` for standalone markers.
+    pub payload: usize,
+    /// Offset just past the segment.
+    pub end: usize,
+}
+
+impl Segment {
+    pub fn payload<'a>(&self, jpeg: &'a [u8]) -> &'a [u8] {
+        &jpeg[self.payload..self.end]
+    }
+    pub fn is_app1_with(&self, jpeg: &[u8], header: &[u8]) -> bool {
+        self.marker == 0xE1 && self.payload(jpeg).starts_with(header)
+    }
+}
+
+/// The structure of a JPEG file up to its first scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// Segments between SOI and the first SOS, in file order.
+    pub segments: Vec<Segment>,
+    /// Offset of the first SOS segment; everything from here on is copied verbatim.
+    pub scan_start: usize,
+    /// Frame size from the SOF header, pixels.
+    pub width: u32,
+    pub height: u32,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_sof(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+/// Walks the markers of `jpeg` up to the first scan and checks that the file
+/// ends with the end-of-image marker (`FF D9`), which catches truncated files
+/// that a decoder would accept.
+pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
+    if jpeg.len() < 4 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
+        return Err(ExifError::NotJpeg(hex(&jpeg[..jpeg.len().min(4)])));
+    }
+    if !jpeg.ends_with(&[0xFF, 0xD9]) {
+        return Err(ExifError::NoEndMarker(hex(&jpeg[jpeg.len() - 2..])));
+    }
+    let mut segments = Vec::new();
+    let mut size = None;
+    let mut pos = 2;
+    loop {
+        let start = pos;
+        if jpeg.get(pos) != Some(&0xFF) {
+            return Err(ExifError::BadMarker {
+                offset: pos,
+                found: jpeg
+                    .get(pos)
+                    .map_or_else(|| "end of file".into(), |b| format!("{b:02X}")),
+            });
+        }
+        while jpeg.get(pos) == Some(&0xFF) {
+            pos += 1; // the marker's FF and any fill bytes
+        }
+        let Some(&marker) = jpeg.get(pos) else {
+            return Err(ExifError::Truncated { offset: start });
+        };
+        pos += 1;
+        match marker {
+            0xD9 => return Err(ExifError::NoScan),
+            0x00 => {
+                return Err(ExifError::BadMarker {
+                    offset: start,
+                    found: "FF 00".into(),
+                });
+            }
+            0x01 | 0xD0..=0xD8 => {
+                segments.push(Segment {
+                    marker,
+                    start,
+                    payload: pos,
+                    end: pos,
+                });
+                continue;
+            }
+            _ => {}
+        }
+        let len = match jpeg.get(pos..pos + 2) {
+            Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
+            None => return Err(ExifError::Truncated { offset: start }),
+        };
+        if len < 2 || pos + len > jpeg.len() {
+            return Err(ExifError::Truncated { offset: start });
+        }
+        let seg = Segment {
+            marker,
+            start,
+            payload: pos + 2,
+            end: pos + len,
+        };
+        if is_sof(marker) {
+            let p = seg.payload(jpeg);
+            if p.len() < 5 {
+                return Err(ExifError::Truncated { offset: start });
+            }
+            let h = u32::from(u16::from_be_bytes([p[1], p[2]]));
+            let w = u32::from(u16::from_be_bytes([p[3], p[4]]));
+            if w == 0 || h == 0 {
+                return Err(ExifError::ZeroSize {
+                    width: w,
+                    height: h,
+                });
+            }
+            size = Some((w, h));
+        }
+        if marker == 0xDA {
+            let (width, height) = size.ok_or(ExifError::NoFrame)?;
+            return Ok(Layout {
+                segments,
+                scan_start: start,
+                width,
+                height,
+            });
+        }
+        segments.push(seg);
+        pos = seg.end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SOI, APP0, SOF0 (3x2), SOS with two bytes of data, EOI.
+    pub(crate) fn tiny() -> Vec<u8> {
+        let mut v = vec![0xFF, 0xD8];
+        v.extend([0xFF, 0xE0, 0x00, 0x07, b'J', b'F', b'I', b'F', 0]);
+        v.extend([0xFF, 0xC0, 0x00, 0x0B, 8, 0, 2, 0, 3, 1, 1, 0x11, 0]);
+        v.extend([0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0, 0x12, 0x34]);
+        v.extend([0xFF, 0xD9]);
+        v
+    }
+
+    #[test]
+    fn walks_segments_and_finds_the_frame() {
+        let j = tiny();
+        let l = parse(&j).unwrap();
+        assert_eq!(l.segments.len(), 2);
+        assert_eq!(l.segments[0].marker, 0xE0);
+        assert_eq!(l.segments[0].payload(&j), b"JFIF\0");
+        assert_eq!((l.width, l.height), (3, 2));
+        assert_eq!(&j[l.scan_start..l.scan_start + 2], &[0xFF, 0xDA]);
+    }
+
+    #[test]
+    fn rejects_broken_files() {
+        assert!(matches!(parse(b"GIF89a.."), Err(ExifError::NotJpeg(s)) if s == "47 49 46 38"));
+        let j = tiny();
+        assert!(matches!(
+            parse(&j[..j.len() - 1]),
+            Err(ExifError::NoEndMarker(_))
+        ));
+        let mut cut = j[..8].to_vec();
+        cut.extend([0xFF, 0xD9]);
+        assert!(matches!(parse(&cut), Err(ExifError::Truncated { .. })));
+        let mut no_sof = j[..11].to_vec();
+        no_sof.extend(&j[24..]);
+        assert!(matches!(parse(&no_sof), Err(ExifError::NoFrame)));
+        let mut garbage = j.clone();
+        garbage[11] = 0x12;
+        assert!(matches!(
+            parse(&garbage),
+            Err(ExifError::BadMarker { offset: 11, .. })
+        ));
+    }
+}
