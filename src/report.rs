@@ -18,8 +18,17 @@ use crate::fetch::{FetchReport, Progress};
 /// Prints an error chain once: `error: …` then indented `caused by: …` lines.
 pub fn print_error(err: &anyhow::Error) {
     eprintln!("error: {err}");
+    let mut shown = err.to_string();
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        let text = cause.to_string();
+        // thiserror messages often quote their source already: print it once.
+        if !shown.contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        shown = text;
+    }
+    if shown.contains("could not connect") || shown.contains("timed out") {
+        eprintln!("  hint: check --api-url / MLYEXPORT_API_URL and the network; re-running resumes");
     }
 }
 

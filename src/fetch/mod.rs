@@ -63,6 +63,8 @@ pub enum FetchError {
     BadRunRecord { path: String, message: String },
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("the first request to the API failed, so nothing was written")]
+    Preflight(#[source] ApiError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error("cannot create `{path}`: {source}")]
@@ -122,6 +124,7 @@ pub async fn run(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> Result<FetchReport, FetchError> {
+    preflight(&client, &cfg.plan).await?;
     let out = &cfg.output;
     std::fs::create_dir_all(out).map_err(|source| FetchError::CreateDir {
         path: out.display().to_string(),
@@ -380,6 +383,24 @@ pub async fn run(
         estimated_bytes,
         dry_run: cfg.dry_run,
     })
+}
+
+/// One tiny search before anything is written, so that a refused token or an
+/// unreachable API ends the run with nothing on disk.
+async fn preflight(client: &Client, plan: &Plan) -> Result<(), FetchError> {
+    let a = plan.area();
+    let side = 0.0001_f64.min(a.width()).min(a.height());
+    let tiny = Bbox::new(a.min_lon(), a.min_lat(), a.min_lon() + side, a.min_lat() + side)
+        .expect("a corner of a valid box");
+    let q = crate::api::SearchQuery {
+        fields: "id".into(),
+        limit: 1,
+        ..Default::default()
+    };
+    match client.search(&tiny, &q).await {
+        Ok(_) | Err(ApiError::TooMuchData { .. }) => Ok(()),
+        Err(e) => Err(FetchError::Preflight(e)),
+    }
 }
 
 fn read_object(scratch: &File, offset: u64, len: u32) -> Map<String, Value> {
