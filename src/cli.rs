@@ -182,6 +182,12 @@ pub struct LayersArgs {
     #[arg(long, value_enum, default_value_t = PositionSource::Computed)]
     pub position: PositionSource,
 
+    /// Reference time of the coverage's "months since the newest capture"
+    /// (`2024-06-01` or `2024-06-01T12:00:00Z`). Default: when the last fetch
+    /// run finished, or today (UTC midnight) without a run record.
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
