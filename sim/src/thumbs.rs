@@ -224,7 +224,7 @@ pub fn encode_scene(width: u32, height: u32, pano: bool) -> Vec<u8> {
     for y in 0..h {
         for x in 0..w {
             let b = blocks[(y / 16) * (w / 16 + 1) + x / 16];
-            let n: i32 = rng.random_range(-14..14);
+            let n: i32 = rng.random_range(-9..9);
             let (r, g, bl) = if y < horizon {
                 let t = (y * 90 / horizon.max(1)) as i32;
                 (110 + t, 150 + t, 220 + b / 4)
