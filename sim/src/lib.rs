@@ -182,6 +182,10 @@ impl Sim {
         self.shared.cdn_url.clone()
     }
 
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
     pub fn world(&self) -> &World {
         &self.shared.world
     }

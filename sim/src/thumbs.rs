@@ -72,6 +72,7 @@ pub fn unix_now() -> f64 {
 #[derive(Debug)]
 pub struct Signer {
     secret: [u8; 32],
+    mask: [u8; 16],
 }
 
 /// What a valid CDN path names.
@@ -93,19 +94,13 @@ impl Signer {
         let mut h = Sha256::new();
         h.update(b"mlysim-cdn-secret");
         h.update(seed.to_le_bytes());
-        Signer {
-            secret: h.finalize().into(),
-        }
-    }
-
-    fn mask(&self) -> [u8; 16] {
+        let secret: [u8; 32] = h.finalize().into();
         let mut h = Sha256::new();
-        h.update(self.secret);
+        h.update(secret);
         h.update(b"token-mask");
-        let d = h.finalize();
-        let mut m = [0u8; 16];
-        m.copy_from_slice(&d[..16]);
-        m
+        let mut mask = [0u8; 16];
+        mask.copy_from_slice(&h.finalize()[..16]);
+        Signer { secret, mask }
     }
 
     fn signature(&self, token: &str, stp: Option<&str>, oe: &str) -> String {
@@ -135,7 +130,7 @@ impl Signer {
         raw[..8].copy_from_slice(&id.to_le_bytes());
         raw[8..10].copy_from_slice(&size.code().to_le_bytes());
         raw[10..16].copy_from_slice(&nonce.to_le_bytes()[..6]);
-        for (b, m) in raw.iter_mut().zip(self.mask()) {
+        for (b, m) in raw.iter_mut().zip(self.mask) {
             *b ^= m;
         }
         let token = format!("An{}", hex::encode(raw));
@@ -177,7 +172,7 @@ impl Signer {
             return Err(CheckError::Expired);
         }
         let mut raw = [0u8; 16];
-        for ((r, b), m) in raw.iter_mut().zip(bytes).zip(self.mask()) {
+        for ((r, b), m) in raw.iter_mut().zip(bytes).zip(self.mask) {
             *r = b ^ m;
         }
         let id = u64::from_le_bytes(raw[..8].try_into().map_err(|_| CheckError::Malformed)?);

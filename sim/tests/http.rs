@@ -524,3 +524,81 @@ fn binary_prints_urls_and_ground_truth() {
     assert!(graph.starts_with("graph_url=http://127.0.0.1:"), "{graph}");
     assert!(cdn.starts_with("cdn_url=http://127.0.0.1:"), "{cdn}");
 }
+
+#[test]
+fn sim_handle_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Sim>();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_concurrent() {
+    let sim = Sim::spawn(SimConfig {
+        latency: Duration::from_millis(400),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let id = sim.world().images()[0].id;
+    let url = format!("{}/{id}?fields=captured_at", sim.graph_url());
+    let c = client();
+    let t = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (c, url) = (c.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get(&url)
+                .header("Authorization", format!("OAuth {DEMO_TOKEN}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(400));
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert_eq!(sim.stats().entity_calls, 200);
+}
+
+#[tokio::test]
+async fn bbox_search_returns_images_without_geometry() {
+    let sim = Sim::spawn(SimConfig::default()).unwrap();
+    let hidden = sim
+        .world()
+        .images()
+        .iter()
+        .find(|i| i.geometry.is_none())
+        .unwrap()
+        .clone();
+    let want = hidden.id.to_string();
+    let [x, y] = hidden.index_pos;
+    let b = [x - 0.0002, y - 0.0002, x + 0.0002, y + 0.0002];
+    let truth = sim.world().indexed_truth(b, &TruthFilter::default());
+    assert!(truth.contains(&hidden.id));
+    assert!(
+        !sim.world()
+            .ground_truth(b, &TruthFilter::default())
+            .contains(&hidden.id)
+    );
+    let (_, v) = get(&format!(
+        "{}/images?bbox={},{},{},{}&fields=geometry,computed_geometry",
+        sim.graph_url(),
+        b[0],
+        b[1],
+        b[2],
+        b[3]
+    ))
+    .await;
+    let row = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == want.as_str())
+        .expect("the geometry-less image is returned")
+        .clone();
+    assert_eq!(row, serde_json::json!({"id": hidden.id.to_string()}));
+}
