@@ -13,9 +13,6 @@ use crate::model::{GridId, ImageId, ThumbSize};
 use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, ImageRecord, SEARCH_FIELDS, TOOL_KEY};
 use crate::store::{self, ImagePaths};
 
-/// Fresh URLs fetched for one image after a 403 before giving up.
-const MAX_URL_REFRESHES: u32 = 2;
-
 /// Why one image failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -62,12 +59,12 @@ pub(crate) async fn fetch_and_store(
         None => fresh_url(client, job.id, field).await?,
     };
     let mut attempt = 1;
-    let mut refreshes = 0;
     let thumb = loop {
         match client.thumbnail(&url).await {
             Ok(t) => break t,
-            Err(ApiError::ExpiredUrl) if refreshes < MAX_URL_REFRESHES => {
-                refreshes += 1;
+            // A refused URL is replaced by a fresh one; that counts as an attempt.
+            Err(ApiError::ExpiredUrl) if attempt < client.retry_attempts() => {
+                attempt += 1;
                 url = fresh_url(client, job.id, field).await?;
             }
             Err(e) if e.is_retryable() && attempt < client.retry_attempts() => {
