@@ -316,7 +316,7 @@ pub(crate) mod tests {
             "id": id.to_string(), "sequence": seq, "captured_at": t,
             "geometry": {"type": "Point", "coordinates": [lon, lat]},
             "computed_geometry": {"type": "Point", "coordinates": [lon + 0.00001, lat]},
-            "compass_angle": 10.0, "computed_compass_angle": 20.0, "is_pano": id % 2 == 0,
+            "compass_angle": 10.0, "computed_compass_angle": 20.0, "is_pano": id.is_multiple_of(2),
             "creator": {"username": "alice", "id": "1"},
         }))
         .unwrap()
