@@ -37,7 +37,7 @@ impl Pano {
             h = self.height,
         );
         if let Some(heading) = self.heading {
-            d.push_str(&format!("\n   GPano:PoseHeadingDegrees=\"{heading:.1}\""));
+            d.push_str(&format!("\n   GPano:PoseHeadingDegrees=\"{heading:.2}\""));
         }
         d.push_str("/>\n");
         d
@@ -104,7 +104,7 @@ mod tests {
     const PANO: Pano = Pano {
         width: 2048,
         height: 1024,
-        heading: Some(12.345),
+        heading: Some(12.5),
     };
 
     #[test]
@@ -115,7 +115,7 @@ mod tests {
         assert!(t.contains("GPano:FullPanoWidthPixels=\"2048\""));
         assert!(t.contains("GPano:CroppedAreaImageHeightPixels=\"1024\""));
         assert!(t.contains("GPano:CroppedAreaTopPixels=\"0\""));
-        assert!(t.contains("GPano:PoseHeadingDegrees=\"12.3\""));
+        assert!(t.contains("GPano:PoseHeadingDegrees=\"12.50\""));
         assert_eq!(classify(&p, &PANO), Existing::Ours);
     }
 
