@@ -228,7 +228,7 @@ fn token_well_formed(t: &str) -> bool {
     )
 }
 
-/// Runs latency, injected faults, auth and rate limiting; returns the token on success.
+/// Runs latency, injected faults, auth and rate limiting; `Err` holds the answer to send instead.
 async fn prelude(
     st: &Shared,
     class: Class,

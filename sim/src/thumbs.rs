@@ -114,7 +114,7 @@ impl Signer {
         format!("00_{}", hex::encode(&h.finalize()[..20]))
     }
 
-    /// A URL path and query for one rendition; `nonce` makes every minted URL distinct.
+    /// A full URL for one rendition; `nonce` makes every minted URL distinct.
     #[allow(clippy::too_many_arguments)]
     pub fn mint(
         &self,
