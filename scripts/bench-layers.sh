@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Benchmark (not a timed test): `mlyexport layers --format gpkg --no-exif`
+# (release build) on synthetic metadata for 100,000 and 1,000,000 images,
+# against `ogr2ogr` converting a CSV of the same points into a GeoPackage, in
+# the same run. Prints wall times, the ratio, time per image (linearity) and
+# peak RSS from /usr/bin/time -v.
+#
+# usage: scripts/bench-layers.sh [N ...]        (default: 100000 1000000)
+# env:   BENCH_DIR   where the synthetic folders go (kept and reused between runs;
+#                    default /tmp/mlyexport-bench). 1,000,000 images take ~4 GB.
+#        KEEP_OUTPUT=1 keep the GeoPackages written.
+# needs: python3, ogr2ogr (gdal-bin), /usr/bin/time (package `time`).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZES=("$@")
+[ ${#SIZES[@]} -eq 0 ] && SIZES=(100000 1000000)
+WORK=${BENCH_DIR:-/tmp/mlyexport-bench}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+mkdir -p "$WORK"
+
+for tool in ogr2ogr /usr/bin/time python3; do
+  command -v "$tool" >/dev/null || { echo "bench-layers: $tool is missing" >&2; exit 2; }
+done
+
+echo "building mlyexport (release)..." >&2
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin mlyexport
+BIN=$TARGET/release/mlyexport
+
+# Seconds from /usr/bin/time's "Elapsed (wall clock) time (h:mm:ss or m:ss): ..."
+wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
+rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+
+printf '\n%10s %10s %10s %8s %14s %14s %12s %12s\n' images layers_s ogr2ogr_s ratio layers_us/img ogr_us/img layers_MB ogr_MB
+results=()
+for n in "${SIZES[@]}"; do
+  dir=$WORK/n$n
+  if [ ! -f "$dir/.complete" ]; then
+    echo "generating $n synthetic images in $dir ..." >&2
+    rm -rf "$dir"; mkdir -p "$dir"
+    python3 "$ROOT/scripts/synth-downloads.py" "$dir/downloads" "$n" --grids 64 --csv "$dir/points.csv"
+    touch "$dir/.complete"
+  fi
+  # Warm the page cache for both tools alike: read every input once.
+  find "$dir/downloads" -name '*.json' -print0 | xargs -0 cat > /dev/null
+  cat "$dir/points.csv" > /dev/null
+  rm -rf "$dir/out" "$dir/ogr.gpkg"
+
+  /usr/bin/time -v "$BIN" layers --input "$dir/downloads" --output "$dir/out" \
+      --format gpkg --no-exif --quiet 2> "$dir/layers.time" || { cat "$dir/layers.time" >&2; exit 1; }
+  /usr/bin/time -v ogr2ogr -f GPKG "$dir/ogr.gpkg" "$dir/points.csv" -nln images \
+      -oo X_POSSIBLE_NAMES=lon -oo Y_POSSIBLE_NAMES=lat -oo AUTODETECT_TYPE=YES \
+      -a_srs EPSG:4326 2> "$dir/ogr.time" || { cat "$dir/ogr.time" >&2; exit 1; }
+
+  lt=$(wall "$dir/layers.time"); ot=$(wall "$dir/ogr.time")
+  lm=$(rss_mb "$dir/layers.time"); om=$(rss_mb "$dir/ogr.time")
+  ratio=$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
+  lper=$(awk -v a="$lt" -v n="$n" 'BEGIN{printf "%.2f", a*1e6/n}')
+  oper=$(awk -v a="$ot" -v n="$n" 'BEGIN{printf "%.2f", a*1e6/n}')
+  printf '%10s %10s %10s %8s %14s %14s %12s %12s\n' "$n" "$lt" "$ot" "$ratio" "$lper" "$oper" "$lm" "$om"
+  results+=("$n $lper")
+  [ "${KEEP_OUTPUT:-0}" = 1 ] || rm -rf "$dir/out" "$dir/ogr.gpkg"
+done
+
+if [ ${#results[@]} -ge 2 ]; then
+  first=(${results[0]}); last=(${results[-1]})
+  awk -v a="${first[1]}" -v b="${last[1]}" -v n1="${first[0]}" -v n2="${last[0]}" \
+    'BEGIN{printf "\nlinearity: time per image at %d is %.2fx that at %d (1.00 = linear)\n", n2, b/a, n1}'
+fi
+echo "(ratio = layers / ogr2ogr; ogr2ogr with its default 100k-feature transactions; targets: ratio <= 1, linear, layers peak RSS < 300 MB at 1,000,000)"
