@@ -275,3 +275,56 @@ fn rerunning_with_other_filters_is_refused() {
     let err = stderr(&o);
     assert!(err.contains("--pano: was Include, now Only"), "{err}");
 }
+
+#[test]
+fn every_json_written_matches_its_schema() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--grid", "2x2", "--size", "256", "--since", "2016-01-01", "--max-images", "400"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_schema("run.schema.json", &run_record(&env.out()));
+    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
+    for line in listing.lines() {
+        assert_schema("listing.schema.json", &serde_json::from_str(line).unwrap());
+    }
+    let mut checked = 0;
+    for f in all_files(&env.out()) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".json") && name != "mlyexport-run.json" {
+            assert_schema("image.schema.json", &read_json(&f));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 400);
+}
+
+#[test]
+fn images_without_a_position_are_kept_and_never_placed_at_0_0() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = world_bbox(&env);
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let no_pos: Vec<u64> = env
+        .sim()
+        .world()
+        .images()
+        .iter()
+        .filter(|i| i.geometry.is_none() && i.computed_geometry.is_none())
+        .map(|i| i.id)
+        .collect();
+    assert!(!no_pos.is_empty(), "the demo world has images without position");
+    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
+    let mut found = 0;
+    for line in listing.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(!(v["lon"] == 0.0 && v["lat"] == 0.0));
+        let id: u64 = v["id"].as_str().unwrap().parse().unwrap();
+        if no_pos.contains(&id) {
+            assert!(v["lon"].is_null() && v["lat"].is_null());
+            found += 1;
+        }
+    }
+    assert_eq!(found, no_pos.len());
+    let rec = run_record(&env.out());
+    assert_eq!(rec["totals"]["without_position"].as_u64(), Some(no_pos.len() as u64));
+}
