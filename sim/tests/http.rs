@@ -560,7 +560,7 @@ async fn latency_is_concurrent() {
     }
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(400));
-    assert!(took < Duration::from_secs(4), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(sim.stats().entity_calls, 200);
 }
 
