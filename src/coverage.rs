@@ -95,20 +95,20 @@ pub fn compute(
             continue;
         };
         acc.downloaded += 1;
-        if r.position.is_none() {
+        if r.position().is_none() {
             acc.without_position += 1;
         }
         if let Some(p) = r.is_pano {
             acc.pano_known += 1;
             acc.panoramas += u64::from(p);
         }
-        if let Some(t) = r.captured_ms {
+        if let Some(t) = r.captured_ms() {
             acc.first = Some(acc.first.map_or(t, |f| f.min(t)));
             acc.last = Some(acc.last.map_or(t, |l| l.max(t)));
         }
         if !r.sequence.is_none() {
             acc.sequences.insert(r.sequence);
-            if let (Some(t), Some(p)) = (r.captured_ms, r.position) {
+            if let (Some(t), Some(p)) = (r.captured_ms(), r.position()) {
                 acc.tracks
                     .entry(r.sequence)
                     .or_default()

@@ -52,10 +52,17 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     }
 
     let mut status = ExitStatus::Success;
+    let mut exif_lines = Vec::new();
     if !args.no_exif {
-        // EXIF PASS (issue 4): wire `commands::exif::embed_folder(&input, args.position, &reporter)`
-        // here once it has landed on main; its skipped files should make `status` Partial.
-        reporter.warn("the EXIF pass is not available in this build yet; layers only");
+        let summary = crate::commands::exif::embed_folder(&input, args.position, &reporter)?;
+        if summary.status() != ExitStatus::Success {
+            status = ExitStatus::Partial;
+        }
+        exif_lines = summary
+            .lines()
+            .into_iter()
+            .map(|(k, v)| (format!("exif {k}"), v))
+            .collect();
     }
 
     let run_record = match read::read_run_record(&input) {
@@ -74,12 +81,11 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     ));
     let total = found.len();
     let tty = reporter.is_tty();
-    let outcome = read::read_rows(&found, args.position, |done| {
+    let outcome = read::read_rows(found, args.position, |done| {
         if tty && (done == total || done % 65_536 == 0) {
             reporter.info(&format!("  read {done}/{total}"));
         }
     });
-    drop(found);
     let read::ReadOutcome {
         mut rows,
         strings,
@@ -174,7 +180,9 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
         &coverage::to_markdown(&set.cells, as_of),
     )?);
 
-    reporter.summary(&summary_lines(&set, total, &problems, &written, &output));
+    let mut lines = summary_lines(&set, total, &problems, &written, &output);
+    lines.extend(exif_lines);
+    reporter.summary(&lines);
     Ok(status)
 }
 
@@ -256,7 +264,7 @@ fn grid_infos(
         let g = strings.get(r.grid).unwrap_or("");
         if !known.contains_key(g) {
             let v = extra.entry(g).or_default();
-            v.extend(r.position);
+            v.extend(r.position());
         }
     }
     let legacy = layout == InputLayout::Legacy;

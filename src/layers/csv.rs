@@ -44,7 +44,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 }
 
 fn line(set: &LayerSet, r: &ImageRow, out: &mut String) {
-    let Some(p) = r.position else { return };
+    let Some(p) = r.position() else { return };
     let (lon, lat) = (round_coord(p.lon), round_coord(p.lat));
     let s = |sym| set.s(sym).map(quote).unwrap_or_default();
     let vals = [
@@ -53,24 +53,24 @@ fn line(set: &LayerSet, r: &ImageRow, out: &mut String) {
         lat.to_string(),
         format!("POINT ({lon} {lat})"),
         s(r.sequence),
-        opt(r.captured_ms.and_then(iso_ms_from_millis)),
-        opt(r.compass_angle),
-        opt(r.computed_compass_angle),
-        opt(r.direction),
+        opt(r.captured_ms().and_then(iso_ms_from_millis)),
+        opt(r.compass_angle()),
+        opt(r.computed_compass_angle()),
+        opt(r.direction()),
         opt(r.is_pano),
         s(r.camera_type),
         s(r.make),
         s(r.model),
         s(r.creator),
         s(r.creator_id),
-        opt(r.width),
-        opt(r.height),
-        opt(r.altitude),
+        opt(r.width()),
+        opt(r.height()),
+        opt(r.altitude()),
         s(r.grid),
         opt(set.file_of(r).map(|f| quote(&f))),
-        opt(r.bytes),
+        opt(r.bytes()),
         source_name(r.source).to_string(),
-        opt(r.offset_m.map(|m| super::round_to(m, 3))),
+        opt(r.offset_m().map(|m| super::round_to(m, 3))),
     ];
     out.push_str(&vals.join(","));
     out.push_str("\r\n");

@@ -28,30 +28,30 @@ fn image_properties(set: &LayerSet, r: &ImageRow) -> Map<String, Value> {
     m.insert("sequence".into(), opt_str(set.s(r.sequence)));
     m.insert(
         "captured_at".into(),
-        json!(r.captured_ms.and_then(iso_ms_from_millis)),
+        json!(r.captured_ms().and_then(iso_ms_from_millis)),
     );
-    m.insert("compass_angle".into(), json!(r.compass_angle));
+    m.insert("compass_angle".into(), json!(r.compass_angle()));
     m.insert(
         "computed_compass_angle".into(),
-        json!(r.computed_compass_angle),
+        json!(r.computed_compass_angle()),
     );
-    m.insert("direction".into(), json!(r.direction));
+    m.insert("direction".into(), json!(r.direction()));
     m.insert("is_pano".into(), json!(r.is_pano));
     m.insert("camera_type".into(), opt_str(set.s(r.camera_type)));
     m.insert("make".into(), opt_str(set.s(r.make)));
     m.insert("model".into(), opt_str(set.s(r.model)));
     m.insert("creator".into(), opt_str(set.s(r.creator)));
     m.insert("creator_id".into(), opt_str(set.s(r.creator_id)));
-    m.insert("width".into(), json!(r.width));
-    m.insert("height".into(), json!(r.height));
-    m.insert("altitude".into(), json!(r.altitude));
+    m.insert("width".into(), json!(r.width()));
+    m.insert("height".into(), json!(r.height()));
+    m.insert("altitude".into(), json!(r.altitude()));
     m.insert("grid".into(), opt_str(set.s(r.grid)));
     m.insert("file".into(), json!(set.file_of(r)));
-    m.insert("bytes".into(), json!(r.bytes));
+    m.insert("bytes".into(), json!(r.bytes()));
     m.insert("position_source".into(), json!(source_name(r.source)));
     m.insert(
         "position_offset_m".into(),
-        json!(r.offset_m.map(|m| round_to(m, 3))),
+        json!(r.offset_m().map(|m| round_to(m, 3))),
     );
     m
 }
@@ -61,7 +61,7 @@ pub fn images(set: &LayerSet) -> Vec<u8> {
     let features = set
         .drawn()
         .filter_map(|r| {
-            let p = r.position?;
+            let p = r.position()?;
             Some(json!({
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": pos(p)},

@@ -415,28 +415,28 @@ pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), Gp
     )?;
 
     for r in set.drawn() {
-        let Some(p) = r.position else { continue };
+        let Some(p) = r.position() else { continue };
         let mut f = Feat::new(images);
         f.str(0, Some(&r.id.to_string()));
         f.str(1, set.s(r.sequence));
-        f.time_ms(2, r.captured_ms);
-        f.real(3, r.compass_angle);
-        f.real(4, r.computed_compass_angle);
-        f.real(5, r.direction);
+        f.time_ms(2, r.captured_ms());
+        f.real(3, r.compass_angle());
+        f.real(4, r.computed_compass_angle());
+        f.real(5, r.direction());
         f.bool(6, r.is_pano);
         f.str(7, set.s(r.camera_type));
         f.str(8, set.s(r.make));
         f.str(9, set.s(r.model));
         f.str(10, set.s(r.creator));
         f.str(11, set.s(r.creator_id));
-        f.int(12, r.width.map(i64::from));
-        f.int(13, r.height.map(i64::from));
-        f.real(14, r.altitude);
+        f.int(12, r.width().map(i64::from));
+        f.int(13, r.height().map(i64::from));
+        f.real(14, r.altitude());
         f.str(15, set.s(r.grid));
         f.str(16, set.file_of(r).as_deref());
-        f.int(17, r.bytes.and_then(|b| i64::try_from(b).ok()));
+        f.int(17, r.bytes().and_then(|b| i64::try_from(b).ok()));
         f.str(18, Some(source_name(r.source)));
-        f.real(19, r.offset_m.map(|m| round_to(m, 3)));
+        f.real(19, r.offset_m().map(|m| round_to(m, 3)));
         f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
         f.insert(&w, images, "insert an image")?;
     }

@@ -104,28 +104,25 @@ pub enum FileLayout {
     Legacy,
 }
 
-/// One image as a layer row: what every output needs, kept compact
-/// (strings are [`Sym`]s into an [`Interner`]).
-#[derive(Debug, Clone, PartialEq)]
+/// One image as a layer row: what every output needs, kept compact for a
+/// million rows (about 112 bytes each): strings are [`Sym`]s into an
+/// [`Interner`], and absent numbers are stored as NaN or a sentinel behind
+/// accessors that return `Option` (hence no `PartialEq`: NaN is not equal to itself).
+#[derive(Debug, Clone)]
 pub struct ImageRow {
     pub id: ImageId,
-    /// The position drawn, `None` when the image has none (counted, not drawn).
-    pub position: Option<LonLat>,
-    /// Which of the two positions `position` is.
+    /// lon, lat; NaN when the image has no position (counted, not drawn).
+    pos: [f64; 2],
+    /// Which of the two positions `pos` is.
     pub source: PositionSource,
-    /// Capture time, milliseconds since the epoch, UTC.
-    pub captured_ms: Option<i64>,
-    pub compass_angle: Option<f64>,
-    pub computed_compass_angle: Option<f64>,
-    /// The compass angle matching the position used, degrees clockwise from north.
-    pub direction: Option<f64>,
-    pub altitude: Option<f64>,
-    /// Metres between the original and the computed position.
-    pub offset_m: Option<f64>,
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    /// Size of the JPEG as downloaded.
-    pub bytes: Option<u64>,
+    /// Milliseconds since the epoch, UTC; `i64::MIN` when unknown.
+    captured: i64,
+    /// compass_angle, computed_compass_angle, altitude, offset_m; NaN when unknown.
+    nums: [f64; 4],
+    /// width, height of the original upload; 0 when unknown.
+    size: [u32; 2],
+    /// Bytes of the JPEG as downloaded; `u64::MAX` when unknown.
+    jpg_bytes: u64,
     pub is_pano: Option<bool>,
     /// Whether the JPEG is on disk.
     pub has_jpg: bool,
@@ -136,6 +133,10 @@ pub struct ImageRow {
     pub model: Sym,
     pub creator: Sym,
     pub creator_id: Sym,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
 }
 
 impl ImageRow {
@@ -150,19 +151,20 @@ impl ImageRow {
     ) -> Result<Self, LayersError> {
         let used = rec.position(prefer);
         let source = used.map_or(prefer, |(_, s)| s);
+        let nan = f64::NAN;
         Ok(Self {
             id: rec.id,
-            position: used.map(|(p, _)| p),
+            pos: used.map_or([nan, nan], |(p, _)| [p.lon, p.lat]),
             source,
-            captured_ms: rec.captured_at.map(|t| t.timestamp_millis()),
-            compass_angle: rec.compass_angle,
-            computed_compass_angle: rec.computed_compass_angle,
-            direction: rec.direction(source),
-            altitude: rec.altitude,
-            offset_m: rec.position_offset_m(),
-            width: rec.width,
-            height: rec.height,
-            bytes: rec.download.as_ref().map(|d| d.bytes),
+            captured: rec.captured_at.map_or(i64::MIN, |t| t.timestamp_millis()),
+            nums: [
+                rec.compass_angle.unwrap_or(nan),
+                rec.computed_compass_angle.unwrap_or(nan),
+                rec.altitude.unwrap_or(nan),
+                rec.position_offset_m().unwrap_or(nan),
+            ],
+            size: [rec.width.unwrap_or(0), rec.height.unwrap_or(0)],
+            jpg_bytes: rec.download.as_ref().map_or(u64::MAX, |d| d.bytes),
             is_pano: rec.is_pano,
             has_jpg,
             grid: strings.intern(grid)?,
@@ -173,6 +175,50 @@ impl ImageRow {
             creator: strings.intern_opt(rec.creator_username.as_deref())?,
             creator_id: strings.intern_opt(rec.creator_id.as_deref())?,
         })
+    }
+
+    /// The position drawn, `None` when the image has none.
+    pub fn position(&self) -> Option<LonLat> {
+        LonLat::new(self.pos[0], self.pos[1])
+    }
+    /// Capture time, milliseconds since the epoch, UTC.
+    pub fn captured_ms(&self) -> Option<i64> {
+        (self.captured != i64::MIN).then_some(self.captured)
+    }
+    /// Camera compass angle, degrees clockwise from north.
+    pub fn compass_angle(&self) -> Option<f64> {
+        finite(self.nums[0])
+    }
+    /// SfM compass angle, degrees clockwise from north.
+    pub fn computed_compass_angle(&self) -> Option<f64> {
+        finite(self.nums[1])
+    }
+    /// The compass angle matching the position used (falling back to the other).
+    pub fn direction(&self) -> Option<f64> {
+        match self.source {
+            PositionSource::Computed => self.computed_compass_angle().or(self.compass_angle()),
+            PositionSource::Original => self.compass_angle().or(self.computed_compass_angle()),
+        }
+    }
+    /// Metres above sea level.
+    pub fn altitude(&self) -> Option<f64> {
+        finite(self.nums[2])
+    }
+    /// Metres between the original and the computed position.
+    pub fn offset_m(&self) -> Option<f64> {
+        finite(self.nums[3])
+    }
+    /// Width of the original upload, pixels.
+    pub fn width(&self) -> Option<u32> {
+        (self.size[0] > 0).then_some(self.size[0])
+    }
+    /// Height of the original upload, pixels.
+    pub fn height(&self) -> Option<u32> {
+        (self.size[1] > 0).then_some(self.size[1])
+    }
+    /// Size of the JPEG as downloaded.
+    pub fn bytes(&self) -> Option<u64> {
+        (self.jpg_bytes != u64::MAX).then_some(self.jpg_bytes)
     }
 }
 
@@ -229,7 +275,7 @@ impl LayerSet {
     }
     /// Rows that have a position, in id order.
     pub fn drawn(&self) -> impl Iterator<Item = &ImageRow> {
-        self.rows.iter().filter(|r| r.position.is_some())
+        self.rows.iter().filter(|r| r.position().is_some())
     }
 }
 
@@ -267,7 +313,7 @@ pub struct SequenceLine {
 pub fn sequence_lines(rows: &[ImageRow], strings: &Interner) -> Vec<SequenceLine> {
     let mut groups: HashMap<Sym, Vec<(i64, ImageId, LonLat)>> = HashMap::new();
     for r in rows {
-        if let (false, Some(p), Some(t)) = (r.sequence.is_none(), r.position, r.captured_ms) {
+        if let (false, Some(p), Some(t)) = (r.sequence.is_none(), r.position(), r.captured_ms()) {
             groups.entry(r.sequence).or_default().push((t, r.id, p));
         }
     }
@@ -328,13 +374,13 @@ pub(crate) mod tests {
         let r = rec(5, "seqA", 1000, 13.4, 52.5);
         let row = ImageRow::from_record(&r, "g1", true, PositionSource::Computed, &mut s).unwrap();
         assert_eq!(row.source, PositionSource::Computed);
-        assert_eq!(row.direction, Some(20.0));
-        assert!((row.position.unwrap().lon - 13.40001).abs() < 1e-12);
+        assert_eq!(row.direction(), Some(20.0));
+        assert!((row.position().unwrap().lon - 13.40001).abs() < 1e-12);
         let o = ImageRow::from_record(&r, "g1", true, PositionSource::Original, &mut s).unwrap();
-        assert_eq!(o.direction, Some(10.0));
+        assert_eq!(o.direction(), Some(10.0));
         assert_eq!(o.grid, row.grid);
         assert_eq!(s.get(row.creator), Some("alice"));
-        assert!(row.offset_m.unwrap() > 0.6 && row.offset_m.unwrap() < 0.7);
+        assert!(row.offset_m().unwrap() > 0.6 && row.offset_m().unwrap() < 0.7);
     }
 
     #[test]
@@ -342,7 +388,7 @@ pub(crate) mod tests {
         let mut s = Interner::default();
         let r = ImageRecord::from_value(&json!({"id": "9"})).unwrap();
         let row = ImageRow::from_record(&r, "g", false, PositionSource::Computed, &mut s).unwrap();
-        assert!(row.position.is_none());
+        assert!(row.position().is_none());
         assert!(row.sequence.is_none());
     }
 
@@ -392,7 +438,8 @@ pub(crate) mod tests {
         .unwrap();
         let mut rows = vec![a.clone(), b];
         let d = sort_and_dedup(&mut rows, &s);
-        assert_eq!(rows, vec![a]);
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].id, rows[0].grid), (a.id, a.grid));
         assert_eq!(d.len(), 1);
     }
 

@@ -77,10 +77,11 @@ pub struct ReadOutcome {
 
 /// Reads every metadata file in parallel (in chunks, so only a few thousand
 /// parsed records live at once) and turns each into a compact [`ImageRow`].
-/// A bad file becomes a problem, never an abort. `progress` is called after
-/// each chunk with the number of files done.
+/// `found` is consumed chunk by chunk, freeing its paths as it goes. A bad
+/// file becomes a problem, never an abort. `progress` is called after each
+/// chunk with the number of files done.
 pub fn read_rows(
-    found: &[FoundImage],
+    mut found: Vec<FoundImage>,
     prefer: PositionSource,
     mut progress: impl FnMut(usize),
 ) -> ReadOutcome {
@@ -89,7 +90,11 @@ pub fn read_rows(
         ..ReadOutcome::default()
     };
     let mut done = 0;
-    for chunk in found.chunks(CHUNK) {
+    // Take chunks off the end of the reversed list: O(chunk) each, in the original order.
+    found.reverse();
+    while !found.is_empty() {
+        let mut chunk = found.split_off(found.len().saturating_sub(CHUNK));
+        chunk.reverse();
         let parsed: Vec<Result<ImageRecord, ReadError>> =
             chunk.par_iter().map(read_record).collect();
         for (f, r) in chunk.iter().zip(parsed) {
@@ -103,6 +108,9 @@ pub fn read_rows(
             }
         }
         done += chunk.len();
+        if found.capacity() > 2 * found.len() + 4 * CHUNK {
+            found.shrink_to_fit();
+        }
         progress(done);
     }
     out
@@ -161,7 +169,7 @@ mod tests {
         fs::write(g.join("2.json"), "{not json").unwrap();
         fs::write(g.join("3.json"), r#"{"id":"4"}"#).unwrap();
         let (_, found) = crate::store::scan_input(dir.path()).unwrap();
-        let out = read_rows(&found, PositionSource::Computed, |_| {});
+        let out = read_rows(found, PositionSource::Computed, |_| {});
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.problems.len(), 2);
         assert!(matches!(out.problems[0], ReadError::Json { .. }));

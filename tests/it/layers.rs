@@ -713,3 +713,53 @@ fn old_python_layout_is_read() {
     assert_eq!(doc["as_of"], "2024-01-01T00:00:00.000Z");
     assert_eq!(ds.layer_by_name("runs").unwrap().feature_count(), 0);
 }
+
+/// A real 16x16 JPEG.
+fn tiny_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(16, 16, image::Rgb([120, 140, 160]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+#[test]
+fn layers_runs_the_exif_pass_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("g1")).unwrap();
+    let v = image_json(77, "g1", "s", 1_600_000_000_000, 13.4, 52.5, false);
+    fs::write(root.join("g1/77.json"), v.to_string()).unwrap();
+    let jpeg = tiny_jpeg();
+    fs::write(root.join("g1/77.jpg"), &jpeg).unwrap();
+
+    let mut cmd = Command::cargo_bin("mlyexport").unwrap();
+    let out = cmd
+        .args(["layers", "--format", "csv", "--no-exif", "--input"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        fs::read(root.join("g1/77.jpg")).unwrap(),
+        jpeg,
+        "--no-exif touched the JPEG"
+    );
+
+    let mut cmd = Command::cargo_bin("mlyexport").unwrap();
+    let out = cmd
+        .args(["layers", "--format", "csv", "--input"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let after = fs::read(root.join("g1/77.jpg")).unwrap();
+    assert_ne!(after, jpeg, "the EXIF pass did not run");
+    assert!(after.windows(6).any(|w| w == b"Exif\0\0"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("exif"),
+        "{}",
+        text(&out)
+    );
+}
