@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -146,20 +147,21 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
                 written.push(path);
             }
             LayerFormat::Geojson => {
-                for (name, bytes) in [
-                    ("images.geojson", layers::geojson::images(&set)),
-                    ("sequences.geojson", layers::geojson::sequences(&set)),
-                    ("grid_cells.geojson", layers::geojson::grid_cells(&set)),
-                ] {
-                    written.push(write_file(&output, name, &bytes)?);
-                }
+                use layers::geojson as gj;
+                written.push(write_stream(&output, "images.geojson", |w| {
+                    gj::write_images(&set, w)
+                })?);
+                written.push(write_stream(&output, "sequences.geojson", |w| {
+                    gj::write_sequences(&set, w)
+                })?);
+                written.push(write_stream(&output, "grid_cells.geojson", |w| {
+                    gj::write_grid_cells(&set, w)
+                })?);
             }
             LayerFormat::Csv => {
-                written.push(write_file(
-                    &output,
-                    "images.csv",
-                    &layers::csv::images_csv(&set),
-                )?);
+                written.push(write_stream(&output, "images.csv", |w| {
+                    layers::csv::write_images_csv(&set, w)
+                })?);
             }
         }
     }
@@ -292,6 +294,29 @@ fn report_problems(reporter: &Reporter, problems: &[ReadError]) {
             problems.len() - SHOWN_PROBLEMS
         ));
     }
+}
+
+/// Streams a file into a temp file beside it (buffered), syncs it and renames
+/// it into place: an interrupted run leaves the old file or a temp file.
+fn write_stream(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut BufWriter<&fs::File>) -> io::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let path = dir.join(name);
+    let ctx = || format!("cannot write `{}`", path.display());
+    let tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .tempfile_in(dir)
+        .with_context(ctx)?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
+        write(&mut w).with_context(ctx)?;
+        w.flush().with_context(ctx)?;
+    }
+    tmp.as_file().sync_data().with_context(ctx)?;
+    tmp.persist(&path).map_err(|e| e.error).with_context(ctx)?;
+    Ok(path)
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {

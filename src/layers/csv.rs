@@ -1,6 +1,8 @@
 //! `images.csv`: one line per drawn image with lon, lat and a WKT column, for
 //! spreadsheets. Pure: rows in, bytes out; no file access.
 
+use std::io::{self, Write};
+
 use super::{ImageRow, LayerSet, iso_ms_from_millis, round_coord, source_name};
 
 /// The columns of `images.csv`, in order.
@@ -78,13 +80,20 @@ fn line(set: &LayerSet, r: &ImageRow, out: &mut String) {
 
 /// The whole CSV: a header, then the drawn images in id order.
 pub fn images_csv(set: &LayerSet) -> Vec<u8> {
-    let mut out = String::with_capacity(64 + set.rows.len() * 200);
-    out.push_str(&COLUMNS.join(","));
-    out.push_str("\r\n");
+    super::geojson::to_vec(|w| write_images_csv(set, w))
+}
+
+/// Streams `images.csv` into `w`, one line in memory at a time.
+pub fn write_images_csv<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+    w.write_all(COLUMNS.join(",").as_bytes())?;
+    w.write_all(b"\r\n")?;
+    let mut buf = String::with_capacity(512);
     for r in set.drawn() {
-        line(set, r, &mut out);
+        buf.clear();
+        line(set, r, &mut buf);
+        w.write_all(buf.as_bytes())?;
     }
-    out.into_bytes()
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! layers: lon,lat order, no `crs` member, counter-clockwise outer rings,
 //! coordinates rounded to 7 decimals. Pure: no file access.
 
+use std::io::{self, Write};
+
 use serde_json::{Map, Value, json};
 
 use super::{ImageRow, LayerSet, iso_ms_from_millis, round_coord, round_to, source_name};
@@ -15,11 +17,32 @@ fn opt_str(v: Option<&str>) -> Value {
     v.map_or(Value::Null, |s| Value::String(s.to_string()))
 }
 
-fn collection(name: &str, features: Vec<Value>) -> Vec<u8> {
-    let fc = json!({"type": "FeatureCollection", "name": name, "features": features});
-    let mut bytes = serde_json::to_vec(&fc).unwrap_or_default();
-    bytes.push(b'\n');
-    bytes
+/// Streams a FeatureCollection, one feature in memory at a time.
+fn collection<W: Write>(
+    w: &mut W,
+    name: &str,
+    features: impl Iterator<Item = Value>,
+) -> io::Result<()> {
+    write!(
+        w,
+        "{{\"type\":\"FeatureCollection\",\"name\":{},\"features\":[",
+        json!(name)
+    )?;
+    for (i, f) in features.enumerate() {
+        if i > 0 {
+            w.write_all(b",")?;
+        }
+        serde_json::to_writer(&mut *w, &f)?;
+    }
+    w.write_all(b"]}\n")
+}
+
+/// The bytes a writer function produces, in memory (for tests and small sets).
+pub fn to_vec(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<u8> {
+    let mut v = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = write(&mut v);
+    v
 }
 
 fn image_properties(set: &LayerSet, r: &ImageRow) -> Map<String, Value> {
@@ -58,22 +81,29 @@ fn image_properties(set: &LayerSet, r: &ImageRow) -> Map<String, Value> {
 
 /// `images.geojson`: a Point per image with a position, in id order.
 pub fn images(set: &LayerSet) -> Vec<u8> {
-    let features = set
-        .drawn()
-        .filter_map(|r| {
-            let p = r.position()?;
-            Some(json!({
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": pos(p)},
-                "properties": image_properties(set, r),
-            }))
-        })
-        .collect();
-    collection("images", features)
+    to_vec(|w| write_images(set, w))
+}
+
+/// Streams `images.geojson` into `w`.
+pub fn write_images<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+    let features = set.drawn().filter_map(|r| {
+        let p = r.position()?;
+        Some(json!({
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": pos(p)},
+            "properties": image_properties(set, r),
+        }))
+    });
+    collection(w, "images", features)
 }
 
 /// `sequences.geojson`: a LineString per sequence, in capture order.
 pub fn sequences(set: &LayerSet) -> Vec<u8> {
+    to_vec(|w| write_sequences(set, w))
+}
+
+/// Streams `sequences.geojson` into `w`.
+pub fn write_sequences<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set
         .sequences
         .iter()
@@ -90,33 +120,34 @@ pub fn sequences(set: &LayerSet) -> Vec<u8> {
                 },
             })
         })
-        .collect();
-    collection("sequences", features)
+    ;
+    collection(w, "sequences", features)
 }
 
 /// `grid_cells.geojson`: a Polygon (counter-clockwise ring) per grid cell
 /// with its coverage figures; a cell without a known box has a null geometry.
 pub fn grid_cells(set: &LayerSet) -> Vec<u8> {
-    let features = set
-        .cells
-        .iter()
-        .map(|c| {
-            let geometry = c.bbox.map_or(Value::Null, |b| {
-                let ring: Vec<Value> = b
-                    .ring()
-                    .iter()
-                    .map(|&[x, y]| json!([round_coord(x), round_coord(y)]))
-                    .collect();
-                json!({"type": "Polygon", "coordinates": [ring]})
-            });
-            let mut props = serde_json::to_value(c).unwrap_or(Value::Null);
-            if let Some(m) = props.as_object_mut() {
-                m.remove("bbox");
-            }
-            json!({"type": "Feature", "geometry": geometry, "properties": props})
-        })
-        .collect();
-    collection("grid_cells", features)
+    to_vec(|w| write_grid_cells(set, w))
+}
+
+/// Streams `grid_cells.geojson` into `w`.
+pub fn write_grid_cells<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+    let features = set.cells.iter().map(|c| {
+        let geometry = c.bbox.map_or(Value::Null, |b| {
+            let ring: Vec<Value> = b
+                .ring()
+                .iter()
+                .map(|&[x, y]| json!([round_coord(x), round_coord(y)]))
+                .collect();
+            json!({"type": "Polygon", "coordinates": [ring]})
+        });
+        let mut props = serde_json::to_value(c).unwrap_or(Value::Null);
+        if let Some(m) = props.as_object_mut() {
+            m.remove("bbox");
+        }
+        json!({"type": "Feature", "geometry": geometry, "properties": props})
+    });
+    collection(w, "grid_cells", features)
 }
 
 #[cfg(test)]
