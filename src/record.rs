@@ -67,6 +67,10 @@ pub struct DownloadInfo {
     /// e.g. `altitude_unsigned_wrapped`, `no_position`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The API's `altitude` repaired, in metres, when it came unsigned-wrapped
+    /// (the API's value is kept as sent in `altitude`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub altitude_repaired: Option<f64>,
 }
 
 /// A typed view of one image. Every field may be missing in the API's data.

@@ -87,8 +87,10 @@ pub(crate) async fn fetch_and_store(
         pixel_height: thumb.height,
         downloaded_at: Utc::now(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        warnings: warnings_of(&job.object),
+        warnings: Vec::new(),
+        altitude_repaired: None,
     };
+    let info = with_warnings(info, &job.object);
     let mut object = job.object;
     object.insert("id".into(), Value::String(job.id.to_string()));
     object.insert(
@@ -112,18 +114,19 @@ pub(crate) async fn fetch_and_store(
     Ok(info)
 }
 
-fn warnings_of(object: &Map<String, Value>) -> Vec<String> {
-    let mut w = ImageRecord::from_value(&Value::Object(object.clone()))
-        .map(|r| {
-            let mut w = r.warnings.clone();
-            if r.original_position.is_none() && r.computed_position.is_none() {
-                w.push("no_position".into());
-            }
-            w
-        })
-        .unwrap_or_default();
-    w.sort();
-    w
+/// Adds what parsing the API's object found wrong, and the repaired altitude.
+fn with_warnings(mut info: DownloadInfo, object: &Map<String, Value>) -> DownloadInfo {
+    if let Ok(r) = ImageRecord::from_value(&Value::Object(object.clone())) {
+        info.warnings = r.warnings.clone();
+        if r.original_position.is_none() && r.computed_position.is_none() {
+            info.warnings.push("no_position".into());
+        }
+        if r.warnings.iter().any(|w| w == "altitude_unsigned_wrapped") {
+            info.altitude_repaired = r.altitude;
+        }
+        info.warnings.sort();
+    }
+    info
 }
 
 async fn fresh_url(

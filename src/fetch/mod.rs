@@ -159,6 +159,7 @@ pub async fn run(
     let mut offset = 0u64;
     let mut spill_err: Option<std::io::Error> = None;
     let size = cfg.size();
+    let dry_run = cfg.dry_run;
     let result = listing::list_plan(
         &client,
         &cfg.plan,
@@ -179,7 +180,7 @@ pub async fn run(
                     .record
                     .captured_at
                     .map_or(i64::MAX, |t| t.timestamp_millis()),
-                url: f.url.map(String::into_boxed_str),
+                url: f.url.filter(|_| !dry_run).map(String::into_boxed_str),
                 offset,
                 len: bytes.len() as u32,
                 has_position: f.record.original_position.is_some()

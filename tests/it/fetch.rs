@@ -79,6 +79,17 @@ fn lists_every_image_beyond_the_cap_exactly_once() {
         "signed URLs are not stored"
     );
 
+    // Unsigned-wrapped altitudes are repaired beside the API's value.
+    let mut wrapped = 0;
+    for (id, g) in &got {
+        let meta = read_json(&env.out().join(&g[0]).join(format!("{id}.json")));
+        if let Some(fixed) = meta["mlyexport"]["altitude_repaired"].as_f64() {
+            assert!(meta["altitude"].as_f64().unwrap() > 4e9 && fixed < 0.0, "{meta}");
+            wrapped += 1;
+        }
+    }
+    assert!(wrapped > 0, "the world has wrapped altitudes");
+
     let rec = run_record(&env.out());
     let cells = rec["grids"].as_array().unwrap();
     assert_eq!(cells.len(), 6);

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test (unit, integration against the simulator, doc tests), then the lints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo test --workspace
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
