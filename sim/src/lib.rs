@@ -1,7 +1,9 @@
 //! mlysim: a Mapillary API v4 simulator on loopback (see sim/README.md).
 
+pub mod mvt;
 mod server;
 pub mod thumbs;
+pub mod tiles;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -19,18 +21,19 @@ pub const DEMO_TOKEN: &str = "MLY|4242|0123456789abcdef0123456789abcdef";
 /// Fault probabilities (0..1), each rolled independently per request.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Faults {
-    /// Graph and CDN: HTTP 500 (Graph: code 2 "Service temporarily unavailable").
+    /// Graph, CDN and tiles: HTTP 500 (Graph and tiles: code 2 "Service temporarily
+    /// unavailable").
     pub http500: f64,
     /// Graph: HTTP 400 code -2 "Query Timeout".
     pub timeout400: f64,
-    /// Graph and CDN: the connection is closed without a complete response.
+    /// Graph, CDN and tiles: the connection is closed without a complete response.
     pub reset: f64,
     /// CDN: full Content-Length announced, about half of the body sent, then the connection closes.
     pub truncated_body: f64,
-    /// Graph and CDN: wait `stall_for` before answering normally.
+    /// Graph, CDN and tiles: wait `stall_for` before answering normally.
     pub stall: f64,
     pub stall_for: Duration,
-    /// Graph: the "Application request limit reached" answer.
+    /// Graph and tiles: the "Application request limit reached" answer.
     pub rate_limit: f64,
     /// CDN: 403 "URL signature expired" on a valid URL.
     pub thumb_403: f64,
@@ -62,7 +65,7 @@ pub struct SimConfig {
     pub cap: usize,
     /// Truncate a bbox search at a per-bbox value in [0.94 * cap, cap].
     pub fuzzy_cap: bool,
-    /// Added to every response of both servers.
+    /// Added to every response of the three servers.
     pub latency: Duration,
     pub faults: Faults,
     pub search_per_min: u32,
@@ -76,6 +79,8 @@ pub struct SimConfig {
     pub dense_refusal: Option<usize>,
     /// Width served for `thumb_original_url`.
     pub original_width: u32,
+    /// Tile requests per token per day (a fixed one-day window since start).
+    pub tiles_per_day: u32,
 }
 
 impl Default for SimConfig {
@@ -94,6 +99,7 @@ impl Default for SimConfig {
             max_area_deg2: 0.01,
             dense_refusal: None,
             original_width: 1600,
+            tiles_per_day: 50_000,
         }
     }
 }
@@ -117,57 +123,111 @@ pub struct Stats {
     pub auth_header_on_cdn: u64,
     /// Graph requests that passed the token as `access_token=`.
     pub token_in_query: u64,
+    /// Requests to `/maps/vtp/...` on the tiles host (every request, whatever the answer).
+    #[serde(default)]
+    pub tile_calls: u64,
+    /// Tile answers with status 200 (empty tiles included).
+    #[serde(default)]
+    pub tiles_served: u64,
+    /// Body bytes of those answers as sent (after gzip when it applied).
+    #[serde(default)]
+    pub tile_bytes: u64,
 }
 
-/// A running simulator: a Graph server and a CDN server on 127.0.0.1. Dropping it stops both.
+/// Ports to bind on 127.0.0.1 (0 = any free port).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ports {
+    pub graph: u16,
+    pub cdn: u16,
+    pub tiles: u16,
+}
+
+/// A running simulator: a Graph server, a CDN server and a tiles server on 127.0.0.1.
+/// Dropping it stops all three.
 pub struct Sim {
     shared: Arc<server::Shared>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Sim {
-    /// Starts both servers on free ports and returns once they accept connections.
+    /// Starts the three servers on free ports and returns once they accept connections.
     pub fn spawn(config: SimConfig) -> anyhow::Result<Sim> {
         Sim::spawn_on(config, 0, 0)
     }
 
-    /// Like `spawn`, on the given ports (0 = any free port).
+    /// Like `spawn`, on the given Graph and CDN ports (0 = any free port; tiles on any port).
     pub fn spawn_on(config: SimConfig, graph_port: u16, cdn_port: u16) -> anyhow::Result<Sim> {
-        let world = Arc::new(World::generate(&config.world));
-        Sim::spawn_with_world(config, world, graph_port, cdn_port)
+        Sim::spawn_on_ports(
+            config,
+            Ports {
+                graph: graph_port,
+                cdn: cdn_port,
+                tiles: 0,
+            },
+        )
     }
 
-    /// Serves an already generated world (the `world` spec in `config` is then ignored).
+    /// Like `spawn`, on the given ports.
+    pub fn spawn_on_ports(config: SimConfig, ports: Ports) -> anyhow::Result<Sim> {
+        let world = Arc::new(World::generate(&config.world));
+        Sim::spawn_with_world_on(config, world, ports)
+    }
+
+    /// Serves an already generated world (the `world` spec in `config` is then ignored); the
+    /// tiles server takes any free port.
     pub fn spawn_with_world(
         config: SimConfig,
         world: Arc<World>,
         graph_port: u16,
         cdn_port: u16,
     ) -> anyhow::Result<Sim> {
-        let graph = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], graph_port)))?;
-        let cdn = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], cdn_port)))?;
-        graph.set_nonblocking(true)?;
-        cdn.set_nonblocking(true)?;
+        Sim::spawn_with_world_on(
+            config,
+            world,
+            Ports {
+                graph: graph_port,
+                cdn: cdn_port,
+                tiles: 0,
+            },
+        )
+    }
+
+    /// Serves an already generated world on the given ports.
+    pub fn spawn_with_world_on(
+        config: SimConfig,
+        world: Arc<World>,
+        ports: Ports,
+    ) -> anyhow::Result<Sim> {
+        let bind = |port: u16| -> anyhow::Result<TcpListener> {
+            let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+            l.set_nonblocking(true)?;
+            Ok(l)
+        };
+        let graph = bind(ports.graph)?;
+        let cdn = bind(ports.cdn)?;
+        let tiles = bind(ports.tiles)?;
         let graph_url = format!("http://{}", graph.local_addr()?);
         let cdn_url = format!("http://{}", cdn.local_addr()?);
+        let tiles_url = format!("http://{}", tiles.local_addr()?);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mlysim")
             .enable_all()
             .build()?;
-        let shared = Arc::new(server::Shared::new(config, world, graph_url, cdn_url));
-        let graph_app = server::graph_router(shared.clone());
-        let cdn_app = server::cdn_router(shared.clone());
-        runtime.spawn(async move {
-            if let Ok(l) = tokio::net::TcpListener::from_std(graph) {
-                let _ = axum::serve(l, graph_app).await;
-            }
-        });
-        runtime.spawn(async move {
-            if let Ok(l) = tokio::net::TcpListener::from_std(cdn) {
-                let _ = axum::serve(l, cdn_app).await;
-            }
-        });
+        let shared = Arc::new(server::Shared::new(
+            config, world, graph_url, cdn_url, tiles_url,
+        ));
+        for (listener, app) in [
+            (graph, server::graph_router(shared.clone())),
+            (cdn, server::cdn_router(shared.clone())),
+            (tiles, server::tiles_router(shared.clone())),
+        ] {
+            runtime.spawn(async move {
+                if let Ok(l) = tokio::net::TcpListener::from_std(listener) {
+                    let _ = axum::serve(l, app).await;
+                }
+            });
+        }
         Ok(Sim {
             shared,
             runtime: Some(runtime),
@@ -180,6 +240,11 @@ impl Sim {
 
     pub fn cdn_url(&self) -> String {
         self.shared.cdn_url.clone()
+    }
+
+    /// Base URL of the tiles host (like `https://tiles.mapillary.com`).
+    pub fn tiles_url(&self) -> String {
+        self.shared.tiles_url.clone()
     }
 
     pub fn config(&self) -> &SimConfig {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use mlysim::{Faults, Sim, SimConfig, TruthFilter, World, WorldSpec};
+use mlysim::{Faults, Ports, Sim, SimConfig, TruthFilter, World, WorldSpec};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum WorldKind {
@@ -28,7 +28,7 @@ fn parse_bbox(s: &str) -> Result<Bbox, String> {
     Ok(Bbox(b))
 }
 
-/// A Mapillary API v4 simulator (Graph + CDN) on 127.0.0.1.
+/// A Mapillary API v4 simulator (Graph + CDN + vector tiles) on 127.0.0.1.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -45,6 +45,12 @@ struct Args {
     /// CDN port (0 = any free port).
     #[arg(long, default_value_t = 0)]
     cdn_port: u16,
+    /// Vector-tiles port (0 = any free port).
+    #[arg(long, default_value_t = 0)]
+    tiles_port: u16,
+    /// Tile requests allowed per token per day.
+    #[arg(long, default_value_t = 50_000)]
+    tiles_per_day: u32,
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
     #[arg(long, default_value_t = 2000)]
@@ -139,11 +145,18 @@ fn main() -> anyhow::Result<()> {
         rate_limit_status: args.rate_limit_status,
         thumb_ttl: Duration::from_secs(args.thumb_ttl_s),
         dense_refusal: args.dense_refusal,
+        tiles_per_day: args.tiles_per_day,
         ..SimConfig::default()
     };
-    let sim = Sim::spawn_on(config, args.port, args.cdn_port).context("starting the simulator")?;
+    let ports = Ports {
+        graph: args.port,
+        cdn: args.cdn_port,
+        tiles: args.tiles_port,
+    };
+    let sim = Sim::spawn_on_ports(config, ports).context("starting the simulator")?;
     writeln!(out, "graph_url={}", sim.graph_url())?;
     writeln!(out, "cdn_url={}", sim.cdn_url())?;
+    writeln!(out, "tiles_url={}", sim.tiles_url())?;
     out.flush()?;
     drop(out);
     let rt = tokio::runtime::Builder::new_current_thread()

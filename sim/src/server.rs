@@ -1,4 +1,5 @@
-//! The Graph and CDN HTTP servers: auth, search, entities, rate limits, faults and thumbnails.
+//! The Graph, CDN and tiles HTTP servers: auth, search, entities, rate limits, faults,
+//! thumbnails and vector tiles.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::thumbs::{self, CheckError, JpegCache, Signer, ThumbSize};
+use crate::tiles::{self, Tileset};
 use crate::world::{SimImage, TruthFilter, World};
 use crate::{Faults, SimConfig, Stats};
 
@@ -61,13 +63,18 @@ const CURSOR_KEY: u64 = 0x5bd1_e995_9e37_79b9;
 enum Class {
     Search,
     Entity,
+    /// Vector tiles: a daily budget; error kinds are prefixed with `tile_`.
+    Tile,
 }
+
+const DAY_S: u64 = 86_400;
 
 pub struct Shared {
     pub world: Arc<World>,
     pub config: SimConfig,
     pub graph_url: String,
     pub cdn_url: String,
+    pub tiles_url: String,
     faults: Mutex<Faults>,
     stats: Mutex<Stats>,
     rng: Mutex<ChaCha8Rng>,
@@ -83,7 +90,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn new(config: SimConfig, world: Arc<World>, graph_url: String, cdn_url: String) -> Shared {
+    pub fn new(
+        config: SimConfig,
+        world: Arc<World>,
+        graph_url: String,
+        cdn_url: String,
+        tiles_url: String,
+    ) -> Shared {
         let seed = config.world.seed;
         Shared {
             world,
@@ -91,6 +104,7 @@ impl Shared {
             config,
             graph_url,
             cdn_url,
+            tiles_url,
             stats: Mutex::new(Stats::default()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0xfa17)),
             windows: Mutex::new(HashMap::new()),
@@ -181,11 +195,12 @@ impl Shared {
     }
 
     fn over_rate(&self, token: &str, class: Class) -> bool {
-        let limit = match class {
-            Class::Search => self.config.search_per_min,
-            Class::Entity => self.config.entity_per_min,
+        let (limit, span) = match class {
+            Class::Search => (self.config.search_per_min, 60),
+            Class::Entity => (self.config.entity_per_min, 60),
+            Class::Tile => (self.config.tiles_per_day, DAY_S),
         };
-        let window = self.started.elapsed().as_secs() / 60;
+        let window = self.started.elapsed().as_secs() / span;
         let mut w = lock(&self.windows);
         let slot = w.entry((token.to_string(), class)).or_insert((window, 0));
         if slot.0 != window {
@@ -235,30 +250,38 @@ async fn prelude(
     headers: &HeaderMap,
     pairs: &[(String, String)],
 ) -> Result<(), Response> {
+    let tile = class == Class::Tile;
+    let kind = |k: &str| {
+        if tile {
+            format!("tile_{k}")
+        } else {
+            k.to_string()
+        }
+    };
     tokio::time::sleep(st.config.latency).await;
     let f = lock(&st.faults).clone();
     if st.roll(f.stall) {
-        st.count_error("stall");
+        st.count_error(&kind("stall"));
         tokio::time::sleep(f.stall_for).await;
     }
     if st.roll(f.reset) {
-        st.count_error("reset");
+        st.count_error(&kind("reset"));
         return Err(reset_response());
     }
     if st.roll(f.http500) {
-        return Err(st.transient(500, "http500", "Service temporarily unavailable", 2));
+        return Err(st.transient(500, &kind("http500"), "Service temporarily unavailable", 2));
     }
-    if st.roll(f.timeout400) {
+    if !tile && st.roll(f.timeout400) {
         return Err(st.transient(400, "timeout400", "Query Timeout", -2));
     }
     if st.roll(f.rate_limit) {
-        return Err(st.rate_limited("rate_limit_fault"));
+        return Err(st.rate_limited(&kind("rate_limit_fault")));
     }
     let header_token = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("").trim().to_string());
     let query_token = param(pairs, "access_token");
-    if query_token.is_some() {
+    if query_token.is_some() && !tile {
         lock(&st.stats).token_in_query += 1;
     }
     let (token, in_header) = match (&header_token, query_token) {
@@ -277,18 +300,28 @@ async fn prelude(
             m.insert("type".into(), "MLYApiException".into());
             m.insert("code".into(), 190.into());
             m.insert("error_data".into(), json!({}));
-            return Err(st.error(500, "auth_missing", m));
+            return Err(st.error(500, &kind("auth_missing"), m));
         }
     };
     if !token_well_formed(&token) {
-        return Err(st.oauth_error(401, "auth_malformed", "Failed to decode"));
+        return Err(st.oauth_error(401, &kind("auth_malformed"), "Failed to decode"));
     }
     if !st.config.tokens.contains(&token) {
         let status = if in_header { 401 } else { 400 };
-        return Err(st.oauth_error(status, "auth_unknown", "Error validating application"));
+        return Err(st.oauth_error(
+            status,
+            &kind("auth_unknown"),
+            "Error validating application",
+        ));
     }
     if st.over_rate(&token, class) {
-        return Err(st.rate_limited("rate_limited"));
+        let mut r = st.rate_limited(&kind("rate_limited"));
+        if tile {
+            let left = DAY_S - st.started.elapsed().as_secs() % DAY_S;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(left));
+        }
+        return Err(r);
     }
     Ok(())
 }
@@ -902,6 +935,112 @@ pub fn cdn_router(st: Arc<Shared>) -> Router {
         .with_state(st)
 }
 
+/// True when `Accept-Encoding` lists `gzip` (or `x-gzip`) with a non-zero quality.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim();
+            let refused = parts.any(|p| {
+                p.trim()
+                    .strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip")) && !refused
+        })
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 3 + 64),
+        flate2::Compression::default(),
+    );
+    enc.write_all(body)?;
+    enc.finish()
+}
+
+fn tile_not_found(st: &Shared) -> Response {
+    st.count_error("tile_not_found");
+    text(StatusCode::NOT_FOUND, "text/plain", "Not Found")
+}
+
+type TilePath = (String, String, String, String, String);
+
+async fn tile(
+    State(st): St,
+    Path((set, version, z, x, y)): Path<TilePath>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    lock(&st.stats).tile_calls += 1;
+    let Some(pairs) = parse_query(raw.as_deref()) else {
+        return st.api_error(400, "tile_bad_request", "Invalid query string", 100);
+    };
+    if let Err(r) = prelude(&st, Class::Tile, &headers, &pairs).await {
+        return r;
+    }
+    let (Some(ts), "2", Ok(z), Ok(x), Ok(y)) = (
+        Tileset::from_name(&set),
+        version.as_str(),
+        z.parse::<u8>(),
+        x.parse::<u32>(),
+        y.parse::<u32>(),
+    ) else {
+        return tile_not_found(&st);
+    };
+    let want_gzip = accepts_gzip(&headers);
+    let world = st.world.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let body = tiles::render(&world, ts, z, x, y).ok()?;
+        if want_gzip && !body.is_empty() {
+            gzip(&body).ok().map(|b| (b, true))
+        } else {
+            Some((body, false))
+        }
+    });
+    let (body, gzipped) = match job.await {
+        Ok(Some(r)) => r,
+        Ok(None) => return tile_not_found(&st),
+        Err(_) => {
+            return st.transient(500, "tile_http500", "Service temporarily unavailable", 2);
+        }
+    };
+    {
+        let mut s = lock(&st.stats);
+        s.tiles_served += 1;
+        s.tile_bytes += body.len() as u64;
+    }
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzipped {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    resp
+}
+
+async fn tiles_fallback() -> Response {
+    text(StatusCode::NOT_FOUND, "text/plain", "Not Found")
+}
+
+pub fn tiles_router(st: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/maps/vtp/{set}/{version}/{z}/{x}/{y}", get(tile))
+        .route("/maps/vtp/{set}/{version}/{z}/{x}/{y}/", get(tile))
+        .fallback(tiles_fallback)
+        .with_state(st)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,6 +1108,20 @@ mod tests {
             "MLY|12|0123456789ABCDEF0123456789abcdef"
         ));
         assert!(!token_well_formed("MLY||0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert!(accepts_gzip(&h("gzip")));
+        assert!(accepts_gzip(&h("br, gzip;q=0.5, deflate")));
+        assert!(!accepts_gzip(&h("gzip;q=0")));
+        assert!(!accepts_gzip(&h("identity")));
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 
     #[test]
