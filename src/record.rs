@@ -118,7 +118,11 @@ impl ImageRecord {
     /// Parses one image object. Only `id` is required; every other field is
     /// read defensively (wrong types count as absent).
     pub fn from_value(v: &Value) -> Result<Self, RecordError> {
-        let obj = v.as_object().ok_or(RecordError::NotObject)?;
+        Self::from_map(v.as_object().ok_or(RecordError::NotObject)?)
+    }
+
+    /// Parses one image object given as a map (see [`ImageRecord::from_value`]).
+    pub fn from_map(obj: &Map<String, Value>) -> Result<Self, RecordError> {
         let id = match obj.get("id") {
             Some(Value::String(s)) => s.parse::<ImageId>().ok(),
             Some(Value::Number(n)) => n.as_u64().and_then(ImageId::new),
@@ -161,8 +165,14 @@ impl ImageRecord {
             organization_id: obj
                 .get("organization")
                 .and_then(|o| id_like(o.get("id").unwrap_or(o))),
-            width: obj.get("width").and_then(Value::as_u64).and_then(|w| u32::try_from(w).ok()),
-            height: obj.get("height").and_then(Value::as_u64).and_then(|w| u32::try_from(w).ok()),
+            width: obj
+                .get("width")
+                .and_then(Value::as_u64)
+                .and_then(|w| u32::try_from(w).ok()),
+            height: obj
+                .get("height")
+                .and_then(Value::as_u64)
+                .and_then(|w| u32::try_from(w).ok()),
             download,
             warnings,
         };
@@ -172,8 +182,12 @@ impl ImageRecord {
     /// The position to use: the preferred source, falling back to the other.
     /// Returns the position and which source it came from.
     pub fn position(&self, prefer: PositionSource) -> Option<(LonLat, PositionSource)> {
-        let c = self.computed_position.map(|p| (p, PositionSource::Computed));
-        let o = self.original_position.map(|p| (p, PositionSource::Original));
+        let c = self
+            .computed_position
+            .map(|p| (p, PositionSource::Computed));
+        let o = self
+            .original_position
+            .map(|p| (p, PositionSource::Original));
         match prefer {
             PositionSource::Computed => c.or(o),
             PositionSource::Original => o.or(c),
@@ -222,7 +236,11 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
         Value::String(s) => DateTime::parse_from_rfc3339(s)
             .ok()
             .map(|d| d.with_timezone(&Utc))
-            .or_else(|| s.parse::<i64>().ok().and_then(DateTime::from_timestamp_millis)),
+            .or_else(|| {
+                s.parse::<i64>()
+                    .ok()
+                    .and_then(DateTime::from_timestamp_millis)
+            }),
         _ => None,
     }
 }
@@ -274,7 +292,10 @@ mod tests {
         assert_eq!(r.id.get(), 135511895288847);
         assert_eq!(r.captured_at.unwrap().timestamp_millis(), 1563721072184);
         assert!(r.computed_position.is_none());
-        assert_eq!(r.position(PositionSource::Computed).unwrap().1, PositionSource::Original);
+        assert_eq!(
+            r.position(PositionSource::Computed).unwrap().1,
+            PositionSource::Original
+        );
         assert!((r.compass_angle.unwrap() - 336.74).abs() < 1e-9);
         assert_eq!(r.altitude, Some(-4.5));
         assert_eq!(r.warnings, vec!["altitude_unsigned_wrapped"]);

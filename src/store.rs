@@ -29,16 +29,27 @@ pub enum StoreError {
 /// old file or the new one, never a partial file (only a temp file, which
 /// the next run removes).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    atomic_write_with(path, |w| w.write_all(bytes))
+}
+
+/// Like [`atomic_write`], streaming: `fill` writes the content through a
+/// buffered writer, so a large file needs no buffer of its own size.
+pub fn atomic_write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
+    let mut w = io::BufWriter::new(tmp);
+    fill(&mut w).map_err(err)?;
+    let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;
     tmp.as_file().sync_data().map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())

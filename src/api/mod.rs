@@ -137,7 +137,11 @@ impl Client {
 
     /// One bbox search, retried on transient errors. Returns the image
     /// objects as sent (no paging: bbox searches are cut silently at the cap).
-    pub async fn search(&self, bbox: &Bbox, q: &SearchQuery) -> Result<Vec<Value>, ApiError> {
+    pub async fn search(
+        &self,
+        bbox: &Bbox,
+        q: &SearchQuery,
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, ApiError> {
         let mut params: Vec<(&str, String)> = vec![
             ("bbox", bbox.to_param()),
             ("fields", q.fields.clone()),

@@ -41,8 +41,10 @@ impl ErrorBody {
 /// A collection answer `{"data": [...]}` with optional cursor paging.
 #[derive(Debug, Deserialize)]
 pub struct Collection {
+    /// The items, unparsed: a full answer held as raw JSON costs a fraction
+    /// of the memory of parsed values.
     #[serde(default)]
-    pub data: Vec<Value>,
+    pub data: Vec<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     pub paging: Option<Paging>,
 }

@@ -116,7 +116,7 @@ pub(crate) async fn fetch_and_store(
 
 /// Adds what parsing the API's object found wrong, and the repaired altitude.
 fn with_warnings(mut info: DownloadInfo, object: &Map<String, Value>) -> DownloadInfo {
-    if let Ok(r) = ImageRecord::from_value(&Value::Object(object.clone())) {
+    if let Ok(r) = ImageRecord::from_map(object) {
         info.warnings = r.warnings.clone();
         if r.original_position.is_none() && r.computed_position.is_none() {
             info.warnings.push("no_position".into());

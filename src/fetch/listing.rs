@@ -182,10 +182,12 @@ pub async fn list_plan(
                     grids[gi].truncated_boxes.push(b);
                 }
                 for item in items {
-                    let Value::Object(mut object) = item else {
+                    let Ok(mut object) = serde_json::from_str::<Map<String, Value>>(item.get())
+                    else {
+                        progress.malformed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let Ok(record) = ImageRecord::from_value(&Value::Object(object.clone())) else {
+                    let Ok(record) = ImageRecord::from_map(&object) else {
                         progress.malformed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };

@@ -391,8 +391,13 @@ pub async fn run(
 async fn preflight(client: &Client, plan: &Plan) -> Result<(), FetchError> {
     let a = plan.area();
     let side = 0.0001_f64.min(a.width()).min(a.height());
-    let tiny = Bbox::new(a.min_lon(), a.min_lat(), a.min_lon() + side, a.min_lat() + side)
-        .expect("a corner of a valid box");
+    let tiny = Bbox::new(
+        a.min_lon(),
+        a.min_lat(),
+        a.min_lon() + side,
+        a.min_lat() + side,
+    )
+    .expect("a corner of a valid box");
     let q = crate::api::SearchQuery {
         fields: "id".into(),
         limit: 1,
@@ -464,30 +469,30 @@ fn write_listing(
     listed: &[Listed],
     scratch: &File,
 ) -> Result<(), FetchError> {
-    let mut buf = Vec::with_capacity(listed.len() * 200);
-    for l in listed {
-        let rec =
-            ImageRecord::from_value(&Value::Object(read_object(scratch, l.offset, l.len))).ok();
-        let pos = rec
-            .as_ref()
-            .and_then(|r| r.original_position.or(r.computed_position));
-        let line = ListingLine {
-            id: l.id.to_string(),
-            grid: plan.grids()[l.grid as usize].id.as_str(),
-            lon: pos.map(|p| p.lon),
-            lat: pos.map(|p| p.lat),
-            captured_at: rec
+    store::atomic_write_with(&out.join(LISTING_FILE), |w| {
+        for l in listed {
+            let rec = ImageRecord::from_map(&read_object(scratch, l.offset, l.len)).ok();
+            let pos = rec
                 .as_ref()
-                .and_then(|r| r.captured_at)
-                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-            sequence: rec.as_ref().and_then(|r| r.sequence.as_deref()),
-            is_pano: rec.as_ref().and_then(|r| r.is_pano),
-            creator: rec.as_ref().and_then(|r| r.creator_username.as_deref()),
-        };
-        serde_json::to_writer(&mut buf, &line).expect("serializable");
-        buf.push(b'\n');
-    }
-    store::atomic_write(&out.join(LISTING_FILE), &buf)?;
+                .and_then(|r| r.original_position.or(r.computed_position));
+            let line = ListingLine {
+                id: l.id.to_string(),
+                grid: plan.grids()[l.grid as usize].id.as_str(),
+                lon: pos.map(|p| p.lon),
+                lat: pos.map(|p| p.lat),
+                captured_at: rec
+                    .as_ref()
+                    .and_then(|r| r.captured_at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                sequence: rec.as_ref().and_then(|r| r.sequence.as_deref()),
+                is_pano: rec.as_ref().and_then(|r| r.is_pano),
+                creator: rec.as_ref().and_then(|r| r.creator_username.as_deref()),
+            };
+            serde_json::to_writer(&mut *w, &line)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
     Ok(())
 }
 
