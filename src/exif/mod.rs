@@ -269,7 +269,7 @@ pub fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifErro
 
     let old_tiff = exif_at.map(|i| &segs[i].payload(jpeg)[EXIF_HEADER.len()..]);
     let mut exif_payload = EXIF_HEADER.to_vec();
-    exif_payload.extend(build_tiff(old_tiff, tags)?);
+    exif_payload.extend(build_tiff(old_tiff, tags, (layout.width, layout.height))?);
     if exif_payload.len() > MAX_PAYLOAD {
         return Err(ExifError::TooLarge(exif_payload.len() - EXIF_HEADER.len()));
     }
@@ -363,8 +363,14 @@ fn pointed_data(
 }
 
 /// The TIFF structure of the new EXIF block: the old fields minus the ones
-/// we set, plus ours. Without old EXIF it is big-endian, as exiftool writes.
-fn build_tiff(old_tiff: Option<&[u8]>, tags: &ExifTags) -> Result<Vec<u8>, ExifError> {
+/// we set, plus ours, plus the tags EXIF requires of a JPEG when they are
+/// missing (as exiftool adds them), and the pixel size of the file (`size`).
+/// Without old EXIF it is big-endian, as exiftool writes.
+fn build_tiff(
+    old_tiff: Option<&[u8]>,
+    tags: &ExifTags,
+    size: (u32, u32),
+) -> Result<Vec<u8>, ExifError> {
     let old = old_tiff
         .map(|t| exif::Reader::new().read_raw(t.to_vec()))
         .transpose()
@@ -374,12 +380,31 @@ fn build_tiff(old_tiff: Option<&[u8]>, tags: &ExifTags) -> Result<Vec<u8>, ExifE
         old.as_ref()
             .is_some_and(|o| o.get_field(tag, In::PRIMARY).is_some())
     };
-    if !has(Tag::ExifVersion) {
-        ours.push(Field {
-            tag: Tag::ExifVersion,
-            ifd_num: In::PRIMARY,
-            value: Value::Undefined(b"0232".to_vec(), 0),
-        });
+    let field = |tag, value| Field {
+        tag,
+        ifd_num: In::PRIMARY,
+        value,
+    };
+    ours.push(field(Tag::PixelXDimension, Value::Long(vec![size.0])));
+    ours.push(field(Tag::PixelYDimension, Value::Long(vec![size.1])));
+    let dpi72 = || Value::Rational(vec![Rational { num: 72, denom: 1 }]);
+    let required = [
+        (Tag::XResolution, dpi72()),
+        (Tag::YResolution, dpi72()),
+        (Tag::ResolutionUnit, Value::Short(vec![2])),
+        (Tag::YCbCrPositioning, Value::Short(vec![1])),
+        (Tag::ExifVersion, Value::Undefined(b"0232".to_vec(), 0)),
+        (
+            Tag::ComponentsConfiguration,
+            Value::Undefined(vec![1, 2, 3, 0], 0),
+        ),
+        (Tag::FlashpixVersion, Value::Undefined(b"0100".to_vec(), 0)),
+        (Tag::ColorSpace, Value::Short(vec![1])),
+    ];
+    for (tag, value) in required {
+        if !has(tag) {
+            ours.push(field(tag, value));
+        }
     }
     let replace_gps = tags.gps.is_some();
     let mut seen: Vec<(In, Tag)> = ours.iter().map(|f| (f.ifd_num, f.tag)).collect();
@@ -617,6 +642,21 @@ mod tests {
                 value: Value::Rational(vec![(1, 1).into(), (0, 1).into(), (0, 1).into()]),
             },
             Field {
+                tag: Tag::XResolution,
+                ifd_num: In::PRIMARY,
+                value: Value::Rational(vec![(300, 1).into()]),
+            },
+            Field {
+                tag: Tag::ResolutionUnit,
+                ifd_num: In::PRIMARY,
+                value: Value::Short(vec![3]),
+            },
+            Field {
+                tag: Tag::PixelXDimension,
+                ifd_num: In::PRIMARY,
+                value: Value::Long(vec![4000]),
+            },
+            Field {
                 tag: Tag::Compression,
                 ifd_num: In::THUMBNAIL,
                 value: Value::Short(vec![6]),
@@ -659,6 +699,10 @@ mod tests {
         );
         assert_eq!(&e.buf()[o..o + l], &thumb[..]);
         assert!(e.little_endian(), "byte order of the old block kept");
+        assert_eq!(text(&e, Tag::XResolution), "300", "existing values kept");
+        assert_eq!(text(&e, Tag::ResolutionUnit), "cm", "existing values kept");
+        assert_eq!(text(&e, Tag::ColorSpace), "sRGB", "required tags added");
+        assert_eq!(text(&e, Tag::PixelXDimension), "32", "the file's own size");
         assert_eq!(embed(&out, &full()).unwrap(), out, "not idempotent");
         // One EXIF segment, replaced where it was.
         let segs = jpeg::parse(&out).unwrap().segments;

@@ -73,6 +73,21 @@ fn jpeg_with_camera_exif() -> (Vec<u8>, Vec<u8>) {
             ifd_num: In::THUMBNAIL,
             value: Value::Short(vec![6]),
         },
+        exif::Field {
+            tag: Tag::XResolution,
+            ifd_num: In::THUMBNAIL,
+            value: Value::Rational(vec![(72, 1).into()]),
+        },
+        exif::Field {
+            tag: Tag::YResolution,
+            ifd_num: In::THUMBNAIL,
+            value: Value::Rational(vec![(72, 1).into()]),
+        },
+        exif::Field {
+            tag: Tag::ResolutionUnit,
+            ifd_num: In::THUMBNAIL,
+            value: Value::Short(vec![2]),
+        },
     ];
     let mut w = exif::experimental::Writer::new();
     for f in &fields {
@@ -167,10 +182,10 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// exiftool's view of some files: `-a -G1 -n` JSON, one object per file.
+/// exiftool's view of some files: `-a -G1 -n -all -validate` JSON (with `-n` a clean file validates as `0 0 0`: errors, warnings, minor warnings), one object per file.
 fn exiftool(paths: &[&Path]) -> Vec<Json> {
     let out = Process::new("exiftool")
-        .args(["-j", "-a", "-G1", "-n"])
+        .args(["-j", "-a", "-G1", "-n", "-all", "-validate"])
         .args(paths)
         .output()
         .expect("exiftool runs (it is installed by the setup script)");
@@ -310,7 +325,11 @@ fn tags_read_back_with_kamadak_and_exiftool() {
         assert!((degrees(&k, Tag::GPSLongitude, Tag::GPSLongitudeRef) - lon).abs() < 1e-7);
 
         let t = &tool[i];
-        assert!(t.get("ExifTool:Warning").is_none(), "exiftool warns: {t}");
+        assert_eq!(
+            tag(t, "ExifTool:Validate"),
+            "0 0 0",
+            "exiftool -validate: {t}"
+        );
         let lat_ref = if *lat < 0.0 { "S" } else { "N" };
         let lon_ref = if *lon < 0.0 { "W" } else { "E" };
         assert_eq!(tag(t, "GPS:GPSLatitudeRef"), lat_ref, "{t}");
@@ -419,7 +438,11 @@ fn existing_camera_exif_is_kept() {
     let after = fs::read(&p).unwrap();
     assert_lossless(&camera, &after);
     let t = &exiftool(&[&p])[0];
-    assert!(t.get("ExifTool:Warning").is_none(), "exiftool warns: {t}");
+    assert_eq!(
+        tag(t, "ExifTool:Validate"),
+        "0 0 0",
+        "exiftool -validate: {t}"
+    );
     assert_eq!(tag(t, "IFD0:Orientation"), 6);
     assert_eq!(tag(t, "IFD0:Software"), "OldCam 1.0");
     assert!((tag(t, "Composite:GPSLatitude").as_f64().unwrap() - 51.507_350_9).abs() < 1e-7);
@@ -461,7 +484,11 @@ fn panorama_gets_gpano_with_the_downloaded_size() {
     );
     assert_lossless(&jpeg, &fs::read(&p).unwrap());
     let t = &exiftool(&[&p])[0];
-    assert!(t.get("ExifTool:Warning").is_none(), "exiftool warns: {t}");
+    assert_eq!(
+        tag(t, "ExifTool:Validate"),
+        "0 0 0",
+        "exiftool -validate: {t}"
+    );
     assert_eq!(tag(t, "XMP-GPano:ProjectionType"), "equirectangular");
     assert_eq!(tag(t, "XMP-GPano:UsePanoramaViewer"), true);
     assert_eq!(tag(t, "XMP-GPano:FullPanoWidthPixels"), 256);
@@ -487,7 +514,13 @@ fn corrupt_files_are_reported_and_skipped() {
     fs::write(&bad_json, "{\"id\": \"4\", ").unwrap();
     let missing = f.add(record(5, 10.0, 50.0), &make_jpeg(64, 48, 5, 85));
     fs::remove_file(&missing).unwrap();
-    let untouched: Vec<(PathBuf, Vec<u8>)> = [&truncated, &html, &bad_json_jpg]
+    let renamed = f.add(record(6, 10.0, 50.0), &make_jpeg(64, 48, 6, 85));
+    fs::write(
+        renamed.with_extension("json"),
+        record(66, 10.0, 50.0).to_string(),
+    )
+    .unwrap();
+    let untouched: Vec<(PathBuf, Vec<u8>)> = [&truncated, &html, &bad_json_jpg, &renamed]
         .iter()
         .map(|p| (p.to_path_buf(), fs::read(p).unwrap()))
         .collect();
@@ -496,7 +529,7 @@ fn corrupt_files_are_reported_and_skipped() {
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
     assert!(stdout.contains("exif written: 1"), "{stdout}");
-    assert!(stdout.contains("skipped: 4"), "{stdout}");
+    assert!(stdout.contains("skipped: 5"), "{stdout}");
     assert!(
         stderr.contains("2.jpg") && stderr.contains("truncated JPEG"),
         "{stderr}"
@@ -511,6 +544,10 @@ fn corrupt_files_are_reported_and_skipped() {
     );
     assert!(
         stderr.contains("5.json") && stderr.contains("no JPEG"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("6.json") && stderr.contains("id `66` differs"),
         "{stderr}"
     );
     for (p, bytes) in untouched {
