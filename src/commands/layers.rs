@@ -42,9 +42,10 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let output = args.output.clone().unwrap_or_else(|| input.join("layers"));
     let as_of_flag = args.as_of.as_deref().map(parse_as_of).transpose()?;
 
-    let (layout, found) = store::scan_input(&input)
+    let scan = read::scan(&input)
         .with_context(|| format!("cannot list the images in `{}`", input.display()))?;
-    if found.is_empty() {
+    let layout = scan.layout;
+    if scan.entries.is_empty() {
         bail!(
             "nothing to read in `{}`: no image metadata found; expected `<grid>/<id>.json` files \
              (as `mlyexport fetch` writes them) or `jsons/<id>.json` (the old Python tool)",
@@ -77,16 +78,17 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
 
     reporter.info(&format!(
         "reading {} metadata files in `{}`",
-        found.len(),
+        scan.entries.len(),
         input.display()
     ));
-    let total = found.len();
+    let total = scan.entries.len();
     let tty = reporter.is_tty();
-    let outcome = read::read_rows(found, args.position, |done| {
+    let outcome = read::read_rows(&scan, args.position, |done| {
         if tty && (done == total || done % 65_536 == 0) {
             reporter.info(&format!("  read {done}/{total}"));
         }
     });
+    drop(scan);
     let read::ReadOutcome {
         mut rows,
         strings,

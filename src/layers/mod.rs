@@ -282,7 +282,8 @@ impl LayerSet {
 /// Sorts rows by id and drops later duplicates (an image listed in two grid
 /// folders is kept once). Returns the duplicates dropped.
 pub fn sort_and_dedup(rows: &mut Vec<ImageRow>, strings: &Interner) -> Vec<LayersError> {
-    rows.sort_by_key(|r| r.id);
+    // Unstable (no n/2 buffer) but deterministic: grid handles follow scan order.
+    rows.sort_unstable_by_key(|r| (r.id, r.grid));
     let mut dropped = Vec::new();
     rows.dedup_by(|later, first| {
         let dup = later.id == first.id;

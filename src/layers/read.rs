@@ -11,10 +11,11 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::{ImageRow, Interner, LayersError};
+use crate::model::GridId;
 use crate::model::{ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
-use crate::store::{FoundImage, LISTING_FILE};
+use crate::store::{InputLayout, LISTING_FILE, StoreError};
 
 /// Why one metadata file (or the run record) could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,24 +43,149 @@ pub enum ReadError {
 /// Images handed to rayon at once; bounds the memory of parsed records.
 const CHUNK: usize = 8192;
 
-/// Reads and parses one `<id>.json`.
-pub fn read_record(found: &FoundImage) -> Result<ImageRecord, ReadError> {
-    let path = &found.json;
+/// One image's metadata file, compactly (16 bytes): a million of them fit in
+/// 16 MB, where a list of paths would take about 200 MB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub id: ImageId,
+    /// Index into [`Scan::grids`].
+    pub grid: u32,
+    pub has_jpg: bool,
+}
+
+/// The metadata files of a downloads folder, sorted by grid then id.
+#[derive(Debug, Clone)]
+pub struct Scan {
+    pub root: PathBuf,
+    pub layout: InputLayout,
+    /// Grid ids (folder names; `1` for the old tool's layout), sorted.
+    pub grids: Vec<String>,
+    pub entries: Vec<Entry>,
+}
+
+impl Scan {
+    /// The path of an entry's `<id>.json`.
+    pub fn json_path(&self, e: &Entry) -> PathBuf {
+        match self.layout {
+            InputLayout::Legacy => self.root.join("jsons").join(format!("{}.json", e.id)),
+            InputLayout::Mlyexport => self
+                .root
+                .join(&self.grids[e.grid as usize])
+                .join(format!("{}.json", e.id)),
+        }
+    }
+}
+
+/// Lists `<id>.json` and `<id>.jpg` names in one folder, from the directory
+/// listing alone (no `stat` per file).
+fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
+    let (mut jsons, mut jpgs) = (Vec::new(), Vec::new());
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let (stem, is_json) = match (name.strip_suffix(".json"), name.strip_suffix(".jpg")) {
+            (Some(s), _) => (s, true),
+            (None, Some(s)) => (s, false),
+            _ => continue,
+        };
+        let Ok(id) = stem.parse::<ImageId>() else {
+            continue;
+        };
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if is_json {
+            jsons.push(id)
+        } else {
+            jpgs.push(id)
+        }
+    }
+    jsons.sort_unstable();
+    jpgs.sort_unstable();
+    Ok((jsons, jpgs))
+}
+
+/// Finds every image metadata file in a downloads folder, in either layout,
+/// with the same rules as [`crate::store::scan_input`] (the old tool's layout
+/// when `jsons/` exists; otherwise every sub-folder named like a grid id), but
+/// compactly: see [`Entry`].
+pub fn scan(root: &Path) -> Result<Scan, StoreError> {
+    let read_err = |path: &Path, source| StoreError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut grids = Vec::new();
+    let mut entries = Vec::new();
+    let jsons_dir = root.join("jsons");
+    let layout = if jsons_dir.is_dir() {
+        let (jsons, _) = list_ids(&jsons_dir).map_err(|e| read_err(&jsons_dir, e))?;
+        let images_dir = root.join("images");
+        let jpgs = if images_dir.is_dir() {
+            list_ids(&images_dir)
+                .map_err(|e| read_err(&images_dir, e))?
+                .1
+        } else {
+            Vec::new()
+        };
+        grids.push("1".to_string());
+        entries.extend(jsons.into_iter().map(|id| Entry {
+            id,
+            grid: 0,
+            has_jpg: jpgs.binary_search(&id).is_ok(),
+        }));
+        InputLayout::Legacy
+    } else {
+        let mut names = Vec::new();
+        for e in fs::read_dir(root).map_err(|e| read_err(root, e))? {
+            let e = e.map_err(|e| read_err(root, e))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) && name.parse::<GridId>().is_ok() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        for name in names {
+            let dir = root.join(&name);
+            let (jsons, jpgs) = list_ids(&dir).map_err(|e| read_err(&dir, e))?;
+            if jsons.is_empty() {
+                continue;
+            }
+            let grid = u32::try_from(grids.len()).unwrap_or(u32::MAX);
+            entries.extend(jsons.into_iter().map(|id| Entry {
+                id,
+                grid,
+                has_jpg: jpgs.binary_search(&id).is_ok(),
+            }));
+            grids.push(name);
+        }
+        InputLayout::Mlyexport
+    };
+    Ok(Scan {
+        root: root.to_path_buf(),
+        layout,
+        grids,
+        entries,
+    })
+}
+
+/// Reads and parses one `<id>.json`, checking it holds the image `id`.
+pub fn read_record(path: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
     let bytes = fs::read(path).map_err(|source| ReadError::Io {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|source| ReadError::Json {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     let rec = ImageRecord::from_value(&v).map_err(|source| ReadError::Record {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
-    if rec.id != found.id {
+    if rec.id != id {
         return Err(ReadError::IdMismatch {
-            path: path.clone(),
+            path: path.to_path_buf(),
             found: rec.id,
         });
     }
@@ -69,7 +195,7 @@ pub fn read_record(found: &FoundImage) -> Result<ImageRecord, ReadError> {
 /// Rows read from a folder, and the files that could not be used.
 #[derive(Debug, Default)]
 pub struct ReadOutcome {
-    /// In the order of `found` (grid, then id); not yet de-duplicated.
+    /// In scan order (grid, then id); not yet de-duplicated.
     pub rows: Vec<ImageRow>,
     pub strings: Interner,
     pub problems: Vec<ReadError>,
@@ -77,29 +203,27 @@ pub struct ReadOutcome {
 
 /// Reads every metadata file in parallel (in chunks, so only a few thousand
 /// parsed records live at once) and turns each into a compact [`ImageRow`].
-/// `found` is consumed chunk by chunk, freeing its paths as it goes. A bad
-/// file becomes a problem, never an abort. `progress` is called after each
-/// chunk with the number of files done.
+/// A bad file becomes a problem, never an abort. `progress` is called after
+/// each chunk with the number of files done.
 pub fn read_rows(
-    mut found: Vec<FoundImage>,
+    scan: &Scan,
     prefer: PositionSource,
     mut progress: impl FnMut(usize),
 ) -> ReadOutcome {
     let mut out = ReadOutcome {
-        rows: Vec::with_capacity(found.len()),
+        rows: Vec::with_capacity(scan.entries.len()),
         ..ReadOutcome::default()
     };
     let mut done = 0;
-    // Take chunks off the end of the reversed list: O(chunk) each, in the original order.
-    found.reverse();
-    while !found.is_empty() {
-        let mut chunk = found.split_off(found.len().saturating_sub(CHUNK));
-        chunk.reverse();
-        let parsed: Vec<Result<ImageRecord, ReadError>> =
-            chunk.par_iter().map(read_record).collect();
-        for (f, r) in chunk.iter().zip(parsed) {
+    for chunk in scan.entries.chunks(CHUNK) {
+        let parsed: Vec<Result<ImageRecord, ReadError>> = chunk
+            .par_iter()
+            .map(|e| read_record(&scan.json_path(e), e.id))
+            .collect();
+        for (e, r) in chunk.iter().zip(parsed) {
+            let grid = &scan.grids[e.grid as usize];
             let row = r.and_then(|rec| {
-                ImageRow::from_record(&rec, &f.grid, f.jpg.is_some(), prefer, &mut out.strings)
+                ImageRow::from_record(&rec, grid, e.has_jpg, prefer, &mut out.strings)
                     .map_err(ReadError::from)
             });
             match row {
@@ -108,9 +232,6 @@ pub fn read_rows(
             }
         }
         done += chunk.len();
-        if found.capacity() > 2 * found.len() + 4 * CHUNK {
-            found.shrink_to_fit();
-        }
         progress(done);
     }
     out
@@ -168,8 +289,22 @@ mod tests {
         .unwrap();
         fs::write(g.join("2.json"), "{not json").unwrap();
         fs::write(g.join("3.json"), r#"{"id":"4"}"#).unwrap();
+        fs::write(g.join("1.jpg"), b"x").unwrap();
+        fs::write(g.join("notes.json"), b"{}").unwrap();
+        let scan = scan(dir.path()).unwrap();
+        assert_eq!(scan.entries.len(), 3);
+        // Same files, same order as the store's scan.
         let (_, found) = crate::store::scan_input(dir.path()).unwrap();
-        let out = read_rows(found, PositionSource::Computed, |_| {});
+        let ids: Vec<_> = found.iter().map(|f| (f.id, f.jpg.is_some())).collect();
+        assert_eq!(
+            ids,
+            scan.entries
+                .iter()
+                .map(|e| (e.id, e.has_jpg))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(scan.json_path(&scan.entries[0]), found[0].json);
+        let out = read_rows(&scan, PositionSource::Computed, |_| {});
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.problems.len(), 2);
         assert!(matches!(out.problems[0], ReadError::Json { .. }));
