@@ -24,9 +24,10 @@ pub const OVERVIEW_CELL: u32 = 16;
 pub const SEQUENCE_BUFFER: f64 = 1.0 / 16.0;
 
 const MAX_LAT: f64 = 85.051_128_779_806_59;
-/// Extra degrees around a tile when asking the spatial index (which is keyed by original
-/// geometry; computed positions lie within 4 m of it).
-const INDEX_MARGIN_DEG: f64 = 2e-4;
+/// Extra degrees around a tile when asking the spatial index. The index is keyed by the original
+/// geometry; a computed position lies within 4 m of the walk's position, and a grid-snapped
+/// geometry up to 0.0005 degrees from it.
+const INDEX_MARGIN_DEG: f64 = 1e-3;
 
 /// The two coverage tilesets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

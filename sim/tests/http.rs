@@ -519,10 +519,12 @@ fn binary_prints_urls_and_ground_truth() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let graph = lines.next().unwrap().unwrap();
     let cdn = lines.next().unwrap().unwrap();
+    let tiles = lines.next().unwrap().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(graph.starts_with("graph_url=http://127.0.0.1:"), "{graph}");
     assert!(cdn.starts_with("cdn_url=http://127.0.0.1:"), "{cdn}");
+    assert!(tiles.starts_with("tiles_url=http://127.0.0.1:"), "{tiles}");
 }
 
 #[test]
