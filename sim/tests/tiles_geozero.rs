@@ -15,9 +15,12 @@ enum Prop {
     Bool(bool),
 }
 
+/// One decoded feature: its properties and its vertices in tile units.
+type Decoded = (HashMap<String, Prop>, Vec<(f64, f64)>);
+
 #[derive(Default)]
 struct Collect {
-    features: Vec<(HashMap<String, Prop>, Vec<(f64, f64)>)>,
+    features: Vec<Decoded>,
 }
 
 impl GeomProcessor for Collect {
