@@ -49,7 +49,7 @@ the outer north and east edges of the area are included.")]
 pub struct FetchArgs {
     /// Study area: min_lon,min_lat,max_lon,max_lat in degrees (WGS 84).
     #[arg(long, value_parser = parse_bbox, allow_hyphen_values = true, value_name = "BBOX",
-          conflicts_with = "grid_file", required_unless_present = "grid_file")]
+          conflicts_with = "grid_file", required_unless_present_any = ["grid_file", "aoi"])]
     pub bbox: Option<Bbox>,
 
     /// File of grid segments: `ID,min_lon,min_lat,max_lon,max_lat` per line
@@ -75,8 +75,12 @@ pub struct FetchArgs {
     pub token_file: Option<PathBuf>,
 
     /// Graph API root. Plain http is accepted only for loopback addresses.
-    #[arg(long, env = "MLYEXPORT_API_URL", value_name = "URL",
-          default_value = "https://graph.mapillary.com")]
+    #[arg(
+        long,
+        env = "MLYEXPORT_API_URL",
+        value_name = "URL",
+        default_value = "https://graph.mapillary.com"
+    )]
     pub api_url: String,
 
     /// Keep images captured at or after this date or UTC datetime
@@ -146,6 +150,61 @@ pub struct FetchArgs {
     /// Attempts per request before an image or box is recorded as failed.
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub retries: u32,
+
+    /// How to enumerate the images: `search` (bbox searches split at the
+    /// cap; best for small or sparse areas) or `tiles` (z14 vector tiles,
+    /// which have no cap, then batched lookups; best for large dense areas).
+    #[arg(long, value_enum, default_value_t = Enumerate::Search)]
+    pub enumerate: Enumerate,
+
+    /// Vector tiles root. Plain http is accepted only for loopback addresses.
+    #[arg(
+        long,
+        env = "MLYEXPORT_TILES_URL",
+        value_name = "URL",
+        default_value = "https://tiles.mapillary.com"
+    )]
+    pub tiles_url: String,
+
+    /// Vector tiles this run may ask for at most (the API allows 50,000 a day).
+    #[arg(long, value_name = "N", default_value_t = 50_000)]
+    pub tile_budget: u32,
+
+    /// Also list a sample of search boxes the other way (search vs tiles)
+    /// and report images one way found and the other missed.
+    #[arg(long)]
+    pub audit: bool,
+
+    /// Study area polygon: a Polygon or MultiPolygon layer in GeoJSON,
+    /// GeoPackage or Shapefile (any CRS; all features unless --aoi-where).
+    #[arg(long, value_name = "PATH")]
+    pub aoi: Option<PathBuf>,
+
+    /// An OGR SQL attribute filter selecting the AOI features, e.g. `name = 'Mitte'`.
+    #[arg(long, value_name = "WHERE", requires = "aoi")]
+    pub aoi_where: Option<String>,
+
+    /// Keep along each sequence, in capture order, the first image and then
+    /// each image at least this far from the last kept one, e.g. `10m`.
+    #[arg(long, value_name = "DISTANCE")]
+    pub min_spacing: Option<String>,
+
+    /// Which position places an image in the area and its grid: the
+    /// camera's GPS (`original`, what the API's bbox filter uses) or the
+    /// SfM-computed one (then the computed tiles are read).
+    #[arg(long, value_enum, default_value_t = PositionSource::Original)]
+    pub position: PositionSource,
+}
+
+/// How `fetch` enumerates images.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Enumerate {
+    #[default]
+    Search,
+    Tiles,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

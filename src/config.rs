@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
+use crate::aoi::{Aoi, AoiError};
 use crate::cli::FetchArgs;
 use crate::model::{AccessToken, Bbox, ThumbSize};
 use crate::plan::{self, Plan, PlanError};
-use crate::runrecord::{Area, Filters, Request};
+use crate::runrecord::{AoiRecord, Area, Filters, Request};
 
 /// Environment variables mlyexport reads.
 pub struct EnvVars;
@@ -58,8 +59,26 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Plan(#[from] PlanError),
-    #[error("--grid and --cell-size need --bbox")]
+    #[error("--grid and --cell-size need --bbox or --aoi")]
     GridNeedsBbox,
+    #[error(transparent)]
+    Aoi(#[from] AoiError),
+    #[error(
+        "no grid cell touches the polygon of --aoi `{aoi}`; check the bbox or the polygon's CRS"
+    )]
+    AoiOutside { aoi: String },
+    #[error("{flag} `{value}` must be a distance such as `10m` or `0.5km`, at least {min} m")]
+    Distance {
+        flag: &'static str,
+        value: String,
+        min: f64,
+    },
+    #[error("--tiles-url `{0}` is not a URL")]
+    TilesUrl(String),
+    #[error(
+        "--tiles-url `{0}` uses plain http: only https is allowed, except for loopback addresses (127.0.0.1, ::1, localhost)"
+    )]
+    InsecureTilesUrl(String),
     #[error("{flag} must be at least {min} (got {value})")]
     TooSmall {
         flag: &'static str,
@@ -116,10 +135,23 @@ impl RetryPolicy {
     }
 }
 
+/// Where and how much to read vector tiles.
+#[derive(Debug, Clone)]
+pub struct TilesConfig {
+    pub base_url: reqwest::Url,
+    /// Tiles this run may request at most.
+    pub budget: u32,
+}
+
 /// Everything `fetch` needs, validated.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
     pub plan: Plan,
+    /// The study-area polygon, when `--aoi` was given.
+    pub aoi: Option<std::sync::Arc<Aoi>>,
+    pub tiles: TilesConfig,
+    /// List a sample of boxes both ways and report the differences.
+    pub audit: bool,
     pub request: Request,
     pub output: PathBuf,
     pub concurrency: usize,
@@ -139,7 +171,17 @@ impl FetchConfig {
         cwd: &Path,
         argv: Vec<String>,
     ) -> Result<Self, ConfigError> {
-        let (plan, area) = plan_from_args(&args)?;
+        let aoi = args
+            .aoi
+            .as_deref()
+            .map(|p| Aoi::read(p, args.aoi_where.as_deref()))
+            .transpose()?;
+        let (plan, area) = plan_from_args(&args, aoi.as_ref())?;
+        let min_spacing_m = args
+            .min_spacing
+            .as_deref()
+            .map(|s| parse_distance(s, "--min-spacing", 0.5))
+            .transpose()?;
         let since = args
             .since
             .as_deref()
@@ -187,6 +229,12 @@ impl FetchConfig {
         check_range("--retries", u64::from(args.retries), 1, 20)?;
 
         let base_url = parse_api_url(&args.api_url)?;
+        let tiles_url = parse_api_url(&args.tiles_url).map_err(|e| match e {
+            ConfigError::InsecureApiUrl(u) => ConfigError::InsecureTilesUrl(u),
+            ConfigError::ApiUrl(u) => ConfigError::TilesUrl(u),
+            other => other,
+        })?;
+        check_range("--tile-budget", u64::from(args.tile_budget), 1, 1_000_000)?;
         let token = load_token(&args, env, cwd)?;
         let fast = env(EnvVars::TEST_NO_RETRY_DELAY).is_some_and(|v| v == "1");
         let retry = RetryPolicy {
@@ -214,9 +262,18 @@ impl FetchConfig {
                 max_images: args.max_images,
             },
             size: args.size,
+            enumerate: args.enumerate,
+            position: args.position,
+            min_spacing_m,
         };
         Ok(FetchConfig {
             plan,
+            aoi: aoi.map(std::sync::Arc::new),
+            tiles: TilesConfig {
+                base_url: tiles_url,
+                budget: args.tile_budget,
+            },
+            audit: args.audit,
             request,
             output: args.output.clone(),
             concurrency: args.concurrency,
@@ -251,7 +308,40 @@ fn check_range(flag: &'static str, value: u64, min: u64, max: u64) -> Result<(),
     Ok(())
 }
 
-fn plan_from_args(args: &FetchArgs) -> Result<(Plan, Area), ConfigError> {
+fn plan_from_args(args: &FetchArgs, aoi: Option<&Aoi>) -> Result<(Plan, Area), ConfigError> {
+    let (plan, mut area) = plan_from_area_args(args, aoi.map(Aoi::bbox))?;
+    let Some(aoi) = aoi else {
+        return Ok((plan, area));
+    };
+    // Only cells that touch the polygon are kept; they keep their numbers.
+    let kept: Vec<_> = plan
+        .grids()
+        .iter()
+        .filter(|g| aoi.intersects_box(&g.bbox))
+        .cloned()
+        .collect();
+    let plan = Plan::new(kept).ok_or_else(|| ConfigError::AoiOutside {
+        aoi: aoi.source.clone(),
+    })?;
+    if args.bbox.is_none() && args.grid_file.is_none() {
+        area.kind = if area.grid_spec.is_some() {
+            "grid"
+        } else {
+            "aoi"
+        }
+        .into();
+    }
+    area.aoi = Some(AoiRecord {
+        source: aoi.source.clone(),
+        geometry: aoi.to_geojson(),
+    });
+    Ok((plan, area))
+}
+
+fn plan_from_area_args(
+    args: &FetchArgs,
+    aoi_bbox: Option<Bbox>,
+) -> Result<(Plan, Area), ConfigError> {
     if let Some(path) = &args.grid_file {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::GridFileRead {
             path: path.clone(),
@@ -267,10 +357,11 @@ fn plan_from_args(args: &FetchArgs) -> Result<(Plan, Area), ConfigError> {
             bbox: plan.area(),
             grid_file: Some(path.display().to_string()),
             grid_spec: None,
+            aoi: None,
         };
         return Ok((plan, area));
     }
-    let bbox: Bbox = args.bbox.ok_or(ConfigError::GridNeedsBbox)?;
+    let bbox: Bbox = args.bbox.or(aoi_bbox).ok_or(ConfigError::GridNeedsBbox)?;
     let (cols_rows, spec) = match (&args.grid, &args.cell_size) {
         (Some(g), _) => (Some(plan::parse_grid_spec(g)?), Some(format!("--grid {g}"))),
         (None, Some(s)) => {
@@ -291,8 +382,32 @@ fn plan_from_args(args: &FetchArgs) -> Result<(Plan, Area), ConfigError> {
         bbox,
         grid_file: None,
         grid_spec: spec,
+        aoi: None,
     };
     Ok((plan, area))
+}
+
+/// Parses a distance such as `10m` or `0.5km` into metres.
+pub fn parse_distance(s: &str, flag: &'static str, min: f64) -> Result<f64, ConfigError> {
+    let err = || ConfigError::Distance {
+        flag,
+        value: s.to_string(),
+        min,
+    };
+    let t = s.trim().to_ascii_lowercase();
+    let (num, scale) = if let Some(n) = t.strip_suffix("km") {
+        (n, 1000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 1.0)
+    } else {
+        return Err(err());
+    };
+    let v: f64 = num.trim().parse().map_err(|_| err())?;
+    let m = v * scale;
+    if !m.is_finite() || m < min {
+        return Err(err());
+    }
+    Ok(m)
 }
 
 /// Parses `YYYY-MM-DD` or an RFC 3339 datetime. A bare date as an upper

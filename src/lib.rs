@@ -4,6 +4,7 @@
 //! directly: [`api::Client`] lists images in a bbox ([`api::Client::images_in_bbox`])
 //! and [`fetch::download_image`] downloads one image into a folder.
 
+pub mod aoi; // polygon study areas (GDAL read, geo tests)
 pub mod api; // Graph API client: requests, retries, rate limits (network only)
 pub mod cli; // clap flags and help text
 pub mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
@@ -18,6 +19,7 @@ pub mod record; // the per-image record, parsed defensively
 pub mod report; // the only owner of the terminal
 pub mod runrecord; // the run record's data types
 pub mod store; // output folder layout and atomic writes
+pub mod thin; // spatial thinning along sequences (pure)
 
 use std::process::ExitCode;
 

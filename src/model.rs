@@ -184,6 +184,19 @@ impl Bbox {
         ]
     }
 
+    /// The box widened by `deg` degrees on every side, clamped to the valid range.
+    pub fn expanded(&self, deg: f64) -> Bbox {
+        if deg <= 0.0 {
+            return *self;
+        }
+        Bbox {
+            min_lon: (self.min_lon - deg).max(-180.0),
+            min_lat: (self.min_lat - deg).max(-90.0),
+            max_lon: (self.max_lon + deg).min(180.0),
+            max_lat: (self.max_lat + deg).min(90.0),
+        }
+    }
+
     /// The API's `bbox=` parameter value: `min_lon,min_lat,max_lon,max_lat`.
     pub fn to_param(&self) -> String {
         self.to_string()

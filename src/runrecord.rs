@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Bbox, PanoFilter, ThumbSize};
+use crate::cli::Enumerate;
+use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
 
 /// File name of the run record inside the output folder.
 pub const RUN_RECORD_FILE: &str = "mlyexport-run.json";
@@ -38,6 +39,19 @@ pub struct Request {
     pub area: Area,
     pub filters: Filters,
     pub size: ThumbSize,
+    /// How images were enumerated: `search` or `tiles`.
+    #[serde(default)]
+    pub enumerate: Enumerate,
+    /// Which position places an image in the area and its grid.
+    #[serde(default = "original")]
+    pub position: PositionSource,
+    /// `--min-spacing` in metres, when thinning was asked for.
+    #[serde(default)]
+    pub min_spacing_m: Option<f64>,
+}
+
+fn original() -> PositionSource {
+    PositionSource::Original
 }
 
 /// How the study area was given.
@@ -53,6 +67,18 @@ pub struct Area {
     /// `--grid COLSxROWS` or `--cell-size` as given, when used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grid_spec: Option<String>,
+    /// The `--aoi` polygon, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aoi: Option<AoiRecord>,
+}
+
+/// The study-area polygon as used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AoiRecord {
+    /// The file (and `--aoi-where` filter) it was read from.
+    pub source: String,
+    /// The polygon in EPSG:4326 as a GeoJSON geometry.
+    pub geometry: serde_json::Value,
 }
 
 /// The listing filters. Dates are UTC.
@@ -94,6 +120,9 @@ pub struct GridState {
     pub downloaded: u64,
     /// Images that failed in the last run.
     pub failed: u64,
+    /// Images left out by `--min-spacing`.
+    #[serde(default)]
+    pub thinned: u64,
     /// Boxes that stayed at the cap at the smallest size.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truncated_boxes: Vec<Bbox>,
@@ -126,6 +155,9 @@ pub struct Counts {
     /// Listed images without any position (kept, never placed at 0,0).
     #[serde(default)]
     pub without_position: u64,
+    /// Listed images left out by `--min-spacing` (never downloaded).
+    #[serde(default)]
+    pub thinned: u64,
     /// Bytes written by this run.
     pub bytes: u64,
     pub search_calls: u64,
@@ -181,10 +213,26 @@ impl Request {
         };
         let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
         cmp("area", show(&self.area), show(&other.area));
-        cmp("--since", show(&self.filters.since), show(&other.filters.since));
-        cmp("--until", show(&self.filters.until), show(&other.filters.until));
-        cmp("--pano", show(&self.filters.pano), show(&other.filters.pano));
-        cmp("--creator", show(&self.filters.creator), show(&other.filters.creator));
+        cmp(
+            "--since",
+            show(&self.filters.since),
+            show(&other.filters.since),
+        );
+        cmp(
+            "--until",
+            show(&self.filters.until),
+            show(&other.filters.until),
+        );
+        cmp(
+            "--pano",
+            show(&self.filters.pano),
+            show(&other.filters.pano),
+        );
+        cmp(
+            "--creator",
+            show(&self.filters.creator),
+            show(&other.filters.creator),
+        );
         cmp(
             "--organization",
             show(&self.filters.organization),
@@ -195,7 +243,11 @@ impl Request {
             show(&self.filters.max_images),
             show(&other.filters.max_images),
         );
-        cmp("--size", self.size.as_str().into(), other.size.as_str().into());
+        cmp(
+            "--size",
+            self.size.as_str().into(),
+            other.size.as_str().into(),
+        );
         d
     }
 }

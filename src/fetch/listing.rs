@@ -12,8 +12,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::aoi::Aoi;
 use crate::api::{ApiError, Client, SearchQuery, wire};
-use crate::model::{Bbox, ImageId, LonLat, PanoFilter, ThumbSize};
+use crate::model::{Bbox, ImageId, PanoFilter, PositionSource, ThumbSize};
 use crate::plan::{self, Plan};
 use crate::record::{ImageRecord, SEARCH_FIELDS};
 use crate::runrecord::{Completeness, FailedBox, Filters};
@@ -65,6 +66,8 @@ pub enum ListError {
     Fatal(ApiError),
     #[error("interrupted")]
     Interrupted,
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// The search parameters for the filters and rendition.
@@ -117,30 +120,125 @@ pub fn passes(filters: &Filters, r: &ImageRecord) -> bool {
     true
 }
 
-/// The position the API's bbox filter is assumed to use: the original GPS
-/// position, else the computed one.
-fn search_position(r: &ImageRecord) -> Option<LonLat> {
-    r.original_position.or(r.computed_position)
+/// Decides, for each image an enumeration returns, whether it is kept and
+/// by which grid: clipping to the box, the AOI polygon, grid ownership,
+/// the filters, and de-duplication by id. Shared by every enumeration.
+pub struct Selector<'a> {
+    plan: &'a Plan,
+    filters: &'a Filters,
+    size: ThumbSize,
+    position: PositionSource,
+    aoi: Option<&'a Aoi>,
+    seen: HashSet<ImageId>,
 }
 
-/// Lists every grid of `plan`. Each kept image goes to `sink` exactly once.
-/// Returns one `GridListing` per grid, in plan order.
+impl<'a> Selector<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        filters: &'a Filters,
+        size: ThumbSize,
+        position: PositionSource,
+        aoi: Option<&'a Aoi>,
+    ) -> Self {
+        Self {
+            plan,
+            filters,
+            size,
+            position,
+            aoi,
+            seen: HashSet::new(),
+        }
+    }
+
+    pub fn plan(&self) -> &'a Plan {
+        self.plan
+    }
+    pub fn filters(&self) -> &'a Filters {
+        self.filters
+    }
+    pub fn size(&self) -> ThumbSize {
+        self.size
+    }
+    pub fn position(&self) -> PositionSource {
+        self.position
+    }
+    pub fn aoi(&self) -> Option<&'a Aoi> {
+        self.aoi
+    }
+
+    /// How far (degrees) to widen a search box so that images whose chosen
+    /// position is inside but whose original GPS (what the API filters on)
+    /// is just outside are returned too.
+    pub fn search_margin(&self) -> f64 {
+        match self.position {
+            PositionSource::Original => 0.0,
+            PositionSource::Computed => 0.0002,
+        }
+    }
+
+    /// Whether a box needs to be listed at all.
+    pub fn wants_box(&self, b: &Bbox) -> bool {
+        self.aoi.is_none_or(|a| a.intersects_box(b))
+    }
+
+    /// Judges one API image object returned for grid `gi`'s box `b`.
+    /// Returns `None` for an image that is outside, owned by another grid,
+    /// filtered out, already seen, or not an image object.
+    pub fn accept(&mut self, gi: usize, b: &Bbox, mut object: Map<String, Value>) -> Option<Found> {
+        let record = ImageRecord::from_map(&object).ok()?;
+        let owner = match record.position(self.position).map(|(p, _)| p) {
+            Some(p) if !b.contains_closed(p) => return None,
+            Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => return None,
+            Some(p) => self.plan.owner(p)?,
+            None => gi,
+        };
+        if owner != gi || !passes(self.filters, &record) || !self.seen.insert(record.id) {
+            return None;
+        }
+        let url = wire::take_thumb_url(&mut object, self.size.url_field());
+        Some(Found {
+            grid: gi,
+            id: record.id,
+            object,
+            url,
+            record,
+        })
+    }
+}
+
+/// How one grid's listing ended, from what happened to its boxes.
+pub fn completeness(g: &GridListing) -> Completeness {
+    if !g.failed_boxes.is_empty() {
+        Completeness::Failed
+    } else if !g.truncated_boxes.is_empty() {
+        Completeness::Truncated
+    } else {
+        Completeness::Complete
+    }
+}
+
+/// Lists every grid of the selector's plan by bbox searches. Each kept
+/// image goes to `sink` exactly once. Returns one `GridListing` per grid,
+/// in plan order.
 pub async fn list_plan(
     client: &Client,
-    plan: &Plan,
-    filters: &Filters,
-    size: ThumbSize,
+    sel: &mut Selector<'_>,
     cap: u32,
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
     mut sink: impl FnMut(Found),
 ) -> Result<Vec<GridListing>, ListError> {
-    let query = search_query(filters, size, cap);
+    let plan = sel.plan();
+    let query = search_query(sel.filters(), sel.size(), cap);
+    let margin = sel.search_margin();
     let mut grids = vec![GridListing::default(); plan.grids().len()];
     let mut open = vec![0usize; plan.grids().len()];
     let mut queue: VecDeque<(usize, Bbox)> = VecDeque::new();
     for (i, g) in plan.grids().iter().enumerate() {
-        for b in plan::initial_boxes(g.bbox) {
+        for b in plan::initial_boxes(g.bbox)
+            .into_iter()
+            .filter(|b| sel.wants_box(b))
+        {
             queue.push_back((i, b));
             open[i] += 1;
         }
@@ -148,7 +246,12 @@ pub async fn list_plan(
     progress
         .grids_total
         .store(plan.grids().len() as u64, Ordering::Relaxed);
-    let mut seen: HashSet<ImageId> = HashSet::new();
+    for (i, g) in grids.iter_mut().enumerate() {
+        if open[i] == 0 {
+            g.completeness = Completeness::Complete;
+            progress.grids_listed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
     let mut in_flight = FuturesUnordered::new();
     let mut fatal: Option<ApiError> = None;
 
@@ -158,7 +261,8 @@ pub async fn list_plan(
                 break;
             };
             let q = &query;
-            in_flight.push(async move { (gi, b, client.search(&b, q).await) });
+            let asked = b.expanded(margin);
+            in_flight.push(async move { (gi, b, client.search(&asked, q).await) });
         }
         let next = tokio::select! {
             n = in_flight.next() => n,
@@ -167,56 +271,33 @@ pub async fn list_plan(
         let Some((gi, b, result)) = next else { break };
         grids[gi].search_calls += 1;
         open[gi] -= 1;
-        let split = |queue: &mut VecDeque<(usize, Bbox)>, open: &mut Vec<usize>| {
-            for q in b.quarters() {
+        let mut split = |queue: &mut VecDeque<(usize, Bbox)>| {
+            for q in b.quarters().into_iter().filter(|q| sel.wants_box(q)) {
                 queue.push_front((gi, q));
                 open[gi] += 1;
             }
         };
         match result {
             Ok(items) if may_be_truncated(items.len(), cap) && plan::can_split(&b) => {
-                split(&mut queue, &mut open);
+                split(&mut queue)
             }
             Ok(items) => {
                 if may_be_truncated(items.len(), cap) {
                     grids[gi].truncated_boxes.push(b);
                 }
                 for item in items {
-                    let Ok(mut object) = serde_json::from_str::<Map<String, Value>>(item.get())
-                    else {
+                    let Ok(object) = serde_json::from_str::<Map<String, Value>>(item.get()) else {
                         progress.malformed.fetch_add(1, Ordering::Relaxed);
                         continue;
                     };
-                    let Ok(record) = ImageRecord::from_map(&object) else {
-                        progress.malformed.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    let owner = match search_position(&record) {
-                        Some(p) if !b.contains_closed(p) => continue,
-                        Some(p) => match plan.owner(p) {
-                            Some(o) => o,
-                            None => continue,
-                        },
-                        None => gi,
-                    };
-                    if owner != gi || !passes(filters, &record) || !seen.insert(record.id) {
-                        continue;
+                    if let Some(found) = sel.accept(gi, &b, object) {
+                        grids[gi].listed += 1;
+                        progress.listed.fetch_add(1, Ordering::Relaxed);
+                        sink(found);
                     }
-                    let url = wire::take_thumb_url(&mut object, size.url_field());
-                    grids[gi].listed += 1;
-                    progress.listed.fetch_add(1, Ordering::Relaxed);
-                    sink(Found {
-                        grid: gi,
-                        id: record.id,
-                        object,
-                        url,
-                        record,
-                    });
                 }
             }
-            Err(ApiError::TooMuchData { .. }) if plan::can_split(&b) => {
-                split(&mut queue, &mut open)
-            }
+            Err(ApiError::TooMuchData { .. }) if plan::can_split(&b) => split(&mut queue),
             Err(e @ ApiError::Auth { .. }) => fatal = Some(e),
             Err(e) => grids[gi].failed_boxes.push(FailedBox {
                 bbox: b,
@@ -224,14 +305,7 @@ pub async fn list_plan(
             }),
         }
         if open[gi] == 0 {
-            let g = &mut grids[gi];
-            g.completeness = if !g.failed_boxes.is_empty() {
-                Completeness::Failed
-            } else if !g.truncated_boxes.is_empty() {
-                Completeness::Truncated
-            } else {
-                Completeness::Complete
-            };
+            grids[gi].completeness = completeness(&grids[gi]);
             progress.grids_listed.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -5,8 +5,9 @@
 
 pub mod download;
 pub mod listing;
+pub mod tiles;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
@@ -21,8 +22,9 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiError, Client};
+use crate::cli::Enumerate;
 use crate::config::FetchConfig;
-use crate::model::{Bbox, GridId, ImageId, ThumbSize};
+use crate::model::{Bbox, GridId, ImageId, LonLat, PositionSource, ThumbSize};
 use crate::plan::Plan;
 use crate::runrecord::{
     Completeness, Counts, Failure, Filters, GridState, Outcome, RUN_RECORD_FILE,
@@ -31,6 +33,7 @@ use crate::runrecord::{
 use crate::store::{self, ImagePaths, LISTING_FILE};
 use crate::{ExitStatus, record::ImageRecord};
 
+use crate::thin::{self, ThinInput};
 pub use download::{DownloadError, download_image};
 use listing::{GridListing, ListError};
 
@@ -63,6 +66,8 @@ pub enum FetchError {
     BadRunRecord { path: String, message: String },
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error(transparent)]
+    Listing(ListError),
     #[error("the first request to the API failed, so nothing was written")]
     Preflight(#[source] ApiError),
     #[error(transparent)]
@@ -99,7 +104,11 @@ struct Listed {
     url: Option<Box<str>>,
     offset: u64,
     len: u32,
+    /// The chosen position, for thinning.
+    position: Option<LonLat>,
     has_position: bool,
+    /// Index of the sequence key, for thinning.
+    seq: Option<u32>,
     width: Option<u32>,
     height: Option<u32>,
 }
@@ -160,38 +169,62 @@ pub async fn run(
     let mut spill_err: Option<std::io::Error> = None;
     let size = cfg.size();
     let dry_run = cfg.dry_run;
-    let result = listing::list_plan(
-        &client,
+    let mut sequences: HashMap<String, u32> = HashMap::new();
+    let position = cfg.request.position;
+    let sink = |f: listing::Found| {
+        let bytes = serde_json::to_vec(&Value::Object(f.object)).unwrap_or_default();
+        if let Err(e) = writer.write_all(&bytes) {
+            spill_err.get_or_insert(e);
+        }
+        let next = sequences.len() as u32;
+        let seq = f
+            .record
+            .sequence
+            .as_ref()
+            .map(|k| *sequences.entry(k.clone()).or_insert(next));
+        listed.push(Listed {
+            grid: f.grid as u32,
+            id: f.id,
+            captured_ms: f
+                .record
+                .captured_at
+                .map_or(i64::MAX, |t| t.timestamp_millis()),
+            url: f.url.filter(|_| !dry_run).map(String::into_boxed_str),
+            offset,
+            len: bytes.len() as u32,
+            position: f.record.position(position).map(|(p, _)| p),
+            has_position: f.record.original_position.is_some()
+                || f.record.computed_position.is_some(),
+            seq,
+            width: f.record.width,
+            height: f.record.height,
+        });
+        offset += bytes.len() as u64;
+    };
+    let mut selector = listing::Selector::new(
         &cfg.plan,
         &cfg.request.filters,
         size,
-        cfg.api.search_cap,
-        &progress,
-        &cancel,
-        |f| {
-            let bytes = serde_json::to_vec(&Value::Object(f.object)).unwrap_or_default();
-            if let Err(e) = writer.write_all(&bytes) {
-                spill_err.get_or_insert(e);
-            }
-            listed.push(Listed {
-                grid: f.grid as u32,
-                id: f.id,
-                captured_ms: f
-                    .record
-                    .captured_at
-                    .map_or(i64::MAX, |t| t.timestamp_millis()),
-                url: f.url.filter(|_| !dry_run).map(String::into_boxed_str),
-                offset,
-                len: bytes.len() as u32,
-                has_position: f.record.original_position.is_some()
-                    || f.record.computed_position.is_some(),
-                width: f.record.width,
-                height: f.record.height,
-            });
-            offset += bytes.len() as u64;
-        },
-    )
-    .await;
+        position,
+        cfg.aoi.as_deref(),
+    );
+    let result = match cfg.request.enumerate {
+        Enumerate::Search => {
+            listing::list_plan(
+                &client,
+                &mut selector,
+                cfg.api.search_cap,
+                &progress,
+                &cancel,
+                sink,
+            )
+            .await
+        }
+        Enumerate::Tiles => {
+            tiles::list_plan_tiles(&client, &cfg.tiles, &mut selector, &progress, &cancel, sink)
+                .await
+        }
+    };
     writer.flush().ok();
     drop(writer);
     if let Some(source) = spill_err {
@@ -202,7 +235,7 @@ pub async fn run(
     }
     let grid_listings = match result {
         Ok(g) => g,
-        Err(ListError::Fatal(e)) => {
+        Err(e @ (ListError::Fatal(_) | ListError::Unsupported(_))) => {
             finish_record(
                 &record_path,
                 &mut record,
@@ -211,7 +244,7 @@ pub async fn run(
                 &[],
                 Vec::new(),
             )?;
-            return Err(FetchError::Api(e));
+            return Err(FetchError::Listing(e));
         }
         Err(ListError::Interrupted) => {
             let counts = Counts {
@@ -239,13 +272,41 @@ pub async fn run(
 
     // Order: grid, capture time, id. Then --max-images keeps the first N.
     listed.sort_by_key(|l| (l.grid, l.captured_ms, l.id));
+    let mut thinned_per_grid = vec![0u64; cfg.plan.grids().len()];
+    let listed_total = listed.len() as u64;
+    let without_position = listed.iter().filter(|l| !l.has_position).count() as u64;
+    let mut listed_per_grid = vec![0u64; cfg.plan.grids().len()];
+    for l in &listed {
+        listed_per_grid[l.grid as usize] += 1;
+    }
+    if let Some(min_m) = cfg.request.min_spacing_m {
+        let input: Vec<ThinInput> = listed
+            .iter()
+            .map(|l| ThinInput {
+                sequence: l.seq,
+                captured_ms: l.captured_ms,
+                id: l.id,
+                position: l.position,
+            })
+            .collect();
+        let keep = thin::thin(&input, min_m);
+        let mut k = keep.iter();
+        listed.retain(|l| {
+            let kept = *k.next().expect("one flag per image");
+            if !kept {
+                thinned_per_grid[l.grid as usize] += 1;
+            }
+            kept
+        });
+    }
     if let Some(max) = cfg.request.filters.max_images {
         listed.truncate(usize::try_from(max).unwrap_or(usize::MAX));
     }
     write_listing(out, &cfg.plan, &listed, &scratch)?;
     let mut counts = Counts {
-        listed: listed.len() as u64,
-        without_position: listed.iter().filter(|l| !l.has_position).count() as u64,
+        listed: listed_total,
+        without_position,
+        thinned: thinned_per_grid.iter().sum(),
         ..Counts::default()
     };
     let estimated_bytes = listed
@@ -342,7 +403,8 @@ pub async fn run(
     let grids = grid_states(
         &cfg.plan,
         &grid_listings,
-        &listed,
+        &listed_per_grid,
+        &thinned_per_grid,
         &done_per_grid,
         &failed_per_grid,
     );
@@ -437,14 +499,11 @@ fn estimate_bytes(size: ThumbSize, w: Option<u32>, h: Option<u32>) -> u64 {
 fn grid_states(
     plan: &Plan,
     listings: &[GridListing],
-    listed: &[Listed],
+    listed: &[u64],
+    thinned: &[u64],
     done: &[u64],
     failed: &[u64],
 ) -> Vec<GridState> {
-    let mut n = vec![0u64; plan.grids().len()];
-    for l in listed {
-        n[l.grid as usize] += 1;
-    }
     plan.grids()
         .iter()
         .zip(listings)
@@ -454,9 +513,10 @@ fn grid_states(
             bbox: g.bbox,
             listing: gl.completeness,
             search_calls: gl.search_calls,
-            listed: n[i],
+            listed: listed[i],
             downloaded: done[i],
             failed: failed[i],
+            thinned: thinned[i],
             truncated_boxes: gl.truncated_boxes.clone(),
             failed_boxes: gl.failed_boxes.clone(),
         })
@@ -535,6 +595,7 @@ fn load_or_new_record(
                 listed: 0,
                 downloaded: 0,
                 failed: 0,
+                thinned: 0,
                 truncated_boxes: Vec::new(),
                 failed_boxes: Vec::new(),
             })
@@ -617,11 +678,10 @@ pub async fn images_in_bbox(
     let plan = Plan::single(bbox);
     let progress = Arc::new(Progress::default());
     let mut images = Vec::new();
+    let mut selector = listing::Selector::new(&plan, filters, size, PositionSource::Original, None);
     let grids = listing::list_plan(
         client,
-        &plan,
-        filters,
-        size,
+        &mut selector,
         2000,
         &progress,
         &CancellationToken::new(),
@@ -631,6 +691,10 @@ pub async fn images_in_bbox(
     .map_err(|e| match e {
         ListError::Fatal(e) => e,
         ListError::Interrupted => ApiError::Network("interrupted".into()),
+        ListError::Unsupported(m) => ApiError::Rejected {
+            status: 0,
+            message: m,
+        },
     })?;
     images.sort_by_key(|r| (r.captured_at, r.id));
     Ok(BboxListing {

@@ -37,6 +37,7 @@ fn grid_state(
         listed,
         downloaded,
         failed,
+        thinned: 0,
         truncated_boxes: Vec::new(),
         failed_boxes: Vec::new(),
     }
@@ -124,6 +125,7 @@ fn make_downloads(root: &Path) {
                 bbox: Bbox::new(13.40, 52.49, 13.42, 52.51).unwrap(),
                 grid_file: None,
                 grid_spec: Some("2x2".into()),
+                aoi: None,
             },
             filters: Filters {
                 since: None,
@@ -134,6 +136,9 @@ fn make_downloads(root: &Path) {
                 max_images: None,
             },
             size: ThumbSize::S256,
+            enumerate: Default::default(),
+            position: mlyexport::model::PositionSource::Original,
+            min_spacing_m: None,
         },
         grids: vec![
             grid_state("a", a, Completeness::Complete, 8, 7, 0),

@@ -1,0 +1,253 @@
+//! Polygon study areas: reading a Polygon/MultiPolygon layer with GDAL
+//! (reprojected to EPSG:4326) is the only I/O here; testing points and boxes
+//! against the polygon is pure. Knows nothing of the network or grids.
+
+use std::path::{Path, PathBuf};
+
+use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
+use gdal::vector::LayerAccess;
+use geo::{BooleanOps, BoundingRect, Intersects};
+use geo::{Geometry, MultiPolygon, Point, Polygon, Rect, coord};
+
+use crate::model::{Bbox, LonLat};
+
+/// Why an AOI file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AoiError {
+    #[error(
+        "cannot open `{path}` as a vector file ({message}); give a GeoJSON, GeoPackage or Shapefile"
+    )]
+    Open { path: PathBuf, message: String },
+    #[error("`{path}` has no layer")]
+    NoLayer { path: PathBuf },
+    #[error("--aoi-where `{filter}` was refused: {message}")]
+    Where { filter: String, message: String },
+    #[error(
+        "`{path}` has no CRS; add one (e.g. a .prj file beside a Shapefile) or convert it to GeoJSON"
+    )]
+    NoCrs { path: PathBuf },
+    #[error("`{path}`: feature {fid} is a {kind}, not a Polygon or MultiPolygon")]
+    NotPolygon {
+        path: PathBuf,
+        fid: u64,
+        kind: String,
+    },
+    #[error("`{path}` has no polygon{hint}")]
+    Empty { path: PathBuf, hint: &'static str },
+    #[error("`{path}`: cannot reproject to EPSG:4326 ({message})")]
+    Reproject { path: PathBuf, message: String },
+    #[error(
+        "`{path}`: the polygon's extent {extent} is not within -180..180, -90..90 after reprojection"
+    )]
+    Extent { path: PathBuf, extent: String },
+}
+
+/// A study-area polygon in EPSG:4326 (x = lon, y = lat, degrees).
+#[derive(Debug, Clone)]
+pub struct Aoi {
+    shape: MultiPolygon<f64>,
+    bbox: Bbox,
+    /// Where it came from: the path, and the filter when one was given.
+    pub source: String,
+}
+
+impl Aoi {
+    /// Reads every Polygon/MultiPolygon feature of the first layer of `path`
+    /// (those matching `filter`, an OGR SQL WHERE clause, when given).
+    pub fn read(path: &Path, filter: Option<&str>) -> Result<Aoi, AoiError> {
+        let p = || path.to_path_buf();
+        let ds = gdal::Dataset::open(path).map_err(|e| AoiError::Open {
+            path: p(),
+            message: e.to_string(),
+        })?;
+        let mut layer = ds.layer(0).map_err(|_| AoiError::NoLayer { path: p() })?;
+        if let Some(f) = filter {
+            layer.set_attribute_filter(f).map_err(|e| AoiError::Where {
+                filter: f.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let src = layer
+            .spatial_ref()
+            .ok_or_else(|| AoiError::NoCrs { path: p() })?;
+        let mut dst = SpatialRef::from_epsg(4326).map_err(|e| AoiError::Reproject {
+            path: p(),
+            message: e.to_string(),
+        })?;
+        dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let mut src = src;
+        src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+        let ct = CoordTransform::new(&src, &dst).map_err(|e| AoiError::Reproject {
+            path: p(),
+            message: e.to_string(),
+        })?;
+        let mut polys: Vec<Polygon<f64>> = Vec::new();
+        for feature in layer.features() {
+            let fid = feature.fid().unwrap_or(0);
+            let Some(g) = feature.geometry() else {
+                continue;
+            };
+            let g = g.transform(&ct).map_err(|e| AoiError::Reproject {
+                path: p(),
+                message: e.to_string(),
+            })?;
+            match g.to_geo() {
+                Ok(Geometry::Polygon(poly)) => polys.push(poly),
+                Ok(Geometry::MultiPolygon(mp)) => polys.extend(mp.0),
+                Ok(other) => {
+                    return Err(AoiError::NotPolygon {
+                        path: p(),
+                        fid,
+                        kind: kind_name(&other).into(),
+                    });
+                }
+                Err(_) => {
+                    return Err(AoiError::NotPolygon {
+                        path: p(),
+                        fid,
+                        kind: g.geometry_name(),
+                    });
+                }
+            }
+        }
+        let hint = if filter.is_some() {
+            " matching --aoi-where"
+        } else {
+            ""
+        };
+        let source = match filter {
+            Some(f) => format!("{} where {f}", path.display()),
+            None => path.display().to_string(),
+        };
+        Aoi::new(MultiPolygon(polys), source).map_err(|e| match e {
+            AoiError::Empty { .. } => AoiError::Empty { path: p(), hint },
+            AoiError::Extent { extent, .. } => AoiError::Extent { path: p(), extent },
+            other => other,
+        })
+    }
+
+    /// An AOI from a multipolygon already in EPSG:4326.
+    pub fn new(shape: MultiPolygon<f64>, source: String) -> Result<Aoi, AoiError> {
+        let rect = shape.bounding_rect().ok_or_else(|| AoiError::Empty {
+            path: PathBuf::from(&source),
+            hint: "",
+        })?;
+        let bbox =
+            Bbox::new(rect.min().x, rect.min().y, rect.max().x, rect.max().y).map_err(|_| {
+                AoiError::Extent {
+                    path: PathBuf::from(&source),
+                    extent: format!(
+                        "{:?}",
+                        [rect.min().x, rect.min().y, rect.max().x, rect.max().y]
+                    ),
+                }
+            })?;
+        Ok(Aoi {
+            shape,
+            bbox,
+            source,
+        })
+    }
+
+    /// The box around the polygon.
+    pub fn bbox(&self) -> Bbox {
+        self.bbox
+    }
+
+    /// True when `p` is inside the polygon or on its boundary (holes excluded).
+    pub fn contains(&self, p: LonLat) -> bool {
+        self.shape.intersects(&Point::new(p.lon, p.lat))
+    }
+
+    /// True when the box and the polygon share any point.
+    pub fn intersects_box(&self, b: &Bbox) -> bool {
+        self.shape.intersects(&rect(b))
+    }
+
+    /// The part of `b` inside the polygon.
+    pub fn clip_box(&self, b: &Bbox) -> MultiPolygon<f64> {
+        self.shape
+            .intersection(&MultiPolygon(vec![rect(b).to_polygon()]))
+    }
+
+    /// The polygon as a GeoJSON geometry object (for the run record).
+    pub fn to_geojson(&self) -> serde_json::Value {
+        let geom = geojson::Geometry::new(geojson::Value::from(&self.shape));
+        serde_json::to_value(geom).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn rect(b: &Bbox) -> Rect<f64> {
+    Rect::new(
+        coord! { x: b.min_lon(), y: b.min_lat() },
+        coord! { x: b.max_lon(), y: b.max_lat() },
+    )
+}
+
+fn kind_name(g: &Geometry<f64>) -> &'static str {
+    match g {
+        Geometry::Point(_) => "Point",
+        Geometry::Line(_) | Geometry::LineString(_) => "LineString",
+        Geometry::MultiPoint(_) => "MultiPoint",
+        Geometry::MultiLineString(_) => "MultiLineString",
+        Geometry::GeometryCollection(_) => "GeometryCollection",
+        Geometry::Rect(_) => "Rect",
+        Geometry::Triangle(_) => "Triangle",
+        Geometry::Polygon(_) | Geometry::MultiPolygon(_) => "Polygon",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::{LineString, polygon};
+
+    fn square_with_hole() -> Aoi {
+        let outer = LineString::from(vec![
+            (0.0, 0.0),
+            (4.0, 0.0),
+            (4.0, 4.0),
+            (0.0, 4.0),
+            (0.0, 0.0),
+        ]);
+        let hole = LineString::from(vec![
+            (1.0, 1.0),
+            (3.0, 1.0),
+            (3.0, 3.0),
+            (1.0, 3.0),
+            (1.0, 1.0),
+        ]);
+        let far = polygon![(x: 10.0, y: 10.0), (x: 11.0, y: 10.0), (x: 11.0, y: 11.0), (x: 10.0, y: 11.0)];
+        Aoi::new(
+            MultiPolygon(vec![Polygon::new(outer, vec![hole]), far]),
+            "test".into(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn points_in_holes_and_parts() {
+        let a = square_with_hole();
+        let p = |x, y| LonLat::new(x, y).unwrap();
+        assert!(a.contains(p(0.5, 0.5)));
+        assert!(a.contains(p(0.0, 2.0)), "the boundary counts");
+        assert!(!a.contains(p(2.0, 2.0)), "holes are outside");
+        assert!(a.contains(p(10.5, 10.5)));
+        assert!(!a.contains(p(7.0, 7.0)));
+        assert_eq!(a.bbox(), Bbox::new(0.0, 0.0, 11.0, 11.0).unwrap());
+    }
+
+    #[test]
+    fn boxes_touching_and_clipped() {
+        let a = square_with_hole();
+        assert!(a.intersects_box(&Bbox::new(3.5, 3.5, 5.0, 5.0).unwrap()));
+        assert!(
+            !a.intersects_box(&Bbox::new(1.5, 1.5, 2.5, 2.5).unwrap()),
+            "inside the hole"
+        );
+        assert!(!a.intersects_box(&Bbox::new(6.0, 6.0, 7.0, 7.0).unwrap()));
+        let clipped = a.clip_box(&Bbox::new(3.0, 3.0, 5.0, 5.0).unwrap());
+        use geo::Area;
+        assert!((clipped.unsigned_area() - 1.0).abs() < 1e-9);
+    }
+}
