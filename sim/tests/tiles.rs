@@ -614,7 +614,7 @@ async fn not_found_empty_trailing_slash_and_gzip() {
 async fn tile_auth_errors_follow_the_contract() {
     let sim = Sim::spawn(SimConfig::default()).unwrap();
     let c = client();
-    let url = format!("{}/maps/vtp/mly1_public/2/14/8580/5738", sim.tiles_url());
+    let url = format!("{}/maps/vtp/mly1_public/2/14/8580/5737", sim.tiles_url());
 
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 500);
@@ -681,7 +681,7 @@ async fn daily_tile_budget_is_per_token() {
     })
     .unwrap();
     let c = client();
-    let url = format!("{}/maps/vtp/mly1_public/2/14/8580/5738", sim.tiles_url());
+    let url = format!("{}/maps/vtp/mly1_public/2/14/8580/5737", sim.tiles_url());
     let with = |t: &str| format!("{url}?access_token={}", t.replace('|', "%7C"));
     for _ in 0..3 {
         assert_eq!(c.get(with(DEMO_TOKEN)).send().await.unwrap().status(), 200);
@@ -717,7 +717,7 @@ async fn daily_tile_budget_is_per_token() {
 async fn tile_faults_are_injected() {
     let sim = Sim::spawn(SimConfig::default()).unwrap();
     let c = client();
-    let url = tile_url(&sim, "mly1_public", 14, 8580, 5738);
+    let url = tile_url(&sim, "mly1_public", 14, 8580, 5737);
 
     sim.set_faults(Faults {
         http500: 1.0,
