@@ -28,7 +28,9 @@ pub fn print_error(err: &anyhow::Error) {
         shown = text;
     }
     if shown.contains("could not connect") || shown.contains("timed out") {
-        eprintln!("  hint: check --api-url / MLYEXPORT_API_URL and the network; re-running resumes");
+        eprintln!(
+            "  hint: check --api-url / MLYEXPORT_API_URL and the network; re-running resumes"
+        );
     }
 }
 
@@ -114,7 +116,10 @@ impl Reporter {
     /// The summary of a fetch.
     pub fn fetch_summary(&self, r: &FetchReport, out: &Path) {
         let c = &r.counts;
-        let mut lines = vec![("listed".to_string(), c.listed.to_string())];
+        let mut lines = vec![
+            ("listed".to_string(), c.listed.to_string()),
+            ("thinned (--min-spacing)".to_string(), c.thinned.to_string()),
+        ];
         if r.dry_run {
             lines.push(("estimated bytes".into(), r.estimated_bytes.to_string()));
             lines.push(("estimated size".into(), human_bytes(r.estimated_bytes)));

@@ -1,10 +1,11 @@
 //! The one integration-test binary: each module runs the real `mlyexport`
 //! binary, most against the in-process Mapillary simulator (`mlysim`).
 
-mod common; // TestEnv: temp folders, the simulator, the binary with a clean environment
+mod aoi; // polygon study areas and thinning
 mod cli; // bad inputs: clear errors, exit 2, nothing written
-mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
-mod faults; // each fault kind of the simulator
-mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
-mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
+mod common; // TestEnv: temp folders, the simulator, the binary with a clean environment
 mod exif; // GPS EXIF embedding
+mod faults; // each fault kind of the simulator
+mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
+mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
+mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
