@@ -192,13 +192,13 @@ impl FetchConfig {
             .as_deref()
             .map(|s| parse_date(s, "--until", true))
             .transpose()?;
-        if let (Some(s), Some(u)) = (since, until) {
-            if s > u {
-                return Err(ConfigError::DateOrder {
-                    since: args.since.clone().unwrap_or_default(),
-                    until: args.until.clone().unwrap_or_default(),
-                });
-            }
+        if let (Some(s), Some(u)) = (since, until)
+            && s > u
+        {
+            return Err(ConfigError::DateOrder {
+                since: args.since.clone().unwrap_or_default(),
+                until: args.until.clone().unwrap_or_default(),
+            });
         }
         if let Some(c) = &args.creator {
             let ok = !c.is_empty()
@@ -209,10 +209,10 @@ impl FetchConfig {
                 return Err(ConfigError::Creator(c.clone()));
             }
         }
-        if let Some(o) = &args.organization {
-            if o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ConfigError::Organization(o.clone()));
-            }
+        if let Some(o) = &args.organization
+            && (o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(ConfigError::Organization(o.clone()));
         }
         if args.max_images == Some(0) {
             return Err(ConfigError::TooSmall {

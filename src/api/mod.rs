@@ -218,13 +218,13 @@ impl Client {
         }
         let promised = resp.content_length();
         let bytes = read_limited(resp, MAX_IMAGE_BYTES).await?;
-        if let Some(n) = promised {
-            if bytes.len() as u64 != n {
-                return Err(ApiError::Body(format!(
-                    "truncated: {} of {n} bytes",
-                    bytes.len()
-                )));
-            }
+        if let Some(n) = promised
+            && bytes.len() as u64 != n
+        {
+            return Err(ApiError::Body(format!(
+                "truncated: {} of {n} bytes",
+                bytes.len()
+            )));
         }
         if !bytes.starts_with(&[0xFF, 0xD8]) {
             return Err(ApiError::NotJpeg("no JPEG start marker".into()));
@@ -296,10 +296,10 @@ impl Client {
         let body = read_limited(resp, MAX_JSON_BYTES).await?;
         if status.is_success() {
             // An error envelope with HTTP 200 is treated as the error it is.
-            if body.starts_with(b"{\"error\"") {
-                if let Some(e) = ErrorBody::parse(&body) {
-                    return Err(retry::classify(500, Some(&e), ra));
-                }
+            if body.starts_with(b"{\"error\"")
+                && let Some(e) = ErrorBody::parse(&body)
+            {
+                return Err(retry::classify(500, Some(&e), ra));
             }
             return Ok(body);
         }

@@ -99,23 +99,23 @@ pub fn may_be_truncated(n: usize, cap: u32) -> bool {
 /// Whether an image passes the filters, judged on what the record carries
 /// (the API filtered already; this guards against an API that ignores one).
 pub fn passes(filters: &Filters, r: &ImageRecord) -> bool {
-    if let Some(t) = r.captured_at {
-        if filters.since.is_some_and(|s| t < s) || filters.until.is_some_and(|u| t > u) {
-            return false;
-        }
+    if let Some(t) = r.captured_at
+        && (filters.since.is_some_and(|s| t < s) || filters.until.is_some_and(|u| t > u))
+    {
+        return false;
     }
     if r.is_pano.is_some() && !filters.pano.keeps(r.is_pano) {
         return false;
     }
-    if let (Some(want), Some(have)) = (&filters.creator, &r.creator_username) {
-        if !want.eq_ignore_ascii_case(have) {
-            return false;
-        }
+    if let (Some(want), Some(have)) = (&filters.creator, &r.creator_username)
+        && !want.eq_ignore_ascii_case(have)
+    {
+        return false;
     }
-    if let (Some(want), Some(have)) = (&filters.organization, &r.organization_id) {
-        if want != have {
-            return false;
-        }
+    if let (Some(want), Some(have)) = (&filters.organization, &r.organization_id)
+        && want != have
+    {
+        return false;
     }
     true
 }

@@ -60,11 +60,19 @@ fn a_polygon_with_a_hole_keeps_exactly_the_images_inside() {
     assert!(truth.len() > 100, "{}", truth.len());
     assert_eq!(listing_ids(&env.out()), truth);
     // Nothing from the hole.
-    let in_hole: BTreeSet<u64> = env.sim().world().ground_truth([8.5301, 47.3701, 8.5309, 47.3709], &TruthFilter::default()).into_iter().collect();
+    let in_hole: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .ground_truth([8.5301, 47.3701, 8.5309, 47.3709], &TruthFilter::default())
+        .into_iter()
+        .collect();
     assert!(!in_hole.is_empty() && in_hole.is_disjoint(&listing_ids(&env.out())));
     let rec = run_record(&env.out());
     assert_eq!(rec["request"]["area"]["kind"], "aoi");
-    assert_eq!(rec["request"]["area"]["aoi"]["geometry"]["type"], "MultiPolygon");
+    assert_eq!(
+        rec["request"]["area"]["aoi"]["geometry"]["type"],
+        "MultiPolygon"
+    );
     assert_schema("run.schema.json", &rec);
 }
 
@@ -73,21 +81,45 @@ fn a_multipolygon_with_a_where_filter_and_grid_cells_that_keep_their_numbers() {
     let env = TestEnv::with_sim(SimConfig::default());
     let f = env.path().join("parts.geojson");
     std::fs::write(&f, MULTI).unwrap();
-    let o = env.fetch(&["--aoi", "parts.geojson", "--dry-run", "--bbox", "8.50,47.35,8.56,47.39", "--grid", "3x2"]);
+    let o = env.fetch(&[
+        "--aoi",
+        "parts.geojson",
+        "--dry-run",
+        "--bbox",
+        "8.50,47.35,8.56,47.39",
+        "--grid",
+        "3x2",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let (got, truth) = (listing_ids(&env.out()), truth_in(&env, &f, None));
     let only_got: Vec<_> = got.difference(&truth).take(5).collect();
     let only_truth: Vec<_> = truth.difference(&got).take(5).collect();
-    assert!(only_got.is_empty() && only_truth.is_empty(), "{} vs {}: {only_got:?} {only_truth:?}", got.len(), truth.len());
+    assert!(
+        only_got.is_empty() && only_truth.is_empty(),
+        "{} vs {}: {only_got:?} {only_truth:?}",
+        got.len(),
+        truth.len()
+    );
     let rec = run_record(&env.out());
-    let grids: Vec<&str> = rec["grids"].as_array().unwrap().iter().map(|g| g["grid"].as_str().unwrap()).collect();
+    let grids: Vec<&str> = rec["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["grid"].as_str().unwrap())
+        .collect();
     // Cells of 0.02 x 0.02 deg numbered from the north-west: the parts touch cells 2, 3, 4 and 5 only.
     assert_eq!(grids, ["2", "3", "4", "5"]);
 
     let env2 = TestEnv::with_sim(SimConfig::default());
     let f2 = env2.path().join("parts.geojson");
     std::fs::write(&f2, MULTI).unwrap();
-    let o = env2.fetch(&["--aoi", "parts.geojson", "--aoi-where", "name = 'centre'", "--dry-run"]);
+    let o = env2.fetch(&[
+        "--aoi",
+        "parts.geojson",
+        "--aoi-where",
+        "name = 'centre'",
+        "--dry-run",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let centre = truth_in(&env2, &f2, Some("name = 'centre'"));
     assert!(!centre.is_empty());
@@ -100,7 +132,14 @@ fn a_polygon_in_a_projected_crs_is_reprojected() {
     std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
     // The same polygon as a Swiss LV95 (EPSG:2056) Shapefile.
     let st = std::process::Command::new("ogr2ogr")
-        .args(["-t_srs", "EPSG:2056", "-f", "ESRI Shapefile", "lv95.shp", "area.geojson"])
+        .args([
+            "-t_srs",
+            "EPSG:2056",
+            "-f",
+            "ESRI Shapefile",
+            "lv95.shp",
+            "area.geojson",
+        ])
         .current_dir(env.path())
         .status()
         .expect("ogr2ogr runs");
@@ -112,7 +151,12 @@ fn a_polygon_in_a_projected_crs_is_reprojected() {
     let a = listing_ids(&env.path().join("lv95"));
     let b = listing_ids(&env.path().join("wgs84"));
     // Reprojection moves vertices by micrometres: at most an image or two on the very edge differ.
-    assert!(a.symmetric_difference(&b).count() <= 2, "{} vs {}", a.len(), b.len());
+    assert!(
+        a.symmetric_difference(&b).count() <= 2,
+        "{} vs {}",
+        a.len(),
+        b.len()
+    );
     assert!(a.len() > 100);
 }
 
@@ -121,7 +165,11 @@ fn bad_aoi_files_are_clear_errors() {
     let env = TestEnv::with_sim(SimConfig::default());
     let line = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"LineString","coordinates":[[8.5,47.35],[8.51,47.36]]}}]}"#;
     std::fs::write(env.path().join("line.geojson"), line).unwrap();
-    std::fs::write(env.path().join("empty.geojson"), r#"{"type":"FeatureCollection","features":[]}"#).unwrap();
+    std::fs::write(
+        env.path().join("empty.geojson"),
+        r#"{"type":"FeatureCollection","features":[]}"#,
+    )
+    .unwrap();
     std::fs::write(env.path().join("garbage.geojson"), "this is not geojson").unwrap();
     std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
     let st = std::process::Command::new("ogr2ogr")
@@ -143,9 +191,19 @@ fn bad_aoi_files_are_clear_errors() {
         assert!(stderr(&o).contains(expect), "{file}: {}", stderr(&o));
         assert!(!env.out().exists(), "{file}: nothing written");
     }
-    let o = env.fetch(&["--aoi", "area.geojson", "--aoi-where", "name = 'nowhere'", "--dry-run"]);
+    let o = env.fetch(&[
+        "--aoi",
+        "area.geojson",
+        "--aoi-where",
+        "name = 'nowhere'",
+        "--dry-run",
+    ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("no polygon matching --aoi-where"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no polygon matching --aoi-where"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -159,16 +217,26 @@ fn thinning_keeps_spacing_along_sequences_and_is_repeatable() {
     let rec = run_record(&env.out());
     let thinned = rec["totals"]["thinned"].as_u64().unwrap();
     let listed = rec["totals"]["listed"].as_u64().unwrap();
-    assert!(thinned > listed / 3, "25 m spacing on 3-15 m steps drops many: {thinned} of {listed}");
+    assert!(
+        thinned > listed / 3,
+        "25 m spacing on 3-15 m steps drops many: {thinned} of {listed}"
+    );
     assert_eq!(first.lines().count() as u64, listed - thinned);
     assert_eq!(rec["grids"][0]["thinned"].as_u64(), Some(thinned));
 
     // Along each sequence, in capture order, kept images are >= 25 m apart.
-    let mut by_seq: std::collections::BTreeMap<String, Vec<(String, f64, f64)>> = Default::default();
+    let mut by_seq: std::collections::BTreeMap<String, Vec<(String, f64, f64)>> =
+        Default::default();
     for l in first.lines() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        if let (Some(s), Some(lon), Some(lat)) = (v["sequence"].as_str(), v["lon"].as_f64(), v["lat"].as_f64()) {
-            by_seq.entry(s.to_string()).or_default().push((v["captured_at"].as_str().unwrap().to_string(), lon, lat));
+        if let (Some(s), Some(lon), Some(lat)) =
+            (v["sequence"].as_str(), v["lon"].as_f64(), v["lat"].as_f64())
+        {
+            by_seq.entry(s.to_string()).or_default().push((
+                v["captured_at"].as_str().unwrap().to_string(),
+                lon,
+                lat,
+            ));
         }
     }
     let mut pairs = 0;
@@ -186,5 +254,8 @@ fn thinning_keeps_spacing_along_sequences_and_is_repeatable() {
     // The same command again decides the same.
     std::fs::remove_dir_all(env.out()).unwrap();
     assert_eq!(env.fetch(&args).status.code(), Some(0));
-    assert_eq!(std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap(), first);
+    assert_eq!(
+        std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap(),
+        first
+    );
 }

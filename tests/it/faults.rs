@@ -12,8 +12,17 @@ use crate::common::*;
 const SMALL: [f64; 4] = [8.531, 47.371, 8.534, 47.374];
 
 fn assert_complete(env: &TestEnv, bbox: [f64; 4]) {
-    let truth: BTreeSet<u64> = env.sim().world().indexed_truth(bbox, &TruthFilter::default()).into_iter().collect();
-    assert!(truth.len() > 50, "enough images to test with: {}", truth.len());
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .indexed_truth(bbox, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(
+        truth.len() > 50,
+        "enough images to test with: {}",
+        truth.len()
+    );
     let found = downloaded_ids(&env.out());
     let got: BTreeSet<u64> = found.keys().copied().collect();
     assert_eq!(got, truth);
@@ -31,11 +40,24 @@ fn run_with(faults: Faults, extra: &[&str]) -> TestEnv {
         faults,
         ..SimConfig::default()
     });
-    let mut args = vec!["--bbox".to_string(), bbox_arg(SMALL), "--size".into(), "256".into(), "--retries".into(), "10".into()];
+    let mut args = vec![
+        "--bbox".to_string(),
+        bbox_arg(SMALL),
+        "--size".into(),
+        "256".into(),
+        "--retries".into(),
+        "10".into(),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = env.fetch(&args);
-    assert_eq!(o.status.code(), Some(0), "stdout: {}\nstderr: {}", stdout(&o), stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
     env
 }
 
@@ -45,7 +67,13 @@ fn injected(env: &TestEnv) -> u64 {
 
 #[test]
 fn http_500_is_retried() {
-    let env = run_with(Faults { http500: 0.25, ..Faults::default() }, &[]);
+    let env = run_with(
+        Faults {
+            http500: 0.25,
+            ..Faults::default()
+        },
+        &[],
+    );
     assert!(injected(&env) > 0);
     assert_complete(&env, SMALL);
 }
@@ -53,43 +81,82 @@ fn http_500_is_retried() {
 #[test]
 fn the_400_query_timeout_is_retried() {
     // Graph-only faults: a 4x4 grid makes enough searches to meet some.
-    let env = run_with(Faults { timeout400: 0.5, ..Faults::default() }, &["--grid", "4x4"]);
+    let env = run_with(
+        Faults {
+            timeout400: 0.5,
+            ..Faults::default()
+        },
+        &["--grid", "4x4"],
+    );
     assert!(injected(&env) > 0);
     assert_complete(&env, SMALL);
 }
 
 #[test]
 fn connection_resets_are_retried() {
-    let env = run_with(Faults { reset: 0.2, ..Faults::default() }, &[]);
+    let env = run_with(
+        Faults {
+            reset: 0.2,
+            ..Faults::default()
+        },
+        &[],
+    );
     assert!(injected(&env) > 0);
     assert_complete(&env, SMALL);
 }
 
 #[test]
 fn truncated_bodies_are_never_kept() {
-    let env = run_with(Faults { truncated_body: 0.3, ..Faults::default() }, &[]);
+    let env = run_with(
+        Faults {
+            truncated_body: 0.3,
+            ..Faults::default()
+        },
+        &[],
+    );
     assert!(injected(&env) > 0);
     assert_complete(&env, SMALL);
 }
 
 #[test]
 fn html_instead_of_a_jpeg_is_retried() {
-    let env = run_with(Faults { not_jpeg: 0.3, ..Faults::default() }, &[]);
+    let env = run_with(
+        Faults {
+            not_jpeg: 0.3,
+            ..Faults::default()
+        },
+        &[],
+    );
     assert!(injected(&env) > 0);
     assert_complete(&env, SMALL);
 }
 
 #[test]
 fn rate_limits_are_retried() {
-    let env = run_with(Faults { rate_limit: 0.5, ..Faults::default() }, &["--grid", "4x4"]);
+    let env = run_with(
+        Faults {
+            rate_limit: 0.5,
+            ..Faults::default()
+        },
+        &["--grid", "4x4"],
+    );
     assert!(injected(&env) > 0);
     assert_complete(&env, SMALL);
 }
 
 #[test]
 fn an_expired_thumbnail_url_is_refreshed() {
-    let env = run_with(Faults { thumb_403: 0.3, ..Faults::default() }, &[]);
-    assert!(env.sim().stats().entity_calls > 0, "fresh URLs came from entity calls");
+    let env = run_with(
+        Faults {
+            thumb_403: 0.3,
+            ..Faults::default()
+        },
+        &[],
+    );
+    assert!(
+        env.sim().stats().entity_calls > 0,
+        "fresh URLs came from entity calls"
+    );
     assert_complete(&env, SMALL);
 }
 
@@ -103,7 +170,10 @@ fn stalled_answers_time_out_and_are_retried() {
         },
         &["--timeout", "1"],
     );
-    let stalls: u64 = ["stall", "cdn_stall"].iter().filter_map(|k| env.sim().stats().errors_by_kind.get(*k).copied()).sum();
+    let stalls: u64 = ["stall", "cdn_stall"]
+        .iter()
+        .filter_map(|k| env.sim().stats().errors_by_kind.get(*k).copied())
+        .sum();
     assert!(stalls > 0, "some answers stalled");
     assert_complete(&env, SMALL);
 }
@@ -125,18 +195,37 @@ fn dense_boxes_refused_by_the_api_are_split() {
 #[test]
 fn an_image_that_always_fails_is_recorded_and_the_run_goes_on() {
     let env = TestEnv::with_sim(SimConfig {
-        faults: Faults { not_jpeg: 1.0, ..Faults::default() },
+        faults: Faults {
+            not_jpeg: 1.0,
+            ..Faults::default()
+        },
         ..SimConfig::default()
     });
-    let o = env.fetch(&["--bbox", &bbox_arg(SMALL), "--size", "256", "--retries", "2"]);
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(SMALL),
+        "--size",
+        "256",
+        "--retries",
+        "2",
+    ]);
     assert_eq!(o.status.code(), Some(1), "partial: {}", stderr(&o));
     assert!(stdout(&o).contains("not_jpeg"), "{}", stdout(&o));
     let rec = run_record(&env.out());
-    let n = env.sim().world().indexed_truth(SMALL, &TruthFilter::default()).len();
+    let n = env
+        .sim()
+        .world()
+        .indexed_truth(SMALL, &TruthFilter::default())
+        .len();
     assert_eq!(rec["failures"].as_array().unwrap().len(), n);
     assert_eq!(rec["failures"][0]["reason"], "not_jpeg");
     assert_eq!(rec["runs"][0]["outcome"], "partial");
     assert!(downloaded_ids(&env.out()).is_empty());
     // No temp file or partial JPEG is left behind.
-    assert!(all_files(&env.out()).iter().all(|f| !f.file_name().unwrap().to_string_lossy().starts_with(".mlyexport-tmp")));
+    assert!(all_files(&env.out()).iter().all(|f| {
+        !f.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(".mlyexport-tmp")
+    }));
 }

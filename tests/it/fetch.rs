@@ -84,7 +84,10 @@ fn lists_every_image_beyond_the_cap_exactly_once() {
     for (id, g) in &got {
         let meta = read_json(&env.out().join(&g[0]).join(format!("{id}.json")));
         if let Some(fixed) = meta["mlyexport"]["altitude_repaired"].as_f64() {
-            assert!(meta["altitude"].as_f64().unwrap() > 4e9 && fixed < 0.0, "{meta}");
+            assert!(
+                meta["altitude"].as_f64().unwrap() > 4e9 && fixed < 0.0,
+                "{meta}"
+            );
             wrapped += 1;
         }
     }
@@ -291,7 +294,18 @@ fn rerunning_with_other_filters_is_refused() {
 fn every_json_written_matches_its_schema() {
     let env = TestEnv::with_sim(SimConfig::default());
     let b = world_bbox(&env);
-    let o = env.fetch(&["--bbox", &bbox_arg(b), "--grid", "2x2", "--size", "256", "--since", "2016-01-01", "--max-images", "400"]);
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "2x2",
+        "--size",
+        "256",
+        "--since",
+        "2016-01-01",
+        "--max-images",
+        "400",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_schema("run.schema.json", &run_record(&env.out()));
     let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
@@ -323,7 +337,10 @@ fn images_without_a_position_are_kept_and_never_placed_at_0_0() {
         .filter(|i| i.geometry.is_none() && i.computed_geometry.is_none())
         .map(|i| i.id)
         .collect();
-    assert!(!no_pos.is_empty(), "the demo world has images without position");
+    assert!(
+        !no_pos.is_empty(),
+        "the demo world has images without position"
+    );
     let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
     let mut found = 0;
     for line in listing.lines() {
@@ -337,5 +354,8 @@ fn images_without_a_position_are_kept_and_never_placed_at_0_0() {
     }
     assert_eq!(found, no_pos.len());
     let rec = run_record(&env.out());
-    assert_eq!(rec["totals"]["without_position"].as_u64(), Some(no_pos.len() as u64));
+    assert_eq!(
+        rec["totals"]["without_position"].as_u64(),
+        Some(no_pos.len() as u64)
+    );
 }

@@ -23,7 +23,18 @@ fn sim_config() -> SimConfig {
 fn spawn(env: &TestEnv) -> std::process::Child {
     let bin = assert_cmd::cargo::cargo_bin("mlyexport");
     Command::new(bin)
-        .args(["fetch", "--bbox", &bbox_arg(AREA), "--grid", "2x2", "--size", "256", "--concurrency", "8", "--quiet"])
+        .args([
+            "fetch",
+            "--bbox",
+            &bbox_arg(AREA),
+            "--grid",
+            "2x2",
+            "--size",
+            "256",
+            "--concurrency",
+            "8",
+            "--quiet",
+        ])
         .env_clear()
         .env("MLYEXPORT_API_URL", env.sim().graph_url())
         .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
@@ -41,12 +52,20 @@ fn assert_no_partial_files(out: &Path) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         if name.ends_with(".jpg") {
             let b = std::fs::read(&f).unwrap();
-            assert!(b.starts_with(&[0xFF, 0xD8]) && b.ends_with(&[0xFF, 0xD9]), "partial JPEG {}", f.display());
+            assert!(
+                b.starts_with(&[0xFF, 0xD8]) && b.ends_with(&[0xFF, 0xD9]),
+                "partial JPEG {}",
+                f.display()
+            );
         }
         if name.ends_with(".json") && !name.starts_with("mlyexport-run") {
             let meta = read_json(&f);
-            let jpg = std::fs::read(f.with_extension("jpg")).expect("a JSON is written after its JPEG");
-            assert_eq!(meta["mlyexport"]["sha256"].as_str().unwrap(), hex::encode(Sha256::digest(&jpg)));
+            let jpg =
+                std::fs::read(f.with_extension("jpg")).expect("a JSON is written after its JPEG");
+            assert_eq!(
+                meta["mlyexport"]["sha256"].as_str().unwrap(),
+                hex::encode(Sha256::digest(&jpg))
+            );
         }
     }
     if out.join("mlyexport-run.json").exists() {
@@ -57,7 +76,12 @@ fn assert_no_partial_files(out: &Path) {
 #[test]
 fn sigkill_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     let env = TestEnv::with_sim(sim_config());
-    let truth: BTreeSet<u64> = env.sim().world().indexed_truth(AREA, &TruthFilter::default()).into_iter().collect();
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .indexed_truth(AREA, &TruthFilter::default())
+        .into_iter()
+        .collect();
     assert!(truth.len() > 300);
     // Kill points from early (listing) to late (downloads), varied per run.
     let seed = std::process::id() as u64;
@@ -77,11 +101,19 @@ fn sigkill_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     assert_eq!(got.keys().copied().collect::<BTreeSet<_>>(), truth);
     let temp_left = all_files(&env.out())
         .iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(".mlyexport-tmp"))
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".mlyexport-tmp")
+        })
         .count();
     assert_eq!(temp_left, 0, "temp files are cleaned up");
     let rec = run_record(&env.out());
-    assert_eq!(rec["totals"]["downloaded"].as_u64(), Some(truth.len() as u64));
+    assert_eq!(
+        rec["totals"]["downloaded"].as_u64(),
+        Some(truth.len() as u64)
+    );
     assert!(rec["runs"].as_array().unwrap().len() >= 2);
 }
 
@@ -105,7 +137,14 @@ fn ctrl_c_saves_state_exits_130_and_resumes() {
     let before = downloaded_ids(&env.out()).len();
     env.sim().reset_stats();
     assert_eq!(spawn(&env).wait().unwrap().code(), Some(0));
-    let truth = env.sim().world().indexed_truth(AREA, &TruthFilter::default());
+    let truth = env
+        .sim()
+        .world()
+        .indexed_truth(AREA, &TruthFilter::default());
     assert_eq!(downloaded_ids(&env.out()).len(), truth.len());
-    assert_eq!(env.sim().stats().thumbs_served as usize, truth.len() - before, "only the missing images are fetched again");
+    assert_eq!(
+        env.sim().stats().thumbs_served as usize,
+        truth.len() - before,
+        "only the missing images are fetched again"
+    );
 }

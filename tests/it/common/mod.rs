@@ -140,9 +140,12 @@ pub fn small_cap_sim() -> SimConfig {
 
 /// Validates `doc` against `schemas/<name>`; panics with every error.
 pub fn assert_schema(name: &str, doc: &Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(name);
     let schema = read_json(&path);
-    let validator = jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema {name}: {e}"));
+    let validator =
+        jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("schema {name}: {e}"));
     let errors: Vec<String> = validator
         .iter_errors(doc)
         .map(|e| format!("{e} at {}", e.instance_path))
