@@ -20,6 +20,7 @@ pub mod report; // the only owner of the terminal
 pub mod runrecord; // the run record's data types
 pub mod store; // output folder layout and atomic writes
 pub mod thin; // spatial thinning along sequences (pure)
+pub mod tiles; // XYZ tile maths and MVT `image` layer decoding (pure)
 
 use std::process::ExitCode;
 
