@@ -168,21 +168,14 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
         }
     }
     let source = source_name(args.position);
-    written.push(write_file(
-        &output,
-        "coverage.csv",
-        &coverage::to_csv(&set.cells),
-    )?);
-    written.push(write_file(
-        &output,
-        "coverage.json",
-        &coverage::to_json(&set.cells, as_of, source)?,
-    )?);
-    written.push(write_file(
-        &output,
-        "coverage.md",
-        &coverage::to_markdown(&set.cells, as_of),
-    )?);
+    let coverage_json = coverage::to_json(&set.cells, as_of, source)?;
+    for (name, bytes) in [
+        ("coverage.csv", coverage::to_csv(&set.cells)),
+        ("coverage.json", coverage_json),
+        ("coverage.md", coverage::to_markdown(&set.cells, as_of)),
+    ] {
+        written.push(write_stream(&output, name, |w| w.write_all(&bytes))?);
+    }
 
     let mut lines = summary_lines(&set, total, &problems, &written, &output);
     lines.extend(exif_lines);
@@ -317,13 +310,13 @@ fn write_stream(
         w.flush().with_context(ctx)?;
     }
     tmp.as_file().sync_data().with_context(ctx)?;
+    // Temp files are private (0600); outputs are for sharing, like the GeoPackage.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).with_context(ctx)?;
+    }
     tmp.persist(&path).map_err(|e| e.error).with_context(ctx)?;
-    Ok(path)
-}
-
-fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
-    let path = dir.join(name);
-    store::atomic_write(&path, bytes)?;
     Ok(path)
 }
 

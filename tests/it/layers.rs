@@ -521,6 +521,14 @@ fn geojson_follows_rfc7946() {
 #[test]
 fn csv_has_lon_lat_and_wkt() {
     let (_dir, out_dir, _) = build_all();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["images.csv", "coverage.json", "images.geojson"] {
+            let mode = fs::metadata(out_dir.join(f)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "{f}");
+        }
+    }
     let raw = fs::read_to_string(out_dir.join("images.csv")).unwrap();
     let lines: Vec<&str> = raw.lines().collect();
     assert_eq!(lines.len(), 7, "{raw}");
