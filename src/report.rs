@@ -200,9 +200,10 @@ fn bars(p: &Progress, stop: &AtomicBool) {
     grids.set_prefix("listing");
     let images = multi.add(ProgressBar::new(0));
     images.set_style(style(
-        "{prefix:>10} [{bar:30}] {pos}/{len} images  {binary_bytes_per_sec}  ETA {eta}  {msg}",
+        "{prefix:>10} [{bar:30}] {pos}/{len} images  ETA {eta}  {msg}",
     ));
     images.set_prefix("download");
+    let started = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         grids.set_length(load(&p.grids_total));
         grids.set_position(load(&p.grids_listed));
@@ -210,12 +211,15 @@ fn bars(p: &Progress, stop: &AtomicBool) {
         if load(&p.phase) >= 1 {
             images.set_length(load(&p.to_download));
             images.set_position(load(&p.downloaded) + load(&p.skipped) + load(&p.failed));
+            let secs = started.elapsed().as_secs_f64().max(0.1);
             images.set_message(format!(
-                "{} new, {} skipped, {} failed, {}",
+                "{:.1} images/s, {} new, {} skipped, {} failed, {} ({}/s)",
+                load(&p.downloaded) as f64 / secs,
                 load(&p.downloaded),
                 load(&p.skipped),
                 load(&p.failed),
-                human_bytes(load(&p.bytes))
+                human_bytes(load(&p.bytes)),
+                human_bytes((load(&p.bytes) as f64 / secs) as u64)
             ));
         }
         std::thread::sleep(Duration::from_millis(100));
