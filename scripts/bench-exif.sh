@@ -5,7 +5,7 @@
 # exiftool geotagging every file in one process (`-@ argfile`).
 # Targets: mlyexport >= 0.5x the throughput of cp and >= 20x exiftool's.
 #
-# Usage: scripts/bench-exif.sh [N]        (default 5000; WORK=dir to keep files)
+# Usage: scripts/bench-exif.sh [N]   (default 5000; WORK=dir keeps the files, ROUNDS=3)
 # Needs: cargo, exiftool, awk. Writes only under $WORK (a new temp dir by default).
 set -euo pipefail
 
@@ -69,29 +69,43 @@ bytes=$(du -sb "$SET" | cut -f1)
 jpeg_bytes=$(find "$SET" -name '*.jpg' -printf '%s\n' | awk '{ s += $1 } END { print s }')
 echo "set: $N JPEGs, $((jpeg_bytes / N / 1024)) KB each on average, $((bytes / 1048576)) MB with the JSON"
 
-# Fresh copies for each contender (not timed), then a warm page cache for all.
-rm -rf "$WORK/mly" "$WORK/et" "$WORK/cp-copy"
-cp -r "$SET" "$WORK/mly"
-cp -r "$SET" "$WORK/et"
-cat "$SET"/*/*.jpg >/dev/null
-sync
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-echo "timing cp -r…"
-t0=$(now)
-cp -r "$SET" "$WORK/cp-copy"
-t1=$(now)
-cp_s=$(elapsed "$t0" "$t1")
-
-echo "timing mlyexport exif…"
-t0=$(now)
-"$BIN" exif --input "$WORK/mly" --quiet
-t1=$(now)
-mly_s=$(elapsed "$t0" "$t1")
+# cp and mlyexport are timed ROUNDS times each, alternating, on fresh copies
+# made untimed; the median counts. exiftool, 50x slower, runs once.
+ROUNDS=${ROUNDS:-3}
+echo "load average before timing: $(cut -d' ' -f1-3 /proc/loadavg)"
+cp_times=()
+mly_times=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  rm -rf "$WORK/mly" "$WORK/cp-copy"
+  cp -r "$SET" "$WORK/mly"
+  cat "$SET"/*/*.jpg >/dev/null
+  sync
+  echo "round $r/$ROUNDS: cp -r…"
+  t0=$(now)
+  cp -r "$SET" "$WORK/cp-copy"
+  t1=$(now)
+  cp_times+=("$(elapsed "$t0" "$t1")")
+  sync
+  echo "round $r/$ROUNDS: mlyexport exif…"
+  t0=$(now)
+  "$BIN" exif --input "$WORK/mly" --quiet
+  t1=$(now)
+  mly_times+=("$(elapsed "$t0" "$t1")")
+done
+cp_s=$(printf '%s\n' "${cp_times[@]}" | median)
+mly_s=$(printf '%s\n' "${mly_times[@]}" | median)
+echo "cp -r runs: ${cp_times[*]} s; mlyexport runs: ${mly_times[*]} s"
 if [[ $(exiftool -q -q -fast -p '$GPSLatitude' "$WORK/mly/g1/$((1000000 + 1)).jpg" 2>/dev/null) == "" ]]; then
   echo "error: mlyexport wrote no GPS tags" >&2
   exit 1
 fi
 
+rm -rf "$WORK/et"
+cp -r "$SET" "$WORK/et"
+cat "$SET"/*/*.jpg >/dev/null
+sync
 echo "timing exiftool -@ argfile (one process; this takes a while)…"
 t0=$(now)
 exiftool -q -q -@ "$ARGS" >/dev/null
@@ -108,3 +122,4 @@ awk -v n="$N" -v mb="$(awk -v b="$jpeg_bytes" 'BEGIN { print b / 1048576 }')" \
   printf "\nmlyexport / cp:       %.2fx  (target >= 0.5x)\n", cp / mly
   printf "mlyexport / exiftool: %.1fx  (target >= 20x)\n", et / mly
 }'
+echo "load average after timing: $(cut -d' ' -f1-3 /proc/loadavg)"
