@@ -204,50 +204,58 @@ pub struct RunEntry {
 
 impl Request {
     /// Human-readable differences between two requests, empty when equal.
+    /// Values are shown as they appear in the run record (JSON).
     pub fn differences(&self, other: &Request) -> Vec<String> {
-        let mut d = Vec::new();
-        let mut cmp = |name: &str, a: String, b: String| {
-            if a != b {
-                d.push(format!("{name}: was {a}, now {b}"));
-            }
-        };
-        let show = |v: &dyn std::fmt::Debug| format!("{v:?}");
-        cmp("area", show(&self.area), show(&other.area));
-        cmp(
-            "--since",
-            show(&self.filters.since),
-            show(&other.filters.since),
-        );
-        cmp(
-            "--until",
-            show(&self.filters.until),
-            show(&other.filters.until),
-        );
-        cmp(
-            "--pano",
-            show(&self.filters.pano),
-            show(&other.filters.pano),
-        );
-        cmp(
-            "--creator",
-            show(&self.filters.creator),
-            show(&other.filters.creator),
-        );
-        cmp(
-            "--organization",
-            show(&self.filters.organization),
-            show(&other.filters.organization),
-        );
-        cmp(
-            "--max-images",
-            show(&self.filters.max_images),
-            show(&other.filters.max_images),
-        );
-        cmp(
-            "--size",
-            self.size.as_str().into(),
-            other.size.as_str().into(),
-        );
-        d
+        fn json<T: Serialize>(v: &T) -> String {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+        let (a, b) = (&self.filters, &other.filters);
+        let pairs = [
+            ("area", json(&self.area), json(&other.area)),
+            ("--since", json(&a.since), json(&b.since)),
+            ("--until", json(&a.until), json(&b.until)),
+            ("--pano", json(&a.pano), json(&b.pano)),
+            ("--creator", json(&a.creator), json(&b.creator)),
+            (
+                "--organization",
+                json(&a.organization),
+                json(&b.organization),
+            ),
+            ("--max-images", json(&a.max_images), json(&b.max_images)),
+            ("--size", json(&self.size), json(&other.size)),
+            ("--enumerate", json(&self.enumerate), json(&other.enumerate)),
+            ("--position", json(&self.position), json(&other.position)),
+            (
+                "--min-spacing (m)",
+                json(&self.min_spacing_m),
+                json(&other.min_spacing_m),
+            ),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, x, y)| x != y)
+            .map(|(name, x, y)| {
+                if name == "area" {
+                    format!(
+                        "area: was {}, now {}",
+                        area_summary(&self.area),
+                        area_summary(&other.area)
+                    )
+                } else {
+                    format!("{name}: was {x}, now {y}")
+                }
+            })
+            .collect()
     }
+}
+
+fn area_summary(a: &Area) -> String {
+    let mut s = format!("{} {}", a.kind, a.bbox);
+    for extra in [&a.grid_file, &a.grid_spec].into_iter().flatten() {
+        s.push_str(&format!(" ({extra})"));
+    }
+    if let Some(aoi) = &a.aoi {
+        s.push_str(&format!(" (--aoi {})", aoi.source));
+    }
+    s
 }

@@ -287,7 +287,7 @@ fn rerunning_with_other_filters_is_refused() {
     let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run", "--pano", "only"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains("--pano: was Include, now Only"), "{err}");
+    assert!(err.contains(r#"--pano: was "include", now "only""#), "{err}");
 }
 
 #[test]
