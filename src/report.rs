@@ -156,12 +156,48 @@ impl Reporter {
             .collect();
         lines.push(("failed grids".into(), list_or_zero(&failed)));
         lines.push(("search calls".into(), c.search_calls.to_string()));
+        lines.extend(tile_lines(r));
         lines.push(("output".into(), out.display().to_string()));
         self.summary(&lines);
         if r.status == crate::ExitStatus::Interrupted {
             self.info("interrupted: state saved; run the same command again to resume");
         }
     }
+}
+
+/// Summary lines of tile enumeration, of the estimate for it, and of `--audit`.
+fn tile_lines(r: &FetchReport) -> Vec<(String, String)> {
+    let c = &r.counts;
+    let mut lines = Vec::new();
+    if c.tiles > 0 || c.tile_calls > 0 {
+        lines.push(("tiles (z14)".into(), c.tiles.to_string()));
+        lines.push(("tile calls".into(), c.tile_calls.to_string()));
+        lines.push(("batch calls".into(), c.batch_calls.to_string()));
+    } else if let (true, Some(est)) = (r.dry_run, r.tile_needs.if_tiles) {
+        let v = match est {
+            Ok(n) => format!(
+                "{n} tiles and about {} image_ids batch calls",
+                c.listed.div_ceil(crate::api::tiles::MAX_BATCH as u64)
+            ),
+            Err(upper) => format!("up to {upper} tiles, more than --tile-budget"),
+        };
+        lines.push(("with --enumerate tiles".into(), v));
+    }
+    if let Some(a) = &r.audit {
+        let t = &a.totals;
+        lines.push((
+            "audit".into(),
+            format!(
+                "{} boxes, {} with differences: {} images only by search, {} only by tiles ({})",
+                t.boxes,
+                t.boxes_with_differences,
+                t.only_search,
+                t.only_tiles,
+                crate::fetch::audit::AUDIT_FILE
+            ),
+        ));
+    }
+    lines
 }
 
 fn list_or_zero(v: &[&str]) -> String {

@@ -164,6 +164,15 @@ pub struct Counts {
     pub entity_calls: u64,
     pub truncated_grids: u64,
     pub failed_grids: u64,
+    /// z14 vector tiles the listing needed (`--enumerate tiles`; audit tiles excluded).
+    #[serde(default)]
+    pub tiles: u64,
+    /// Vector tile requests, retries included (audit requests excluded).
+    #[serde(default)]
+    pub tile_calls: u64,
+    /// `/images?image_ids=` lookups, retries included (audit requests excluded).
+    #[serde(default)]
+    pub batch_calls: u64,
 }
 
 /// One image that failed.

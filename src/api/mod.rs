@@ -7,6 +7,7 @@
 //! messages never include a URL (signed thumbnail URLs are secrets).
 
 pub mod retry;
+pub mod tiles;
 pub mod wire;
 
 use std::io::Cursor;
@@ -40,6 +41,10 @@ pub struct ApiStats {
     pub entity_calls: AtomicU64,
     pub thumb_calls: AtomicU64,
     pub retries: AtomicU64,
+    /// Vector tile requests (every attempt), see `api::tiles`.
+    pub tile_calls: AtomicU64,
+    /// `/images?image_ids=` lookups (every attempt), see `api::tiles`.
+    pub batch_calls: AtomicU64,
 }
 
 /// Search parameters besides the bbox.

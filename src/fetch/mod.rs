@@ -3,6 +3,7 @@
 //! `api` for the network and `store` for files; no GDAL, EXIF or printing
 //! (progress goes out through the `Progress` counters).
 
+pub mod audit;
 pub mod download;
 pub mod listing;
 pub mod tiles;
@@ -72,6 +73,8 @@ pub enum FetchError {
     Preflight(#[source] ApiError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tiles(#[from] tiles::TilesError),
     #[error("cannot create `{path}`: {source}")]
     CreateDir {
         path: String,
@@ -93,6 +96,11 @@ pub struct FetchReport {
     /// With `--dry-run`: the estimated bytes of the listed images.
     pub estimated_bytes: u64,
     pub dry_run: bool,
+    /// The tiles counted before listing (and, for a search listing, what
+    /// `--enumerate tiles` would read).
+    pub tile_needs: tiles::TileNeeds,
+    /// With `--audit`: its totals (the details are in `audit.json`).
+    pub audit: Option<audit::AuditSummary>,
 }
 
 /// One listed image, compactly: its API object lives in the scratch file.
@@ -133,6 +141,7 @@ pub async fn run(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> Result<FetchReport, FetchError> {
+    let tile_needs = tiles::check_budget(cfg)?;
     preflight(&client, &cfg.plan).await?;
     let out = &cfg.output;
     std::fs::create_dir_all(out).map_err(|source| FetchError::CreateDir {
@@ -266,6 +275,8 @@ pub async fn run(
                 grids: record.grids.clone(),
                 estimated_bytes: 0,
                 dry_run: cfg.dry_run,
+                tile_needs,
+                audit: None,
             });
         }
     };
@@ -303,6 +314,22 @@ pub async fn run(
         listed.truncate(usize::try_from(max).unwrap_or(usize::MAX));
     }
     write_listing(out, &cfg.plan, &listed, &scratch)?;
+    let stats = client.stats();
+    let calls = |s: &crate::api::ApiStats| {
+        [
+            s.search_calls.load(Ordering::Relaxed),
+            s.tile_calls.load(Ordering::Relaxed),
+            s.batch_calls.load(Ordering::Relaxed),
+        ]
+    };
+    let before_audit = calls(&stats);
+    let audit = if cfg.audit && !cancel.is_cancelled() {
+        run_audit(cfg, &client, &cancel).await?
+    } else {
+        None
+    };
+    let after_audit = calls(&stats);
+    let audit_calls: Vec<u64> = (0..3).map(|i| after_audit[i] - before_audit[i]).collect();
     let mut counts = Counts {
         listed: listed_total,
         without_position,
@@ -393,8 +420,11 @@ pub async fn run(
     counts.skipped = progress.skipped.load(Ordering::Relaxed);
     counts.bytes = progress.bytes.load(Ordering::Relaxed);
     counts.failed = failures.len() as u64;
-    counts.search_calls = stats.search_calls.load(Ordering::Relaxed);
+    counts.search_calls = stats.search_calls.load(Ordering::Relaxed) - audit_calls[0];
     counts.entity_calls = stats.entity_calls.load(Ordering::Relaxed);
+    counts.tiles = tile_needs.listing;
+    counts.tile_calls = stats.tile_calls.load(Ordering::Relaxed) - audit_calls[1];
+    counts.batch_calls = stats.batch_calls.load(Ordering::Relaxed) - audit_calls[2];
     let mut by_reason = BTreeMap::new();
     for f in &failures {
         *by_reason.entry(f.reason.clone()).or_insert(0) += 1;
@@ -445,7 +475,35 @@ pub async fn run(
         grids,
         estimated_bytes,
         dry_run: cfg.dry_run,
+        tile_needs,
+        audit,
     })
+}
+
+/// Runs `--audit` and writes `audit.json`; `None` when interrupted.
+async fn run_audit(
+    cfg: &FetchConfig,
+    client: &Client,
+    cancel: &CancellationToken,
+) -> Result<Option<audit::AuditSummary>, FetchError> {
+    let input = audit::AuditInput {
+        plan: &cfg.plan,
+        aoi: cfg.aoi.as_deref(),
+        filters: &cfg.request.filters,
+        size: cfg.size(),
+        position: cfg.request.position,
+        search_cap: cfg.api.search_cap,
+        tiles: &cfg.tiles,
+    };
+    let Ok(report) = audit::run(client, &input, cancel).await else {
+        return Ok(None);
+    };
+    let mut bytes = serde_json::to_vec_pretty(&report).expect("serializable");
+    bytes.push(b'\n');
+    store::atomic_write(&cfg.output.join(audit::AUDIT_FILE), &bytes)?;
+    Ok(Some(audit::AuditSummary {
+        totals: report.totals,
+    }))
 }
 
 /// One tiny search before anything is written, so that a refused token or an
