@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Context;
 use rayon::prelude::*;
@@ -20,6 +21,9 @@ use crate::store::{self, FoundImage};
 
 /// How many skipped files are named one by one before the rest are counted.
 const SKIPPED_SHOWN: usize = 20;
+
+/// From this many images on, a progress line is printed every tenth of them.
+const PROGRESS_FROM: usize = 1000;
 
 pub fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
@@ -135,10 +139,19 @@ pub fn embed_folder(
         .thread_name(|i| format!("exif-{i}"))
         .build()
         .context("cannot start the EXIF worker threads")?;
+    let total = found.len();
+    let finished = AtomicUsize::new(0);
     let results: Vec<Result<Done, Skipped>> = pool.install(|| {
         found
             .par_iter()
-            .map(|f| embed_one(f, position, &zones))
+            .map(|f| {
+                let r = embed_one(f, position, &zones);
+                let k = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                if total >= PROGRESS_FROM && k % (total / 10) == 0 && k < total {
+                    reporter.info(&format!("exif: {k} of {total} images done"));
+                }
+                r
+            })
             .collect()
     });
 

@@ -58,8 +58,12 @@ pub struct GpsFix {
 }
 
 /// Everything mlyexport writes into one JPEG. Built from the image record
-/// with [`ExifTags::from_record`]; fields left `None` are not written (and
-/// any existing value of that tag is kept).
+/// with [`ExifTags::from_record`]. With a position, the whole GPS IFD is
+/// replaced, so no stale GPS tag of an earlier run or camera survives; any
+/// other field left `None` is not written and an existing value of its tag
+/// is kept. Also always written: ImageDescription and ImageUniqueID (the
+/// Mapillary id), Copyright ([`LICENCE`] and the creator), the pixel size of
+/// the file, and the tags EXIF requires of a JPEG when they are missing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExifTags {
     pub id: ImageId,
