@@ -147,7 +147,7 @@ pub fn embed_folder(
             .map(|f| {
                 let r = embed_one(f, position, &zones);
                 let k = finished.fetch_add(1, Ordering::Relaxed) + 1;
-                if total >= PROGRESS_FROM && k % (total / 10) == 0 && k < total {
+                if total >= PROGRESS_FROM && k.is_multiple_of(total / 10) && k < total {
                     reporter.info(&format!("exif: {k} of {total} images done"));
                 }
                 r
