@@ -29,9 +29,11 @@ BIN=$TARGET/release/mlyexport
 
 # Seconds from /usr/bin/time's "Elapsed (wall clock) time (h:mm:ss or m:ss): ..."
 wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
+# CPU seconds (user + system): steadier than wall time on a shared machine.
+cpu() { awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
 rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
 
-printf '\n%10s %10s %10s %8s %14s %14s %12s %12s\n' images layers_s ogr2ogr_s ratio layers_us/img ogr_us/img layers_MB ogr_MB
+printf '\n%10s %10s %10s %8s %14s %14s %12s %12s %12s %12s\n' images layers_s ogr2ogr_s ratio layers_us/img ogr_us/img layers_cpu_s ogr_cpu_s layers_MB ogr_MB
 results=()
 for n in "${SIZES[@]}"; do
   dir=$WORK/n$n
@@ -57,7 +59,8 @@ for n in "${SIZES[@]}"; do
   ratio=$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
   lper=$(awk -v a="$lt" -v n="$n" 'BEGIN{printf "%.2f", a*1e6/n}')
   oper=$(awk -v a="$ot" -v n="$n" 'BEGIN{printf "%.2f", a*1e6/n}')
-  printf '%10s %10s %10s %8s %14s %14s %12s %12s\n' "$n" "$lt" "$ot" "$ratio" "$lper" "$oper" "$lm" "$om"
+  lc=$(cpu "$dir/layers.time"); oc=$(cpu "$dir/ogr.time")
+  printf '%10s %10s %10s %8s %14s %14s %12s %12s %12s %12s\n' "$n" "$lt" "$ot" "$ratio" "$lper" "$oper" "$lc" "$oc" "$lm" "$om"
   results+=("$n $lper")
   [ "${KEEP_OUTPUT:-0}" = 1 ] || rm -rf "$dir/out" "$dir/ogr.gpkg"
 done
@@ -67,4 +70,5 @@ if [ ${#results[@]} -ge 2 ]; then
   awk -v a="${first[1]}" -v b="${last[1]}" -v n1="${first[0]}" -v n2="${last[0]}" \
     'BEGIN{printf "\nlinearity: time per image at %d is %.2fx that at %d (1.00 = linear)\n", n2, b/a, n1}'
 fi
+echo "(wall times on a loaded machine vary; compare CPU seconds too. load: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "(ratio = layers / ogr2ogr; ogr2ogr with its default 100k-feature transactions; targets: ratio <= 1, linear, layers peak RSS < 300 MB at 1,000,000)"
