@@ -733,6 +733,54 @@ mod tests {
     }
 
     #[test]
+    fn other_segments_fill_bytes_and_foreign_xmp_are_kept() {
+        let base = jpeg(16, 16);
+        let mut xmp_payload = jpeg::XMP_HEADER.to_vec();
+        xmp_payload.extend_from_slice(b"<x:xmpmeta><rdf:RDF></rdf:RDF></x:xmpmeta>");
+        // SOI, APP0 (from the encoder), a COM segment after a fill byte, foreign XMP, the rest.
+        let app0_end = jpeg::parse(&base).unwrap().segments[0].end;
+        let mut src = base[..app0_end].to_vec();
+        src.extend_from_slice(&[0xFF, 0xFF, 0xFE, 0x00, 0x06, b'h', b'e', b'l', b'o']);
+        push_app1(&mut src, &xmp_payload);
+        src.extend_from_slice(&base[app0_end..]);
+        let out = embed_detailed(&src, &full()).unwrap();
+        assert_eq!(out.xmp, XmpOutcome::NotPano);
+        let segs = jpeg::parse(&out.bytes).unwrap().segments;
+        let kinds: Vec<u8> = segs.iter().map(|s| s.marker).collect();
+        assert_eq!(
+            &kinds[..4],
+            &[0xE0, 0xE1, 0xFE, 0xE1],
+            "EXIF right after APP0"
+        );
+        assert_eq!(
+            &out.bytes[segs[2].start..segs[2].end],
+            &src[app0_end..app0_end + 9]
+        );
+        assert_eq!(segs[3].payload(&out.bytes), &xmp_payload[..]);
+        assert_eq!(embed(&out.bytes, &full()).unwrap(), out.bytes);
+    }
+
+    #[test]
+    fn a_block_too_big_for_one_segment_is_refused() {
+        let base = jpeg(8, 8);
+        let comment = Field {
+            tag: Tag::UserComment,
+            ifd_num: In::PRIMARY,
+            value: Value::Undefined(vec![b'x'; 65_300], 0),
+        };
+        let mut w = exif::experimental::Writer::new();
+        w.push_field(&comment);
+        let mut tiff = std::io::Cursor::new(Vec::new());
+        w.write(&mut tiff, false).unwrap();
+        let mut payload = jpeg::EXIF_HEADER.to_vec();
+        payload.extend(tiff.into_inner());
+        let mut src = base[..2].to_vec();
+        push_app1(&mut src, &payload);
+        src.extend_from_slice(&base[2..]);
+        assert!(matches!(embed(&src, &full()), Err(ExifError::TooLarge(n)) if n > 65_527));
+    }
+
+    #[test]
     fn corrupt_files_are_refused() {
         let j = jpeg(8, 8);
         assert!(matches!(
