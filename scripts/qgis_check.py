@@ -12,7 +12,7 @@ import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 try:
-    from qgis.core import QgsApplication, QgsVectorLayer
+    from qgis.core import QgsApplication, QgsRenderContext, QgsVectorLayer
 except ImportError as e:  # pragma: no cover
     print(json.dumps({"error": f"cannot import qgis.core: {e}"}))
     sys.exit(3)
@@ -48,6 +48,16 @@ def main(path):
                 res["rules"] = [x.filterExpression() for x in rules]
                 syms = [x.symbol() for x in rules if x.symbol() is not None]
                 res["symbols"] = [s.symbolLayer(0).layerType() for s in syms]
+                # Which rule draws each feature: panoramas must get their own.
+                ctx = QgsRenderContext()
+                r.startRender(ctx, layer.fields())
+                per_rule = {}
+                for f in layer.getFeatures():
+                    keys = [k for k in r.legendKeysForFeature(f, ctx) if k != "{mlyexport-root}"]
+                    key = f"{'pano' if f['is_pano'] else 'image'}->{','.join(keys)}"
+                    per_rule[key] = per_rule.get(key, 0) + 1
+                r.stopRender(ctx)
+                res["features_per_rule"] = per_rule
                 res["rotation_active"] = any(
                     s.symbolLayer(0).dataDefinedProperties().isActive(s.symbolLayer(0).PropertyAngle)
                     for s in syms

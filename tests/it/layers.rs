@@ -434,6 +434,11 @@ fn qgis_loads_every_layer_with_its_default_style() {
     assert_eq!(images["renderer"], "RuleRenderer");
     assert_eq!(images["rotation_active"], true);
     assert_eq!(images["features"], 6);
+    // The one panorama is drawn by the panorama rule, the rest as arrows.
+    assert_eq!(
+        images["features_per_rule"],
+        json!({"pano->{mlyexport-pano}": 1, "image->{mlyexport-image}": 5})
+    );
     let cells = results.iter().find(|r| r["layer"] == "grid_cells").unwrap();
     assert_eq!(cells["class_attribute"], "images_per_km2");
 }
