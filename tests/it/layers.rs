@@ -781,3 +781,53 @@ fn layers_runs_the_exif_pass_unless_told_not_to() {
         text(&out)
     );
 }
+
+#[test]
+fn layers_after_a_real_fetch_from_the_simulator() {
+    use crate::common::{TestEnv, bbox_arg, downloaded_ids};
+    let env = TestEnv::with_sim(mlysim::SimConfig::default());
+    let w = env.sim().world().spec().bbox;
+    // The south-west quarter of the demo world, cut in a 2x2 grid.
+    let b = [w[0], w[1], (w[0] + w[2]) / 2.0, (w[1] + w[3]) / 2.0];
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--grid", "2x2", "--size", "256"]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", text(&o));
+    let ids = downloaded_ids(&env.out());
+    assert!(!ids.is_empty(), "{}", text(&o));
+
+    let o = env
+        .cmd()
+        .args(["layers", "--format", "gpkg,geojson,csv"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out_dir = env.out().join("layers");
+    let ds = Dataset::open(out_dir.join("mapillary.gpkg")).unwrap();
+    let drawn = ds.layer_by_name("images").unwrap().feature_count();
+    let doc: Value =
+        serde_json::from_slice(&fs::read(out_dir.join("coverage.json")).unwrap()).unwrap();
+    let grids = doc["grids"].as_array().unwrap();
+    assert_eq!(grids.len(), 4);
+    let downloaded: u64 = grids
+        .iter()
+        .map(|g| g["downloaded"].as_u64().unwrap())
+        .sum();
+    let without: u64 = grids
+        .iter()
+        .map(|g| g["without_position"].as_u64().unwrap())
+        .sum();
+    assert_eq!(downloaded, ids.len() as u64);
+    assert_eq!(drawn, downloaded - without);
+    let record: Value =
+        serde_json::from_slice(&fs::read(env.out().join("mlyexport-run.json")).unwrap()).unwrap();
+    for (g, r) in grids.iter().zip(record["grids"].as_array().unwrap()) {
+        assert_eq!(g["grid"], r["grid"]);
+        assert_eq!(g["listed"], r["listed"]);
+        assert_eq!(g["bbox"], r["bbox"]);
+    }
+    // Every `file` names a JPEG that exists, relative to the downloads folder.
+    let files = sql_strings(&ds, "SELECT file FROM images");
+    assert_eq!(files.len() as u64, drawn);
+    for f in files.into_iter().flatten() {
+        assert!(env.out().join(&f).is_file(), "{f}");
+    }
+}
