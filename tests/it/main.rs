@@ -9,3 +9,4 @@ mod faults; // each fault kind of the simulator
 mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
+mod tiles; // --enumerate tiles and --audit against the simulator's vector tiles

@@ -1,0 +1,406 @@
+//! `fetch --enumerate tiles` and `--audit` against the simulator's vector
+//! tiles: the same images as bbox search on a dense area (less the images
+//! without geometry, which no tile can hold), computed tiles, filters, the
+//! tile budget, dry-run counts, faults, and a clean audit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use mlysim::{Faults, SimConfig, TruthFilter, WorldSpec};
+use serde_json::Value;
+
+use crate::common::*;
+
+/// The dense world's hot spot: about 0.01 x 0.01 degrees, thousands of images.
+const HOT: [f64; 4] = [2.345, 48.860, 2.355, 48.870];
+
+/// One line of `listing.jsonl`: the grid and whether it has a position.
+fn listing(out: &Path) -> BTreeMap<u64, (String, bool)> {
+    let text = std::fs::read_to_string(out.join("listing.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let id: u64 = v["id"].as_str().unwrap().parse().unwrap();
+            (
+                id,
+                (v["grid"].as_str().unwrap().to_string(), !v["lon"].is_null()),
+            )
+        })
+        .collect()
+}
+
+fn ids(m: &BTreeMap<u64, (String, bool)>) -> BTreeSet<u64> {
+    m.keys().copied().collect()
+}
+
+fn dense(images: usize) -> TestEnv {
+    TestEnv::with_sim(SimConfig {
+        world: WorldSpec::dense(images),
+        fuzzy_cap: true,
+        ..SimConfig::default()
+    })
+}
+
+/// Runs `fetch ARGS` into `<temp>/<dir>` with the simulator's tiles URL; asserts exit 0.
+fn fetch_into(env: &TestEnv, dir: &str, args: &[&str]) -> (std::path::PathBuf, String) {
+    let out = env.path().join(dir);
+    let tiles = env.sim().tiles_url();
+    let mut all = vec!["--output", out.to_str().unwrap(), "--tiles-url", &tiles];
+    all.extend_from_slice(args);
+    let o = env.fetch(&all);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+    (out, stdout(&o))
+}
+
+fn summary_value(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+        .unwrap_or_else(|| panic!("no `{key}` line in:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn tiles_and_search_give_the_same_images_on_a_dense_area() {
+    let env = dense(12_000);
+    let b = env.sim().world().spec().bbox;
+    // 4x3 cells of 0.01 degrees: cell edges fall on the world's snapped images.
+    let common = [
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "4x3",
+        "--size",
+        "256",
+        "--dry-run",
+    ];
+    let (s_out, _) = fetch_into(&env, "search", &common);
+    let search_calls_before = env.sim().stats().search_calls;
+    let mut args = common.to_vec();
+    args.extend(["--enumerate", "tiles"]);
+    let (t_out, text) = fetch_into(&env, "tiles", &args);
+    let search = listing(&s_out);
+    let tiles = listing(&t_out);
+
+    // Search lists what the search index holds; tiles hold every image with
+    // a position. The difference is exactly the images without geometry,
+    // which search returns (from its hidden index position) and no tile can.
+    let world = env.sim().world();
+    let indexed: BTreeSet<u64> = world
+        .indexed_truth(b, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    let positioned: BTreeSet<u64> = world
+        .ground_truth(b, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(positioned.len() > 10_000, "dense: {}", positioned.len());
+    assert_eq!(ids(&search), indexed);
+    assert_eq!(ids(&tiles), positioned);
+    let only_search: Vec<u64> = ids(&search).difference(&ids(&tiles)).copied().collect();
+    assert!(
+        !only_search.is_empty(),
+        "the world has images without geometry"
+    );
+    assert!(
+        only_search.iter().all(|id| !search[id].1),
+        "{only_search:?}"
+    );
+    // Every image in the same grid both ways, none lost at cell edges.
+    for (id, (grid, _)) in &tiles {
+        assert_eq!(&search[id].0, grid, "image {id}");
+    }
+
+    // The tiles run used tiles and batches, no searches but the preflight.
+    let rec = run_record(&t_out);
+    assert_schema("run.schema.json", &rec);
+    let c = &rec["totals"];
+    assert!(
+        rec["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["listing"] == "complete")
+    );
+    let n_tiles = c["tiles"].as_u64().unwrap();
+    assert!(n_tiles >= 4, "{c}");
+    assert_eq!(c["tile_calls"].as_u64(), Some(n_tiles));
+    let batches = c["batch_calls"].as_u64().unwrap();
+    assert!(batches * 100 >= tiles.len() as u64 && batches <= tiles.len() as u64 / 100 + 20);
+    assert_eq!(c["search_calls"].as_u64(), Some(1), "the preflight only");
+    assert_eq!(summary_value(&text, "tiles (z14)"), n_tiles.to_string());
+    assert_eq!(summary_value(&text, "batch calls"), batches.to_string());
+    let stats = env.sim().stats();
+    assert_eq!(stats.tile_calls, n_tiles);
+    // The simulator counts image_ids lookups as searches (same endpoint).
+    assert_eq!(stats.search_calls - search_calls_before, 1 + batches);
+    assert_eq!(stats.token_in_query, 0, "the token goes in the header");
+    assert_schema("run.schema.json", &run_record(&s_out));
+}
+
+#[test]
+fn computed_tiles_with_position_computed() {
+    let env = dense(6_000);
+    let common = [
+        "--bbox",
+        &bbox_arg(HOT),
+        "--size",
+        "256",
+        "--dry-run",
+        "--position",
+        "computed",
+    ];
+    let (s_out, _) = fetch_into(&env, "search", &common);
+    let mut args = common.to_vec();
+    args.extend(["--enumerate", "tiles"]);
+    let (t_out, _) = fetch_into(&env, "tiles", &args);
+    let (search, tiles) = (ids(&listing(&s_out)), ids(&listing(&t_out)));
+
+    let world = env.sim().world();
+    let in_box = |p: [f64; 2]| p[0] >= HOT[0] && p[0] <= HOT[2] && p[1] >= HOT[1] && p[1] <= HOT[3];
+    let computed: BTreeSet<u64> = world
+        .images()
+        .iter()
+        .filter(|i| i.computed_geometry.is_some_and(in_box))
+        .map(|i| i.id)
+        .collect();
+    let original: BTreeSet<u64> = world
+        .ground_truth(HOT, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(computed.len() > 1000);
+    assert_ne!(computed, original, "positions differ near the edges");
+    assert_eq!(
+        tiles, computed,
+        "placed by the computed tileset's positions"
+    );
+    // Search falls back to the original position when there is no computed
+    // one; the computed tiles leave those images out.
+    assert!(tiles.is_subset(&search));
+    for id in search.difference(&tiles) {
+        assert!(
+            world.get(*id).unwrap().computed_geometry.is_none(),
+            "image {id}"
+        );
+    }
+    assert_eq!(run_record(&t_out)["request"]["position"], "computed");
+}
+
+#[test]
+fn tile_filters_match_the_ground_truth() {
+    let env = dense(6_000);
+    let world = env.sim().world();
+    // The organization with the most images in the hot spot.
+    let mut orgs: BTreeMap<u64, usize> = BTreeMap::new();
+    for id in world.ground_truth(HOT, &TruthFilter::default()) {
+        if let Some(o) = world.get(id).unwrap().organization {
+            *orgs.entry(o).or_default() += 1;
+        }
+    }
+    let org = orgs.iter().max_by_key(|(_, n)| **n).unwrap().0.to_string();
+    let (out, _) = fetch_into(
+        &env,
+        "tiles",
+        &[
+            "--bbox",
+            &bbox_arg(HOT),
+            "--size",
+            "256",
+            "--dry-run",
+            "--enumerate",
+            "tiles",
+            "--since",
+            "2016-01-01",
+            "--until",
+            "2024-12-31",
+            "--pano",
+            "exclude",
+            "--organization",
+            &org,
+        ],
+    );
+    let filter = TruthFilter {
+        since_ms: Some(1_451_606_400_000),
+        until_ms: Some(1_735_689_599_999),
+        pano: Some(false),
+        organization: Some(org.clone()),
+        ..TruthFilter::default()
+    };
+    let truth: BTreeSet<u64> = world.ground_truth(HOT, &filter).into_iter().collect();
+    assert!(truth.len() > 20, "{}", truth.len());
+    assert_eq!(ids(&listing(&out)), truth);
+}
+
+#[test]
+fn more_tiles_than_the_budget_is_refused_before_anything() {
+    let env = dense(2_000);
+    let b = env.sim().world().spec().bbox;
+    let tiles = env.sim().tiles_url();
+    for extra in [
+        vec!["--enumerate", "tiles", "--tile-budget", "3"],
+        vec!["--audit", "--tile-budget", "1"],
+    ] {
+        let bb = bbox_arg(b);
+        let mut args = vec!["--bbox", &bb, "--tiles-url", &tiles, "--dry-run"];
+        args.extend(extra.iter().copied());
+        let o = env.fetch(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("z14 vector tiles, more than --tile-budget"),
+            "{err}"
+        );
+        let budget = format!("--tile-budget {}", extra[extra.len() - 1]);
+        assert!(err.contains(&budget), "{err}");
+        assert!(!env.out().exists(), "nothing written");
+        let s = env.sim().stats();
+        assert_eq!((s.tile_calls, s.search_calls), (0, 0), "nothing asked");
+    }
+}
+
+#[test]
+fn dry_runs_report_tile_and_batch_counts() {
+    let env = dense(3_000);
+    // The sim's own tile maths (an independent implementation) counts the tiles.
+    let expected = mlysim::tiles::tiles_covering(HOT, 14).len() as u64;
+    let (out, text) = fetch_into(
+        &env,
+        "tiles",
+        &[
+            "--bbox",
+            &bbox_arg(HOT),
+            "--dry-run",
+            "--enumerate",
+            "tiles",
+        ],
+    );
+    let c = run_record(&out)["runs"][0]["counts"].clone();
+    assert_eq!(c["tiles"].as_u64(), Some(expected));
+    assert_eq!(summary_value(&text, "tiles (z14)"), expected.to_string());
+    assert_eq!(summary_value(&text, "tile calls"), expected.to_string());
+    let stats = env.sim().stats();
+    assert_eq!(stats.tile_calls, expected);
+    // `/images?image_ids=` is the search endpoint: every search call but the
+    // preflight was a batch.
+    let batches = stats.search_calls - 1;
+    assert_eq!(c["batch_calls"].as_u64(), Some(batches));
+    assert_eq!(summary_value(&text, "batch calls"), batches.to_string());
+    let listed = c["listed"].as_u64().unwrap();
+    assert!(batches >= listed.div_ceil(100) && batches <= listed.div_ceil(100) + 5);
+
+    // A search dry run says what tiles would cost.
+    let (_, text) = fetch_into(&env, "search", &["--bbox", &bbox_arg(HOT), "--dry-run"]);
+    let v = summary_value(&text, "with --enumerate tiles");
+    assert!(
+        v.starts_with(&format!("{expected} tiles and about ")),
+        "{v}"
+    );
+}
+
+#[test]
+fn tile_and_batch_faults_still_give_the_full_set() {
+    let env = TestEnv::with_sim(SimConfig {
+        world: WorldSpec::dense(4_000),
+        faults: Faults {
+            http500: 0.15,
+            reset: 0.15,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    });
+    let (out, _) = fetch_into(
+        &env,
+        "tiles",
+        &[
+            "--bbox",
+            &bbox_arg(HOT),
+            "--grid",
+            "2x2",
+            "--dry-run",
+            "--enumerate",
+            "tiles",
+            "--retries",
+            "12",
+        ],
+    );
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .ground_truth(HOT, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(truth.len() > 1000);
+    assert_eq!(ids(&listing(&out)), truth);
+    let rec = run_record(&out);
+    assert!(
+        rec["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["listing"] == "complete")
+    );
+    let s = env.sim().stats();
+    let kinds = &s.errors_by_kind;
+    let n = |k: &str| kinds.get(k).copied().unwrap_or(0);
+    assert!(n("tile_http500") + n("tile_reset") > 0, "{kinds:?}");
+    assert!(
+        n("http500") + n("reset") > 0,
+        "batches hit faults too: {kinds:?}"
+    );
+    assert!(
+        rec["totals"]["tile_calls"].as_u64().unwrap() > rec["totals"]["tiles"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn audit_on_a_consistent_simulator_finds_no_differences() {
+    let env = dense(6_000);
+    let b = env.sim().world().spec().bbox;
+    let common = [
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "2x2",
+        "--size",
+        "256",
+        "--dry-run",
+    ];
+    let (plain, _) = fetch_into(&env, "plain", &common);
+    let mut args = common.to_vec();
+    args.push("--audit");
+    let (audited, text) = fetch_into(&env, "audited", &args);
+
+    let audit = read_json(&audited.join("audit.json"));
+    assert_schema("audit.schema.json", &audit);
+    let t = &audit["totals"];
+    assert_eq!(t["boxes"].as_u64(), Some(8), "{audit:#}");
+    assert_eq!(t["boxes_with_differences"].as_u64(), Some(0), "{audit:#}");
+    assert_eq!(t["only_search"].as_u64(), Some(0));
+    assert_eq!(t["only_tiles"].as_u64(), Some(0));
+    let listed: u64 = audit["boxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["tiles"]["listed"].as_u64().unwrap())
+        .sum();
+    assert!(listed > 500, "the sample holds images: {listed}");
+    assert!(t["tile_calls"].as_u64().unwrap() >= 8);
+    assert_eq!(
+        summary_value(&text, "audit"),
+        "8 boxes, 0 with differences: 0 images only by search, 0 only by tiles (audit.json)"
+    );
+
+    // The audit changes nothing of the fetch: same listing, same counts.
+    let read = |p: &Path| std::fs::read_to_string(p.join("listing.jsonl")).unwrap();
+    assert_eq!(read(&plain), read(&audited));
+    let (a, p) = (run_record(&audited), run_record(&plain));
+    assert_eq!(a["totals"]["listed"], p["totals"]["listed"]);
+    assert_eq!(a["totals"]["search_calls"], p["totals"]["search_calls"]);
+    assert_eq!(a["totals"]["tile_calls"].as_u64(), Some(0));
+    assert!(!plain.join("audit.json").exists());
+}
