@@ -248,7 +248,7 @@ fn point_geometry_ok(f: &tile::Feature) -> bool {
         return false;
     };
     let (id, count) = (cmd & 7, (cmd >> 3) as usize);
-    id == 1 && count >= 1 && f.geometry.len() >= 1 + 2 * count
+    id == 1 && count >= 1 && f.geometry.len() > 2 * count
 }
 
 #[derive(Default)]

@@ -141,10 +141,11 @@ pub fn sample_boxes(plan: &Plan, aoi: Option<&Aoi>) -> Vec<(usize, Bbox)> {
                 cx + side / 2.0,
                 cy + side / 2.0,
             );
-            if let Ok(b) = b {
-                if wanted(&b) && out.len() < MAX_BOXES {
-                    out.push((gi, b));
-                }
+            if let Ok(b) = b
+                && wanted(&b)
+                && out.len() < MAX_BOXES
+            {
+                out.push((gi, b));
             }
         }
     }

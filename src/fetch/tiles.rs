@@ -203,20 +203,19 @@ pub fn batch_fields(sel: &Selector<'_>) -> String {
 /// (capture time, panorama, organization). Creator is judged later on the
 /// Graph object.
 pub fn passes_tile_filters(f: &Filters, img: &TileImage) -> bool {
-    if let Some(ms) = img.captured_at_ms {
-        if f.since.is_some_and(|s| ms < s.timestamp_millis())
-            || f.until.is_some_and(|u| ms > u.timestamp_millis())
-        {
-            return false;
-        }
+    if let Some(ms) = img.captured_at_ms
+        && (f.since.is_some_and(|s| ms < s.timestamp_millis())
+            || f.until.is_some_and(|u| ms > u.timestamp_millis()))
+    {
+        return false;
     }
     if !f.pano.keeps(img.is_pano) {
         return false;
     }
-    if let Some(want) = &f.organization {
-        if img.organization_id.as_deref() != Some(want.as_str()) {
-            return false;
-        }
+    if let Some(want) = &f.organization
+        && img.organization_id.as_deref() != Some(want.as_str())
+    {
+        return false;
     }
     true
 }
