@@ -61,14 +61,16 @@ for n in "${SIZES[@]}"; do
   oper=$(awk -v a="$ot" -v n="$n" 'BEGIN{printf "%.2f", a*1e6/n}')
   lc=$(cpu "$dir/layers.time"); oc=$(cpu "$dir/ogr.time")
   printf '%10s %10s %10s %8s %14s %14s %12s %12s %12s %12s\n' "$n" "$lt" "$ot" "$ratio" "$lper" "$oper" "$lc" "$oc" "$lm" "$om"
-  results+=("$n $lper")
+  results+=("$n $lper $(awk -v a="$lc" -v n="$n" 'BEGIN{printf "%.3f", a*1e6/n}')")
   [ "${KEEP_OUTPUT:-0}" = 1 ] || rm -rf "$dir/out" "$dir/ogr.gpkg"
 done
 
 if [ ${#results[@]} -ge 2 ]; then
   first=(${results[0]}); last=(${results[-1]})
   awk -v a="${first[1]}" -v b="${last[1]}" -v n1="${first[0]}" -v n2="${last[0]}" \
-    'BEGIN{printf "\nlinearity: time per image at %d is %.2fx that at %d (1.00 = linear)\n", n2, b/a, n1}'
+    'BEGIN{printf "\nlinearity: wall time per image at %d is %.2fx that at %d (1.00 = linear)\n", n2, b/a, n1}'
+  awk -v a="${first[2]}" -v b="${last[2]}" -v n1="${first[0]}" -v n2="${last[0]}" \
+    'BEGIN{printf "linearity: CPU time per image at %d is %.2fx that at %d\n", n2, b/a, n1}'
 fi
 echo "(wall times on a loaded machine vary; compare CPU seconds too. load: $(cut -d' ' -f1-3 /proc/loadavg))"
 echo "(ratio = layers / ogr2ogr; ogr2ogr with its default 100k-feature transactions; targets: ratio <= 1, linear, layers peak RSS < 300 MB at 1,000,000)"
