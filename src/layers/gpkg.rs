@@ -14,12 +14,19 @@ use gdal::{Dataset, DriverManager};
 use gdal_sys::{OGRFieldSubType, OGRFieldType, OGRwkbGeometryType};
 
 use super::styles;
-use super::{LayerSet, iso_ms, round_coord, round_to, source_name};
+use super::{
+    FileLayout, ImageRow, Interner, LayerSet, SequenceLine, file_path, iso_ms, round_coord,
+    round_to, source_name,
+};
+use crate::coverage::CellCoverage;
 use crate::model::LonLat;
+use crate::runrecord::RunEntry;
 
 /// Errors while writing the GeoPackage.
 #[derive(Debug, thiserror::Error)]
 pub enum GpkgError {
+    #[error("cannot write `{path}`: {message}")]
+    Strings { path: PathBuf, message: String },
     #[error("GDAL failed to {what} in `{path}`: {source}")]
     Gdal {
         what: String,
@@ -340,200 +347,276 @@ fn layer_options<'a>(identifier: &'a str, description: &'a str, spatial: bool) -
     o
 }
 
-/// Writes every layer of `set` to a new GeoPackage at `path` (which must not
-/// exist). `as_of` is stamped as the GeoPackage's `last_change` and the
-/// styles' `update_time`, so a re-run writes the same content.
-pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), GpkgError> {
-    let w = Writer { path };
-    // The GeoPackage driver stamps `gpkg_contents.last_change` with this.
-    gdal::config::set_config_option("OGR_CURRENT_DATE", &iso_ms(as_of))
-        .map_err(w.gdal("set OGR_CURRENT_DATE"))?;
-    let driver =
-        DriverManager::get_driver_by_name("GPKG").map_err(w.gdal("load the GPKG driver"))?;
-    let mut ds = driver
-        .create_vector_only(path)
-        .map_err(w.gdal("create the GeoPackage"))?;
-    let mut srs = SpatialRef::from_epsg(4326).map_err(w.gdal("build EPSG:4326"))?;
-    // GDAL 3 uses lat,lon axis order for EPSG:4326 unless told otherwise.
-    srs.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
-    let mut txn = ds
-        .start_transaction()
-        .map_err(w.gdal("start a transaction"))?;
+/// A GeoPackage being written: created with all its layers and one open
+/// transaction; images are added in batches, the rest at [`GpkgWriter::finish`],
+/// which commits. Dropped without `finish`, nothing is committed. Lives on one
+/// thread: its raw layer handles are not `Send`.
+pub struct GpkgWriter {
+    ds: Dataset,
+    path: PathBuf,
+    layout: FileLayout,
+    as_of: DateTime<Utc>,
+    /// A mirror of the reader's string table (same handles).
+    strings: Interner,
+    images: gdal_sys::OGRLayerH,
+    seqs: gdal_sys::OGRLayerH,
+    cells: gdal_sys::OGRLayerH,
+    runs: gdal_sys::OGRLayerH,
+    styles: gdal_sys::OGRLayerH,
+}
 
-    let opts = |i, d, s| layer_options(i, d, s);
-    let images_o = opts("Mapillary images", "One point per downloaded image", true);
-    let seq_o = opts(
-        "Mapillary sequences",
-        "Lines through each sequence's images in capture order",
-        true,
-    );
-    let cells_o = opts("Grid cells", "Grid cells with coverage figures", true);
-    let runs_o = opts("Fetch runs", "Provenance of each fetch run", false);
-    let styles_o = vec![
-        "FID=id".to_string(),
-        "DESCRIPTION=Default QGIS styles".to_string(),
-    ];
-    let images = w.layer(
-        &mut txn,
-        "images",
-        OGRwkbGeometryType::wkbPoint,
-        &srs,
-        IMAGE_COLS,
-        &strs(&images_o),
-    )?;
-    let seqs = w.layer(
-        &mut txn,
-        "sequences",
-        OGRwkbGeometryType::wkbLineString,
-        &srs,
-        SEQUENCE_COLS,
-        &strs(&seq_o),
-    )?;
-    let cells = w.layer(
-        &mut txn,
-        "grid_cells",
-        OGRwkbGeometryType::wkbPolygon,
-        &srs,
-        CELL_COLS,
-        &strs(&cells_o),
-    )?;
-    let runs = w.layer(
-        &mut txn,
-        "runs",
-        OGRwkbGeometryType::wkbNone,
-        &srs,
-        RUN_COLS,
-        &strs(&runs_o),
-    )?;
-    let style_layer = w.layer(
-        &mut txn,
-        "layer_styles",
-        OGRwkbGeometryType::wkbNone,
-        &srs,
-        STYLE_COLS,
-        &strs(&styles_o),
-    )?;
+impl GpkgWriter {
+    /// Creates a new GeoPackage at `path` (which must not exist) with every
+    /// layer, and starts the transaction. `as_of` is stamped as the
+    /// GeoPackage's `last_change` and the styles' `update_time`, so a re-run
+    /// writes the same bytes.
+    pub fn create(
+        path: &Path,
+        layout: FileLayout,
+        as_of: DateTime<Utc>,
+    ) -> Result<Self, GpkgError> {
+        let w = Writer { path };
+        // The GeoPackage driver stamps `gpkg_contents.last_change` with this.
+        gdal::config::set_config_option("OGR_CURRENT_DATE", &iso_ms(as_of))
+            .map_err(w.gdal("set OGR_CURRENT_DATE"))?;
+        let driver =
+            DriverManager::get_driver_by_name("GPKG").map_err(w.gdal("load the GPKG driver"))?;
+        let mut ds = driver
+            .create_vector_only(path)
+            .map_err(w.gdal("create the GeoPackage"))?;
+        let mut srs = SpatialRef::from_epsg(4326).map_err(w.gdal("build EPSG:4326"))?;
+        // GDAL 3 uses lat,lon axis order for EPSG:4326 unless told otherwise.
+        srs.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
+        // One transaction for everything: layers, features, styles.
+        // SAFETY: a live dataset handle; committed in `finish`, rolled back
+        // by SQLite when the dataset is closed without it.
+        let code = unsafe { gdal_sys::GDALDatasetStartTransaction(ds.c_dataset(), 0) };
+        w.check(code, "start a transaction")?;
 
-    for r in set.drawn() {
-        let Some(p) = r.position() else { continue };
-        let mut f = Feat::new(images);
-        f.str(0, Some(&r.id.to_string()));
-        f.str(1, set.s(r.sequence));
-        f.time_ms(2, r.captured_ms());
-        f.real(3, r.compass_angle());
-        f.real(4, r.computed_compass_angle());
-        f.real(5, r.direction());
-        f.bool(6, r.is_pano);
-        f.str(7, set.s(r.camera_type));
-        f.str(8, set.s(r.make));
-        f.str(9, set.s(r.model));
-        f.str(10, set.s(r.creator));
-        f.str(11, set.s(r.creator_id));
-        f.int(12, r.width().map(i64::from));
-        f.int(13, r.height().map(i64::from));
-        f.real(14, r.altitude());
-        f.str(15, set.s(r.grid));
-        f.str(16, set.file_of(r).as_deref());
-        f.int(17, r.bytes().and_then(|b| i64::try_from(b).ok()));
-        f.str(18, Some(source_name(r.source)));
-        f.real(19, r.offset_m().map(|m| round_to(m, 3)));
-        f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
-        f.insert(&w, images, "insert an image")?;
-    }
-    for l in &set.sequences {
-        let mut f = Feat::new(seqs);
-        f.str(0, set.s(l.sequence));
-        f.int(1, i64::try_from(l.points.len()).ok());
-        f.time_ms(2, Some(l.first_ms));
-        f.time_ms(3, Some(l.last_ms));
-        f.real(4, Some(round_to(l.length_m, 2)));
-        f.geometry(OGRwkbGeometryType::wkbLineString, &l.points);
-        f.insert(&w, seqs, "insert a sequence")?;
-    }
-    for c in &set.cells {
-        let mut f = Feat::new(cells);
-        let i = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
-        f.str(0, Some(&c.grid));
-        f.int(1, i(c.listed));
-        f.int(2, i(Some(c.downloaded)));
-        f.int(3, i(c.failed));
-        f.str(4, Some(c.listing));
-        f.bool(5, c.listing_complete);
-        f.int(6, i(Some(c.without_position)));
-        f.int(7, i(Some(c.panoramas)));
-        f.real(8, c.pano_share);
-        f.time_iso(9, c.first_capture.as_deref());
-        f.time_iso(10, c.last_capture.as_deref());
-        f.real(11, c.months_since_newest);
-        f.int(12, i(Some(c.sequences)));
-        f.int(13, i(Some(c.creators)));
-        f.real(14, c.area_km2);
-        f.real(15, c.images_per_km2);
-        f.real(16, c.median_spacing_m);
-        if let Some(b) = c.bbox {
-            let ring: Vec<LonLat> = b
-                .ring()
-                .iter()
-                .filter_map(|&[x, y]| LonLat::new(x, y))
-                .collect();
-            f.geometry(OGRwkbGeometryType::wkbPolygon, &ring);
-        }
-        f.insert(&w, cells, "insert a grid cell")?;
-    }
-    for (n, run) in set.runs.iter().enumerate() {
-        let mut f = Feat::new(runs);
-        let i = |v: u64| i64::try_from(v).ok();
-        let k = &run.counts;
-        f.int(0, i64::try_from(n + 1).ok());
-        f.str(1, Some(&run.tool_version));
-        f.str(2, Some(&run.command_line.join(" ")));
-        f.str(3, Some(&run.api_url));
-        f.time(4, Some(run.started_at));
-        f.time(5, run.finished_at);
-        f.str(
-            6,
-            serde_json::to_value(run.outcome)
-                .ok()
-                .as_ref()
-                .and_then(|v| v.as_str()),
+        let opts = |i, d, s| layer_options(i, d, s);
+        let images_o = opts("Mapillary images", "One point per downloaded image", true);
+        let seq_o = opts(
+            "Mapillary sequences",
+            "Lines through each sequence's images in capture order",
+            true,
         );
-        f.bool(7, Some(run.dry_run));
-        for (j, v) in [
-            k.listed,
-            k.downloaded,
-            k.skipped,
-            k.failed,
-            k.without_position,
-            k.bytes,
-            k.search_calls,
-            k.entity_calls,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            f.int(8 + j, i(v));
+        let cells_o = opts("Grid cells", "Grid cells with coverage figures", true);
+        let runs_o = opts("Fetch runs", "Provenance of each fetch run", false);
+        let styles_o = vec![
+            "FID=id".to_string(),
+            "DESCRIPTION=Default QGIS styles".to_string(),
+        ];
+        let images = w.layer(
+            &mut ds,
+            "images",
+            OGRwkbGeometryType::wkbPoint,
+            &srs,
+            IMAGE_COLS,
+            &strs(&images_o),
+        )?;
+        let seqs = w.layer(
+            &mut ds,
+            "sequences",
+            OGRwkbGeometryType::wkbLineString,
+            &srs,
+            SEQUENCE_COLS,
+            &strs(&seq_o),
+        )?;
+        let cells = w.layer(
+            &mut ds,
+            "grid_cells",
+            OGRwkbGeometryType::wkbPolygon,
+            &srs,
+            CELL_COLS,
+            &strs(&cells_o),
+        )?;
+        let runs = w.layer(
+            &mut ds,
+            "runs",
+            OGRwkbGeometryType::wkbNone,
+            &srs,
+            RUN_COLS,
+            &strs(&runs_o),
+        )?;
+        let style_layer = w.layer(
+            &mut ds,
+            "layer_styles",
+            OGRwkbGeometryType::wkbNone,
+            &srs,
+            STYLE_COLS,
+            &strs(&styles_o),
+        )?;
+
+        Ok(Self {
+            ds,
+            path: path.to_path_buf(),
+            layout,
+            as_of,
+            strings: Interner::default(),
+            images,
+            seqs,
+            cells,
+            runs,
+            styles: style_layer,
+        })
+    }
+
+    /// Adds strings interned by the reader since the last call, in order.
+    pub fn add_strings(&mut self, new: &[Box<str>]) -> Result<(), GpkgError> {
+        for s in new {
+            self.strings.intern(s).map_err(|e| GpkgError::Strings {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         }
-        f.insert(&w, runs, "insert a run")?;
+        Ok(())
     }
-    for (style, qml) in styles::all() {
-        let mut f = Feat::new(style_layer);
-        f.str(0, Some(""));
-        f.str(1, Some(""));
-        f.str(2, Some(style.table));
-        f.str(3, Some(style.geometry_column));
-        f.str(4, Some(style.name));
-        f.str(5, Some(&qml));
-        f.str(6, Some(""));
-        f.bool(7, Some(true));
-        f.str(8, Some(style.description));
-        f.str(9, Some(""));
-        f.str(10, None);
-        f.time(11, Some(as_of));
-        f.insert(&w, style_layer, "insert a layer style")?;
+
+    /// Appends the drawn images among `rows` (those with a position).
+    pub fn write_images(&mut self, rows: &[ImageRow]) -> Result<(), GpkgError> {
+        let w = Writer { path: &self.path };
+        for r in rows {
+            let Some(p) = r.position() else { continue };
+            let mut f = Feat::new(self.images);
+            f.str(0, Some(&r.id.to_string()));
+            f.str(1, self.strings.get(r.sequence));
+            f.time_ms(2, r.captured_ms());
+            f.real(3, r.compass_angle());
+            f.real(4, r.computed_compass_angle());
+            f.real(5, r.direction());
+            f.bool(6, r.is_pano);
+            f.str(7, self.strings.get(r.camera_type));
+            f.str(8, self.strings.get(r.make));
+            f.str(9, self.strings.get(r.model));
+            f.str(10, self.strings.get(r.creator));
+            f.str(11, self.strings.get(r.creator_id));
+            f.int(12, r.width().map(i64::from));
+            f.int(13, r.height().map(i64::from));
+            f.real(14, r.altitude());
+            f.str(15, self.strings.get(r.grid));
+            f.str(16, file_path(self.layout, &self.strings, r).as_deref());
+            f.int(17, r.bytes().and_then(|b| i64::try_from(b).ok()));
+            f.str(18, Some(source_name(r.source)));
+            f.real(19, r.offset_m().map(|m| round_to(m, 3)));
+            f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
+            f.insert(&w, self.images, "insert an image")?;
+        }
+        Ok(())
     }
-    txn.commit().map_err(w.gdal("commit the transaction"))?;
-    drop(ds);
-    Ok(())
+
+    /// Writes the sequences, grid cells, runs and styles, and commits.
+    pub fn finish(
+        self,
+        sequences: &[SequenceLine],
+        cells: &[CellCoverage],
+        runs: &[RunEntry],
+    ) -> Result<(), GpkgError> {
+        let w = Writer { path: &self.path };
+        for l in sequences {
+            let mut f = Feat::new(self.seqs);
+            f.str(0, self.strings.get(l.sequence));
+            f.int(1, i64::try_from(l.points.len()).ok());
+            f.time_ms(2, Some(l.first_ms));
+            f.time_ms(3, Some(l.last_ms));
+            f.real(4, Some(round_to(l.length_m, 2)));
+            f.geometry(OGRwkbGeometryType::wkbLineString, &l.points);
+            f.insert(&w, self.seqs, "insert a sequence")?;
+        }
+        for c in cells {
+            let mut f = Feat::new(self.cells);
+            let i = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
+            f.str(0, Some(&c.grid));
+            f.int(1, i(c.listed));
+            f.int(2, i(Some(c.downloaded)));
+            f.int(3, i(c.failed));
+            f.str(4, Some(c.listing));
+            f.bool(5, c.listing_complete);
+            f.int(6, i(Some(c.without_position)));
+            f.int(7, i(Some(c.panoramas)));
+            f.real(8, c.pano_share);
+            f.time_iso(9, c.first_capture.as_deref());
+            f.time_iso(10, c.last_capture.as_deref());
+            f.real(11, c.months_since_newest);
+            f.int(12, i(Some(c.sequences)));
+            f.int(13, i(Some(c.creators)));
+            f.real(14, c.area_km2);
+            f.real(15, c.images_per_km2);
+            f.real(16, c.median_spacing_m);
+            if let Some(b) = c.bbox {
+                let ring: Vec<LonLat> = b
+                    .ring()
+                    .iter()
+                    .filter_map(|&[x, y]| LonLat::new(x, y))
+                    .collect();
+                f.geometry(OGRwkbGeometryType::wkbPolygon, &ring);
+            }
+            f.insert(&w, self.cells, "insert a grid cell")?;
+        }
+        for (n, run) in runs.iter().enumerate() {
+            let mut f = Feat::new(self.runs);
+            let i = |v: u64| i64::try_from(v).ok();
+            let k = &run.counts;
+            f.int(0, i64::try_from(n + 1).ok());
+            f.str(1, Some(&run.tool_version));
+            f.str(2, Some(&run.command_line.join(" ")));
+            f.str(3, Some(&run.api_url));
+            f.time(4, Some(run.started_at));
+            f.time(5, run.finished_at);
+            f.str(
+                6,
+                serde_json::to_value(run.outcome)
+                    .ok()
+                    .as_ref()
+                    .and_then(|v| v.as_str()),
+            );
+            f.bool(7, Some(run.dry_run));
+            for (j, v) in [
+                k.listed,
+                k.downloaded,
+                k.skipped,
+                k.failed,
+                k.without_position,
+                k.bytes,
+                k.search_calls,
+                k.entity_calls,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                f.int(8 + j, i(v));
+            }
+            f.insert(&w, self.runs, "insert a run")?;
+        }
+        for (style, qml) in styles::all() {
+            let mut f = Feat::new(self.styles);
+            f.str(0, Some(""));
+            f.str(1, Some(""));
+            f.str(2, Some(style.table));
+            f.str(3, Some(style.geometry_column));
+            f.str(4, Some(style.name));
+            f.str(5, Some(&qml));
+            f.str(6, Some(""));
+            f.bool(7, Some(true));
+            f.str(8, Some(style.description));
+            f.str(9, Some(""));
+            f.str(10, None);
+            f.time(11, Some(self.as_of));
+            f.insert(&w, self.styles, "insert a layer style")?;
+        }
+        // SAFETY: a live dataset handle with the transaction started in `create`.
+        let code = unsafe { gdal_sys::GDALDatasetCommitTransaction(self.ds.c_dataset()) };
+        w.check(code, "commit the transaction")?;
+        drop(self.ds);
+        Ok(())
+    }
+}
+
+/// Writes every layer of `set` to a new GeoPackage at `path` in one go.
+pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), GpkgError> {
+    let mut g = GpkgWriter::create(path, set.layout, as_of)?;
+    g.add_strings(set.strings.strings_from(0))?;
+    g.write_images(&set.rows)?;
+    g.finish(&set.sequences, &set.cells, &set.runs)
 }
 
 #[cfg(test)]

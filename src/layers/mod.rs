@@ -89,6 +89,20 @@ impl Interner {
         s.map_or(Ok(Sym::NONE), |s| self.intern(s))
     }
 
+    /// How many strings are interned.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+    /// True when nothing is interned.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+    /// The strings interned from position `start` on, in order: interning
+    /// them in that order into another table gives the same handles.
+    pub fn strings_from(&self, start: usize) -> &[Box<str>] {
+        self.strings.get(start..).unwrap_or(&[])
+    }
+
     /// The string of a handle, `None` for [`Sym::NONE`].
     pub fn get(&self, sym: Sym) -> Option<&str> {
         self.strings.get(sym.0 as usize).map(|s| &**s)
@@ -230,6 +244,18 @@ pub fn source_name(s: PositionSource) -> &'static str {
     }
 }
 
+/// The relative path of a row's JPEG inside the input folder, `None` when it
+/// is not on disk.
+pub fn file_path(layout: FileLayout, strings: &Interner, row: &ImageRow) -> Option<String> {
+    if !row.has_jpg {
+        return None;
+    }
+    Some(match layout {
+        FileLayout::Grid => format!("{}/{}.jpg", strings.get(row.grid).unwrap_or(""), row.id),
+        FileLayout::Legacy => format!("images/{}.jpg", row.id),
+    })
+}
+
 /// A grid cell as the layers and the coverage see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GridInfo {
@@ -257,23 +283,13 @@ pub struct LayerSet {
 impl LayerSet {
     /// The relative path of a row's JPEG, `None` when it is not on disk.
     pub fn file_of(&self, row: &ImageRow) -> Option<String> {
-        if !row.has_jpg {
-            return None;
-        }
-        Some(match self.layout {
-            FileLayout::Grid => format!(
-                "{}/{}.jpg",
-                self.strings.get(row.grid).unwrap_or(""),
-                row.id
-            ),
-            FileLayout::Legacy => format!("images/{}.jpg", row.id),
-        })
+        file_path(self.layout, &self.strings, row)
     }
     /// The string of a handle.
     pub fn s(&self, sym: Sym) -> Option<&str> {
         self.strings.get(sym)
     }
-    /// Rows that have a position, in id order.
+    /// Rows that have a position, in row order.
     pub fn drawn(&self) -> impl Iterator<Item = &ImageRow> {
         self.rows.iter().filter(|r| r.position().is_some())
     }
