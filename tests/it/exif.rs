@@ -408,7 +408,18 @@ fn second_run_leaves_files_byte_identical() {
         f.add(pano, &make_jpeg(128, 64, 6, 85)),
         f.add(record(3, -0.1, 51.5), &camera),
     ];
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&paths[0], fs::Permissions::from_mode(0o640)).unwrap();
+    }
     f.run(&[]).success();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&paths[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "the JPEG's permissions changed");
+    }
     let first: Vec<Vec<u8>> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
     let out = f.run(&[]).success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
