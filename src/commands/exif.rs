@@ -25,6 +25,8 @@ const SKIPPED_SHOWN: usize = 20;
 /// From this many images on, a progress line is printed every tenth of them.
 const PROGRESS_FROM: usize = 1000;
 
+/// `mlyexport exif`: the folder pass, then its summary on stdout. Exit 0 when
+/// every image was handled, 1 when some files were skipped.
 pub fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
     let summary = embed_folder(&args.input, args.position, &reporter)?;
@@ -105,8 +107,8 @@ struct Done {
 
 /// Embeds GPS EXIF tags into every JPEG of a downloads folder (the `fetch`
 /// layout `<grid>/<id>.json` + `<id>.jpg`, or the old tool's `jsons/` +
-/// `images/`), in parallel on its own rayon pool (see `io_threads`), one file per worker in
-/// memory at a time. `position` picks the source of position and direction
+/// `images/`), in parallel on its own rayon pool (see `io_threads`), one
+/// file per worker in memory at a time. `position` picks the source of position and direction
 /// (falling back to the other). Each JPEG is replaced atomically and only when
 /// its bytes change, keeping its permissions. A corrupt or non-JPEG file, a
 /// missing JPEG or an unreadable JSON is named through `reporter`, counted in
@@ -220,7 +222,7 @@ fn embed_one(f: &FoundImage, prefer: PositionSource, zones: &TimeZones) -> Resul
         ));
     }
     let Some(jpg) = &f.jpg else {
-        return Err(skip(&f.json, "no JPEG beside it".to_string()));
+        return Err(skip(&f.json, "no JPEG found for it".to_string()));
     };
     let bytes = fs::read(jpg).map_err(|e| skip(jpg, format!("cannot read it: {e}")))?;
     let tags = ExifTags::from_record(&rec, prefer, zones);
