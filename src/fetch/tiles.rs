@@ -26,8 +26,10 @@ use crate::record::{ImageRecord, SEARCH_FIELDS};
 use crate::runrecord::{Completeness, FailedBox, Filters};
 use crate::tiles::{self as tmath, DecodedTile, IMAGE_ZOOM, TileId, TileImage};
 
-/// Tile reads and batch lookups in flight at once.
+/// Tile reads in flight at once.
 const TILES_CONCURRENCY: usize = 8;
+/// `image_ids` lookups in flight at once (besides the tile reads).
+const BATCH_CONCURRENCY: usize = 8;
 /// How far (degrees) a tile's quantised position may be from a grid's box
 /// for the image to be looked up (exact clipping is done by the `Selector`
 /// on the Graph geometry). A z14 tile unit is about 5e-6 degrees.
@@ -294,6 +296,7 @@ pub async fn list_plan_tiles(
 
     let mut next_tile = 0usize;
     let mut tiles_in_flight = 0usize;
+    let mut batches_in_flight = 0usize;
     let mut pending: VecDeque<Candidate> = VecDeque::new();
     let mut queued: HashSet<ImageId> = HashSet::new();
     let mut in_flight: FuturesUnordered<BoxFuture<'_, Done>> = FuturesUnordered::new();
@@ -327,9 +330,11 @@ pub async fn list_plan_tiles(
     };
 
     loop {
-        while fatal.is_none() && !cancel.is_cancelled() && in_flight.len() < TILES_CONCURRENCY {
+        while fatal.is_none() && !cancel.is_cancelled() {
             let tiles_to_come = next_tile < planned.len() || tiles_in_flight > 0;
-            if pending.len() >= MAX_BATCH || (!pending.is_empty() && !tiles_to_come) {
+            let batch_ready = pending.len() >= MAX_BATCH || (!pending.is_empty() && !tiles_to_come);
+            if batch_ready && batches_in_flight < BATCH_CONCURRENCY {
+                batches_in_flight += 1;
                 let take = pending.len().min(MAX_BATCH);
                 let batch: Vec<Candidate> = pending.drain(..take).collect();
                 let fields = &fields;
@@ -338,7 +343,7 @@ pub async fn list_plan_tiles(
                     let result = client.images_by_ids(&ids, fields).await;
                     Done::Batch { batch, result }
                 }));
-            } else if next_tile < planned.len() {
+            } else if next_tile < planned.len() && tiles_in_flight < TILES_CONCURRENCY {
                 let k = next_tile;
                 next_tile += 1;
                 tiles_in_flight += 1;
@@ -433,6 +438,7 @@ pub async fn list_plan_tiles(
                 }
             }
             Done::Batch { batch, result } => {
+                batches_in_flight -= 1;
                 let mut objects: HashMap<ImageId, Map<String, Value>> = HashMap::new();
                 let mut failed: Result<(), ApiError> = Ok(());
                 match result {
