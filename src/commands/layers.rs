@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -14,13 +15,15 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::ExitStatus;
 use crate::cli::{LayerFormat, LayersArgs};
 use crate::coverage;
+use crate::coverage::CellCoverage;
 use crate::layers::read::{self, ReadError};
 use crate::layers::{
-    self, FileLayout, GridInfo, ImageRow, Interner, LayerSet, extent, gpkg, sequence_lines,
-    sort_and_dedup, source_name,
+    self, FileLayout, GridInfo, ImageRow, Interner, LayerSet, SequenceLine, extent, gpkg,
+    sequence_lines, source_name,
 };
 use crate::model::PositionSource;
 use crate::report::Reporter;
+use crate::runrecord::RunEntry;
 use crate::runrecord::{Completeness, RunRecord};
 use crate::store::{self, InputLayout, TEMP_PREFIX};
 
@@ -75,6 +78,17 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
             None
         }
     };
+    let as_of = as_of_flag
+        .or_else(|| run_record.as_ref().and_then(last_run_time))
+        .unwrap_or_else(today);
+    let file_layout = match layout {
+        InputLayout::Mlyexport => FileLayout::Grid,
+        InputLayout::Legacy => FileLayout::Legacy,
+    };
+    let formats = dedup_formats(&args.format);
+    fs::create_dir_all(&output)
+        .with_context(|| format!("cannot create the output folder `{}`", output.display()))?;
+    store::remove_stale_temp_files(&output);
 
     reporter.info(&format!(
         "reading {} metadata files in `{}`",
@@ -82,71 +96,52 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
         input.display()
     ));
     let total = scan.entries.len();
-    let tty = reporter.is_tty();
-    let outcome = read::read_rows(&scan, args.position, |done| {
-        if tty && (done == total || done % 65_536 == 0) {
-            reporter.info(&format!("  read {done}/{total}"));
-        }
+    let gpkg_tmp = output.join(format!("{TEMP_PREFIX}{GPKG_FILE}"));
+    let want_gpkg = formats.contains(&LayerFormat::Gpkg);
+    let inputs = Inputs {
+        scan,
+        position: args.position,
+        run_record,
+        as_of,
+        file_layout,
+        total,
+    };
+    // Read on rayon while one thread writes the GeoPackage's images as they come.
+    let result = std::thread::scope(|scope| {
+        let writer = want_gpkg.then(|| {
+            let (tx, rx) = mpsc::sync_channel::<ToWriter>(2);
+            let tmp = gpkg_tmp.clone();
+            let handle = scope.spawn(move || gpkg_thread(&tmp, file_layout, as_of, rx));
+            (tx, handle)
+        });
+        build_and_stream(inputs, &reporter, writer)
     });
-    drop(scan);
-    let read::ReadOutcome {
-        mut rows,
-        strings,
-        problems,
-    } = outcome;
-    report_problems(&reporter, &problems);
+    let (set, problems, gpkg_done) = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&gpkg_tmp);
+            return Err(e);
+        }
+    };
     if !problems.is_empty() {
         status = ExitStatus::Partial;
     }
-    if rows.is_empty() {
-        bail!(
-            "nothing to read in `{}`: none of its {total} metadata files could be used (see the warnings above)",
-            input.display()
-        );
-    }
-    for dup in sort_and_dedup(&mut rows, &strings) {
-        reporter.warn(&dup.to_string());
-    }
 
-    let listing = if run_record.is_none() {
-        read::read_listing_counts(&input)
-    } else {
-        None
-    };
-    let grids = grid_infos(
-        layout,
-        run_record.as_ref(),
-        listing.as_ref(),
-        &rows,
-        &strings,
-    );
-    let as_of = as_of_flag
-        .or_else(|| run_record.as_ref().and_then(last_run_time))
-        .unwrap_or_else(today);
-    let cells = coverage::compute(&grids, &rows, &strings, as_of);
-    let sequences = sequence_lines(&rows, &strings);
-    let set = LayerSet {
-        rows,
-        strings,
-        layout: match layout {
-            InputLayout::Mlyexport => FileLayout::Grid,
-            InputLayout::Legacy => FileLayout::Legacy,
-        },
-        sequences,
-        cells,
-        runs: run_record.map(|r| r.runs).unwrap_or_default(),
-    };
-
-    fs::create_dir_all(&output)
-        .with_context(|| format!("cannot create the output folder `{}`", output.display()))?;
-    store::remove_stale_temp_files(&output);
     let mut written = Vec::new();
-    for format in dedup_formats(&args.format) {
+    for format in formats {
         match format {
             LayerFormat::Gpkg => {
                 let path = output.join(GPKG_FILE);
-                write_gpkg(&path, &set, as_of)?;
-                written.push(path);
+                if gpkg_done {
+                    fs::rename(&gpkg_tmp, &path).with_context(|| {
+                        format!(
+                            "cannot rename `{}` to `{}`",
+                            gpkg_tmp.display(),
+                            path.display()
+                        )
+                    })?;
+                    written.push(path);
+                }
             }
             LayerFormat::Geojson => {
                 use layers::geojson as gj;
@@ -320,31 +315,174 @@ fn write_stream(
     Ok(path)
 }
 
-/// Writes the GeoPackage under a temp name beside `path`, then renames it,
-/// so an interrupted run never leaves a half-written `mapillary.gpkg`.
-fn write_gpkg(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> anyhow::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!("{TEMP_PREFIX}{name}"));
+/// What the reading stage needs.
+struct Inputs {
+    scan: read::Scan,
+    position: PositionSource,
+    run_record: Option<RunRecord>,
+    as_of: DateTime<Utc>,
+    file_layout: FileLayout,
+    total: usize,
+}
+
+/// Messages to the GeoPackage thread.
+enum ToWriter {
+    /// Strings interned since the last batch, then the batch's rows.
+    Images {
+        strings: Vec<Box<str>>,
+        rows: Vec<ImageRow>,
+    },
+    /// Everything else; the thread writes it and commits.
+    Finish {
+        sequences: Vec<SequenceLine>,
+        cells: Vec<CellCoverage>,
+        runs: Vec<RunEntry>,
+    },
+}
+
+type Writer<'s> = (
+    mpsc::SyncSender<ToWriter>,
+    std::thread::ScopedJoinHandle<'s, Result<bool, gpkg::GpkgError>>,
+);
+
+/// The GeoPackage thread: every GDAL call happens here, in one transaction.
+/// Returns `Ok(true)` once committed, `Ok(false)` when the reader stopped
+/// before `Finish` (nothing committed; the caller removes the temp file).
+fn gpkg_thread(
+    tmp: &Path,
+    layout: FileLayout,
+    as_of: DateTime<Utc>,
+    rx: mpsc::Receiver<ToWriter>,
+) -> Result<bool, gpkg::GpkgError> {
     for leftover in [
-        tmp.clone(),
-        dir.join(format!("{TEMP_PREFIX}{name}-journal")),
+        tmp.to_path_buf(),
+        PathBuf::from(format!("{}-journal", tmp.display())),
     ] {
-        if leftover.exists() {
-            fs::remove_file(&leftover)
-                .with_context(|| format!("cannot remove the leftover `{}`", leftover.display()))?;
+        let _ = fs::remove_file(leftover);
+    }
+    let mut g = gpkg::GpkgWriter::create(tmp, layout, as_of)?;
+    for msg in rx {
+        match msg {
+            ToWriter::Images { strings, rows } => {
+                g.add_strings(&strings)?;
+                g.write_images(&rows)?;
+            }
+            ToWriter::Finish {
+                sequences,
+                cells,
+                runs,
+            } => {
+                g.finish(&sequences, &cells, &runs)?;
+                return Ok(true);
+            }
         }
     }
-    if let Err(e) = gpkg::write(&tmp, set, as_of) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write `{}`", path.display()));
+    Ok(false)
+}
+
+/// Reads the rows (sending each batch to the GeoPackage thread, if any),
+/// reports the problems, builds the sequences and coverage, and lets the
+/// GeoPackage thread finish. Returns the layer set, the problems, and whether
+/// the GeoPackage was committed.
+fn build_and_stream(
+    inputs: Inputs,
+    reporter: &Reporter,
+    writer: Option<Writer<'_>>,
+) -> anyhow::Result<(LayerSet, Vec<ReadError>, bool)> {
+    let Inputs {
+        scan,
+        position,
+        run_record,
+        as_of,
+        file_layout,
+        total,
+    } = inputs;
+    let (tx, handle) = match writer {
+        Some((tx, h)) => (Some(tx), Some(h)),
+        None => (None, None),
+    };
+    let writer_error =
+        |handle: Option<std::thread::ScopedJoinHandle<'_, Result<bool, gpkg::GpkgError>>>| {
+            match handle.map(|h| h.join()) {
+                Some(Ok(Err(e))) => anyhow::Error::new(e),
+                Some(Err(_)) => anyhow::anyhow!("the GeoPackage writer thread panicked"),
+                _ => anyhow::anyhow!("the GeoPackage writer stopped early"),
+            }
+        };
+    let tty = reporter.is_tty();
+    let mut sent = 0;
+    let outcome = read::read_rows(&scan, position, |rows, strings, done| -> Result<(), ()> {
+        if tty && (done == total || done % 65_536 == 0) {
+            reporter.info(&format!("  read {done}/{total}"));
+        }
+        if let Some(tx) = &tx {
+            let batch = ToWriter::Images {
+                strings: strings.strings_from(sent).to_vec(),
+                rows: rows.to_vec(),
+            };
+            sent = strings.len();
+            tx.send(batch).map_err(|_| ())?;
+        }
+        Ok(())
+    });
+    let Ok(outcome) = outcome else {
+        drop(tx);
+        return Err(writer_error(handle));
+    };
+    let read::ReadOutcome {
+        rows,
+        strings,
+        problems,
+    } = outcome;
+    report_problems(reporter, &problems);
+    if rows.is_empty() {
+        bail!(
+            "nothing to read in `{}`: none of its {total} metadata files could be used (see the warnings above)",
+            scan.root.display()
+        );
     }
-    fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
-    Ok(())
+    let listing = if run_record.is_none() {
+        read::read_listing_counts(&scan.root)
+    } else {
+        None
+    };
+    let grids = grid_infos(
+        scan.layout,
+        run_record.as_ref(),
+        listing.as_ref(),
+        &rows,
+        &strings,
+    );
+    drop(scan);
+    let cells = coverage::compute(&grids, &rows, &strings, as_of);
+    let sequences = sequence_lines(&rows, &strings);
+    let set = LayerSet {
+        rows,
+        strings,
+        layout: file_layout,
+        sequences,
+        cells,
+        runs: run_record.map(|r| r.runs).unwrap_or_default(),
+    };
+    let mut committed = false;
+    if let (Some(tx), Some(handle)) = (tx, handle) {
+        let finish = ToWriter::Finish {
+            sequences: set.sequences.clone(),
+            cells: set.cells.clone(),
+            runs: set.runs.clone(),
+        };
+        let sent = tx.send(finish).is_ok();
+        drop(tx);
+        match handle.join() {
+            Ok(Ok(done)) => committed = done && sent,
+            Ok(Err(e)) => return Err(e).context("cannot write the GeoPackage"),
+            Err(_) => bail!("the GeoPackage writer thread panicked"),
+        }
+        if !committed {
+            bail!("the GeoPackage writer stopped before committing");
+        }
+    }
+    Ok((set, problems, committed))
 }
 
 fn summary_lines(

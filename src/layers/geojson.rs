@@ -153,7 +153,7 @@ pub fn write_grid_cells<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::layers::{FileLayout, GridInfo, ImageRow, Interner, sequence_lines, sort_and_dedup};
+    use crate::layers::{FileLayout, GridInfo, ImageRow, Interner, sequence_lines};
     use crate::model::{Bbox, PositionSource};
     use crate::record::ImageRecord;
 
@@ -177,7 +177,7 @@ pub(crate) mod tests {
                     .unwrap()
             })
             .collect();
-        sort_and_dedup(&mut rows, &strings);
+        rows.sort_by_key(|r| r.id);
         let sequences = sequence_lines(&rows, &strings);
         let grids = [GridInfo {
             grid: "g1".into(),

@@ -1,4 +1,4 @@
-//! Layer rows built from image records (compact, interned, sorted by id), the
+//! Layer rows built from image records (compact, interned, in scan order), the
 //! sequence lines through them, and the writers of each format. This module is
 //! pure: no files, no GDAL, no threads (those live in `read`, `gpkg` and
 //! `commands::layers`); it must not touch the terminal or the network.
@@ -271,7 +271,7 @@ pub struct GridInfo {
 /// Everything the writers need, built once and shared by every format.
 #[derive(Debug, Clone)]
 pub struct LayerSet {
-    /// Image rows sorted by id, including those without a position.
+    /// Image rows in scan order (grid, then id), including those without a position.
     pub rows: Vec<ImageRow>,
     pub strings: Interner,
     pub layout: FileLayout,
@@ -293,23 +293,6 @@ impl LayerSet {
     pub fn drawn(&self) -> impl Iterator<Item = &ImageRow> {
         self.rows.iter().filter(|r| r.position().is_some())
     }
-}
-
-/// Sorts rows by id and drops later duplicates (an image listed in two grid
-/// folders is kept once). Returns the duplicates dropped.
-pub fn sort_and_dedup(rows: &mut Vec<ImageRow>, strings: &Interner) -> Vec<LayersError> {
-    // Unstable (no n/2 buffer) but deterministic: grid handles follow scan order.
-    rows.sort_unstable_by_key(|r| (r.id, r.grid));
-    let mut dropped = Vec::new();
-    rows.dedup_by(|later, first| {
-        let dup = later.id == first.id;
-        if dup {
-            let g = strings.get(first.grid).unwrap_or("").to_string();
-            dropped.push(LayersError::DuplicateId(later.id, g));
-        }
-        dup
-    });
-    dropped
 }
 
 /// One sequence drawn as a line through its images in capture order.
@@ -432,32 +415,6 @@ pub(crate) mod tests {
         );
         assert_eq!((l.first_ms, l.last_ms), (1000, 3000));
         assert!((l.length_m - 222.4).abs() < 0.5, "{}", l.length_m);
-    }
-
-    #[test]
-    fn dedup_keeps_the_first_and_reports() {
-        let mut s = Interner::default();
-        let a = ImageRow::from_record(
-            &rec(7, "x", 1, 0.0, 0.0),
-            "g1",
-            true,
-            PositionSource::Computed,
-            &mut s,
-        )
-        .unwrap();
-        let b = ImageRow::from_record(
-            &rec(7, "x", 1, 0.0, 0.0),
-            "g2",
-            true,
-            PositionSource::Computed,
-            &mut s,
-        )
-        .unwrap();
-        let mut rows = vec![a.clone(), b];
-        let d = sort_and_dedup(&mut rows, &s);
-        assert_eq!(rows.len(), 1);
-        assert_eq!((rows[0].id, rows[0].grid), (a.id, a.grid));
-        assert_eq!(d.len(), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! parallel, on the caller's rayon pool), the run record and the optional
 //! listing. File reads only: no writes, no network, no terminal.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
@@ -202,27 +202,48 @@ pub struct ReadOutcome {
 }
 
 /// Reads every metadata file in parallel (in chunks, so only a few thousand
-/// parsed records live at once) and turns each into a compact [`ImageRow`].
-/// A bad file becomes a problem, never an abort. `progress` is called after
-/// each chunk with the number of files done.
-pub fn read_rows(
+/// parsed records live at once) and turns each into a compact [`ImageRow`],
+/// in scan order (grid, then id). A bad file becomes a problem, never an
+/// abort; so does a second copy of an image id (the first is kept). After
+/// each chunk, `on_chunk` gets the chunk's new rows, the string table and the
+/// number of files done; its error stops the reading.
+pub fn read_rows<E>(
     scan: &Scan,
     prefer: PositionSource,
-    mut progress: impl FnMut(usize),
-) -> ReadOutcome {
+    mut on_chunk: impl FnMut(&[ImageRow], &Interner, usize) -> Result<(), E>,
+) -> Result<ReadOutcome, E> {
     let mut out = ReadOutcome {
         rows: Vec::with_capacity(scan.entries.len()),
         ..ReadOutcome::default()
     };
+    // Ids in more than one grid folder (normally none), found up front so the
+    // rows can be streamed: only these need remembering.
+    let duplicated: HashSet<ImageId> = {
+        let mut ids: Vec<ImageId> = scan.entries.iter().map(|e| e.id).collect();
+        ids.sort_unstable();
+        ids.windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect()
+    };
+    let mut first_grid: HashMap<ImageId, u32> = HashMap::new();
     let mut done = 0;
     for chunk in scan.entries.chunks(CHUNK) {
         let parsed: Vec<Result<ImageRecord, ReadError>> = chunk
             .par_iter()
             .map(|e| read_record(&scan.json_path(e), e.id))
             .collect();
+        let start = out.rows.len();
         for (e, r) in chunk.iter().zip(parsed) {
             let grid = &scan.grids[e.grid as usize];
             let row = r.and_then(|rec| {
+                if duplicated.contains(&e.id) {
+                    if let Some(&g) = first_grid.get(&e.id) {
+                        let first = scan.grids[g as usize].clone();
+                        return Err(LayersError::DuplicateId(e.id, first).into());
+                    }
+                    first_grid.insert(e.id, e.grid);
+                }
                 ImageRow::from_record(&rec, grid, e.has_jpg, prefer, &mut out.strings)
                     .map_err(ReadError::from)
             });
@@ -232,9 +253,9 @@ pub fn read_rows(
             }
         }
         done += chunk.len();
-        progress(done);
+        on_chunk(&out.rows[start..], &out.strings, done)?;
     }
-    out
+    Ok(out)
 }
 
 /// The run record of `root`: `Ok(None)` when there is none (e.g. the old
@@ -278,6 +299,29 @@ mod tests {
     use std::fs;
 
     #[test]
+    fn a_second_copy_of_an_id_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        for g in ["g1", "g2"] {
+            fs::create_dir_all(dir.path().join(g)).unwrap();
+            fs::write(dir.path().join(g).join("7.json"), r#"{"id":"7"}"#).unwrap();
+        }
+        let scan = scan(dir.path()).unwrap();
+        let mut chunks = 0;
+        let out = read_rows(&scan, PositionSource::Computed, |rows, _, done| {
+            chunks += 1;
+            assert_eq!((rows.len(), done), (1, 2));
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        assert_eq!(chunks, 1);
+        assert_eq!(out.strings.get(out.rows[0].grid), Some("g1"));
+        assert!(matches!(
+            out.problems[..],
+            [ReadError::Layers(LayersError::DuplicateId(..))]
+        ));
+    }
+
+    #[test]
     fn bad_files_are_problems_not_aborts() {
         let dir = tempfile::tempdir().unwrap();
         let g = dir.path().join("g1");
@@ -304,7 +348,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(scan.json_path(&scan.entries[0]), found[0].json);
-        let out = read_rows(&scan, PositionSource::Computed, |_| {});
+        let out = read_rows(&scan, PositionSource::Computed, |_, _, _| Ok::<(), ()>(())).unwrap();
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.problems.len(), 2);
         assert!(matches!(out.problems[0], ReadError::Json { .. }));
