@@ -143,6 +143,9 @@ pub async fn run(
 ) -> Result<FetchReport, FetchError> {
     let tile_needs = tiles::check_budget(cfg)?;
     preflight(&client, &cfg.plan).await?;
+    if cfg.request.enumerate == Enumerate::Tiles || cfg.audit {
+        tiles::preflight(&client, &cfg.tiles, cfg.request.position).await?;
+    }
     let out = &cfg.output;
     std::fs::create_dir_all(out).map_err(|source| FetchError::CreateDir {
         path: out.display().to_string(),

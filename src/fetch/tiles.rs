@@ -41,13 +41,40 @@ const QUOTED_IDS: usize = 5;
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum TilesError {
     #[error(
-        "{what} needs {needed} z14 vector tiles, more than --tile-budget {budget}; use a smaller area, a larger --tile-budget (the API allows 50,000 a day per token) or --enumerate search"
+        "{what} needs {needed} vector tiles, more than --tile-budget {budget}; use a smaller area, a larger --tile-budget (the API allows 50,000 a day per token) or --enumerate search"
     )]
     OverBudget {
         what: String,
         needed: String,
         budget: u32,
     },
+    #[error(
+        "the tiles host `{url}` does not serve the `{tileset}` tileset (its tile 0/0/0 answered 404); check --tiles-url / MLYEXPORT_TILES_URL"
+    )]
+    NoTileset { url: String, tileset: &'static str },
+    #[error("the first vector tile request failed, so nothing was written: {0}")]
+    Preflight(ApiError),
+}
+
+/// One tile request before anything is written (the z0 tile, which every
+/// tileset has), so that a wrong `--tiles-url` or a refused token ends the
+/// run instead of reading as an area without images (404 means "no images"
+/// for the z14 tiles).
+pub async fn preflight(
+    client: &Client,
+    tiles: &TilesConfig,
+    position: PositionSource,
+) -> Result<(), TilesError> {
+    let tileset = tileset_for(position);
+    let t = TileId { z: 0, x: 0, y: 0 };
+    match client.tile(&tiles.base_url, tileset, t).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(TilesError::NoTileset {
+            url: tiles.base_url.to_string(),
+            tileset: tileset.name(),
+        }),
+        Err(e) => Err(TilesError::Preflight(e)),
+    }
 }
 
 /// One tile to read and the grids (by index) whose box, widened by
@@ -170,13 +197,16 @@ pub fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
     }
     if cfg.audit {
         needs.audit = super::audit::tiles_needed(&cfg.plan, aoi);
-        let total = needs.listing + needs.audit;
+    }
+    if needs.listing > 0 || cfg.audit {
+        // One more for the preflight tile.
+        let total = needs.listing + needs.audit + 1;
         if total > u64::from(budget) {
             return Err(TilesError::OverBudget {
-                what: if needs.listing > 0 {
-                    "the listing with --audit".into()
-                } else {
-                    "--audit".into()
+                what: match (needs.listing > 0, cfg.audit) {
+                    (true, true) => "--enumerate tiles with --audit".into(),
+                    (true, false) => "--enumerate tiles".into(),
+                    _ => "--audit".into(),
                 },
                 needed: total.to_string(),
                 budget,
@@ -605,7 +635,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "--enumerate tiles needs up to {upper} z14 vector tiles, more than --tile-budget 2; use a smaller area, a larger --tile-budget (the API allows 50,000 a day per token) or --enumerate search"
+                "--enumerate tiles needs up to {upper} vector tiles, more than --tile-budget 2; use a smaller area, a larger --tile-budget (the API allows 50,000 a day per token) or --enumerate search"
             )
         );
         assert_eq!(count_tiles(&p, None, 1000, "x"), Ok(whole));

@@ -129,14 +129,15 @@ fn tiles_and_search_give_the_same_images_on_a_dense_area() {
     );
     let n_tiles = c["tiles"].as_u64().unwrap();
     assert!(n_tiles >= 4, "{c}");
-    assert_eq!(c["tile_calls"].as_u64(), Some(n_tiles));
+    // One more tile call: the preflight's z0 tile.
+    assert_eq!(c["tile_calls"].as_u64(), Some(n_tiles + 1));
     let batches = c["batch_calls"].as_u64().unwrap();
     assert!(batches * 100 >= tiles.len() as u64 && batches <= tiles.len() as u64 / 100 + 20);
     assert_eq!(c["search_calls"].as_u64(), Some(1), "the preflight only");
     assert_eq!(summary_value(&text, "tiles (z14)"), n_tiles.to_string());
     assert_eq!(summary_value(&text, "batch calls"), batches.to_string());
     let stats = env.sim().stats();
-    assert_eq!(stats.tile_calls, n_tiles);
+    assert_eq!(stats.tile_calls, n_tiles + 1);
     // The simulator counts image_ids lookups as searches (same endpoint).
     assert_eq!(stats.search_calls - search_calls_before, 1 + batches);
     assert_eq!(stats.token_in_query, 0, "the token goes in the header");
@@ -252,7 +253,7 @@ fn more_tiles_than_the_budget_is_refused_before_anything() {
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         let err = stderr(&o);
         assert!(
-            err.contains("z14 vector tiles, more than --tile-budget"),
+            err.contains("vector tiles, more than --tile-budget"),
             "{err}"
         );
         let budget = format!("--tile-budget {}", extra[extra.len() - 1]);
@@ -282,9 +283,13 @@ fn dry_runs_report_tile_and_batch_counts() {
     let c = run_record(&out)["runs"][0]["counts"].clone();
     assert_eq!(c["tiles"].as_u64(), Some(expected));
     assert_eq!(summary_value(&text, "tiles (z14)"), expected.to_string());
-    assert_eq!(summary_value(&text, "tile calls"), expected.to_string());
+    // The z14 tiles and the preflight's z0 tile.
+    assert_eq!(
+        summary_value(&text, "tile calls"),
+        (expected + 1).to_string()
+    );
     let stats = env.sim().stats();
-    assert_eq!(stats.tile_calls, expected);
+    assert_eq!(stats.tile_calls, expected + 1);
     // `/images?image_ids=` is the search endpoint: every search call but the
     // preflight was a batch.
     let batches = stats.search_calls - 1;
@@ -401,6 +406,52 @@ fn audit_on_a_consistent_simulator_finds_no_differences() {
     let (a, p) = (run_record(&audited), run_record(&plain));
     assert_eq!(a["totals"]["listed"], p["totals"]["listed"]);
     assert_eq!(a["totals"]["search_calls"], p["totals"]["search_calls"]);
-    assert_eq!(a["totals"]["tile_calls"].as_u64(), Some(0));
+    assert_eq!(
+        a["totals"]["tile_calls"].as_u64(),
+        Some(1),
+        "the tiles preflight only"
+    );
     assert!(!plain.join("audit.json").exists());
+}
+
+#[test]
+fn a_wrong_tiles_url_is_an_error_and_an_empty_area_is_complete() {
+    let env = dense(1_000);
+    let wrong = format!("{}/not-here", env.sim().tiles_url());
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(HOT),
+        "--dry-run",
+        "--enumerate",
+        "tiles",
+        "--tiles-url",
+        &wrong,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not serve the `mly1_public` tileset"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!env.out().exists(), "nothing written");
+
+    // Far from every image (southern and western hemispheres): empty tiles,
+    // nothing listed, a complete listing.
+    let empty = [-70.66, -33.46, -70.64, -33.44];
+    let (out, text) = fetch_into(
+        &env,
+        "empty",
+        &[
+            "--bbox",
+            &bbox_arg(empty),
+            "--dry-run",
+            "--enumerate",
+            "tiles",
+        ],
+    );
+    assert_eq!(summary_value(&text, "listed"), "0");
+    let rec = run_record(&out);
+    assert_eq!(rec["grids"][0]["listing"], "complete");
+    assert!(rec["totals"]["tiles"].as_u64().unwrap() >= 1);
+    assert_eq!(rec["totals"]["batch_calls"].as_u64(), Some(0));
 }
