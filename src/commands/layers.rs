@@ -1,7 +1,9 @@
 //! `mlyexport layers`: wiring only. Runs the EXIF pass, reads the folder on
-//! rayon (`layers::read`), builds the rows, sequences and coverage (pure
-//! modules), then writes each format to a temp name and renames it into place.
-//! Prints only through [`Reporter`]; never writes inside the input's grid folders.
+//! rayon (`layers::read`) while one thread writes the GeoPackage (every GDAL
+//! call on that thread, in one transaction), builds the sequences and coverage
+//! (pure modules), then writes each other format to a temp name and renames
+//! it into place. Prints only through [`Reporter`]; never writes inside the
+//! input's grid folders.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
