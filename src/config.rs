@@ -387,27 +387,15 @@ fn plan_from_area_args(
     Ok((plan, area))
 }
 
-/// Parses a distance such as `10m` or `0.5km` into metres.
+/// Parses a distance such as `10m` or `0.5km` into metres, at least `min`.
 pub fn parse_distance(s: &str, flag: &'static str, min: f64) -> Result<f64, ConfigError> {
-    let err = || ConfigError::Distance {
-        flag,
-        value: s.to_string(),
-        min,
-    };
-    let t = s.trim().to_ascii_lowercase();
-    let (num, scale) = if let Some(n) = t.strip_suffix("km") {
-        (n, 1000.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 1.0)
-    } else {
-        return Err(err());
-    };
-    let v: f64 = num.trim().parse().map_err(|_| err())?;
-    let m = v * scale;
-    if !m.is_finite() || m < min {
-        return Err(err());
-    }
-    Ok(m)
+    plan::parse_length_m(s)
+        .filter(|m| *m >= min)
+        .ok_or_else(|| ConfigError::Distance {
+            flag,
+            value: s.to_string(),
+            min,
+        })
 }
 
 /// Parses `YYYY-MM-DD` or an RFC 3339 datetime. A bare date as an upper

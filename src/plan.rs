@@ -146,25 +146,24 @@ pub fn parse_grid_spec(s: &str) -> Result<(u32, u32), PlanError> {
     Ok((c, r))
 }
 
-/// Parses a length such as `500m`, `2km` or `0.5 km` into metres.
+/// Parses a cell size such as `500m` or `2km` into metres (at least 10 m).
 pub fn parse_cell_size(s: &str) -> Result<f64, PlanError> {
+    parse_length_m(s)
+        .filter(|m| *m >= 10.0)
+        .ok_or_else(|| PlanError::CellSize(s.to_string()))
+}
+
+/// Parses a length with a unit, `500m`, `2km` or `0.5 km`, into metres.
+/// `None` when it is not a finite, positive length with `m` or `km`.
+pub fn parse_length_m(s: &str) -> Option<f64> {
     let t = s.trim().to_ascii_lowercase();
     let (num, scale) = if let Some(n) = t.strip_suffix("km") {
         (n, 1000.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 1.0)
     } else {
-        return Err(PlanError::CellSize(s.to_string()));
+        (t.strip_suffix('m')?, 1.0)
     };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| PlanError::CellSize(s.to_string()))?;
-    let m = v * scale;
-    if !m.is_finite() || m < 10.0 {
-        return Err(PlanError::CellSize(s.to_string()));
-    }
-    Ok(m)
+    let m = num.trim().parse::<f64>().ok()? * scale;
+    (m.is_finite() && m > 0.0).then_some(m)
 }
 
 /// Columns and rows of cells about `metres` on a side over `bbox`, measured

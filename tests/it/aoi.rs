@@ -24,12 +24,10 @@ const MULTI: &str = r#"{"type":"FeatureCollection","features":[
 /// kept when a box touching the polygon returns them; they are counted
 /// apart and tested in fetch.rs.)
 fn listing_ids(out: &Path) -> BTreeSet<u64> {
-    std::fs::read_to_string(out.join("listing.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    listing(out)
+        .iter()
         .filter(|v| !v["lon"].is_null())
-        .map(|v| v["id"].as_str().unwrap().parse().unwrap())
+        .map(id_of)
         .collect()
 }
 

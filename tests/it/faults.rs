@@ -188,8 +188,7 @@ fn dense_boxes_refused_by_the_api_are_split() {
     let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let truth = env.sim().world().indexed_truth(b, &TruthFilter::default());
-    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
-    assert_eq!(listing.lines().count(), truth.len());
+    assert_eq!(listing(&env.out()).len(), truth.len());
 }
 
 #[test]

@@ -109,8 +109,7 @@ fn lists_every_image_beyond_the_cap_exactly_once() {
     assert_eq!(rec["runs"][0]["outcome"], "complete");
     // The cap forced splitting: more searches than grids.
     assert!(rec["totals"]["search_calls"].as_u64().unwrap() > 6);
-    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
-    assert_eq!(listing.lines().count(), truth.len());
+    assert_eq!(listing(&env.out()).len(), truth.len());
 }
 
 #[test]
@@ -182,17 +181,7 @@ fn filters_match_the_ground_truth() {
         ..TruthFilter::default()
     };
     let truth = env.sim().world().indexed_truth(b, &filter);
-    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
-    let mut ids: Vec<u64> = listing
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let mut ids: Vec<u64> = listing(&env.out()).iter().map(id_of).collect();
     ids.sort_unstable();
     assert_eq!(ids, truth);
 }
@@ -287,7 +276,10 @@ fn rerunning_with_other_filters_is_refused() {
     let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run", "--pano", "only"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
-    assert!(err.contains(r#"--pano: was "include", now "only""#), "{err}");
+    assert!(
+        err.contains(r#"--pano: was "include", now "only""#),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,9 +300,8 @@ fn every_json_written_matches_its_schema() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_schema("run.schema.json", &run_record(&env.out()));
-    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
-    for line in listing.lines() {
-        assert_schema("listing.schema.json", &serde_json::from_str(line).unwrap());
+    for line in listing(&env.out()) {
+        assert_schema("listing.schema.json", &line);
     }
     let mut checked = 0;
     for f in all_files(&env.out()) {
@@ -341,12 +332,10 @@ fn images_without_a_position_are_kept_and_never_placed_at_0_0() {
         !no_pos.is_empty(),
         "the demo world has images without position"
     );
-    let listing = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
     let mut found = 0;
-    for line in listing.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in listing(&env.out()) {
         assert!(!(v["lon"] == 0.0 && v["lat"] == 0.0));
-        let id: u64 = v["id"].as_str().unwrap().parse().unwrap();
+        let id = id_of(&v);
         if no_pos.contains(&id) {
             assert!(v["lon"].is_null() && v["lat"].is_null());
             found += 1;

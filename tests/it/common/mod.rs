@@ -152,3 +152,20 @@ pub fn assert_schema(name: &str, doc: &Value) {
         .collect();
     assert!(errors.is_empty(), "{name}: {errors:#?}\n{doc:#}");
 }
+
+/// The lines of `<out>/listing.jsonl`, parsed.
+pub fn listing(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("listing.jsonl"))
+        .unwrap_or_else(|e| panic!("listing in {}: {e}", out.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// The id of a listing line or image JSON.
+pub fn id_of(v: &Value) -> u64 {
+    v["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("a string id")
+}
