@@ -831,3 +831,69 @@ fn layers_after_a_real_fetch_from_the_simulator() {
         assert!(env.out().join(&f).is_file(), "{f}");
     }
 }
+
+#[test]
+fn a_killed_run_never_leaves_a_half_written_geopackage() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("downloads");
+    let write_images = |from: u64, to: u64| {
+        fs::create_dir_all(root.join("g1")).unwrap();
+        for id in from..to {
+            let lat = 52.5 + id as f64 * 1e-6;
+            let v = image_json(
+                id,
+                "g1",
+                "s",
+                1_600_000_000_000 + id as i64,
+                13.4,
+                lat,
+                false,
+            );
+            fs::write(root.join(format!("g1/{id}.json")), v.to_string()).unwrap();
+        }
+    };
+    write_images(1, 501);
+    let out = layers(&root, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    write_images(501, 4001);
+
+    let gpkg = root.join("layers/mapillary.gpkg");
+    for delay_ms in [50, 200, 600] {
+        let mut child = StdCommand::new(assert_cmd::cargo::cargo_bin("mlyexport"))
+            .args(["layers", "--no-exif", "--quiet", "--input"])
+            .arg(&root)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Whenever it was killed, the GeoPackage in place is a whole one: the old or the new.
+        let n = Dataset::open(&gpkg)
+            .unwrap()
+            .layer_by_name("images")
+            .unwrap()
+            .feature_count();
+        assert!(
+            n == 500 || n == 4000,
+            "{n} images after a kill at {delay_ms} ms"
+        );
+    }
+    let out = layers(&root, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let n = Dataset::open(&gpkg)
+        .unwrap()
+        .layer_by_name("images")
+        .unwrap()
+        .feature_count();
+    assert_eq!(n, 4000);
+    let leftovers: Vec<_> = fs::read_dir(root.join("layers"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".mlyexport-tmp-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
