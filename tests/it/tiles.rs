@@ -455,3 +455,137 @@ fn a_wrong_tiles_url_is_an_error_and_an_empty_area_is_complete() {
     assert!(rec["totals"]["tiles"].as_u64().unwrap() >= 1);
     assert_eq!(rec["totals"]["batch_calls"].as_u64(), Some(0));
 }
+
+/// A minimal HTTP/1.1 server on loopback for cases the simulator cannot
+/// produce: answers each GET with `handler(path_and_query)`. Returns its root URL.
+fn serve(handler: impl Fn(&str) -> (u16, Vec<u8>) + Send + Sync + 'static) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let handler = std::sync::Arc::new(handler);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let handler = std::sync::Arc::clone(&handler);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).ok();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let path = first.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, body) = handler(&path);
+                let mut s = stream;
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                s.write_all(head.as_bytes()).ok();
+                s.write_all(&body).ok();
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn ids_missing_from_the_batch_answer_are_listing_failures() {
+    use mlysim::mvt::{LayerBuilder, Value as MvtValue};
+    let (x, y) = mlysim::tiles::tile_of(2.35, 48.865, 14);
+    let points: Vec<(u64, (i32, i32))> = vec![
+        (1001, (2000, 2000)),
+        (1002, (2100, 2000)),
+        (1003, (2000, 2100)),
+    ];
+    let mut layer = LayerBuilder::new("image", 4096);
+    for (i, (id, p)) in points.iter().enumerate() {
+        layer.add_point(
+            i as u64,
+            *p,
+            &[
+                ("id", MvtValue::Int(*id as i64)),
+                ("captured_at", MvtValue::Int(1_600_000_000_000)),
+                ("is_pano", MvtValue::Bool(false)),
+            ],
+        );
+    }
+    let mut tile = Vec::new();
+    layer.finish_into(&mut tile);
+    let objects: Vec<(u64, [f64; 2])> = points
+        .iter()
+        .map(|(id, p)| {
+            let ll = mlysim::tiles::tile_point_to_lonlat(14, x, y, f64::from(p.0), f64::from(p.1));
+            (*id, ll)
+        })
+        .collect();
+    let lookups = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&lookups);
+    let tile_path = format!("/maps/vtp/mly1_public/2/14/{x}/{y}");
+    let root = serve(move |path| {
+        if path.starts_with(&tile_path) {
+            return (200, tile.clone());
+        }
+        if path.starts_with("/maps/vtp/") {
+            return (200, Vec::new());
+        }
+        if path.contains("image_ids=") {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // 1002 is never returned (deleted since the tile was made, say).
+            let data: Vec<Value> = objects
+                .iter()
+                .filter(|(id, _)| *id != 1002)
+                .map(|(id, ll)| {
+                    serde_json::json!({"id": id.to_string(), "captured_at": 1_600_000_000_000_i64,
+                        "geometry": {"type": "Point", "coordinates": ll}})
+                })
+                .collect();
+            return (
+                200,
+                serde_json::to_vec(&serde_json::json!({ "data": data })).unwrap(),
+            );
+        }
+        (200, br#"{"data": []}"#.to_vec())
+    });
+    let env = TestEnv::new();
+    let t = mlysim::tiles::tile_bbox(14, x, y);
+    let b = [t[0] + 1e-4, t[1] + 1e-4, t[2] - 1e-4, t[3] - 1e-4];
+    let o = env
+        .cmd()
+        .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
+        .args([
+            "fetch",
+            "--bbox",
+            &bbox_arg(b),
+            "--dry-run",
+            "--enumerate",
+            "tiles",
+        ])
+        .args(["--api-url", &root, "--tiles-url", &root])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "partial: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(ids(&listing(&env.out())), BTreeSet::from([1001, 1003]));
+    let rec = run_record(&env.out());
+    let g = &rec["grids"][0];
+    assert_eq!(g["listing"], "failed");
+    let reason = g["failed_boxes"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("missing from the Graph API's image_ids answer") && reason.contains("1002"),
+        "{reason}"
+    );
+    assert_eq!(
+        lookups.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "asked once more before it counts as lost"
+    );
+    assert_eq!(summary_value(&stdout(&o), "failed grids"), "1 (1)");
+}
