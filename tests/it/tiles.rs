@@ -589,3 +589,38 @@ fn ids_missing_from_the_batch_answer_are_listing_failures() {
     );
     assert_eq!(summary_value(&stdout(&o), "failed grids"), "1 (1)");
 }
+
+#[test]
+fn a_tiles_fetch_downloads_every_image_once() {
+    let env = dense(3_000);
+    let b = [2.349, 48.864, 2.351, 48.866];
+    let tiles = env.sim().tiles_url();
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "2x2",
+        "--size",
+        "256",
+        "--enumerate",
+        "tiles",
+        "--tiles-url",
+        &tiles,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .ground_truth(b, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(truth.len() > 30, "{}", truth.len());
+    let got = downloaded_ids(&env.out());
+    assert!(got.values().all(|g| g.len() == 1), "each image in one grid");
+    assert_eq!(got.keys().copied().collect::<BTreeSet<u64>>(), truth);
+    let rec = run_record(&env.out());
+    assert_schema("run.schema.json", &rec);
+    assert_eq!(rec["runs"][0]["outcome"], "complete");
+    assert_eq!(env.sim().stats().token_in_query, 0);
+    assert_eq!(env.sim().stats().auth_header_on_cdn, 0);
+}
