@@ -61,9 +61,11 @@ pub struct GpsFix {
 /// with [`ExifTags::from_record`]. With a position, the whole GPS IFD is
 /// replaced, so no stale GPS tag of an earlier run or camera survives; any
 /// other field left `None` is not written and an existing value of its tag
-/// is kept. Also always written: ImageDescription and ImageUniqueID (the
-/// Mapillary id), Copyright ([`LICENCE`] and the creator), the pixel size of
-/// the file, and the tags EXIF requires of a JPEG when they are missing.
+/// is kept. Also always written: ImageUniqueID (the Mapillary id), Copyright
+/// ([`LICENCE`] and the creator) and the pixel size of the file; when
+/// missing: ImageDescription (`Mapillary image <id>`) and the tags EXIF
+/// requires of a JPEG; ExifVersion is raised to 0232 when it is older than
+/// the 0231 that OffsetTimeOriginal needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExifTags {
     pub id: ImageId,
@@ -140,7 +142,6 @@ impl ExifTags {
         };
         let r = |num, denom| Rational { num, denom };
         let mut f = vec![
-            ascii(Tag::ImageDescription, &self.description()),
             ascii(Tag::Copyright, &self.copyright()),
             ascii(Tag::ImageUniqueID, &self.id.to_string()),
         ];
@@ -389,6 +390,30 @@ fn build_tiff(
         ifd_num: In::PRIMARY,
         value,
     };
+    // A description already there (the camera's or the user's) is kept: the
+    // id is in ImageUniqueID anyway.
+    if !has(Tag::ImageDescription) {
+        let text = tags.description().into_bytes();
+        ours.push(field(Tag::ImageDescription, Value::Ascii(vec![text])));
+    }
+    // OffsetTimeOriginal exists from EXIF 2.31 on.
+    let old_version = old
+        .as_ref()
+        .and_then(|o| o.get_field(Tag::ExifVersion, In::PRIMARY))
+        .and_then(|f| match &f.value {
+            Value::Undefined(v, _) => Some(v.clone()),
+            _ => None,
+        });
+    if tags.local_time.is_some()
+        && old_version
+            .as_ref()
+            .is_some_and(|v| v.as_slice() < &b"0231"[..])
+    {
+        ours.push(field(
+            Tag::ExifVersion,
+            Value::Undefined(b"0232".to_vec(), 0),
+        ));
+    }
     ours.push(field(Tag::PixelXDimension, Value::Long(vec![size.0])));
     ours.push(field(Tag::PixelYDimension, Value::Long(vec![size.1])));
     let dpi72 = || Value::Rational(vec![Rational { num: 72, denom: 1 }]);
@@ -406,7 +431,7 @@ fn build_tiff(
         (Tag::ColorSpace, Value::Short(vec![1])),
     ];
     for (tag, value) in required {
-        if !has(tag) {
+        if !has(tag) && !ours.iter().any(|f| f.tag == tag) {
             ours.push(field(tag, value));
         }
     }
@@ -651,6 +676,16 @@ mod tests {
                 value: Value::Rational(vec![(300, 1).into()]),
             },
             Field {
+                tag: Tag::ImageDescription,
+                ifd_num: In::PRIMARY,
+                value: Value::Ascii(vec![b"Holiday".to_vec()]),
+            },
+            Field {
+                tag: Tag::ExifVersion,
+                ifd_num: In::PRIMARY,
+                value: Value::Undefined(b"0220".to_vec(), 0),
+            },
+            Field {
                 tag: Tag::ResolutionUnit,
                 ifd_num: In::PRIMARY,
                 value: Value::Short(vec![3]),
@@ -690,6 +725,16 @@ mod tests {
             "row 0 at right and column 0 at top"
         );
         assert_eq!(text(&e, Tag::Software), "OldCam 1.0");
+        assert_eq!(
+            text(&e, Tag::ImageDescription),
+            "Holiday",
+            "a description is kept"
+        );
+        assert_eq!(
+            text(&e, Tag::ExifVersion),
+            "2.32",
+            "raised for OffsetTimeOriginal"
+        );
         assert!((deg(&e, Tag::GPSLatitude) - 52.520_000_7).abs() < 1e-9);
         let off = e
             .get_field(Tag::JPEGInterchangeFormat, In::THUMBNAIL)
