@@ -190,10 +190,11 @@ pub fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
         Enumerate::Tiles => {
             needs.listing = count_tiles(&cfg.plan, aoi, budget, "--enumerate tiles")?;
         }
-        Enumerate::Search => {
+        Enumerate::Search if cfg.dry_run => {
             needs.if_tiles =
                 Some(plan_tiles(&cfg.plan, aoi, u64::from(budget)).map(|t| t.len() as u64));
         }
+        Enumerate::Search => {}
     }
     if cfg.audit {
         needs.audit = super::audit::tiles_needed(&cfg.plan, aoi);
@@ -401,7 +402,11 @@ pub async fn list_plan_tiles(
                             result: Ok(None),
                             fatal: None,
                         },
-                        Err(e @ ApiError::Auth { .. }) => Done::Tile {
+                        // A refused token, or the daily tile budget used up:
+                        // every other tile would fail the same way.
+                        Err(
+                            e @ (ApiError::Auth { .. } | ApiError::Rejected { status: 429, .. }),
+                        ) => Done::Tile {
                             k,
                             result: Err(e.to_string()),
                             fatal: Some(e),

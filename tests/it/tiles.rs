@@ -624,3 +624,32 @@ fn a_tiles_fetch_downloads_every_image_once() {
     assert_eq!(env.sim().stats().token_in_query, 0);
     assert_eq!(env.sim().stats().auth_header_on_cdn, 0);
 }
+
+#[test]
+fn the_api_daily_tile_budget_running_out_stops_the_listing() {
+    let env = TestEnv::with_sim(SimConfig {
+        world: WorldSpec::dense(2_000),
+        tiles_per_day: 3,
+        ..SimConfig::default()
+    });
+    let b = env.sim().world().spec().bbox;
+    let tiles = env.sim().tiles_url();
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--dry-run",
+        "--enumerate",
+        "tiles",
+        "--tiles-url",
+        &tiles,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("daily tile budget"), "{}", stderr(&o));
+    // It stops asking: no retry storm over the remaining tiles.
+    assert!(
+        env.sim().stats().tile_calls <= 3 + 8,
+        "{:?}",
+        env.sim().stats()
+    );
+    assert_eq!(run_record(&env.out())["runs"][0]["outcome"], "failed");
+}
