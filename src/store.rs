@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::{GridId, ImageId};
@@ -46,6 +47,10 @@ pub fn atomic_write_with(
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
+        .map_err(err)?;
+    // Like a file made with the usual umask (tempfile makes 0600).
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(err)?;
     let mut w = io::BufWriter::new(tmp);
     fill(&mut w).map_err(err)?;
