@@ -2,6 +2,7 @@
 //! CSV, JSON and Markdown renderings. Pure fold, bytes out: no file, GDAL or
 //! terminal access.
 
+use geo::{ChamberlainDuquetteArea, MultiPolygon};
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,10 @@ pub struct CellCoverage {
     pub grid: String,
     /// `[min_lon, min_lat, max_lon, max_lat]`.
     pub bbox: Option<Bbox>,
+    /// The cell clipped to the study-area polygon (`fetch --aoi`), when one
+    /// was used; the layers draw it instead of the box.
+    #[serde(skip)]
+    pub shape: Option<MultiPolygon<f64>>,
     /// Images the listing found (from the run record, or the listing file).
     pub listed: Option<u64>,
     /// Images whose metadata was read from disk.
@@ -136,12 +141,17 @@ fn finish(g: &GridInfo, mut acc: Acc, as_of: DateTime<Utc>) -> CellCoverage {
         track.sort_by_key(|&(t, id, _)| (t, id));
         gaps.extend(track.windows(2).map(|w| w[0].2.distance_m(w[1].2)));
     }
-    let area = g.bbox.map(|b| b.area_km2()).filter(|a| *a > 0.0);
+    let area = match &g.shape {
+        Some(shape) => Some(shape.chamberlain_duquette_unsigned_area() / 1e6),
+        None => g.bbox.map(|b| b.area_km2()),
+    }
+    .filter(|a| *a > 0.0);
     let to_time = |ms: Option<i64>| ms.and_then(DateTime::from_timestamp_millis);
     let last = to_time(acc.last);
     CellCoverage {
         grid: g.grid.clone(),
         bbox: g.bbox,
+        shape: g.shape.clone(),
         listed: g.listed,
         downloaded: acc.downloaded,
         failed: g.failed,
@@ -317,6 +327,7 @@ mod tests {
         GridInfo {
             grid: name.into(),
             bbox,
+            shape: None,
             listing: "complete",
             listed: Some(5),
             failed: Some(1),

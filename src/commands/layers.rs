@@ -5,6 +5,7 @@
 //! it into place. Prints only through [`Reporter`]; never writes inside the
 //! input's grid folders.
 
+use crate::aoi::Aoi;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -229,6 +230,18 @@ fn listing_name(c: Completeness) -> &'static str {
     }
 }
 
+/// The study-area polygon a run record keeps (GeoJSON), when it parses.
+fn aoi_of(geometry: &serde_json::Value) -> Option<Aoi> {
+    let g = geojson::Geometry::from_json_value(geometry.clone()).ok()?;
+    let shape: geo::Geometry<f64> = g.value.try_into().ok()?;
+    let mp = match shape {
+        geo::Geometry::MultiPolygon(mp) => mp,
+        geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
+        _ => return None,
+    };
+    Aoi::new(mp, "run record".into()).ok()
+}
+
 /// The grid cells: the run record's, in grid order, then any folder found on
 /// disk but not in the record (its box is the extent of its images).
 fn grid_infos(
@@ -240,11 +253,18 @@ fn grid_infos(
 ) -> Vec<GridInfo> {
     let mut infos: Vec<GridInfo> = record
         .map(|r| {
+            let aoi = r
+                .request
+                .area
+                .aoi
+                .as_ref()
+                .and_then(|a| aoi_of(&a.geometry));
             r.grids
                 .iter()
                 .map(|g| GridInfo {
                     grid: g.grid.clone(),
                     bbox: Some(g.bbox),
+                    shape: aoi.as_ref().map(|a| a.clip_box(&g.bbox)),
                     listing: listing_name(g.listing),
                     listed: Some(g.listed),
                     failed: Some(g.failed),
@@ -267,6 +287,7 @@ fn grid_infos(
         .map(|(g, points)| GridInfo {
             grid: g.to_string(),
             bbox: extent(points.into_iter()),
+            shape: None,
             listing: "unknown",
             listed: listing.and_then(|l| l.get(g).copied()),
             failed: (!legacy && record.is_some()).then_some(0),

@@ -133,14 +133,28 @@ pub fn grid_cells(set: &LayerSet) -> Vec<u8> {
 /// Streams `grid_cells.geojson` into `w`.
 pub fn write_grid_cells<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set.cells.iter().map(|c| {
-        let geometry = c.bbox.map_or(Value::Null, |b| {
-            let ring: Vec<Value> = b
-                .ring()
-                .iter()
-                .map(|&[x, y]| json!([round_coord(x), round_coord(y)]))
-                .collect();
-            json!({"type": "Polygon", "coordinates": [ring]})
-        });
+        let rings = |p: &geo::Polygon<f64>| -> Vec<Value> {
+            std::iter::once(p.exterior())
+                .chain(p.interiors())
+                .map(|r| {
+                    let pts: Vec<Value> = r
+                        .coords()
+                        .map(|c| json!([round_coord(c.x), round_coord(c.y)]))
+                        .collect();
+                    Value::Array(pts)
+                })
+                .collect()
+        };
+        let geometry = match super::cell_shape(c) {
+            None => Value::Null,
+            Some(mp) if c.shape.is_none() && mp.0.len() == 1 => {
+                json!({"type": "Polygon", "coordinates": rings(&mp.0[0])})
+            }
+            Some(mp) => {
+                let polys: Vec<Value> = mp.0.iter().map(|p| Value::Array(rings(p))).collect();
+                json!({"type": "MultiPolygon", "coordinates": polys})
+            }
+        };
         let mut props = serde_json::to_value(c).unwrap_or(Value::Null);
         if let Some(m) = props.as_object_mut() {
             m.remove("bbox");
@@ -182,6 +196,7 @@ pub(crate) mod tests {
         let grids = [GridInfo {
             grid: "g1".into(),
             bbox: Bbox::new(13.3, 52.4, 13.5, 52.6).ok(),
+            shape: None,
             listing: "complete",
             listed: Some(3),
             failed: Some(0),

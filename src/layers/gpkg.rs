@@ -311,6 +311,26 @@ impl Feat {
             gdal_sys::OGR_F_SetGeometryDirectly(self.0, g);
         }
     }
+    /// Sets a MultiPolygon geometry: each polygon's exterior ring first
+    /// (counter-clockwise), then its holes.
+    fn multipolygon(&mut self, mp: &geo::MultiPolygon<f64>) {
+        // SAFETY: as in `geometry`: OGR takes ownership of each new part.
+        unsafe {
+            let multi = gdal_sys::OGR_G_CreateGeometry(OGRwkbGeometryType::wkbMultiPolygon);
+            for poly in &mp.0 {
+                let g = gdal_sys::OGR_G_CreateGeometry(OGRwkbGeometryType::wkbPolygon);
+                for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
+                    let r = gdal_sys::OGR_G_CreateGeometry(OGRwkbGeometryType::wkbLinearRing);
+                    for c in ring.coords() {
+                        gdal_sys::OGR_G_AddPoint_2D(r, round_coord(c.x), round_coord(c.y));
+                    }
+                    gdal_sys::OGR_G_AddGeometryDirectly(g, r);
+                }
+                gdal_sys::OGR_G_AddGeometryDirectly(multi, g);
+            }
+            gdal_sys::OGR_F_SetGeometryDirectly(self.0, multi);
+        }
+    }
     fn insert(
         self,
         w: &Writer<'_>,
@@ -425,7 +445,7 @@ impl GpkgWriter {
         let cells = w.layer(
             &mut ds,
             "grid_cells",
-            OGRwkbGeometryType::wkbPolygon,
+            OGRwkbGeometryType::wkbMultiPolygon,
             &srs,
             CELL_COLS,
             &strs(&cells_o),
@@ -542,13 +562,8 @@ impl GpkgWriter {
             f.real(14, c.area_km2);
             f.real(15, c.images_per_km2);
             f.real(16, c.median_spacing_m);
-            if let Some(b) = c.bbox {
-                let ring: Vec<LonLat> = b
-                    .ring()
-                    .iter()
-                    .filter_map(|&[x, y]| LonLat::new(x, y))
-                    .collect();
-                f.geometry(OGRwkbGeometryType::wkbPolygon, &ring);
+            if let Some(shape) = super::cell_shape(c) {
+                f.multipolygon(&shape);
             }
             f.insert(&w, self.cells, "insert a grid cell")?;
         }

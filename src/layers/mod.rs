@@ -262,6 +262,8 @@ pub struct GridInfo {
     pub grid: String,
     /// The cell's box; `None` when unknown (no run record and no positioned image).
     pub bbox: Option<Bbox>,
+    /// The box clipped to the study-area polygon, when `fetch --aoi` was used.
+    pub shape: Option<geo::MultiPolygon<f64>>,
     /// `complete`, `truncated`, `failed`, `pending`, or `unknown` without a run record.
     pub listing: &'static str,
     pub listed: Option<u64>,
@@ -350,6 +352,21 @@ pub fn extent(points: impl Iterator<Item = LonLat>) -> Option<Bbox> {
     }
     let [a, b2, c, d] = b?;
     Bbox::new(a, b2, c, d).ok()
+}
+
+/// A cell's drawn shape: its AOI-clipped polygon, else its box;
+/// exterior rings counter-clockwise, holes clockwise (RFC 7946 / OGC).
+pub fn cell_shape(c: &crate::coverage::CellCoverage) -> Option<geo::MultiPolygon<f64>> {
+    use geo::orient::{Direction, Orient};
+    let shape = match (&c.shape, c.bbox) {
+        (Some(s), _) => s.clone(),
+        (None, Some(b)) => {
+            let ring: Vec<(f64, f64)> = b.ring().iter().map(|&[x, y]| (x, y)).collect();
+            geo::MultiPolygon(vec![geo::Polygon::new(ring.into(), vec![])])
+        }
+        (None, None) => return None,
+    };
+    Some(shape.orient(Direction::Default))
 }
 
 #[cfg(test)]

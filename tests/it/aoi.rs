@@ -257,3 +257,88 @@ fn thinning_keeps_spacing_along_sequences_and_is_repeatable() {
         first
     );
 }
+
+#[test]
+fn layers_draw_grid_cells_clipped_to_the_polygon_with_areas_to_match() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
+    let o = env.fetch(&["--aoi", "area.geojson", "--grid", "2x2", "--size", "256"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = env
+        .cmd()
+        .args([
+            "layers",
+            "--no-exif",
+            "--format",
+            "gpkg,geojson",
+            "--as-of",
+            "2026-01-01",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let layers = env.out().join("layers");
+    let cells = read_json(&layers.join("grid_cells.geojson"));
+    let features = cells["features"].as_array().unwrap();
+    assert_eq!(features.len(), 4);
+    let mut with_hole = 0;
+    for f in features {
+        assert_eq!(f["geometry"]["type"], "MultiPolygon");
+        let polys = f["geometry"]["coordinates"].as_array().unwrap();
+        with_hole += polys
+            .iter()
+            .filter(|p| p.as_array().unwrap().len() > 1)
+            .count();
+        // Every vertex lies inside the polygon's box: the cell is clipped.
+        for ring in polys.iter().flat_map(|p| p.as_array().unwrap()) {
+            for pt in ring.as_array().unwrap() {
+                let (x, y) = (pt[0].as_f64().unwrap(), pt[1].as_f64().unwrap());
+                assert!(
+                    (8.522..=8.540).contains(&x) && (47.362..=47.378).contains(&y),
+                    "{x},{y}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        with_hole, 0,
+        "the hole sits on the cells' shared corner, so it is cut into notches"
+    );
+    // Areas: the four clipped cells add up to the polygon's area (ring minus hole), not the boxes'.
+    let coverage = read_json(&layers.join("coverage.json"));
+    let total: f64 = coverage["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["area_km2"].as_f64().unwrap())
+        .sum();
+    let ring_km2 = mlyexport::model::Bbox::new(8.522, 47.362, 8.540, 47.378)
+        .unwrap()
+        .area_km2();
+    let hole_km2 = mlyexport::model::Bbox::new(8.5300, 47.3700, 8.5310, 47.3710)
+        .unwrap()
+        .area_km2();
+    assert!(
+        (total - (ring_km2 - hole_km2)).abs() / total < 0.01,
+        "{total} vs {}",
+        ring_km2 - hole_km2
+    );
+    // The GeoPackage takes the same shapes and stays valid.
+    let ds = gdal::Dataset::open(layers.join("mapillary.gpkg")).unwrap();
+    use gdal::vector::LayerAccess;
+    let mut layer = ds.layer_by_name("grid_cells").unwrap();
+    assert_eq!(layer.feature_count(), 4);
+    for f in layer.features() {
+        assert_eq!(f.geometry().unwrap().geometry_name(), "MULTIPOLYGON");
+    }
+    let v = std::process::Command::new("/usr/bin/python3")
+        .args(["-m", "osgeo_utils.samples.validate_gpkg"])
+        .arg(layers.join("mapillary.gpkg"))
+        .output()
+        .expect("python3 runs");
+    assert!(
+        v.status.success(),
+        "validate_gpkg: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+}
