@@ -3,6 +3,15 @@
 //! reading and decoding them, filtering on what they carry, then batched
 //! Graph lookups (`/images?image_ids=`) of the kept ids, each object judged by
 //! the shared `Selector`. Network through `api` only; no files, no printing.
+//!
+//! Search or tiles? Measured on the simulator (`scripts/bench-tiles.sh`):
+//! search needs fewer calls where boxes can hold up to the cap (one answer
+//! carries up to 2,000 full records, a batch 100), so it is the better
+//! default. Tiles win where the API refuses dense boxes ("reduce the amount
+//! of data") and search must split deep, and they cannot be truncated: a
+//! tiles listing is complete unless a call failed. Tiles never list images
+//! without a position, and the computed tileset leaves out images without a
+//! computed position (search places those by their original one).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -502,9 +511,11 @@ pub async fn list_plan_tiles(
                 }
                 // Failures grouped by tile, so one bad batch is a few entries.
                 let mut lost: HashMap<usize, (Vec<ImageId>, Vec<usize>)> = HashMap::new();
+                let mut touched: Vec<usize> = Vec::new();
                 for c in batch {
                     let cands = candidates(c.tile, c.position);
                     let first = cands[0];
+                    push_grid(&mut touched, first);
                     let gone = if failed.is_err() {
                         true
                     } else if let Some(object) = objects.remove(&c.id) {
@@ -553,7 +564,7 @@ pub async fn list_plan_tiles(
                     };
                     fail(&mut grids, k, &gis, reason);
                 }
-                for gi in 0..n {
+                for gi in touched {
                     finish(gi, &mut grids, &open_tiles, &open_ids);
                 }
             }
