@@ -666,3 +666,71 @@ fn the_api_daily_tile_budget_running_out_stops_the_listing() {
     );
     assert_eq!(run_record(&env.out())["runs"][0]["outcome"], "failed");
 }
+
+#[test]
+fn audit_with_computed_tiles_and_a_tiles_listing() {
+    let env = dense(4_000);
+    let (out, _) = fetch_into(
+        &env,
+        "out",
+        &[
+            "--bbox",
+            &bbox_arg(HOT),
+            "--dry-run",
+            "--enumerate",
+            "tiles",
+            "--position",
+            "computed",
+            "--audit",
+        ],
+    );
+    let audit = read_json(&out.join("audit.json"));
+    assert_schema("audit.schema.json", &audit);
+    assert_eq!(audit["position"], "computed");
+    assert_eq!(audit["tileset"], "mly1_computed_public");
+    let t = &audit["totals"];
+    assert_eq!(t["only_search"].as_u64(), Some(0), "{audit:#}");
+    // Tiles may find more: search asks by original GPS in the box widened by
+    // 0.0002 degrees, so an image whose computed position is inside but whose
+    // GPS is farther out (the world's grid-snapped images are 30-50 m off) is
+    // only in the computed tiles. The audit reports exactly those.
+    for b in audit["boxes"].as_array().unwrap() {
+        let bb: Vec<f64> = serde_json::from_value(b["bbox"].clone()).unwrap();
+        for id in b["only_tiles"].as_array().unwrap() {
+            let id: u64 = id.as_str().unwrap().parse().unwrap();
+            let g = env.sim().world().get(id).unwrap().geometry.unwrap();
+            let m = 0.0002;
+            let near =
+                g[0] >= bb[0] - m && g[0] <= bb[2] + m && g[1] >= bb[1] - m && g[1] <= bb[3] + m;
+            assert!(
+                !near,
+                "image {id} at {g:?} should have been found by search in {bb:?}"
+            );
+        }
+    }
+    // Images without a computed position are listed apart, each one really without it.
+    for b in audit["boxes"].as_array().unwrap() {
+        for id in b["search_without_computed_position"].as_array().unwrap() {
+            let id: u64 = id.as_str().unwrap().parse().unwrap();
+            assert!(
+                env.sim()
+                    .world()
+                    .get(id)
+                    .unwrap()
+                    .computed_geometry
+                    .is_none()
+            );
+        }
+    }
+    // The run's counts leave the audit's calls out.
+    let c = &run_record(&out)["totals"];
+    assert_eq!(
+        c["tile_calls"].as_u64().unwrap(),
+        c["tiles"].as_u64().unwrap() + 1
+    );
+    let sim_tiles = env.sim().stats().tile_calls;
+    assert_eq!(
+        sim_tiles,
+        c["tile_calls"].as_u64().unwrap() + t["tile_calls"].as_u64().unwrap()
+    );
+}
