@@ -658,6 +658,36 @@ mod tests {
     }
 
     #[test]
+    fn tiles_outside_the_aoi_are_not_read() {
+        // A triangle over the west part of an area four tiles wide.
+        let area = bbox(2.30, 48.85, 2.39, 48.86);
+        let p = Plan::single(area);
+        let all = plan_tiles(&p, None, 1000).unwrap();
+        let tri = geo::MultiPolygon(vec![geo::Polygon::new(
+            geo::LineString::from(vec![
+                (2.30, 48.85),
+                (2.32, 48.85),
+                (2.30, 48.86),
+                (2.30, 48.85),
+            ]),
+            vec![],
+        )]);
+        let aoi = Aoi::new(tri, "test".into()).unwrap();
+        let some = plan_tiles(&p, Some(&aoi), 1000).unwrap();
+        assert!(
+            !some.is_empty() && some.len() < all.len(),
+            "{} of {}",
+            some.len(),
+            all.len()
+        );
+        for t in &some {
+            assert!(aoi.intersects_box(&t.id.bbox()), "{}", t.id);
+        }
+        let east = TileId::of(LonLat::new(2.385, 48.855).unwrap(), 14);
+        assert!(some.iter().all(|t| t.id != east));
+    }
+
+    #[test]
     fn tile_filters() {
         let f = Filters {
             since: Some("2020-01-01T00:00:00Z".parse().unwrap()),
