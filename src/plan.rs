@@ -226,12 +226,13 @@ pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
     Ok(out)
 }
 
-/// Splits a box into quarters until each is under the API's area limit.
-pub fn initial_boxes(bbox: Bbox) -> Vec<Bbox> {
+/// Splits a box into quarters until each, widened by `margin_deg` on every
+/// side (as it will be searched), is under the API's area limit.
+pub fn initial_boxes(bbox: Bbox, margin_deg: f64) -> Vec<Bbox> {
     let mut out = Vec::new();
     let mut todo = vec![bbox];
     while let Some(b) = todo.pop() {
-        if b.area_deg2() >= MAX_SEARCH_AREA_DEG2 {
+        if b.expanded(margin_deg).area_deg2() >= MAX_SEARCH_AREA_DEG2 {
             todo.extend(b.quarters());
         } else {
             out.push(b);
@@ -309,9 +310,15 @@ mod tests {
 
     #[test]
     fn big_boxes_are_split_below_the_area_limit() {
-        let boxes = initial_boxes(bb("0,0,0.3,0.2"));
+        let boxes = initial_boxes(bb("0,0,0.3,0.2"), 0.0);
         assert!(boxes.iter().all(|b| b.area_deg2() < MAX_SEARCH_AREA_DEG2));
         let total: f64 = boxes.iter().map(Bbox::area_deg2).sum();
         assert!((total - 0.06).abs() < 1e-9);
+        let widened = initial_boxes(bb("0,0,0.1,0.099"), 0.001);
+        assert!(
+            widened
+                .iter()
+                .all(|b| b.expanded(0.001).area_deg2() < MAX_SEARCH_AREA_DEG2)
+        );
     }
 }

@@ -172,7 +172,7 @@ impl<'a> Selector<'a> {
     pub fn search_margin(&self) -> f64 {
         match self.position {
             PositionSource::Original => 0.0,
-            PositionSource::Computed => 0.0002,
+            PositionSource::Computed => 0.001,
         }
     }
 
@@ -235,7 +235,7 @@ pub async fn list_plan(
     let mut open = vec![0usize; plan.grids().len()];
     let mut queue: VecDeque<(usize, Bbox)> = VecDeque::new();
     for (i, g) in plan.grids().iter().enumerate() {
-        for b in plan::initial_boxes(g.bbox)
+        for b in plan::initial_boxes(g.bbox, margin)
             .into_iter()
             .filter(|b| sel.wants_box(b))
         {
