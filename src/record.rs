@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::model::{ImageId, LonLat, PositionSource};
@@ -108,75 +109,142 @@ pub struct ImageRecord {
 /// Why a JSON object is not an image record.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("not a JSON object")]
-    NotObject,
+    #[error("not a JSON object ({0})")]
+    NotObject(#[source] serde_json::Error),
     #[error("missing or invalid `id` ({0})")]
     Id(String),
 }
 
-impl ImageRecord {
-    /// Parses one image object. Only `id` is required; every other field is
-    /// read defensively (wrong types count as absent).
-    pub fn from_value(v: &Value) -> Result<Self, RecordError> {
-        Self::from_map(v.as_object().ok_or(RecordError::NotObject)?)
-    }
+/// The fields mlyexport reads, borrowed from the JSON text unparsed; each is
+/// then parsed on its own, so a field of the wrong type counts as absent
+/// instead of failing the record. Other fields are skipped.
+#[derive(Deserialize)]
+struct RawFields<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    captured_at: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    geometry: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    computed_geometry: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    compass_angle: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    computed_compass_angle: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    altitude: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    computed_altitude: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    sequence: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    is_pano: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    camera_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    make: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    creator: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    organization: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    width: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    height: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "mlyexport")]
+    tool: Option<&'a RawValue>,
+}
 
-    /// Parses one image object given as a map (see [`ImageRecord::from_value`]).
-    pub fn from_map(obj: &Map<String, Value>) -> Result<Self, RecordError> {
-        let id = match obj.get("id") {
-            Some(Value::String(s)) => s.parse::<ImageId>().ok(),
-            Some(Value::Number(n)) => n.as_u64().and_then(ImageId::new),
-            _ => None,
+#[derive(Deserialize)]
+struct RawCreator<'a> {
+    #[serde(borrow, default)]
+    username: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawPoint {
+    coordinates: Vec<f64>,
+}
+
+impl ImageRecord {
+    /// Parses one image object from JSON text. Only `id` is required; every
+    /// other field is read defensively (wrong types count as absent).
+    pub fn from_slice(json: &[u8]) -> Result<Self, RecordError> {
+        // serde would also accept an array for a struct: only objects are records.
+        if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(RecordError::NotObject(serde::de::Error::custom(
+                "not an object",
+            )));
         }
-        .ok_or_else(|| RecordError::Id(obj.get("id").map(|v| v.to_string()).unwrap_or_default()))?;
+        let raw: RawFields<'_> = serde_json::from_slice(json).map_err(RecordError::NotObject)?;
+        let id = raw
+            .id
+            .and_then(|r| match serde_json::from_str::<Value>(r.get()).ok()? {
+                Value::String(s) => s.parse::<ImageId>().ok(),
+                Value::Number(n) => n.as_u64().and_then(ImageId::new),
+                _ => None,
+            })
+            .ok_or_else(|| {
+                RecordError::Id(raw.id.map(|r| r.get().to_string()).unwrap_or_default())
+            })?;
 
         let mut warnings = Vec::new();
-        let altitude = obj.get("altitude").and_then(Value::as_f64).and_then(|a| {
+        let altitude = num(raw.altitude).and_then(|a| {
             let (fixed, wrapped) = repair_altitude(a);
             if wrapped {
                 warnings.push("altitude_unsigned_wrapped".to_string());
             }
             fixed
         });
-        let computed_altitude = obj
-            .get("computed_altitude")
-            .and_then(Value::as_f64)
-            .and_then(|a| repair_altitude(a).0);
-        let download = obj
-            .get(TOOL_KEY)
-            .and_then(|d| serde_json::from_value::<DownloadInfo>(d.clone()).ok());
-        let creator = obj.get("creator").and_then(Value::as_object);
-        let rec = ImageRecord {
+        let creator = raw
+            .creator
+            .and_then(|r| serde_json::from_str::<RawCreator<'_>>(r.get()).ok());
+        Ok(ImageRecord {
             id,
-            captured_at: obj.get("captured_at").and_then(parse_time),
-            original_position: obj.get("geometry").and_then(parse_point),
-            computed_position: obj.get("computed_geometry").and_then(parse_point),
-            compass_angle: obj.get("compass_angle").and_then(parse_angle),
-            computed_compass_angle: obj.get("computed_compass_angle").and_then(parse_angle),
+            captured_at: raw
+                .captured_at
+                .and_then(|r| parse_time(&serde_json::from_str(r.get()).ok()?)),
+            original_position: point(raw.geometry),
+            computed_position: point(raw.computed_geometry),
+            compass_angle: num(raw.compass_angle).and_then(angle),
+            computed_compass_angle: num(raw.computed_compass_angle).and_then(angle),
             altitude,
-            computed_altitude,
-            sequence: str_field(obj, "sequence"),
-            is_pano: obj.get("is_pano").and_then(Value::as_bool),
-            camera_type: str_field(obj, "camera_type"),
-            make: str_field(obj, "make"),
-            model: str_field(obj, "model"),
-            creator_username: creator.and_then(|c| str_field(c, "username")),
-            creator_id: creator.and_then(|c| id_like(c.get("id")?)),
-            organization_id: obj
-                .get("organization")
-                .and_then(|o| id_like(o.get("id").unwrap_or(o))),
-            width: obj
-                .get("width")
-                .and_then(Value::as_u64)
-                .and_then(|w| u32::try_from(w).ok()),
-            height: obj
-                .get("height")
-                .and_then(Value::as_u64)
-                .and_then(|w| u32::try_from(w).ok()),
-            download,
+            computed_altitude: num(raw.computed_altitude).and_then(|a| repair_altitude(a).0),
+            sequence: text(raw.sequence),
+            is_pano: raw.is_pano.and_then(|r| serde_json::from_str(r.get()).ok()),
+            camera_type: text(raw.camera_type),
+            make: text(raw.make),
+            model: text(raw.model),
+            creator_username: creator.as_ref().and_then(|c| text(c.username)),
+            creator_id: creator
+                .as_ref()
+                .and_then(|c| id_like(&serde_json::from_str(c.id?.get()).ok()?)),
+            organization_id: raw.organization.and_then(|r| {
+                let v: Value = serde_json::from_str(r.get()).ok()?;
+                id_like(v.get("id").unwrap_or(&v))
+            }),
+            width: num_u32(raw.width),
+            height: num_u32(raw.height),
+            download: raw
+                .tool
+                .and_then(|r| serde_json::from_str::<DownloadInfo>(r.get()).ok()),
             warnings,
-        };
-        Ok(rec)
+        })
+    }
+
+    /// Parses one image object (see [`ImageRecord::from_slice`]).
+    pub fn from_value(v: &Value) -> Result<Self, RecordError> {
+        Self::from_slice(&serde_json::to_vec(v).unwrap_or_default())
+    }
+
+    /// Parses one image object given as a map (see [`ImageRecord::from_slice`]).
+    pub fn from_map(obj: &Map<String, Value>) -> Result<Self, RecordError> {
+        Self::from_slice(&serde_json::to_vec(obj).unwrap_or_default())
     }
 
     /// The position to use: the preferred source, falling back to the other.
@@ -245,25 +313,32 @@ fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     }
 }
 
-fn parse_point(v: &Value) -> Option<LonLat> {
-    let c = v.get("coordinates")?.as_array()?;
-    if c.len() < 2 {
-        return None;
+fn num(r: Option<&RawValue>) -> Option<f64> {
+    serde_json::from_str::<f64>(r?.get())
+        .ok()
+        .filter(|v| v.is_finite())
+}
+
+fn num_u32(r: Option<&RawValue>) -> Option<u32> {
+    u32::try_from(serde_json::from_str::<u64>(r?.get()).ok()?).ok()
+}
+
+fn text(r: Option<&RawValue>) -> Option<String> {
+    let s: String = serde_json::from_str(r?.get()).ok()?;
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn point(r: Option<&RawValue>) -> Option<LonLat> {
+    let p: RawPoint = serde_json::from_str(r?.get()).ok()?;
+    match p.coordinates[..] {
+        [lon, lat, ..] => LonLat::new(lon, lat),
+        _ => None,
     }
-    LonLat::new(c[0].as_f64()?, c[1].as_f64()?)
 }
 
-fn parse_angle(v: &Value) -> Option<f64> {
-    let a = v.as_f64()?;
+fn angle(a: f64) -> Option<f64> {
     a.is_finite().then(|| a.rem_euclid(360.0))
-}
-
-fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
-    obj.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 fn id_like(v: &Value) -> Option<String> {

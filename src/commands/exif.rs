@@ -15,7 +15,7 @@ use crate::ExitStatus;
 use crate::cli::ExifArgs;
 use crate::exif::{self, ExifTags, TimeZones, XmpOutcome};
 use crate::model::PositionSource;
-use crate::record::ImageRecord;
+use crate::record::{ImageRecord, RecordError};
 use crate::report::Reporter;
 use crate::store::{self, FoundImage};
 
@@ -211,10 +211,10 @@ fn embed_one(f: &FoundImage, prefer: PositionSource, zones: &TimeZones) -> Resul
         reason,
     };
     let text = fs::read(&f.json).map_err(|e| skip(&f.json, format!("cannot read it: {e}")))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| skip(&f.json, format!("not valid JSON: {e}")))?;
-    let rec = ImageRecord::from_value(&value)
-        .map_err(|e| skip(&f.json, format!("not an image record: {e}")))?;
+    let rec = ImageRecord::from_slice(&text).map_err(|e| match e {
+        RecordError::NotObject(e) => skip(&f.json, format!("not valid JSON: {e}")),
+        e => skip(&f.json, format!("not an image record: {e}")),
+    })?;
     if rec.id != f.id {
         return Err(skip(
             &f.json,

@@ -184,17 +184,36 @@ impl<'a> Selector<'a> {
     /// Judges one API image object returned for grid `gi`'s box `b`.
     /// Returns `None` for an image that is outside, owned by another grid,
     /// filtered out, already seen, or not an image object.
-    pub fn accept(&mut self, gi: usize, b: &Bbox, mut object: Map<String, Value>) -> Option<Found> {
+    pub fn accept(&mut self, gi: usize, b: &Bbox, object: Map<String, Value>) -> Option<Found> {
         let record = ImageRecord::from_map(&object).ok()?;
+        self.decide(gi, b, record, || Some(object))
+    }
+
+    /// Like [`Selector::accept`], for an object as JSON text: the full map is
+    /// built only for an image that is kept.
+    pub fn accept_json(&mut self, gi: usize, b: &Bbox, json: &str) -> Option<Found> {
+        let record = ImageRecord::from_slice(json.as_bytes()).ok()?;
+        self.decide(gi, b, record, || serde_json::from_str(json).ok())
+    }
+
+    fn decide(
+        &mut self,
+        gi: usize,
+        b: &Bbox,
+        record: ImageRecord,
+        object: impl FnOnce() -> Option<Map<String, Value>>,
+    ) -> Option<Found> {
         let owner = match record.position(self.position).map(|(p, _)| p) {
             Some(p) if !b.contains_closed(p) => return None,
             Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => return None,
             Some(p) => self.plan.owner(p)?,
             None => gi,
         };
-        if owner != gi || !passes(self.filters, &record) || !self.seen.insert(record.id) {
+        if owner != gi || !passes(self.filters, &record) || self.seen.contains(&record.id) {
             return None;
         }
+        let mut object = object()?;
+        self.seen.insert(record.id);
         let url = wire::take_thumb_url(&mut object, self.size.url_field());
         Some(Found {
             grid: gi,
@@ -286,11 +305,7 @@ pub async fn list_plan(
                     grids[gi].truncated_boxes.push(b);
                 }
                 for item in items {
-                    let Ok(object) = serde_json::from_str::<Map<String, Value>>(item.get()) else {
-                        progress.malformed.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    if let Some(found) = sel.accept(gi, &b, object) {
+                    if let Some(found) = sel.accept_json(gi, &b, item.get()) {
                         grids[gi].listed += 1;
                         progress.listed.fetch_add(1, Ordering::Relaxed);
                         sink(found);

@@ -532,15 +532,16 @@ async fn preflight(client: &Client, plan: &Plan) -> Result<(), FetchError> {
     }
 }
 
-fn read_object(scratch: &File, offset: u64, len: u32) -> Map<String, Value> {
+fn read_raw(scratch: &File, offset: u64, len: u32) -> Vec<u8> {
     let mut buf = vec![0u8; len as usize];
     match scratch.read_exact_at(&mut buf, offset) {
-        Ok(()) => match serde_json::from_slice(&buf) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        },
-        Err(_) => Map::new(),
+        Ok(()) => buf,
+        Err(_) => Vec::new(),
     }
+}
+
+fn read_object(scratch: &File, offset: u64, len: u32) -> Map<String, Value> {
+    serde_json::from_slice(&read_raw(scratch, offset, len)).unwrap_or_default()
 }
 
 /// A rough size of one image: measured averages per rendition; originals by
@@ -592,7 +593,7 @@ fn write_listing(
 ) -> Result<(), FetchError> {
     store::atomic_write_with(&out.join(LISTING_FILE), |w| {
         for l in listed {
-            let rec = ImageRecord::from_map(&read_object(scratch, l.offset, l.len)).ok();
+            let rec = ImageRecord::from_slice(&read_raw(scratch, l.offset, l.len)).ok();
             let pos = rec
                 .as_ref()
                 .and_then(|r| r.original_position.or(r.computed_position));

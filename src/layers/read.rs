@@ -175,13 +175,15 @@ pub fn read_record(path: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|source| ReadError::Json {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let rec = ImageRecord::from_value(&v).map_err(|source| ReadError::Record {
-        path: path.to_path_buf(),
-        source,
+    let rec = ImageRecord::from_slice(&bytes).map_err(|e| match e {
+        RecordError::NotObject(source) => ReadError::Json {
+            path: path.to_path_buf(),
+            source,
+        },
+        source => ReadError::Record {
+            path: path.to_path_buf(),
+            source,
+        },
     })?;
     if rec.id != id {
         return Err(ReadError::IdMismatch {
