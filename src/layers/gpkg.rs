@@ -3,7 +3,7 @@
 //! Writes only the path it is given (the caller renames it into place); no
 //! threads, no terminal, no other files.
 
-use std::ffi::{CString, c_int};
+use std::ffi::{CStr, CString, c_int};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -331,6 +331,33 @@ impl Feat {
             gdal_sys::OGR_F_SetGeometryDirectly(self.0, multi);
         }
     }
+    /// Unsets the first `n` fields and the FID, so the feature can be reused.
+    fn clear(&mut self, n: usize) {
+        // SAFETY: valid feature; indexes below the field count.
+        unsafe {
+            for i in 0..n {
+                gdal_sys::OGR_F_UnsetField(self.0, i as c_int);
+            }
+            gdal_sys::OGR_F_SetFID(self.0, -1);
+        }
+    }
+    fn cstr(&mut self, i: usize, v: Option<&CStr>) {
+        if let Some(v) = v {
+            // SAFETY: valid feature and field index; OGR copies the string.
+            unsafe { gdal_sys::OGR_F_SetFieldString(self.0, i as c_int, v.as_ptr()) }
+        }
+    }
+    /// Writes the feature as a new row, keeping it for reuse.
+    fn create(
+        &mut self,
+        w: &Writer<'_>,
+        layer: gdal_sys::OGRLayerH,
+        what: &str,
+    ) -> Result<(), GpkgError> {
+        // SAFETY: live layer and feature handles.
+        let code = unsafe { gdal_sys::OGR_L_CreateFeature(layer, self.0) };
+        w.check(code, what)
+    }
     fn insert(
         self,
         w: &Writer<'_>,
@@ -378,6 +405,8 @@ pub struct GpkgWriter {
     as_of: DateTime<Utc>,
     /// A mirror of the reader's string table (same handles).
     strings: Interner,
+    /// The same strings as C strings, made once each (handle order).
+    cstrings: Vec<CString>,
     images: gdal_sys::OGRLayerH,
     seqs: gdal_sys::OGRLayerH,
     cells: gdal_sys::OGRLayerH,
@@ -473,6 +502,7 @@ impl GpkgWriter {
             layout,
             as_of,
             strings: Interner::default(),
+            cstrings: Vec::new(),
             images,
             seqs,
             cells,
@@ -488,38 +518,44 @@ impl GpkgWriter {
                 path: self.path.clone(),
                 message: e.to_string(),
             })?;
+            self.cstrings.push(cstring(s));
         }
         Ok(())
     }
 
-    /// Appends the drawn images among `rows` (those with a position).
+    /// Appends the drawn images among `rows` (those with a position). One
+    /// feature is reused for every row, and interned strings are passed as
+    /// C strings made once: this loop is the GeoPackage's hot path.
     pub fn write_images(&mut self, rows: &[ImageRow]) -> Result<(), GpkgError> {
         let w = Writer { path: &self.path };
+        let cs = &self.cstrings;
+        let c = |sym: super::Sym| cs.get(sym.0 as usize).map(CString::as_c_str);
+        let mut f = Feat::new(self.images);
         for r in rows {
             let Some(p) = r.position() else { continue };
-            let mut f = Feat::new(self.images);
+            f.clear(IMAGE_COLS.len());
             f.str(0, Some(&r.id.to_string()));
-            f.str(1, self.strings.get(r.sequence));
+            f.cstr(1, c(r.sequence));
             f.time_ms(2, r.captured_ms());
             f.real(3, r.compass_angle());
             f.real(4, r.computed_compass_angle());
             f.real(5, r.direction());
             f.bool(6, r.is_pano);
-            f.str(7, self.strings.get(r.camera_type));
-            f.str(8, self.strings.get(r.make));
-            f.str(9, self.strings.get(r.model));
-            f.str(10, self.strings.get(r.creator));
-            f.str(11, self.strings.get(r.creator_id));
+            f.cstr(7, c(r.camera_type));
+            f.cstr(8, c(r.make));
+            f.cstr(9, c(r.model));
+            f.cstr(10, c(r.creator));
+            f.cstr(11, c(r.creator_id));
             f.int(12, r.width().map(i64::from));
             f.int(13, r.height().map(i64::from));
             f.real(14, r.altitude());
-            f.str(15, self.strings.get(r.grid));
+            f.cstr(15, c(r.grid));
             f.str(16, file_path(self.layout, &self.strings, r).as_deref());
             f.int(17, r.bytes().and_then(|b| i64::try_from(b).ok()));
             f.str(18, Some(source_name(r.source)));
             f.real(19, r.offset_m().map(|m| round_to(m, 3)));
             f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
-            f.insert(&w, self.images, "insert an image")?;
+            f.create(&w, self.images, "insert an image")?;
         }
         Ok(())
     }
