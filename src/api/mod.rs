@@ -60,6 +60,15 @@ pub struct SearchQuery {
     pub organization: Option<String>,
 }
 
+/// One bbox search's answer.
+#[derive(Debug)]
+pub struct SearchAnswer {
+    /// The image objects, unparsed.
+    pub items: Vec<Box<serde_json::value::RawValue>>,
+    /// The answer pointed to a next page.
+    pub has_more: bool,
+}
+
 /// A downloaded, verified JPEG.
 #[derive(Debug, Clone)]
 pub struct Thumbnail {
@@ -140,13 +149,11 @@ impl Client {
         Arc::clone(&self.stats)
     }
 
-    /// One bbox search, retried on transient errors. Returns the image
-    /// objects as sent (no paging: bbox searches are cut silently at the cap).
-    pub async fn search(
-        &self,
-        bbox: &Bbox,
-        q: &SearchQuery,
-    ) -> Result<Vec<Box<serde_json::value::RawValue>>, ApiError> {
+    /// One bbox search, retried on transient errors (a body that is not a
+    /// collection counts as one). Returns the image objects as sent, and
+    /// whether the answer said more pages exist (bbox searches are not
+    /// documented to page: such an answer is treated as cut).
+    pub async fn search(&self, bbox: &Bbox, q: &SearchQuery) -> Result<SearchAnswer, ApiError> {
         let mut params: Vec<(&str, String)> = vec![
             ("bbox", bbox.to_param()),
             ("fields", q.fields.clone()),
@@ -168,16 +175,22 @@ impl Client {
         if let Some(o) = &q.organization {
             params.push(("organization_id", o.clone()));
         }
-        let body = self
-            .with_retry(|| async {
-                self.search_limiter.until_ready().await;
-                self.stats.search_calls.fetch_add(1, Ordering::Relaxed);
-                self.get_json("images", &params).await
-            })
-            .await?;
-        let page: Collection = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Body(format!("search answer is not a collection: {e}")))?;
-        Ok(page.data)
+        self.with_retry(|| async {
+            self.search_limiter.until_ready().await;
+            self.stats.search_calls.fetch_add(1, Ordering::Relaxed);
+            let body = self.get_json("images", &params).await?;
+            match serde_json::from_slice::<Collection>(&body) {
+                Ok(page) => Ok(SearchAnswer {
+                    has_more: page.paging.is_some_and(|p| p.next.is_some()),
+                    items: page.data,
+                }),
+                Err(e) => Err(match ErrorBody::parse(&body) {
+                    Some(err) => retry::classify(500, Some(&err), None),
+                    None => ApiError::Body(format!("search answer is not a collection: {e}")),
+                }),
+            }
+        })
+        .await
     }
 
     /// One image entity with the given fields, retried on transient errors.
@@ -342,7 +355,8 @@ async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes, 
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(ApiError::Body(format!("body larger than {max} bytes")));
     }
-    let mut buf = Vec::with_capacity(resp.content_length().unwrap_or(0).min(max as u64) as usize);
+    // The announced length is a hint only: reserve at most 1 MiB up front.
+    let mut buf = Vec::with_capacity(resp.content_length().unwrap_or(0).min(1 << 20) as usize);
     loop {
         match resp.chunk().await {
             Ok(Some(c)) => {

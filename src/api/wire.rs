@@ -42,8 +42,8 @@ impl ErrorBody {
 #[derive(Debug, Deserialize)]
 pub struct Collection {
     /// The items, unparsed: a full answer held as raw JSON costs a fraction
-    /// of the memory of parsed values.
-    #[serde(default)]
+    /// of the memory of parsed values. Required: an answer without `data`
+    /// is not a (possibly empty) collection.
     pub data: Vec<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     pub paging: Option<Paging>,

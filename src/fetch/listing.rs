@@ -176,6 +176,13 @@ impl<'a> Selector<'a> {
         }
     }
 
+    /// Whether a box may be split: it must be splittable at all, and larger
+    /// than the search margin, or its quarters would be searched with nearly
+    /// the same widened box.
+    pub fn can_split(&self, b: &Bbox) -> bool {
+        plan::can_split(b) && b.width().min(b.height()) > self.search_margin()
+    }
+
     /// Whether a box needs to be listed at all.
     pub fn wants_box(&self, b: &Bbox) -> bool {
         self.aoi.is_none_or(|a| a.intersects_box(b))
@@ -297,14 +304,17 @@ pub async fn list_plan(
             }
         };
         match result {
-            Ok(items) if may_be_truncated(items.len(), cap) && plan::can_split(&b) => {
+            Ok(ans)
+                if (ans.has_more || may_be_truncated(ans.items.len(), cap))
+                    && sel.can_split(&b) =>
+            {
                 split(&mut queue)
             }
-            Ok(items) => {
-                if may_be_truncated(items.len(), cap) {
+            Ok(ans) => {
+                if ans.has_more || may_be_truncated(ans.items.len(), cap) {
                     grids[gi].truncated_boxes.push(b);
                 }
-                for item in items {
+                for item in ans.items {
                     if let Some(found) = sel.accept_json(gi, &b, item.get()) {
                         grids[gi].listed += 1;
                         progress.listed.fetch_add(1, Ordering::Relaxed);
@@ -312,7 +322,7 @@ pub async fn list_plan(
                     }
                 }
             }
-            Err(ApiError::TooMuchData { .. }) if plan::can_split(&b) => split(&mut queue),
+            Err(ApiError::TooMuchData { .. }) if sel.can_split(&b) => split(&mut queue),
             Err(e @ ApiError::Auth { .. }) => fatal = Some(e),
             Err(e) => grids[gi].failed_boxes.push(FailedBox {
                 bbox: b,
@@ -337,6 +347,36 @@ pub async fn list_plan(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn boxes_smaller_than_the_search_margin_are_not_split() {
+        let plan = Plan::single("8.5,47.3,8.6,47.4".parse().unwrap());
+        let filters = Filters {
+            since: None,
+            until: None,
+            pano: PanoFilter::Include,
+            creator: None,
+            organization: None,
+            max_images: None,
+        };
+        let small: Bbox = "8.5,47.3,8.5008,47.3008".parse().unwrap();
+        let computed = Selector::new(
+            &plan,
+            &filters,
+            ThumbSize::S256,
+            PositionSource::Computed,
+            None,
+        );
+        assert!(!computed.can_split(&small));
+        let original = Selector::new(
+            &plan,
+            &filters,
+            ThumbSize::S256,
+            PositionSource::Original,
+            None,
+        );
+        assert!(original.can_split(&small));
+    }
 
     #[test]
     fn truncation_threshold() {

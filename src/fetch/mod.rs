@@ -240,6 +240,14 @@ pub async fn run(
     writer.flush().ok();
     drop(writer);
     if let Some(source) = spill_err {
+        finish_record(
+            &record_path,
+            &mut record,
+            Outcome::Failed,
+            Counts::default(),
+            &[],
+            Vec::new(),
+        )?;
         return Err(FetchError::Scratch {
             path: out.display().to_string(),
             source,
@@ -347,12 +355,12 @@ pub async fn run(
     let mut failures: Vec<Failure> = Vec::new();
     let mut done_per_grid = vec![0u64; cfg.plan.grids().len()];
     let mut failed_per_grid = vec![0u64; cfg.plan.grids().len()];
-    let mut interrupted = false;
     if !cfg.dry_run {
         progress
             .to_download
             .store(listed.len() as u64, Ordering::Relaxed);
         progress.phase.store(1, Ordering::Relaxed);
+        let auth_error: Mutex<Option<ApiError>> = Mutex::new(None);
         let fails = Mutex::new(Vec::new());
         let done = Mutex::new(vec![0u64; cfg.plan.grids().len()]);
         let jobs = listed.iter().map(|l| {
@@ -362,8 +370,15 @@ pub async fn run(
         });
         stream::iter(jobs)
             .for_each_concurrent(cfg.concurrency, |(l, grid, paths)| {
-                let (client, progress, cancel, scratch, fails, done) =
-                    (&client, &progress, &cancel, &scratch, &fails, &done);
+                let (client, progress, cancel, scratch, fails, done, auth_error) = (
+                    &client,
+                    &progress,
+                    &cancel,
+                    &scratch,
+                    &fails,
+                    &done,
+                    &auth_error,
+                );
                 async move {
                     if paths.is_done() {
                         progress.skipped.fetch_add(1, Ordering::Relaxed);
@@ -392,6 +407,10 @@ pub async fn run(
                             progress.bytes.fetch_add(info.bytes, Ordering::Relaxed);
                             done.lock().expect("lock")[l.grid as usize] += 1;
                         }
+                        Err(DownloadError::Api(e @ ApiError::Auth { .. })) => {
+                            auth_error.lock().expect("lock").get_or_insert(e);
+                            cancel.cancel();
+                        }
                         Err(e) => {
                             progress.failed.fetch_add(1, Ordering::Relaxed);
                             fails.lock().expect("lock").push((
@@ -408,7 +427,17 @@ pub async fn run(
                 }
             })
             .await;
-        interrupted = cancel.is_cancelled();
+        if let Some(e) = auth_error.into_inner().expect("lock") {
+            finish_record(
+                &record_path,
+                &mut record,
+                Outcome::Failed,
+                Counts::default(),
+                &[],
+                Vec::new(),
+            )?;
+            return Err(FetchError::Api(e));
+        }
         done_per_grid = done.into_inner().expect("lock");
         for (gi, f) in fails.into_inner().expect("lock") {
             failed_per_grid[gi as usize] += 1;
@@ -416,6 +445,7 @@ pub async fn run(
         }
         failures.sort_by(|a, b| a.id.cmp(&b.id));
     }
+    let interrupted = cancel.is_cancelled();
     progress.phase.store(2, Ordering::Relaxed);
 
     let stats = client.stats();
@@ -498,8 +528,10 @@ async fn run_audit(
         search_cap: cfg.api.search_cap,
         tiles: &cfg.tiles,
     };
-    let Ok(report) = audit::run(client, &input, cancel).await else {
-        return Ok(None);
+    let report = match audit::run(client, &input, cancel).await {
+        Ok(r) => r,
+        Err(ListError::Interrupted) => return Ok(None),
+        Err(e) => return Err(FetchError::Listing(e)),
     };
     let mut bytes = serde_json::to_vec_pretty(&report).expect("serializable");
     bytes.push(b'\n');
@@ -633,7 +665,19 @@ fn load_or_new_record(
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
-        let diffs = old.request.differences(request);
+        let mut diffs = old.request.differences(request);
+        let cells = |g: &mut dyn Iterator<Item = (String, Bbox)>| g.collect::<Vec<_>>();
+        let old_cells = cells(&mut old.grids.iter().map(|g| (g.grid.clone(), g.bbox)));
+        let new_cells = cells(&mut plan.grids().iter().map(|g| (g.id.to_string(), g.bbox)));
+        if old_cells != new_cells {
+            diffs.push(format!(
+                "grid cells: was {} cells ({}), now {} cells ({}); the grid file or the grid changed",
+                old_cells.len(),
+                summary(&old_cells),
+                new_cells.len(),
+                summary(&new_cells)
+            ));
+        }
         if !diffs.is_empty() {
             return Err(FetchError::RequestChanged {
                 dir: path.parent().unwrap_or(path).display().to_string(),
@@ -666,6 +710,19 @@ fn load_or_new_record(
         failures: Vec::new(),
         runs: Vec::new(),
     })
+}
+
+/// The first cells' ids and boxes, for a message.
+fn summary(cells: &[(String, Bbox)]) -> String {
+    let mut s: Vec<String> = cells
+        .iter()
+        .take(3)
+        .map(|(id, b)| format!("{id} {b}"))
+        .collect();
+    if cells.len() > 3 {
+        s.push("...".into());
+    }
+    s.join("; ")
 }
 
 fn write_record(path: &Path, record: &RunRecord) -> Result<(), FetchError> {

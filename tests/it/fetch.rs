@@ -348,3 +348,21 @@ fn images_without_a_position_are_kept_and_never_placed_at_0_0() {
         Some(no_pos.len() as u64)
     );
 }
+
+#[test]
+fn a_changed_grid_file_at_the_same_path_is_refused() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let f = env.path().join("segments.csv");
+    std::fs::write(&f, "A,8.50,47.35,8.53,47.39\nB,8.53,47.35,8.56,47.39\n").unwrap();
+    let o = env.fetch(&["--grid-file", "segments.csv", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Same outer box and path, other cells: the images would move folders.
+    std::fs::write(&f, "A,8.50,47.35,8.56,47.37\nB,8.50,47.37,8.56,47.39\n").unwrap();
+    let o = env.fetch(&["--grid-file", "segments.csv", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("grid cells: was 2 cells"),
+        "{}",
+        stderr(&o)
+    );
+}
