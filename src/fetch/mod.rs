@@ -240,14 +240,7 @@ pub async fn run(
     writer.flush().ok();
     drop(writer);
     if let Some(source) = spill_err {
-        finish_record(
-            &record_path,
-            &mut record,
-            Outcome::Failed,
-            Counts::default(),
-            &[],
-            Vec::new(),
-        )?;
+        fail_record(&record_path, &mut record)?;
         return Err(FetchError::Scratch {
             path: out.display().to_string(),
             source,
@@ -256,14 +249,7 @@ pub async fn run(
     let grid_listings = match result {
         Ok(g) => g,
         Err(e @ (ListError::Fatal(_) | ListError::Unsupported(_))) => {
-            finish_record(
-                &record_path,
-                &mut record,
-                Outcome::Failed,
-                Counts::default(),
-                &[],
-                Vec::new(),
-            )?;
+            fail_record(&record_path, &mut record)?;
             return Err(FetchError::Listing(e));
         }
         Err(ListError::Interrupted) => {
@@ -428,14 +414,7 @@ pub async fn run(
             })
             .await;
         if let Some(e) = auth_error.into_inner().expect("lock") {
-            finish_record(
-                &record_path,
-                &mut record,
-                Outcome::Failed,
-                Counts::default(),
-                &[],
-                Vec::new(),
-            )?;
+            fail_record(&record_path, &mut record)?;
             return Err(FetchError::Api(e));
         }
         done_per_grid = done.into_inner().expect("lock");
@@ -710,6 +689,18 @@ fn load_or_new_record(
         failures: Vec::new(),
         runs: Vec::new(),
     })
+}
+
+/// Closes the last run entry as failed, keeping everything else.
+fn fail_record(path: &Path, record: &mut RunRecord) -> Result<(), FetchError> {
+    finish_record(
+        path,
+        record,
+        Outcome::Failed,
+        Counts::default(),
+        &[],
+        Vec::new(),
+    )
 }
 
 /// The first cells' ids and boxes, for a message.
