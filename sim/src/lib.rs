@@ -263,6 +263,12 @@ impl Sim {
         self.shared.reset_stats();
     }
 
+    /// Revokes a token: later requests with it are answered like an unknown token
+    /// (401 "Error validating application").
+    pub fn revoke_token(&self, token: &str) {
+        self.shared.revoke_token(token);
+    }
+
     /// Replaces the fault probabilities; applies to requests that arrive afterwards.
     pub fn set_faults(&self, faults: Faults) {
         self.shared.set_faults(faults);

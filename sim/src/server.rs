@@ -76,6 +76,8 @@ pub struct Shared {
     pub cdn_url: String,
     pub tiles_url: String,
     faults: Mutex<Faults>,
+    /// Tokens revoked while running (answered like unknown tokens).
+    revoked: Mutex<std::collections::HashSet<String>>,
     stats: Mutex<Stats>,
     rng: Mutex<ChaCha8Rng>,
     windows: Mutex<HashMap<(String, Class), (u64, u32)>>,
@@ -101,6 +103,7 @@ impl Shared {
         Shared {
             world,
             faults: Mutex::new(config.faults.clone()),
+            revoked: Mutex::new(Default::default()),
             config,
             graph_url,
             cdn_url,
@@ -125,6 +128,10 @@ impl Shared {
 
     pub fn set_faults(&self, f: Faults) {
         *lock(&self.faults) = f;
+    }
+
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.revoked).insert(token.to_string());
     }
 
     fn count_error(&self, kind: &str) {
@@ -306,7 +313,7 @@ async fn prelude(
     if !token_well_formed(&token) {
         return Err(st.oauth_error(401, &kind("auth_malformed"), "Failed to decode"));
     }
-    if !st.config.tokens.contains(&token) {
+    if !st.config.tokens.contains(&token) || lock(&st.revoked).contains(&token) {
         let status = if in_header { 401 } else { 400 };
         return Err(st.oauth_error(
             status,

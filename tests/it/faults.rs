@@ -228,3 +228,50 @@ fn an_image_that_always_fails_is_recorded_and_the_run_goes_on() {
             .starts_with(".mlyexport-tmp")
     }));
 }
+
+#[test]
+fn a_token_revoked_during_the_downloads_stops_the_run_with_exit_2() {
+    // Every thumbnail URL is refused, so each image needs a fresh URL from the API.
+    let env = TestEnv::with_sim(SimConfig {
+        latency: Duration::from_millis(20),
+        faults: Faults {
+            thumb_403: 1.0,
+            ..Faults::default()
+        },
+        ..SimConfig::default()
+    });
+    let bin = assert_cmd::cargo::cargo_bin("mlyexport");
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "fetch",
+            "--bbox",
+            &bbox_arg(SMALL),
+            "--size",
+            "256",
+            "--concurrency",
+            "4",
+            "--retries",
+            "20",
+        ])
+        .env_clear()
+        .env("MLYEXPORT_API_URL", env.sim().graph_url())
+        .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
+        .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
+        .current_dir(env.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if env.out().join("listing.jsonl").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    env.sim().revoke_token(mlysim::DEMO_TOKEN);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("refused the access token"), "{err}");
+    assert_eq!(run_record(&env.out())["runs"][0]["outcome"], "failed");
+}
