@@ -241,7 +241,7 @@ fn a_token_revoked_during_the_downloads_stops_the_run_with_exit_2() {
         ..SimConfig::default()
     });
     let bin = assert_cmd::cargo::cargo_bin("mlyexport");
-    let mut child = std::process::Command::new(bin)
+    let child = std::process::Command::new(bin)
         .args([
             "fetch",
             "--bbox",
