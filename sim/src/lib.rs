@@ -39,6 +39,8 @@ pub struct Faults {
     pub thumb_403: f64,
     /// CDN: 200 with an HTML page instead of the JPEG.
     pub not_jpeg: f64,
+    /// Graph `/images` search: 200 with the body `{}` (no `data`), as a broken proxy might send.
+    pub empty_200: f64,
 }
 
 impl Default for Faults {
@@ -53,6 +55,7 @@ impl Default for Faults {
             rate_limit: 0.0,
             thumb_403: 0.0,
             not_jpeg: 0.0,
+            empty_200: 0.0,
         }
     }
 }

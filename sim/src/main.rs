@@ -141,6 +141,7 @@ fn main() -> anyhow::Result<()> {
             rate_limit: args.rate_limit,
             thumb_403: args.thumb_403,
             not_jpeg: args.not_jpeg,
+            ..Faults::default()
         },
         rate_limit_status: args.rate_limit_status,
         thumb_ttl: Duration::from_secs(args.thumb_ttl_s),

@@ -563,6 +563,16 @@ async fn images(State(st): St, headers: HeaderMap, RawQuery(raw): RawQuery) -> R
     if let Err(r) = prelude(&st, Class::Search, &headers, &pairs).await {
         return r;
     }
+    let empty = lock(&st.faults).empty_200;
+    if st.roll(empty) {
+        st.count_error("empty_200");
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response();
+    }
     search(&st, &pairs)
 }
 

@@ -93,6 +93,27 @@ fn the_400_query_timeout_is_retried() {
 }
 
 #[test]
+fn a_search_answered_200_without_data_is_retried_not_taken_as_empty() {
+    let env = run_with(
+        Faults {
+            empty_200: 0.5,
+            ..Faults::default()
+        },
+        &["--grid", "4x4"],
+    );
+    assert!(
+        env.sim()
+            .stats()
+            .errors_by_kind
+            .get("empty_200")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert_complete(&env, SMALL);
+}
+
+#[test]
 fn connection_resets_are_retried() {
     let env = run_with(
         Faults {
