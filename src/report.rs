@@ -63,9 +63,6 @@ impl Reporter {
             tty: std::io::stderr().is_terminal(),
         }
     }
-    pub fn is_quiet(&self) -> bool {
-        self.quiet
-    }
     pub fn is_tty(&self) -> bool {
         self.tty && !self.quiet
     }

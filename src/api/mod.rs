@@ -39,7 +39,6 @@ pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 pub struct ApiStats {
     pub search_calls: AtomicU64,
     pub entity_calls: AtomicU64,
-    pub thumb_calls: AtomicU64,
     pub retries: AtomicU64,
     /// Vector tile requests (every attempt), see `api::tiles`.
     pub tile_calls: AtomicU64,
@@ -213,7 +212,6 @@ impl Client {
     /// Downloads a thumbnail once (no retry: the caller may need a fresh URL)
     /// and verifies it is a complete JPEG of the promised length.
     pub async fn thumbnail(&self, url: &str) -> Result<Thumbnail, ApiError> {
-        self.stats.thumb_calls.fetch_add(1, Ordering::Relaxed);
         let url = reqwest::Url::parse(url)
             .map_err(|_| ApiError::Body("the thumbnail URL is not a URL".into()))?;
         if !matches!(url.scheme(), "https" | "http") {
