@@ -53,7 +53,7 @@ fn a_polygon_with_a_hole_keeps_exactly_the_images_inside() {
     let f = env.path().join("area.geojson");
     std::fs::write(&f, POLY_WITH_HOLE).unwrap();
     let o = env.fetch(&["--aoi", "area.geojson", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let truth = truth_in(&env, &f, None);
     assert!(truth.len() > 100, "{}", truth.len());
     assert_eq!(listing_ids(&env.out()), truth);
@@ -88,7 +88,7 @@ fn a_multipolygon_with_a_where_filter_and_grid_cells_that_keep_their_numbers() {
         "--grid",
         "3x2",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let (got, truth) = (listing_ids(&env.out()), truth_in(&env, &f, None));
     let only_got: Vec<_> = got.difference(&truth).take(5).collect();
     let only_truth: Vec<_> = truth.difference(&got).take(5).collect();
@@ -118,7 +118,7 @@ fn a_multipolygon_with_a_where_filter_and_grid_cells_that_keep_their_numbers() {
         "name = 'centre'",
         "--dry-run",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let centre = truth_in(&env2, &f2, Some("name = 'centre'"));
     assert!(!centre.is_empty());
     assert_eq!(listing_ids(&env2.out()), centre);
@@ -143,9 +143,9 @@ fn a_polygon_in_a_projected_crs_is_reprojected() {
         .expect("ogr2ogr runs");
     assert!(st.success());
     let o = env.fetch(&["--aoi", "lv95.shp", "--dry-run", "--output", "lv95"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let o = env.fetch(&["--aoi", "area.geojson", "--dry-run", "--output", "wgs84"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let a = listing_ids(&env.path().join("lv95"));
     let b = listing_ids(&env.path().join("wgs84"));
     // Reprojection moves vertices by micrometres: at most an image or two on the very edge differ.
@@ -210,7 +210,7 @@ fn thinning_keeps_spacing_along_sequences_and_is_repeatable() {
     let b = env.sim().world().spec().bbox;
     let args = ["--bbox", &bbox_arg(b), "--min-spacing", "25m", "--dry-run"];
     let o = env.fetch(&args);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let first = std::fs::read_to_string(env.out().join("listing.jsonl")).unwrap();
     let rec = run_record(&env.out());
     let thinned = rec["totals"]["thinned"].as_u64().unwrap();
@@ -263,7 +263,7 @@ fn layers_draw_grid_cells_clipped_to_the_polygon_with_areas_to_match() {
     let env = TestEnv::with_sim(SimConfig::default());
     std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
     let o = env.fetch(&["--aoi", "area.geojson", "--grid", "2x2", "--size", "256"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let o = env
         .cmd()
         .args([
@@ -276,7 +276,7 @@ fn layers_draw_grid_cells_clipped_to_the_polygon_with_areas_to_match() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let layers = env.out().join("layers");
     let cells = read_json(&layers.join("grid_cells.geojson"));
     let features = cells["features"].as_array().unwrap();

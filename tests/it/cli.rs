@@ -137,7 +137,7 @@ fn the_token_is_read_from_dotenv_and_token_files() {
         .args(["fetch", "--bbox", bbox, "--dry-run"])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     std::fs::remove_file(env.path().join(".env")).unwrap();
     std::fs::write(
         env.path().join("token.txt"),
@@ -157,7 +157,7 @@ fn the_token_is_read_from_dotenv_and_token_files() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn lists_every_image_beyond_the_cap_exactly_once() {
         "100",
         "--quiet",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     assert!(
         o.stdout.is_empty() && o.stderr.is_empty(),
         "--quiet prints nothing"
@@ -131,7 +131,7 @@ fn the_token_and_signed_urls_are_never_written_or_printed() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let secret_part = DEMO_TOKEN.split('|').nth(2).unwrap();
     let printed = format!("{}{}", stdout(&o), stderr(&o));
     assert!(!printed.contains(secret_part));
@@ -173,7 +173,7 @@ fn filters_match_the_ground_truth() {
         "exclude",
         "--dry-run",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let filter = TruthFilter {
         since_ms: Some(1_546_300_800_000),
         until_ms: Some(1_672_531_199_999),
@@ -191,7 +191,7 @@ fn dry_run_lists_and_estimates_but_downloads_nothing() {
     let env = TestEnv::with_sim(SimConfig::default());
     let b = world_bbox(&env);
     let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let out = stdout(&o);
     assert!(out.contains("estimated bytes: "), "{out}");
     assert!(downloaded_ids(&env.out()).is_empty());
@@ -215,7 +215,7 @@ fn max_images_keeps_the_first_n_in_grid_and_time_order() {
         "--size",
         "256",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     assert_eq!(downloaded_ids(&env.out()).len(), 25);
     let again = env.fetch(&[
         "--bbox",
@@ -247,7 +247,7 @@ fn a_grid_file_gives_each_edge_image_to_one_grid() {
     );
     std::fs::write(env.path().join("segments.csv"), grid_file).unwrap();
     let o = env.fetch(&["--grid-file", "segments.csv", "--size", "256"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let got = downloaded_ids(&env.out());
     assert!(got.values().all(|g| g.len() == 1));
     let truth = env.sim().world().indexed_truth(b, &TruthFilter::default());
@@ -298,7 +298,7 @@ fn every_json_written_matches_its_schema() {
         "--max-images",
         "400",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     assert_schema("run.schema.json", &run_record(&env.out()));
     for line in listing(&env.out()) {
         assert_schema("listing.schema.json", &line);
@@ -319,7 +319,7 @@ fn images_without_a_position_are_kept_and_never_placed_at_0_0() {
     let env = TestEnv::with_sim(SimConfig::default());
     let b = world_bbox(&env);
     let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let no_pos: Vec<u64> = env
         .sim()
         .world()
@@ -355,7 +355,7 @@ fn a_changed_grid_file_at_the_same_path_is_refused() {
     let f = env.path().join("segments.csv");
     std::fs::write(&f, "A,8.50,47.35,8.53,47.39\nB,8.53,47.35,8.56,47.39\n").unwrap();
     let o = env.fetch(&["--grid-file", "segments.csv", "--dry-run"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     // Same outer box and path, other cells: the images would move folders.
     std::fs::write(&f, "A,8.50,47.35,8.56,47.37\nB,8.50,47.37,8.56,47.39\n").unwrap();
     let o = env.fetch(&["--grid-file", "segments.csv", "--dry-run"]);

@@ -48,13 +48,7 @@ fn fetch_into(env: &TestEnv, dir: &str, args: &[&str]) -> (std::path::PathBuf, S
     let mut all = vec!["--output", out.to_str().unwrap(), "--tiles-url", &tiles];
     all.extend_from_slice(args);
     let o = env.fetch(&all);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_success(&o);
     (out, stdout(&o))
 }
 
@@ -620,7 +614,7 @@ fn a_tiles_fetch_downloads_every_image_once() {
         "--tiles-url",
         &tiles,
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_success(&o);
     let truth: BTreeSet<u64> = env
         .sim()
         .world()

@@ -121,6 +121,17 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Asserts exit 0, showing both streams otherwise.
+pub fn assert_success(o: &Output) {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
