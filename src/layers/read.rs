@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -64,15 +64,17 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// The folder holding the metadata files of grid number `grid`.
+    pub fn folder(&self, grid: u32) -> PathBuf {
+        match self.layout {
+            InputLayout::Legacy => self.root.join("jsons"),
+            InputLayout::Mlyexport => self.root.join(&self.grids[grid as usize]),
+        }
+    }
+
     /// The path of an entry's `<id>.json`.
     pub fn json_path(&self, e: &Entry) -> PathBuf {
-        match self.layout {
-            InputLayout::Legacy => self.root.join("jsons").join(format!("{}.json", e.id)),
-            InputLayout::Mlyexport => self
-                .root
-                .join(&self.grids[e.grid as usize])
-                .join(format!("{}.json", e.id)),
-        }
+        self.folder(e.grid).join(format!("{}.json", e.id))
     }
 }
 
@@ -169,25 +171,57 @@ pub fn scan(root: &Path) -> Result<Scan, StoreError> {
     })
 }
 
-/// Reads and parses one `<id>.json`, checking it holds the image `id`.
-pub fn read_record(path: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
-    let bytes = fs::read(path).map_err(|source| ReadError::Io {
-        path: path.to_path_buf(),
+/// Largest metadata file read, in bytes (the API's records are about 1 KB);
+/// a bigger file is reported and skipped, never read whole.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+thread_local! {
+    /// Each reading thread's buffer, reused from file to file.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads and parses `<id>.json` in `folder`, checking it holds the image `id`.
+fn read_record(folder: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
+    let path = || folder.join(format!("{id}.json"));
+    let io_err = |source| ReadError::Io {
+        path: path(),
         source,
-    })?;
-    let rec = ImageRecord::from_slice(&bytes).map_err(|e| match e {
+    };
+    BUFFER.with_borrow_mut(|bytes| {
+        bytes.clear();
+        let file = fs::File::open(path()).map_err(io_err)?;
+        let read = file
+            .take(MAX_METADATA_BYTES + 1)
+            .read_to_end(bytes)
+            .map_err(io_err)?;
+        if read as u64 > MAX_METADATA_BYTES {
+            return Err(io_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("larger than {MAX_METADATA_BYTES} bytes; not an image record"),
+            )));
+        }
+        parse_record(bytes, id, path)
+    })
+}
+
+fn parse_record(
+    bytes: &[u8],
+    id: ImageId,
+    path: impl Fn() -> PathBuf,
+) -> Result<ImageRecord, ReadError> {
+    let rec = ImageRecord::from_slice(bytes).map_err(|e| match e {
         RecordError::NotObject(source) => ReadError::Json {
-            path: path.to_path_buf(),
+            path: path(),
             source,
         },
         source => ReadError::Record {
-            path: path.to_path_buf(),
+            path: path(),
             source,
         },
     })?;
     if rec.id != id {
         return Err(ReadError::IdMismatch {
-            path: path.to_path_buf(),
+            path: path(),
             found: rec.id,
         });
     }
@@ -231,9 +265,20 @@ pub fn read_rows<E>(
     let mut first_grid: HashMap<ImageId, u32> = HashMap::new();
     let mut done = 0;
     for chunk in scan.entries.chunks(CHUNK) {
+        // Entries are sorted by grid: a chunk spans few folders.
+        let mut folders: Vec<(u32, PathBuf)> = Vec::new();
+        for e in chunk {
+            if folders.last().is_none_or(|(g, _)| *g != e.grid) {
+                folders.push((e.grid, scan.folder(e.grid)));
+            }
+        }
+        let folder = |grid: u32| {
+            let i = folders.partition_point(|(g, _)| *g < grid);
+            folders[i].1.as_path()
+        };
         let parsed: Vec<Result<ImageRecord, ReadError>> = chunk
             .par_iter()
-            .map(|e| read_record(&scan.json_path(e), e.id))
+            .map(|e| read_record(folder(e.grid), e.id))
             .collect();
         let start = out.rows.len();
         for (e, r) in chunk.iter().zip(parsed) {
@@ -335,10 +380,15 @@ mod tests {
         .unwrap();
         fs::write(g.join("2.json"), "{not json").unwrap();
         fs::write(g.join("3.json"), r#"{"id":"4"}"#).unwrap();
+        // An oversized file is refused before it is parsed.
+        let mut huge = br#"{"id":"5","x":""#.to_vec();
+        huge.resize(MAX_METADATA_BYTES as usize + 10, b'a');
+        huge.extend_from_slice(br#""}"#);
+        fs::write(g.join("5.json"), huge).unwrap();
         fs::write(g.join("1.jpg"), b"x").unwrap();
         fs::write(g.join("notes.json"), b"{}").unwrap();
         let scan = scan(dir.path()).unwrap();
-        assert_eq!(scan.entries.len(), 3);
+        assert_eq!(scan.entries.len(), 4);
         // Same files, same order as the store's scan.
         let (_, found) = crate::store::scan_input(dir.path()).unwrap();
         let ids: Vec<_> = found.iter().map(|f| (f.id, f.jpg.is_some())).collect();
@@ -352,9 +402,14 @@ mod tests {
         assert_eq!(scan.json_path(&scan.entries[0]), found[0].json);
         let out = read_rows(&scan, PositionSource::Computed, |_, _, _| Ok::<(), ()>(())).unwrap();
         assert_eq!(out.rows.len(), 1);
-        assert_eq!(out.problems.len(), 2);
+        assert_eq!(out.problems.len(), 3);
         assert!(matches!(out.problems[0], ReadError::Json { .. }));
         assert!(matches!(out.problems[1], ReadError::IdMismatch { .. }));
+        assert!(
+            matches!(&out.problems[2], ReadError::Io { source, .. } if source.kind() == io::ErrorKind::InvalidData),
+            "{:?}",
+            out.problems[2]
+        );
         assert!(read_run_record(dir.path()).unwrap().is_none());
         fs::write(dir.path().join(RUN_RECORD_FILE), "[]").unwrap();
         assert!(read_run_record(dir.path()).is_err());
