@@ -60,6 +60,150 @@ pub fn atomic_write_with(
     Ok(())
 }
 
+/// Replaces existing files atomically, one after another, like
+/// [`atomic_write`] (a synced temp file in the same folder, renamed over the
+/// file), but reusing the inode of each file it replaces as its next temp
+/// file: before the rename, the old file gets a second name (a temp name, by
+/// a hard link), and after it that name holds the old content alone, ready to
+/// be overwritten. Creating and freeing an inode per file is what made
+/// rewriting thousands of JPEGs slow (ext4 scans past recently freed inodes
+/// on every creation); this creates one per folder.
+///
+/// A file that has other hard links is never reused (its other names keep the
+/// old content). A crash leaves each file old or new, plus temp files, which
+/// [`remove_stale_temp_files`] unlinks (never truncates: a leftover may be a
+/// second name of a file). One per thread; the spare is removed on drop.
+#[derive(Debug, Default)]
+pub struct Replacer {
+    spare: Option<Spare>,
+}
+
+#[derive(Debug)]
+struct Spare {
+    file: fs::File,
+    path: PathBuf,
+    /// The folder it is in, as the caller named it.
+    dir: PathBuf,
+    /// Permission bits the spare has now.
+    mode: u32,
+}
+
+impl Spare {
+    fn discard(self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Replacer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces `path` with what `fill` writes into an unbuffered file from
+    /// its start (it may also copy from another file in the kernel:
+    /// `std::io::copy` between two files uses `copy_file_range` on Linux),
+    /// with permission bits `mode`. `old` is the metadata of the file being
+    /// replaced, when it was read.
+    pub fn replace(
+        &mut self,
+        path: &Path,
+        old: Option<&fs::Metadata>,
+        mode: u32,
+        fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> Result<(), StoreError> {
+        use std::io::Seek;
+        use std::os::unix::fs::MetadataExt;
+
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let err = |source| StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        // A spare from another folder cannot be renamed into this one.
+        let spare = match self.spare.take() {
+            Some(s) if s.dir == dir => s,
+            other => {
+                if let Some(s) = other {
+                    s.discard();
+                }
+                let (file, path) = tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .tempfile_in(dir)
+                    .and_then(|t| t.keep().map_err(|e| e.error))
+                    .map_err(err)?;
+                Spare {
+                    file,
+                    path,
+                    dir: dir.to_path_buf(),
+                    mode: 0o600,
+                }
+            }
+        };
+        let mut spare = spare;
+        let written = (|| {
+            spare.file.rewind()?;
+            fill(&mut spare.file)?;
+            let end = spare.file.stream_position()?;
+            spare.file.set_len(end)?;
+            if spare.mode != mode {
+                spare
+                    .file
+                    .set_permissions(fs::Permissions::from_mode(mode))?;
+            }
+            spare.file.sync_data()
+        })();
+        if let Err(e) = written {
+            spare.discard();
+            return Err(err(e));
+        }
+        // Keep the old inode under a temp name, when nothing else links to it.
+        let kept = old.filter(|m| m.is_file() && m.nlink() == 1).and_then(|m| {
+            let link = tempfile::Builder::new()
+                .prefix(TEMP_PREFIX)
+                .make_in(dir, |p| fs::hard_link(path, p))
+                .ok()?;
+            Some((link.into_temp_path().keep().ok()?, m.ino()))
+        });
+        if let Err(e) = fs::rename(&spare.path, path) {
+            spare.discard();
+            if let Some((k, _)) = kept {
+                let _ = fs::remove_file(k);
+            }
+            return Err(err(e));
+        }
+        if let Some((k, ino)) = kept {
+            let file = fs::OpenOptions::new().read(true).write(true).open(&k);
+            // Reused only when it is still the file read, now with one name.
+            match file {
+                Ok(file)
+                    if file
+                        .metadata()
+                        .is_ok_and(|m| m.ino() == ino && m.nlink() == 1) =>
+                {
+                    self.spare = Some(Spare {
+                        file,
+                        path: k,
+                        dir: dir.to_path_buf(),
+                        mode: old.map_or(0, |m| m.mode() & 0o7777),
+                    });
+                }
+                _ => {
+                    let _ = fs::remove_file(k);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Replacer {
+    fn drop(&mut self) {
+        if let Some(s) = self.spare.take() {
+            s.discard();
+        }
+    }
+}
+
 /// Removes temp files left by a killed run in `dir` and its direct subfolders.
 /// Returns how many were removed.
 pub fn remove_stale_temp_files(dir: &Path) -> usize {
@@ -183,6 +327,97 @@ fn scan_dir(json_dir: &Path, grid: &str, jpg_dir: &Path) -> io::Result<Vec<Found
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn replace_with(r: &mut Replacer, p: &Path, content: &[u8]) {
+        let meta = fs::metadata(p).ok();
+        let mode = meta
+            .as_ref()
+            .map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        r.replace(p, meta.as_ref(), mode, |f| f.write_all(content))
+            .unwrap();
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn replacer_reuses_the_replaced_inode_and_leaves_no_temp() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            dir.path().join("a.jpg"),
+            dir.path().join("b.jpg"),
+            dir.path().join("c.jpg"),
+        );
+        fs::write(&a, b"old a, a long one").unwrap();
+        fs::write(&b, b"old b").unwrap();
+        fs::write(&c, b"old c").unwrap();
+        fs::set_permissions(&b, fs::Permissions::from_mode(0o640)).unwrap();
+        let a_inode = fs::metadata(&a).unwrap().ino();
+        let mut r = Replacer::new();
+        replace_with(&mut r, &a, b"new a");
+        // b is written into a's old inode (a shorter file than it held).
+        replace_with(&mut r, &b, b"new b");
+        replace_with(&mut r, &c, b"new c, longer than the old one");
+        assert_eq!(fs::metadata(&b).unwrap().ino(), a_inode);
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+        assert_eq!(fs::read(&c).unwrap(), b"new c, longer than the old one");
+        assert_eq!(
+            fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert_eq!(
+            fs::metadata(&c).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        drop(r);
+        assert_eq!(names(dir.path()), ["a.jpg", "b.jpg", "c.jpg"]);
+    }
+
+    #[test]
+    fn replacer_never_reuses_a_file_with_another_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("g2");
+        fs::create_dir(&sub).unwrap();
+        let (a, b, other) = (
+            dir.path().join("a.jpg"),
+            sub.join("b.jpg"),
+            dir.path().join("backup.jpg"),
+        );
+        fs::write(&a, b"old a").unwrap();
+        fs::write(&b, b"old b").unwrap();
+        fs::hard_link(&a, &other).unwrap();
+        let mut r = Replacer::new();
+        replace_with(&mut r, &a, b"new a");
+        replace_with(&mut r, &b, b"new b");
+        replace_with(&mut r, &a, b"newer a");
+        assert_eq!(fs::read(&other).unwrap(), b"old a", "a second name changed");
+        assert_eq!(fs::read(&a).unwrap(), b"newer a");
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+        drop(r);
+        assert_eq!(names(dir.path()), ["a.jpg", "backup.jpg", "g2"]);
+        assert_eq!(names(&sub), ["b.jpg"]);
+    }
+
+    #[test]
+    fn a_leftover_second_name_is_unlinked_not_emptied() {
+        // A run killed between the hard link and the rename leaves a temp
+        // name for the JPEG itself: cleaning up must keep the JPEG whole.
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jpg");
+        fs::write(&a, b"the image").unwrap();
+        fs::hard_link(&a, dir.path().join(format!("{TEMP_PREFIX}k"))).unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()), 1);
+        assert_eq!(fs::read(&a).unwrap(), b"the image");
+        assert_eq!(names(dir.path()), ["a.jpg"]);
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

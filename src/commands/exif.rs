@@ -1,10 +1,13 @@
 //! `mlyexport exif`, and the EXIF pass that `layers` runs: for every image in
-//! a downloads folder, reads its JSON and JPEG, embeds the tags (the pure
-//! [`crate::exif`] module does the bytes) and replaces the JPEG atomically
-//! through [`crate::store`]. Wiring only: no tag logic here, and no printing
-//! except through [`Reporter`].
+//! a downloads folder, reads its JSON and the start of its JPEG, builds the
+//! new segments before the scan (the pure [`crate::exif`] module does the
+//! bytes) and replaces the JPEG atomically through [`crate::store::Replacer`],
+//! the compressed data copied by the kernel. Wiring only: no tag logic here,
+//! and no printing except through [`Reporter`].
 
 use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -17,7 +20,7 @@ use crate::exif::{self, ExifTags, TimeZones, XmpOutcome};
 use crate::model::PositionSource;
 use crate::record::{ImageRecord, RecordError};
 use crate::report::Reporter;
-use crate::store::{self, FoundImage};
+use crate::store::{self, FoundImage, Replacer};
 
 /// How many skipped files are named one by one before the rest are counted.
 const SKIPPED_SHOWN: usize = 20;
@@ -143,16 +146,25 @@ pub fn embed_folder(
         .context("cannot start the EXIF worker threads")?;
     let total = found.len();
     let finished = AtomicUsize::new(0);
+    // A few runs of neighbouring files per worker, each with one Replacer,
+    // so its spare inode is reused along the run (files are in folder order).
+    let run = total.div_ceil(pool.current_num_threads() * 4).max(1);
     let results: Vec<Result<Done, Skipped>> = pool.install(|| {
         found
-            .par_iter()
-            .map(|f| {
-                let r = embed_one(f, position, &zones);
-                let k = finished.fetch_add(1, Ordering::Relaxed) + 1;
-                if total >= PROGRESS_FROM && k.is_multiple_of(total / 10) && k < total {
-                    reporter.info(&format!("exif: {k} of {total} images done"));
-                }
-                r
+            .par_chunks(run)
+            .flat_map_iter(|files| {
+                let mut replacer = Replacer::new();
+                files
+                    .iter()
+                    .map(|f| {
+                        let r = embed_one(f, position, &zones, &mut replacer);
+                        let k = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                        if total >= PROGRESS_FROM && k.is_multiple_of(total / 10) && k < total {
+                            reporter.info(&format!("exif: {k} of {total} images done"));
+                        }
+                        r
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect()
     });
@@ -204,8 +216,95 @@ fn io_threads() -> usize {
     (cores * 4).clamp(4, 32)
 }
 
+/// Largest JPEG tagged, in bytes; a bigger file is reported and skipped.
+const MAX_JPEG_BYTES: u64 = 256 << 20;
+
+/// Bytes read first from each JPEG: enough for the segments before the scan
+/// of nearly every file (more is read when they are longer).
+const HEAD_BYTES: u64 = 16 << 10;
+
+/// Why one JPEG could not be tagged.
+#[derive(Debug, thiserror::Error)]
+enum RetagError {
+    #[error("cannot read it: {0}")]
+    Read(#[from] io::Error),
+    #[error("{0} bytes, larger than the {MAX_JPEG_BYTES} bytes a JPEG may have here")]
+    TooLarge(u64),
+    #[error(transparent)]
+    Jpeg(#[from] exif::ExifError),
+    #[error(transparent)]
+    Write(#[from] store::StoreError),
+}
+
+/// Tags one JPEG and, when its bytes change, replaces it atomically with the
+/// same permissions. Only the segments before the scan are read and rebuilt;
+/// the compressed data is copied file to file by the kernel. Returns whether
+/// the file was rewritten, and what happened to its XMP.
+fn retag_file(
+    jpg: &Path,
+    tags: &ExifTags,
+    replacer: &mut Replacer,
+) -> Result<(bool, XmpOutcome), RetagError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+
+    let mut file = fs::File::open(jpg)?;
+    let meta = file.metadata()?;
+    let len = meta.len();
+    if len > MAX_JPEG_BYTES {
+        return Err(RetagError::TooLarge(len));
+    }
+    let mut last_two = [0u8; 2];
+    if len >= 2 {
+        file.read_exact_at(&mut last_two, len - 2)?;
+    }
+    let mut head = Vec::new();
+    let mut want = HEAD_BYTES;
+    let plan = loop {
+        let more = want.min(len).saturating_sub(head.len() as u64);
+        head.reserve_exact(usize::try_from(more).unwrap_or(0));
+        (&mut file).take(more).read_to_end(&mut head)?;
+        let complete = head.len() as u64 >= len;
+        match exif::plan_head(&head, len.max(head.len() as u64), last_two, tags)? {
+            Some(plan) => break plan,
+            // A file that grew or shrank while read ends up here or below.
+            None if complete => return Err(exif::ExifError::Truncated { offset: 0 }.into()),
+            None => want = want.saturating_mul(4),
+        }
+    };
+    if head.get(..plan.scan_start) == Some(&plan.bytes[..]) {
+        return Ok((false, plan.xmp));
+    }
+    let rest = len - plan.scan_start as u64;
+    replacer.replace(
+        jpg,
+        Some(&meta),
+        meta.permissions().mode() & 0o7777,
+        |out| {
+            use std::io::{Seek, SeekFrom, Write};
+            out.write_all(&plan.bytes)?;
+            file.seek(SeekFrom::Start(plan.scan_start as u64))?;
+            let copied = io::copy(&mut (&mut file).take(rest), out)?;
+            if copied == rest {
+                Ok(())
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file shrank while it was read ({copied} of {rest} bytes copied)"),
+                ))
+            }
+        },
+    )?;
+    Ok((true, plan.xmp))
+}
+
 /// Reads, tags and (when it changed) replaces one image's JPEG.
-fn embed_one(f: &FoundImage, prefer: PositionSource, zones: &TimeZones) -> Result<Done, Skipped> {
+fn embed_one(
+    f: &FoundImage,
+    prefer: PositionSource,
+    zones: &TimeZones,
+    replacer: &mut Replacer,
+) -> Result<Done, Skipped> {
     let skip = |path: &Path, reason: String| Skipped {
         path: path.to_path_buf(),
         reason,
@@ -224,21 +323,11 @@ fn embed_one(f: &FoundImage, prefer: PositionSource, zones: &TimeZones) -> Resul
     let Some(jpg) = &f.jpg else {
         return Err(skip(&f.json, "no JPEG found for it".to_string()));
     };
-    let bytes = fs::read(jpg).map_err(|e| skip(jpg, format!("cannot read it: {e}")))?;
     let tags = ExifTags::from_record(&rec, prefer, zones);
-    let done = exif::embed_detailed(&bytes, &tags).map_err(|e| skip(jpg, e.to_string()))?;
-    let written = done.bytes != bytes;
-    if written {
-        let perms = fs::metadata(jpg).map(|m| m.permissions()).ok();
-        store::atomic_write(jpg, &done.bytes).map_err(|e| skip(jpg, e.to_string()))?;
-        if let Some(p) = perms {
-            // The temp file is created private; give the JPEG its old mode back.
-            let _ = fs::set_permissions(jpg, p);
-        }
-    }
+    let (written, xmp) = retag_file(jpg, &tags, replacer).map_err(|e| skip(jpg, e.to_string()))?;
     Ok(Done {
         written,
         source: tags.gps.map(|g| g.source),
-        xmp: done.xmp,
+        xmp,
     })
 }

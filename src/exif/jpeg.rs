@@ -61,17 +61,35 @@ fn is_sof(marker: u8) -> bool {
 /// ends with the end-of-image marker (`FF D9`), which catches truncated files
 /// that a decoder would accept.
 pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
-    if jpeg.len() < 4 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
+    let last_two = [jpeg.len().saturating_sub(2), jpeg.len().saturating_sub(1)]
+        .map(|i| jpeg.get(i).copied().unwrap_or(0));
+    parse_head(jpeg, jpeg.len() as u64, last_two)?.ok_or(ExifError::Truncated { offset: 0 })
+}
+
+/// Like [`parse`] from the first bytes of a file of `file_len` bytes (`head`)
+/// and its last two bytes, so the compressed data need not be read.
+/// `Ok(None)`: the segments run past `head`; read more and ask again.
+pub(crate) fn parse_head(
+    head: &[u8],
+    file_len: u64,
+    last_two: [u8; 2],
+) -> Result<Option<Layout>, ExifError> {
+    let jpeg = head;
+    let short = (head.len() as u64) < file_len;
+    if file_len < 4 || jpeg.len() < 2 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
         return Err(ExifError::NotJpeg(hex(&jpeg[..jpeg.len().min(4)])));
     }
-    if !jpeg.ends_with(&[0xFF, 0xD9]) {
-        return Err(ExifError::NoEndMarker(hex(&jpeg[jpeg.len() - 2..])));
+    if last_two != [0xFF, 0xD9] {
+        return Err(ExifError::NoEndMarker(hex(&last_two)));
     }
     let mut segments = Vec::new();
     let mut size = None;
     let mut pos = 2;
     loop {
         let start = pos;
+        if short && pos + 4 > jpeg.len() {
+            return Ok(None);
+        }
         if jpeg.get(pos) != Some(&0xFF) {
             return Err(ExifError::BadMarker {
                 offset: pos,
@@ -84,7 +102,11 @@ pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
             pos += 1; // the marker's FF and any fill bytes
         }
         let Some(&marker) = jpeg.get(pos) else {
-            return Err(ExifError::Truncated { offset: start });
+            return if short {
+                Ok(None)
+            } else {
+                Err(ExifError::Truncated { offset: start })
+            };
         };
         pos += 1;
         match marker {
@@ -106,12 +128,22 @@ pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
             }
             _ => {}
         }
+        if short && pos + 2 > jpeg.len() {
+            return Ok(None);
+        }
         let len = match jpeg.get(pos..pos + 2) {
             Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
             None => return Err(ExifError::Truncated { offset: start }),
         };
-        if len < 2 || pos + len > jpeg.len() {
+        if len < 2 {
             return Err(ExifError::Truncated { offset: start });
+        }
+        if pos + len > jpeg.len() {
+            return if short && (pos + len) as u64 <= file_len {
+                Ok(None)
+            } else {
+                Err(ExifError::Truncated { offset: start })
+            };
         }
         let seg = Segment {
             marker,
@@ -136,12 +168,12 @@ pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
         }
         if marker == 0xDA {
             let (width, height) = size.ok_or(ExifError::NoFrame)?;
-            return Ok(Layout {
+            return Ok(Some(Layout {
                 segments,
                 scan_start: start,
                 width,
                 height,
-            });
+            }));
         }
         segments.push(seg);
         pos = seg.end;
@@ -160,6 +192,24 @@ mod tests {
         v.extend([0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0, 0x12, 0x34]);
         v.extend([0xFF, 0xD9]);
         v
+    }
+
+    #[test]
+    fn a_head_too_short_asks_for_more() {
+        let j = tiny();
+        let end = [0xFF, 0xD9];
+        let n = j.len() as u64;
+        for cut in 2..12 {
+            assert_eq!(parse_head(&j[..cut], n, end).unwrap(), None, "cut at {cut}");
+        }
+        let whole = parse(&j).unwrap();
+        // Once the scan header is in the head, the rest is not needed.
+        assert_eq!(parse_head(&j[..34], n, end).unwrap(), Some(whole));
+        // The end marker is checked from the last two bytes alone.
+        assert!(matches!(
+            parse_head(&j[..34], n, [0x12, 0x34]),
+            Err(ExifError::NoEndMarker(_))
+        ));
     }
 
     #[test]

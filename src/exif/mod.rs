@@ -266,8 +266,44 @@ pub fn embed(jpeg: &[u8], tags: &ExifTags) -> Result<Vec<u8>, ExifError> {
 
 /// [`embed`], also telling what was done to the XMP segment.
 pub fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifError> {
-    use jpeg::{EXIF_HEADER, MAX_PAYLOAD, XMP_HEADER};
     let layout = jpeg::parse(jpeg)?;
+    let head = new_head(jpeg, layout, tags)?;
+    let mut bytes = head.bytes;
+    bytes.extend_from_slice(&jpeg[head.scan_start..]);
+    Ok(Embedded {
+        bytes,
+        xmp: head.xmp,
+    })
+}
+
+/// The new start of a tagged JPEG: every byte before its first scan, with the
+/// EXIF (and panorama XMP) segments written. The file's bytes from
+/// `scan_start` on stay as they are, so they can be copied without reading them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewHead {
+    pub bytes: Vec<u8>,
+    /// Where the first scan starts in the old file.
+    pub scan_start: usize,
+    pub xmp: XmpOutcome,
+}
+
+/// [`embed_detailed`] from the start of a file (`head`, its first bytes), its
+/// length and its last two bytes. `Ok(None)`: the segments before the scan
+/// run past `head`; read more of the file and ask again.
+pub fn plan_head(
+    head: &[u8],
+    file_len: u64,
+    last_two: [u8; 2],
+    tags: &ExifTags,
+) -> Result<Option<NewHead>, ExifError> {
+    match jpeg::parse_head(head, file_len, last_two)? {
+        Some(layout) => new_head(head, layout, tags).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn new_head(jpeg: &[u8], layout: jpeg::Layout, tags: &ExifTags) -> Result<NewHead, ExifError> {
+    use jpeg::{EXIF_HEADER, MAX_PAYLOAD, XMP_HEADER};
     let segs = &layout.segments;
     let exif_at = segs.iter().position(|s| s.is_app1_with(jpeg, EXIF_HEADER));
     let xmp_at = segs.iter().position(|s| s.is_app1_with(jpeg, XMP_HEADER));
@@ -298,7 +334,7 @@ pub fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifErro
     };
 
     let mut out = Vec::with_capacity(
-        jpeg.len() + exif_payload.len() + xmp_payload.as_ref().map_or(0, Vec::len) + 8,
+        layout.scan_start + exif_payload.len() + xmp_payload.as_ref().map_or(0, Vec::len) + 8,
     );
     out.extend_from_slice(&jpeg[..2]);
     // A new EXIF segment goes right after SOI and any JFIF/JFXX APP0
@@ -321,8 +357,11 @@ pub fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifErro
             _ => out.extend_from_slice(&jpeg[seg.start..seg.end]),
         }
     }
-    out.extend_from_slice(&jpeg[layout.scan_start..]);
-    Ok(Embedded { bytes: out, xmp })
+    Ok(NewHead {
+        bytes: out,
+        scan_start: layout.scan_start,
+        xmp,
+    })
 }
 
 fn push_app1(out: &mut Vec<u8>, payload: &[u8]) {

@@ -477,6 +477,39 @@ fn existing_camera_exif_is_kept() {
     );
 }
 
+/// Inserts an APPn segment (ICC profiles and similar) right after SOI.
+fn with_app(jpeg: &[u8], marker: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, marker]);
+    out.extend_from_slice(&u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn segments_longer_than_the_first_read_are_kept() {
+    // Four 60 KB APP2 segments (240 KB before the scan): more than the
+    // first bytes read, so the rest of the head is read before tagging.
+    let f = Folder::new();
+    let mut big = make_jpeg(64, 48, 3, 90);
+    for i in 0..4u8 {
+        let payload: Vec<u8> = (0..60_000u32).map(|k| (k % 251) as u8 ^ i).collect();
+        big = with_app(&big, 0xE2, &payload);
+    }
+    let p = f.add(record(11, 151.209_295_5, -33.868_82), &big);
+    f.run(&[]).success();
+    let after = fs::read(&p).unwrap();
+    assert_lossless(&big, &after);
+    let t = &exiftool(&[&p])[0];
+    assert!((tag(t, "Composite:GPSLongitude").as_f64().unwrap() - 151.209_295_5).abs() < 1e-7);
+    f.run(&[]).success();
+    assert!(
+        fs::read(&p).unwrap() == after,
+        "a second run changed the file"
+    );
+}
+
 #[test]
 fn panorama_gets_gpano_with_the_downloaded_size() {
     let f = Folder::new();
