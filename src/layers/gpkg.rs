@@ -13,6 +13,7 @@ use gdal::vector::{LayerAccess, LayerOptions};
 use gdal::{Dataset, DriverManager};
 use gdal_sys::{OGRFieldSubType, OGRFieldType, OGRwkbGeometryType};
 
+use super::rtree;
 use super::styles;
 use super::{
     FileLayout, ImageRow, Interner, LayerSet, SequenceLine, file_path, iso_ms, round_coord,
@@ -410,6 +411,8 @@ pub struct GpkgWriter {
     /// The same strings as C strings, made once each (handle order).
     cstrings: Vec<CString>,
     images: gdal_sys::OGRLayerH,
+    /// The id and box of every image point written, for its spatial index.
+    index: Vec<rtree::Entry>,
     seqs: gdal_sys::OGRLayerH,
     cells: gdal_sys::OGRLayerH,
     runs: gdal_sys::OGRLayerH,
@@ -445,7 +448,18 @@ impl GpkgWriter {
         w.check(code, "start a transaction")?;
 
         let opts = |i, d, s| layer_options(i, d, s);
-        let images_o = opts("Mapillary images", "One point per downloaded image", true);
+        // The images' spatial index is packed at the end (see `write_images_index`).
+        let images_o: Vec<String> =
+            opts("Mapillary images", "One point per downloaded image", true)
+                .into_iter()
+                .map(|o| {
+                    if o == "SPATIAL_INDEX=YES" {
+                        "SPATIAL_INDEX=NO".to_string()
+                    } else {
+                        o
+                    }
+                })
+                .collect();
         let seq_o = opts(
             "Mapillary sequences",
             "Lines through each sequence's images in capture order",
@@ -506,6 +520,7 @@ impl GpkgWriter {
             strings: Interner::default(),
             cstrings: Vec::new(),
             images,
+            index: Vec::new(),
             seqs,
             cells,
             runs,
@@ -558,13 +573,20 @@ impl GpkgWriter {
             f.real(19, r.offset_m().map(|m| round_to(m, 3)));
             f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
             f.create(&w, self.images, "insert an image")?;
+            // SAFETY: a live feature; OGR set its FID to the row inserted.
+            let fid = unsafe { gdal_sys::OGR_F_GetFID(f.0) };
+            self.index.push(rtree::Entry::point(
+                fid,
+                round_coord(p.lon),
+                round_coord(p.lat),
+            ));
         }
         Ok(())
     }
 
     /// Writes the sequences, grid cells, runs and styles, and commits.
     pub fn finish(
-        self,
+        mut self,
         sequences: &[SequenceLine],
         cells: &[CellCoverage],
         runs: &[RunEntry],
@@ -656,10 +678,229 @@ impl GpkgWriter {
             f.time(11, Some(self.as_of));
             f.insert(&w, self.styles, "insert a layer style")?;
         }
+        self.write_images_index()?;
+        let w = Writer { path: &self.path };
         // SAFETY: a live dataset handle with the transaction started in `create`.
         let code = unsafe { gdal_sys::GDALDatasetCommitTransaction(self.ds.c_dataset()) };
         w.check(code, "commit the transaction")?;
         drop(self.ds);
+        Ok(())
+    }
+}
+
+/// The SQL with which this GDAL makes a GeoPackage spatial index on
+/// `images.geom`: the R*Tree table, its triggers and its `gpkg_extensions` row.
+struct IndexSql {
+    create: String,
+    triggers: Vec<String>,
+    extension: [Option<String>; 5],
+}
+
+/// Rows of one SQL query, each as its columns' strings.
+fn query(ds: &Dataset, sql: &str) -> Result<Vec<Vec<Option<String>>>, GdalError> {
+    let Some(mut rs) = ds.execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)? else {
+        return Ok(Vec::new());
+    };
+    let n = rs.defn().fields().count();
+    let mut rows = Vec::new();
+    for f in rs.features() {
+        rows.push(
+            (0..n)
+                .map(|i| f.field_as_string(i).ok().flatten())
+                .collect(),
+        );
+    }
+    Ok(rows)
+}
+
+/// Runs a statement that returns no rows.
+fn exec(ds: &Dataset, sql: &str) -> Result<(), GdalError> {
+    ds.execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)
+        .map(drop)
+}
+
+/// Asks GDAL for the SQL of the `images` spatial index: GDAL makes one in a
+/// scratch GeoPackage in memory, and its schema is read back. So the index
+/// has exactly the triggers this GDAL (and its `validate_gpkg`) expects.
+fn index_sql(srs: &SpatialRef) -> Result<IndexSql, GdalError> {
+    static SCRATCH: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SCRATCH.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = format!("/vsimem/mlyexport-index-{}-{n}.gpkg", std::process::id());
+    let driver = DriverManager::get_driver_by_name("GPKG")?;
+    let result = (|| {
+        let mut ds = driver.create_vector_only(&path)?;
+        let layer = ds.create_layer(LayerOptions {
+            name: "images",
+            srs: Some(srs),
+            ty: OGRwkbGeometryType::wkbPoint,
+            options: Some(&["GEOMETRY_NAME=geom", "SPATIAL_INDEX=YES", "FID=fid"]),
+        })?;
+        // SAFETY: a live layer of `ds`; syncing makes GDAL create the index.
+        unsafe { gdal_sys::OGR_L_SyncToDisk(layer.c_layer()) };
+        let one = |sql: &str| -> Result<Vec<Option<String>>, GdalError> {
+            Ok(query(&ds, sql)?.into_iter().next().unwrap_or_default())
+        };
+        let create = one("SELECT sql FROM sqlite_master WHERE name = 'rtree_images_geom'")?;
+        let triggers = query(
+            &ds,
+            "SELECT sql FROM sqlite_master WHERE type = 'trigger' \
+             AND name LIKE 'rtree_images_geom_%' ORDER BY name",
+        )?;
+        let ext = one(
+            "SELECT table_name, column_name, extension_name, definition, scope \
+             FROM gpkg_extensions WHERE extension_name = 'gpkg_rtree_index'",
+        )?;
+        let missing = || GdalError::BadArgument("GDAL made no spatial index to copy".into());
+        let mut extension: [Option<String>; 5] = Default::default();
+        for (slot, v) in extension.iter_mut().zip(ext) {
+            *slot = v;
+        }
+        if extension[0].is_none() || triggers.is_empty() {
+            return Err(missing());
+        }
+        Ok(IndexSql {
+            create: create.into_iter().flatten().next().ok_or_else(missing)?,
+            triggers: triggers
+                .into_iter()
+                .filter_map(|r| r.into_iter().flatten().next())
+                .collect(),
+            extension,
+        })
+    })();
+    let c = cstring(&path);
+    // SAFETY: a NUL-terminated path; unlinking a missing file is harmless.
+    unsafe { gdal_sys::VSIUnlink(c.as_ptr()) };
+    result
+}
+
+/// An SQL string literal.
+fn sql_text(v: Option<&str>) -> String {
+    v.map_or_else(
+        || "NULL".to_string(),
+        |v| format!("'{}'", v.replace('\'', "''")),
+    )
+}
+
+/// Statements of rows are cut at about this many bytes of SQL.
+const SQL_BATCH: usize = 4 << 20;
+
+/// Runs `INSERT INTO <table>(<cols>) VALUES ...` over `rows` (each already
+/// SQL text, without parentheses), a few megabytes of SQL at a time.
+fn insert_rows(
+    ds: &Dataset,
+    table: &str,
+    cols: &str,
+    rows: impl Iterator<Item = String>,
+) -> Result<(), GdalError> {
+    let head = format!("INSERT INTO \"{table}\"({cols}) VALUES ");
+    let mut sql = head.clone();
+    let mut any = false;
+    for r in rows {
+        if any {
+            sql.push(',');
+        }
+        sql.push('(');
+        sql.push_str(&r);
+        sql.push(')');
+        any = true;
+        if sql.len() >= SQL_BATCH {
+            exec(ds, &sql)?;
+            sql.clone_from(&head);
+            any = false;
+        }
+    }
+    if any {
+        exec(ds, &sql)?;
+    }
+    Ok(())
+}
+
+impl GpkgWriter {
+    /// Writes the spatial index of `images` as GDAL would (same table,
+    /// triggers and extension row, in the open transaction), but packs the
+    /// R*Tree's nodes in one go ([`rtree::pack`]) rather than inserting each
+    /// image into it, which was most of the GeoPackage's writing time.
+    fn write_images_index(&mut self) -> Result<(), GpkgError> {
+        let path = self.path.clone();
+        let gdal = |what: &'static str| {
+            let path = path.clone();
+            move |source| GpkgError::Gdal {
+                what: what.to_string(),
+                path: path.clone(),
+                source,
+            }
+        };
+        let mut srs = SpatialRef::from_epsg(4326).map_err(gdal("build EPSG:4326"))?;
+        srs.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
+        let sql = index_sql(&srs).map_err(gdal("learn GDAL's spatial index SQL"))?;
+        let ds = &self.ds;
+        exec(ds, &sql.create).map_err(gdal("create the images' spatial index"))?;
+        let node_size = query(
+            ds,
+            "SELECT length(data) FROM \"rtree_images_geom_node\" WHERE nodeno = 1",
+        )
+        .map_err(gdal("read the spatial index's node size"))?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().flatten().next())
+        .and_then(|v| v.parse::<usize>().ok());
+        let nodes = node_size
+            .and_then(|size| rtree::pack(std::mem::take(&mut self.index), size))
+            .ok_or_else(|| GpkgError::Strings {
+                path: path.clone(),
+                message: format!(
+                    "SQLite made R*Tree nodes of {node_size:?} bytes; cannot pack them"
+                ),
+            })?;
+        let write = gdal("write the images' spatial index");
+        exec(ds, "DELETE FROM \"rtree_images_geom_node\"").map_err(&write)?;
+        insert_rows(
+            ds,
+            "rtree_images_geom_node",
+            "nodeno, data",
+            nodes
+                .iter()
+                .map(|n| format!("{}, X'{}'", n.number, hex::encode(&n.data))),
+        )
+        .map_err(&write)?;
+        insert_rows(
+            ds,
+            "rtree_images_geom_rowid",
+            "rowid, nodeno",
+            nodes
+                .iter()
+                .filter(|n| n.leaf)
+                .flat_map(|n| n.ids().map(move |id| format!("{id}, {}", n.number))),
+        )
+        .map_err(&write)?;
+        insert_rows(
+            ds,
+            "rtree_images_geom_parent",
+            "nodeno, parentnode",
+            nodes
+                .iter()
+                .filter(|n| !n.leaf)
+                .flat_map(|n| n.ids().map(move |child| format!("{child}, {}", n.number))),
+        )
+        .map_err(&write)?;
+        drop(nodes);
+        for t in &sql.triggers {
+            exec(ds, t).map_err(&write)?;
+        }
+        let values: Vec<String> = sql
+            .extension
+            .iter()
+            .map(|v| sql_text(v.as_deref()))
+            .collect();
+        exec(
+            ds,
+            &format!(
+                "INSERT INTO gpkg_extensions(table_name, column_name, extension_name, definition, scope) \
+                 VALUES ({})",
+                values.join(", ")
+            ),
+        )
+        .map_err(&write)?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ pub mod csv;
 pub mod geojson;
 pub mod gpkg;
 pub mod read;
+pub mod rtree;
 pub mod styles;
 
 use std::collections::HashMap;

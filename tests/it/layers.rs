@@ -897,3 +897,96 @@ fn a_killed_run_never_leaves_a_half_written_geopackage() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Images whose spatial filter counts through the index (`rtreecheck`,
+/// GDAL's spatial filter) must match a scan of every point.
+fn index_agrees_with_a_full_scan(ds: &Dataset, rects: &[[f64; 4]]) {
+    let check = sql_strings(ds, "SELECT rtreecheck('rtree_images_geom')");
+    assert_eq!(check, [Some("ok".to_string())], "SQLite's rtreecheck");
+    let mut images = ds.layer_by_name("images").unwrap();
+    let points: Vec<(f64, f64)> = images
+        .features()
+        .map(|f| {
+            let (x, y, _) = f.geometry().unwrap().get_point(0);
+            (x, y)
+        })
+        .collect();
+    for &[x0, y0, x1, y1] in rects {
+        let scanned = points
+            .iter()
+            .filter(|(x, y)| (x0..=x1).contains(x) && (y0..=y1).contains(y))
+            .count();
+        images.set_spatial_filter_rect(x0, y0, x1, y1);
+        let indexed = images.features().count();
+        images.clear_spatial_filter();
+        assert_eq!(indexed, scanned, "images in {x0},{y0},{x1},{y1}");
+    }
+}
+
+#[test]
+fn the_spatial_index_finds_every_image_and_stays_valid_when_edited() {
+    // 3,000 images: an R*Tree of three levels, packed by mlyexport.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("downloads");
+    for g in ["1", "2"] {
+        fs::create_dir_all(input.join(g)).unwrap();
+    }
+    let n = 3000u64;
+    for i in 0..n {
+        let g = if i % 3 == 0 { "1" } else { "2" };
+        let (lon, lat) = (
+            13.3 + (i as f64 * 0.618_034).fract() * 0.1,
+            52.5 + (i as f64 * 0.414_214).fract() * 0.05,
+        );
+        let rec = image_json(
+            5000 + i,
+            g,
+            &format!("s{}", i / 50),
+            1_600_000_000_000 + i as i64,
+            lon,
+            lat,
+            false,
+        );
+        fs::write(
+            input.join(g).join(format!("{}.json", 5000 + i)),
+            rec.to_string(),
+        )
+        .unwrap();
+    }
+    let out = layers(&input, &["--format", "gpkg"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let gpkg = input.join("layers").join("mapillary.gpkg");
+    let rects = [
+        [13.3, 52.5, 13.4, 52.55],
+        [13.32, 52.51, 13.35, 52.52],
+        [13.399, 52.549, 13.5, 52.6],
+        [0.0, 0.0, 1.0, 1.0],
+    ];
+    {
+        let ds = Dataset::open(&gpkg).unwrap();
+        assert_eq!(ds.layer_by_name("images").unwrap().feature_count(), n);
+        index_agrees_with_a_full_scan(&ds, &rects);
+    }
+    // Edited afterwards (as in QGIS): the triggers keep the index right.
+    let ds = Dataset::open_ex(
+        &gpkg,
+        gdal::DatasetOptions {
+            open_flags: gdal::GdalOpenFlags::GDAL_OF_UPDATE | gdal::GdalOpenFlags::GDAL_OF_VECTOR,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    {
+        let images = ds.layer_by_name("images").unwrap();
+        for fid in [1, 2, 1500, 3000] {
+            // SAFETY: a live layer handle; deleting by FID.
+            let code = unsafe { gdal_sys::OGR_L_DeleteFeature(images.c_layer(), fid) };
+            assert_eq!(code, gdal_sys::OGRErr::OGRERR_NONE);
+        }
+        let mut f = gdal::vector::Feature::new(images.defn()).unwrap();
+        f.set_geometry(gdal::vector::Geometry::from_wkt("POINT (13.33 52.515)").unwrap())
+            .unwrap();
+        f.create(&images).unwrap();
+    }
+    index_agrees_with_a_full_scan(&ds, &rects);
+}
