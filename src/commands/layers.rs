@@ -114,7 +114,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
         let writer = want_gpkg.then(|| {
             let (tx, rx) = mpsc::sync_channel::<ToWriter>(2);
             let tmp = gpkg_tmp.clone();
-            let handle = scope.spawn(move || gpkg_thread(&tmp, file_layout, as_of, rx));
+            let handle = scope.spawn(move || gpkg_thread(&tmp, file_layout, as_of, total, rx));
             (tx, handle)
         });
         build_and_stream(inputs, &reporter, writer)
@@ -355,28 +355,33 @@ enum ToWriter {
         strings: Vec<Box<str>>,
         rows: Vec<ImageRow>,
     },
-    /// Everything else; the thread writes it and commits.
-    Finish {
-        sequences: Vec<SequenceLine>,
-        cells: Vec<CellCoverage>,
-        runs: Vec<RunEntry>,
-    },
+    /// Everything else; the thread writes it, commits and hands it back.
+    Finish(Finished),
+}
+
+/// The layers written after the images.
+struct Finished {
+    sequences: Vec<SequenceLine>,
+    cells: Vec<CellCoverage>,
+    runs: Vec<RunEntry>,
 }
 
 type Writer<'s> = (
     mpsc::SyncSender<ToWriter>,
-    std::thread::ScopedJoinHandle<'s, Result<bool, gpkg::GpkgError>>,
+    std::thread::ScopedJoinHandle<'s, Result<Option<Finished>, gpkg::GpkgError>>,
 );
 
 /// The GeoPackage thread: every GDAL call happens here, in one transaction.
-/// Returns `Ok(true)` once committed, `Ok(false)` when the reader stopped
-/// before `Finish` (nothing committed; the caller removes the temp file).
+/// Returns what `Finish` brought (moved there and back rather than copied)
+/// once committed, `Ok(None)` when the reader stopped before `Finish`
+/// (nothing committed; the caller removes the temp file).
 fn gpkg_thread(
     tmp: &Path,
     layout: FileLayout,
     as_of: DateTime<Utc>,
+    images: usize,
     rx: mpsc::Receiver<ToWriter>,
-) -> Result<bool, gpkg::GpkgError> {
+) -> Result<Option<Finished>, gpkg::GpkgError> {
     for leftover in [
         tmp.to_path_buf(),
         PathBuf::from(format!("{}-journal", tmp.display())),
@@ -384,23 +389,20 @@ fn gpkg_thread(
         let _ = fs::remove_file(leftover);
     }
     let mut g = gpkg::GpkgWriter::create(tmp, layout, as_of)?;
+    g.reserve(images);
     for msg in rx {
         match msg {
             ToWriter::Images { strings, rows } => {
                 g.add_strings(&strings)?;
                 g.write_images(&rows)?;
             }
-            ToWriter::Finish {
-                sequences,
-                cells,
-                runs,
-            } => {
-                g.finish(&sequences, &cells, &runs)?;
-                return Ok(true);
+            ToWriter::Finish(done) => {
+                g.finish(&done.sequences, &done.cells, &done.runs)?;
+                return Ok(Some(done));
             }
         }
     }
-    Ok(false)
+    Ok(None)
 }
 
 /// Reads the rows (sending each batch to the GeoPackage thread, if any),
@@ -424,14 +426,15 @@ fn build_and_stream(
         Some((tx, h)) => (Some(tx), Some(h)),
         None => (None, None),
     };
-    let writer_error =
-        |handle: Option<std::thread::ScopedJoinHandle<'_, Result<bool, gpkg::GpkgError>>>| {
-            match handle.map(|h| h.join()) {
-                Some(Ok(Err(e))) => anyhow::Error::new(e),
-                Some(Err(_)) => anyhow::anyhow!("the GeoPackage writer thread panicked"),
-                _ => anyhow::anyhow!("the GeoPackage writer stopped early"),
-            }
-        };
+    let writer_error = |handle: Option<
+        std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, gpkg::GpkgError>>,
+    >| {
+        match handle.map(|h| h.join()) {
+            Some(Ok(Err(e))) => anyhow::Error::new(e),
+            Some(Err(_)) => anyhow::anyhow!("the GeoPackage writer thread panicked"),
+            _ => anyhow::anyhow!("the GeoPackage writer stopped early"),
+        }
+    };
     let tty = reporter.is_tty();
     let mut sent = 0;
     let outcome = read::read_rows(&scan, position, |rows, strings, done| -> Result<(), ()> {
@@ -477,34 +480,33 @@ fn build_and_stream(
         &strings,
     );
     drop(scan);
-    let cells = coverage::compute(&grids, &rows, &strings, as_of);
-    let sequences = sequence_lines(&rows, &strings);
-    let set = LayerSet {
-        rows,
-        strings,
-        layout: file_layout,
-        sequences,
-        cells,
+    let mut done = Finished {
+        cells: coverage::compute(&grids, &rows, &strings, as_of),
+        sequences: sequence_lines(&rows, &strings),
         runs: run_record.map(|r| r.runs).unwrap_or_default(),
     };
     let mut committed = false;
     if let (Some(tx), Some(handle)) = (tx, handle) {
-        let finish = ToWriter::Finish {
-            sequences: set.sequences.clone(),
-            cells: set.cells.clone(),
-            runs: set.runs.clone(),
-        };
-        let sent = tx.send(finish).is_ok();
+        let sent = tx.send(ToWriter::Finish(done)).is_ok();
         drop(tx);
         match handle.join() {
-            Ok(Ok(done)) => committed = done && sent,
+            Ok(Ok(Some(back))) if sent => {
+                done = back;
+                committed = true;
+            }
+            Ok(Ok(_)) => bail!("the GeoPackage writer stopped before committing"),
             Ok(Err(e)) => return Err(e).context("cannot write the GeoPackage"),
             Err(_) => bail!("the GeoPackage writer thread panicked"),
         }
-        if !committed {
-            bail!("the GeoPackage writer stopped before committing");
-        }
     }
+    let set = LayerSet {
+        rows,
+        strings,
+        layout: file_layout,
+        sequences: done.sequences,
+        cells: done.cells,
+        runs: done.runs,
+    };
     Ok((set, problems, committed))
 }
 

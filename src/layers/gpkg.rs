@@ -528,6 +528,12 @@ impl GpkgWriter {
         })
     }
 
+    /// Makes room for the spatial index of `images` image points at once
+    /// (a growing list would briefly hold twice its size).
+    pub fn reserve(&mut self, images: usize) {
+        self.index.reserve_exact(images);
+    }
+
     /// Adds strings interned by the reader since the last call, in order.
     pub fn add_strings(&mut self, new: &[Box<str>]) -> Result<(), GpkgError> {
         for s in new {
@@ -782,77 +788,86 @@ fn sql_text(v: Option<&str>) -> String {
 }
 
 /// Statements are cut at about this many bytes of SQL.
-const SQL_BATCH: usize = 4 << 20;
+const SQL_BATCH: usize = 1 << 20;
 
-/// Runs `INSERT INTO <table>(<cols>) VALUES ...` over `rows` (each already
-/// SQL text, without parentheses), a few megabytes of SQL at a time.
-fn insert_rows(
-    ds: &Dataset,
-    table: &str,
-    cols: &str,
-    rows: impl Iterator<Item = String>,
-) -> Result<(), GdalError> {
-    let head = format!("INSERT INTO \"{table}\"({cols}) VALUES ");
-    let mut sql = head.clone();
-    for r in rows {
-        if sql.len() > head.len() {
-            sql.push(',');
-        }
-        sql.push('(');
-        sql.push_str(&r);
-        sql.push(')');
-        if sql.len() >= SQL_BATCH {
-            exec(ds, &sql)?;
-            sql.clone_from(&head);
-        }
-    }
-    if sql.len() > head.len() {
-        exec(ds, &sql)?;
-    }
-    Ok(())
+/// Writes packed R*Tree nodes into the shadow tables of `rtree_images_geom`
+/// as they come, a megabyte of SQL at a time: the nodes (as `VALUES` with
+/// blob literals), and each entry's leaf and each node's parent, which SQLite
+/// reads from a JSON object (`{"node":[ids]}`), several times faster than the
+/// same rows as `VALUES` lists through GDAL.
+struct IndexSink<'d> {
+    ds: &'d Dataset,
+    nodes: String,
+    leaves: String,
+    parents: String,
 }
 
-/// Inserts `(member, group)` pairs into a two-column table, given as groups
-/// of members: SQLite reads them from a JSON object (`{"group":[members]}`),
-/// several times faster than the same rows as `VALUES` lists.
-fn insert_groups<'a>(
-    ds: &Dataset,
-    table: &str,
-    cols: &str,
-    groups: impl Iterator<Item = (i64, Box<dyn Iterator<Item = i64> + 'a>)>,
-) -> Result<(), GdalError> {
-    use std::fmt::Write as _;
-    let run = |json: &str| {
-        exec(
+impl<'d> IndexSink<'d> {
+    const NODES: &'static str = "INSERT INTO \"rtree_images_geom_node\"(nodeno, data) VALUES ";
+
+    fn new(ds: &'d Dataset) -> Self {
+        Self {
             ds,
-            &format!(
-                "INSERT INTO \"{table}\"({cols}) SELECT m.value, CAST(g.key AS INTEGER) \
-                 FROM json_each('{{{json}}}') AS g, json_each(g.value) AS m"
+            nodes: String::new(),
+            leaves: String::new(),
+            parents: String::new(),
+        }
+    }
+
+    fn add(&mut self, n: &rtree::Node) -> Result<(), GdalError> {
+        use std::fmt::Write as _;
+        let sep = if self.nodes.is_empty() {
+            Self::NODES
+        } else {
+            ","
+        };
+        let _ = write!(
+            self.nodes,
+            "{sep}({}, X'{}')",
+            n.number,
+            hex::encode(&n.data)
+        );
+        let map = if n.leaf {
+            &mut self.leaves
+        } else {
+            &mut self.parents
+        };
+        let sep = if map.is_empty() { "" } else { "," };
+        let _ = write!(map, "{sep}\"{}\":[", n.number);
+        for (i, id) in n.ids().enumerate() {
+            let _ = write!(map, "{}{id}", if i == 0 { "" } else { "," });
+        }
+        map.push(']');
+        self.flush(false)
+    }
+
+    fn flush(&mut self, all: bool) -> Result<(), GdalError> {
+        let full = |s: &String| !s.is_empty() && (all || s.len() >= SQL_BATCH);
+        if full(&self.nodes) {
+            exec(self.ds, &self.nodes)?;
+            self.nodes.clear();
+        }
+        for (table, cols, map) in [
+            ("rtree_images_geom_rowid", "rowid, nodeno", &mut self.leaves),
+            (
+                "rtree_images_geom_parent",
+                "nodeno, parentnode",
+                &mut self.parents,
             ),
-        )
-    };
-    let mut json = String::new();
-    for (group, members) in groups {
-        if !json.is_empty() {
-            json.push(',');
-        }
-        let _ = write!(json, "\"{group}\":[");
-        for (i, m) in members.enumerate() {
-            if i > 0 {
-                json.push(',');
+        ] {
+            if full(map) {
+                exec(
+                    self.ds,
+                    &format!(
+                        "INSERT INTO \"{table}\"({cols}) SELECT m.value, CAST(g.key AS INTEGER) \
+                         FROM json_each('{{{map}}}') AS g, json_each(g.value) AS m"
+                    ),
+                )?;
+                map.clear();
             }
-            let _ = write!(json, "{m}");
         }
-        json.push(']');
-        if json.len() >= SQL_BATCH {
-            run(&json)?;
-            json.clear();
-        }
+        Ok(())
     }
-    if !json.is_empty() {
-        run(&json)?;
-    }
-    Ok(())
 }
 
 impl GpkgWriter {
@@ -884,42 +899,20 @@ impl GpkgWriter {
         .next()
         .and_then(|r| r.into_iter().flatten().next())
         .and_then(|v| v.parse::<usize>().ok());
-        let nodes = node_size
-            .and_then(|size| rtree::pack(std::mem::take(&mut self.index), size))
+        let write = gdal("write the images' spatial index");
+        exec(ds, "DELETE FROM \"rtree_images_geom_node\"").map_err(&write)?;
+        let mut sink = IndexSink::new(ds);
+        let index = std::mem::take(&mut self.index);
+        node_size
+            .and_then(|size| rtree::pack(index, size, |n| sink.add(&n)))
             .ok_or_else(|| GpkgError::Strings {
                 path: path.clone(),
                 message: format!(
                     "SQLite made R*Tree nodes of {node_size:?} bytes; cannot pack them"
                 ),
-            })?;
-        let write = gdal("write the images' spatial index");
-        exec(ds, "DELETE FROM \"rtree_images_geom_node\"").map_err(&write)?;
-        insert_rows(
-            ds,
-            "rtree_images_geom_node",
-            "nodeno, data",
-            nodes
-                .iter()
-                .map(|n| format!("{}, X'{}'", n.number, hex::encode(&n.data))),
-        )
-        .map_err(&write)?;
-        // Each entry's leaf, and each node's parent.
-        let groups = |leaf: bool| {
-            nodes
-                .iter()
-                .filter(move |n| n.leaf == leaf)
-                .map(|n| (n.number, Box::new(n.ids()) as Box<dyn Iterator<Item = i64>>))
-        };
-        insert_groups(ds, "rtree_images_geom_rowid", "rowid, nodeno", groups(true))
+            })?
+            .and_then(|()| sink.flush(true))
             .map_err(&write)?;
-        insert_groups(
-            ds,
-            "rtree_images_geom_parent",
-            "nodeno, parentnode",
-            groups(false),
-        )
-        .map_err(&write)?;
-        drop(nodes);
         for t in &sql.triggers {
             exec(ds, t).map_err(&write)?;
         }
@@ -944,6 +937,7 @@ impl GpkgWriter {
 /// Writes every layer of `set` to a new GeoPackage at `path` in one go.
 pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), GpkgError> {
     let mut g = GpkgWriter::create(path, set.layout, as_of)?;
+    g.reserve(set.rows.len());
     g.add_strings(set.strings.strings_from(0))?;
     g.write_images(&set.rows)?;
     g.finish(&set.sequences, &set.cells, &set.runs)

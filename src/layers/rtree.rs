@@ -85,39 +85,54 @@ impl Node {
 }
 
 /// Packs `entries` into nodes of `node_size` bytes (the length SQLite gave
-/// the empty root when the R*Tree was created). Nodes are filled evenly, as
-/// full as they can be; the root comes first. `None` when `node_size` holds
-/// fewer than two cells.
-pub fn pack(mut entries: Vec<Entry>, node_size: usize) -> Option<Vec<Node>> {
+/// the empty root when the R*Tree was created), handing each node to `emit`
+/// as soon as it is made (so the nodes never all sit in memory), the root
+/// last. Nodes are filled evenly, as full as they can be. `None` when
+/// `node_size` holds fewer than two cells; an error of `emit` stops the packing.
+pub fn pack<E>(
+    mut entries: Vec<Entry>,
+    node_size: usize,
+    mut emit: impl FnMut(Node) -> Result<(), E>,
+) -> Option<Result<(), E>> {
     let cap = node_size.checked_sub(4)? / CELL;
     if cap < 2 || cap > usize::from(u16::MAX) {
         return None;
     }
-    let mut nodes = Vec::new();
     let mut next = 2i64;
     let mut depth = 0u16;
-    loop {
+    Some(loop {
         let leaf = depth == 0;
         if entries.len() <= cap {
-            let root = node(1, leaf, depth, &entries, node_size);
-            nodes.insert(0, root);
-            return Some(nodes);
+            break emit(node(1, leaf, depth, &entries, node_size));
         }
         let groups = tile(&mut entries, cap);
         let mut parents = Vec::with_capacity(groups.len());
         for g in groups {
             let cells = &entries[g];
-            let n = node(next, leaf, 0, cells, node_size);
             parents.push(Entry {
                 id: next,
                 bounds: union(cells),
             });
-            nodes.push(n);
+            if let Err(e) = emit(node(next, leaf, 0, cells, node_size)) {
+                return Some(Err(e));
+            }
             next += 1;
         }
         entries = parents;
         depth += 1;
-    }
+    })
+}
+
+/// [`pack`] into a list, the root first.
+pub fn pack_all(entries: Vec<Entry>, node_size: usize) -> Option<Vec<Node>> {
+    let mut nodes = Vec::new();
+    pack(entries, node_size, |n| {
+        nodes.push(n);
+        Ok::<(), ()>(())
+    })?
+    .ok()?;
+    nodes.rotate_right(1);
+    Some(nodes)
 }
 
 /// Sort-tile-recursive: sorts `entries` into vertical slices by x, each
@@ -211,15 +226,15 @@ mod tests {
 
     #[test]
     fn a_few_entries_make_a_leaf_root() {
-        let nodes = pack(vec![Entry::point(7, 1.0, 2.0)], 1228).unwrap();
+        let nodes = pack_all(vec![Entry::point(7, 1.0, 2.0)], 1228).unwrap();
         assert_eq!(nodes.len(), 1);
         assert_eq!((nodes[0].number, nodes[0].leaf), (1, true));
         assert_eq!(nodes[0].data.len(), 1228);
         assert_eq!(&nodes[0].data[..4], &[0, 0, 0, 1]);
         assert_eq!(nodes[0].ids().collect::<Vec<_>>(), [7]);
-        let empty = pack(Vec::new(), 1228).unwrap();
+        let empty = pack_all(Vec::new(), 1228).unwrap();
         assert_eq!(empty[0].data, vec![0; 1228]);
-        assert!(pack(Vec::new(), 40).is_none());
+        assert!(pack_all(Vec::new(), 40).is_none());
     }
 
     /// Every entry sits in exactly one leaf, every node's box in its
@@ -238,7 +253,7 @@ mod tests {
                 )
             })
             .collect();
-        let nodes = pack(entries.clone(), 1228).unwrap();
+        let nodes = pack_all(entries.clone(), 1228).unwrap();
         let cap = (1228 - 4) / CELL;
         let by_no: BTreeMap<i64, &Node> = nodes.iter().map(|n| (n.number, n)).collect();
         assert_eq!(by_no.len(), nodes.len(), "node numbers are unique");
