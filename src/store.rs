@@ -173,12 +173,18 @@ impl Replacer {
         }
         if let Some((k, ino)) = kept {
             let file = fs::OpenOptions::new().read(true).write(true).open(&k);
-            // Reused only when it is still the file read, now with one name.
+            // Reused only when it is still the file read, now with one name,
+            // and only once the rename is on disk: `fsync` of this inode
+            // commits the journal that holds the rename (its link count
+            // changed there). Otherwise, after a power cut, `path` could
+            // still name this inode while the next file's bytes were written
+            // into it; `fdatasync` of the next file would not order that.
             match file {
                 Ok(file)
                     if file
                         .metadata()
-                        .is_ok_and(|m| m.ino() == ino && m.nlink() == 1) =>
+                        .is_ok_and(|m| m.ino() == ino && m.nlink() == 1)
+                        && file.sync_all().is_ok() =>
                 {
                     self.spare = Some(Spare {
                         file,
