@@ -64,26 +64,39 @@ pub fn atomic_write_with(
 /// [`atomic_write`] (a synced temp file in the same folder, renamed over the
 /// file), but reusing the inode of each file it replaces as its next temp
 /// file: before the rename, the old file gets a second name (a temp name, by
-/// a hard link), and after it that name holds the old content alone, ready to
-/// be overwritten. Creating and freeing an inode per file is what made
-/// rewriting thousands of JPEGs slow (ext4 scans past recently freed inodes
-/// on every creation); this creates one per folder.
+/// a hard link), and once the rename is on disk (the folder is fsynced) that
+/// name holds the old content alone, ready to be overwritten. Creating and
+/// freeing an inode per file is what made rewriting thousands of JPEGs slow
+/// (ext4 scans past recently freed inodes on every creation); this creates
+/// one per folder.
 ///
-/// A file that has other hard links is never reused (its other names keep the
-/// old content). A crash leaves each file old or new, plus temp files, which
+/// An old file is reused only when it is plainly ours to reuse: a regular
+/// file (not a symlink) with no other hard link, owned like a new file in
+/// that folder, and without extended attributes (ACLs, labels, tags). A
+/// crash leaves each file old or new, plus temp files, which
 /// [`remove_stale_temp_files`] unlinks (never truncates: a leftover may be a
 /// second name of a file). One per thread; the spare is removed on drop.
 #[derive(Debug, Default)]
 pub struct Replacer {
+    folder: Option<Folder>,
     spare: Option<Spare>,
+}
+
+/// The folder a [`Replacer`] works in.
+#[derive(Debug)]
+struct Folder {
+    /// As the caller named it.
+    dir: PathBuf,
+    /// Open to fsync it; without it, no inode is reused.
+    handle: Option<fs::File>,
+    /// Owner and group of a file created there.
+    owner: (u32, u32),
 }
 
 #[derive(Debug)]
 struct Spare {
     file: fs::File,
     path: PathBuf,
-    /// The folder it is in, as the caller named it.
-    dir: PathBuf,
     /// Permission bits the spare has now.
     mode: u32,
 }
@@ -91,6 +104,34 @@ struct Spare {
 impl Spare {
     fn discard(self) {
         let _ = fs::remove_file(&self.path);
+    }
+
+    /// A new temp file in `dir`, with permission bits `mode`.
+    fn create(dir: &Path, mode: u32) -> io::Result<Self> {
+        let (file, path) = tempfile::Builder::new()
+            .prefix(TEMP_PREFIX)
+            .tempfile_in(dir)
+            .and_then(|t| t.keep().map_err(|e| e.error))?;
+        let spare = Spare {
+            file,
+            path,
+            mode: 0o600,
+        };
+        match spare.file.set_permissions(fs::Permissions::from_mode(mode)) {
+            Ok(()) => Ok(Spare { mode, ..spare }),
+            Err(e) => {
+                spare.discard();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Whether a file has no extended attributes (a file system without them counts as none).
+fn has_no_xattrs(path: &Path) -> bool {
+    match rustix::fs::llistxattr_query(path) {
+        Ok(n) => n == 0,
+        Err(e) => e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP,
     }
 }
 
@@ -103,7 +144,7 @@ impl Replacer {
     /// its start (it may also copy from another file in the kernel:
     /// `std::io::copy` between two files uses `copy_file_range` on Linux),
     /// with permission bits `mode`. `old` is the metadata of the file being
-    /// replaced, when it was read.
+    /// replaced as it was read (through any symlink), when it was.
     pub fn replace(
         &mut self,
         path: &Path,
@@ -120,50 +161,73 @@ impl Replacer {
             source,
         };
         // A spare from another folder cannot be renamed into this one.
-        let spare = match self.spare.take() {
-            Some(s) if s.dir == dir => s,
-            other => {
-                if let Some(s) = other {
-                    s.discard();
-                }
-                let (file, path) = tempfile::Builder::new()
-                    .prefix(TEMP_PREFIX)
-                    .tempfile_in(dir)
-                    .and_then(|t| t.keep().map_err(|e| e.error))
-                    .map_err(err)?;
-                Spare {
-                    file,
-                    path,
-                    dir: dir.to_path_buf(),
-                    mode: 0o600,
-                }
+        if self.folder.as_ref().is_some_and(|f| f.dir != dir) {
+            self.folder = None;
+            if let Some(s) = self.spare.take() {
+                s.discard();
             }
+        }
+        let reused = self.spare.take().and_then(|mut s| {
+            if s.mode != mode {
+                if s.file
+                    .set_permissions(fs::Permissions::from_mode(mode))
+                    .is_err()
+                {
+                    s.discard();
+                    return None;
+                }
+                s.mode = mode;
+            }
+            Some(s)
+        });
+        let mut spare = match reused {
+            Some(s) => s,
+            None => Spare::create(dir, mode).map_err(err)?,
         };
-        let mut spare = spare;
+        if self.folder.is_none() {
+            let owner = spare
+                .file
+                .metadata()
+                .map_or((u32::MAX, u32::MAX), |m| (m.uid(), m.gid()));
+            self.folder = Some(Folder {
+                dir: dir.to_path_buf(),
+                handle: fs::File::open(dir).ok(),
+                owner,
+            });
+        }
+        let Some(folder) = &self.folder else {
+            unreachable!("set just above")
+        };
         let written = (|| {
             spare.file.rewind()?;
             fill(&mut spare.file)?;
             let end = spare.file.stream_position()?;
             spare.file.set_len(end)?;
-            if spare.mode != mode {
-                spare
-                    .file
-                    .set_permissions(fs::Permissions::from_mode(mode))?;
-            }
-            spare.file.sync_data()
+            // `sync_all`: the permission bits may have changed too.
+            spare.file.sync_all()
         })();
         if let Err(e) = written {
             spare.discard();
             return Err(err(e));
         }
-        // Keep the old inode under a temp name, when nothing else links to it.
-        let kept = old.filter(|m| m.is_file() && m.nlink() == 1).and_then(|m| {
-            let link = tempfile::Builder::new()
-                .prefix(TEMP_PREFIX)
-                .make_in(dir, |p| fs::hard_link(path, p))
-                .ok()?;
-            Some((link.into_temp_path().keep().ok()?, m.ino()))
-        });
+        // Keep the old inode under a temp name when it is ours to reuse.
+        let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
+        let kept = old
+            .filter(|m| {
+                folder.handle.is_some()
+                    && m.is_file()
+                    && m.nlink() == 1
+                    && (m.uid(), m.gid()) == folder.owner
+                    && fs::symlink_metadata(path).is_ok_and(|l| l.is_file() && same(&l, m))
+                    && has_no_xattrs(path)
+            })
+            .and_then(|m| {
+                let link = tempfile::Builder::new()
+                    .prefix(TEMP_PREFIX)
+                    .make_in(dir, |p| fs::hard_link(path, p))
+                    .ok()?;
+                Some((link.into_temp_path().keep().ok()?, m))
+            });
         if let Err(e) = fs::rename(&spare.path, path) {
             spare.discard();
             if let Some((k, _)) = kept {
@@ -171,29 +235,27 @@ impl Replacer {
             }
             return Err(err(e));
         }
-        if let Some((k, ino)) = kept {
-            let file = fs::OpenOptions::new().read(true).write(true).open(&k);
-            // Reused only when it is still the file read, now with one name,
-            // and only once the rename is on disk: `fsync` of this inode
-            // commits the journal that holds the rename (its link count
-            // changed there). Otherwise, after a power cut, `path` could
-            // still name this inode while the next file's bytes were written
-            // into it; `fdatasync` of the next file would not order that.
+        if let Some((k, m)) = kept {
+            // Reused only when it is still the file read, now with this one
+            // name, and only once the rename is on disk (the folder's fsync):
+            // otherwise, after a power cut, `path` could still name this inode
+            // while the next file's bytes were being written into it.
+            let reusable = fs::symlink_metadata(&k)
+                .is_ok_and(|l| l.is_file() && same(&l, m) && l.nlink() == 1)
+                && folder.handle.as_ref().is_some_and(|h| h.sync_all().is_ok());
+            let file = reusable
+                .then(|| fs::OpenOptions::new().read(true).write(true).open(&k).ok())
+                .flatten()
+                .filter(|f| f.metadata().is_ok_and(|l| same(&l, m)));
             match file {
-                Ok(file)
-                    if file
-                        .metadata()
-                        .is_ok_and(|m| m.ino() == ino && m.nlink() == 1)
-                        && file.sync_all().is_ok() =>
-                {
+                Some(file) => {
                     self.spare = Some(Spare {
                         file,
                         path: k,
-                        dir: dir.to_path_buf(),
-                        mode: old.map_or(0, |m| m.mode() & 0o7777),
+                        mode: m.mode() & 0o7777,
                     });
                 }
-                _ => {
+                None => {
                     let _ = fs::remove_file(k);
                 }
             }
@@ -208,6 +270,25 @@ impl Drop for Replacer {
             s.discard();
         }
     }
+}
+
+/// Largest metadata file read, in bytes (the API's records are about 1 KB);
+/// a bigger file is reported and skipped, never read whole.
+pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+
+/// Reads the whole of a file of at most `max` bytes into `buf` (cleared
+/// first); a bigger file is an `InvalidData` error and is not read whole.
+pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+    use std::io::Read;
+    buf.clear();
+    let read = fs::File::open(path)?.take(max + 1).read_to_end(buf)?;
+    if read as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes; not read"),
+        ));
+    }
+    Ok(())
 }
 
 /// Removes temp files left by a killed run in `dir` and its direct subfolders.
@@ -410,6 +491,38 @@ mod tests {
         drop(r);
         assert_eq!(names(dir.path()), ["a.jpg", "backup.jpg", "g2"]);
         assert_eq!(names(&sub), ["b.jpg"]);
+    }
+
+    #[test]
+    fn replacer_leaves_symlink_targets_and_tagged_files_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("library.jpg");
+        fs::write(&target, b"a picture kept elsewhere").unwrap();
+        let (a, b, c) = (
+            dir.path().join("a.jpg"),
+            dir.path().join("b.jpg"),
+            dir.path().join("c.jpg"),
+        );
+        std::os::unix::fs::symlink(&target, &a).unwrap();
+        fs::write(&b, b"old b").unwrap();
+        fs::write(&c, b"old c").unwrap();
+        let tagged = rustix::fs::lsetxattr(&b, "user.note", b"x", rustix::fs::XattrFlags::empty());
+        let mut r = Replacer::new();
+        // `a` is read through its link (as the EXIF pass does) and replaced by a file.
+        replace_with(&mut r, &a, b"new a");
+        replace_with(&mut r, &b, b"new b");
+        replace_with(&mut r, &c, b"new c");
+        assert_eq!(fs::read(&target).unwrap(), b"a picture kept elsewhere");
+        assert_eq!(fs::read(&a).unwrap(), b"new a");
+        assert_eq!(fs::read(&c).unwrap(), b"new c");
+        if tagged.is_ok() {
+            // b's inode, with its attribute, did not become c.
+            let attrs = rustix::fs::llistxattr_query(&c).unwrap_or(0);
+            assert_eq!(attrs, 0, "c carries b's attribute");
+        }
+        drop(r);
+        assert_eq!(names(dir.path()), ["a.jpg", "b.jpg", "c.jpg"]);
     }
 
     #[test]

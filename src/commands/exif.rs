@@ -260,15 +260,22 @@ fn retag_file(
     }
     let mut head = Vec::new();
     let mut want = HEAD_BYTES;
+    let changed = || {
+        RetagError::Read(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the file changed size while it was read (it had {len} bytes)"),
+        ))
+    };
     let plan = loop {
         let more = want.min(len).saturating_sub(head.len() as u64);
         head.reserve_exact(usize::try_from(more).unwrap_or(0));
-        (&mut file).take(more).read_to_end(&mut head)?;
-        let complete = head.len() as u64 >= len;
-        match exif::plan_head(&head, len.max(head.len() as u64), last_two, tags)? {
+        let read = (&mut file).take(more).read_to_end(&mut head)?;
+        if (read as u64) < more {
+            return Err(changed());
+        }
+        match exif::plan_head(&head, len, last_two, tags)? {
             Some(plan) => break plan,
-            // A file that grew or shrank while read ends up here or below.
-            None if complete => return Err(exif::ExifError::Truncated { offset: 0 }.into()),
+            // `plan_head` asks for more only while the head is shorter than `len`.
             None => want = want.saturating_mul(4),
         }
     };
@@ -285,12 +292,12 @@ fn retag_file(
             out.write_all(&plan.bytes)?;
             file.seek(SeekFrom::Start(plan.scan_start as u64))?;
             let copied = io::copy(&mut (&mut file).take(rest), out)?;
-            if copied == rest {
+            if copied == rest && file.metadata()?.len() == len {
                 Ok(())
             } else {
                 Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("the file shrank while it was read ({copied} of {rest} bytes copied)"),
+                    format!("the file changed size while it was read (it had {len} bytes)"),
                 ))
             }
         },
@@ -309,7 +316,9 @@ fn embed_one(
         path: path.to_path_buf(),
         reason,
     };
-    let text = fs::read(&f.json).map_err(|e| skip(&f.json, format!("cannot read it: {e}")))?;
+    let mut text = Vec::new();
+    store::read_bounded_into(&f.json, store::MAX_METADATA_BYTES, &mut text)
+        .map_err(|e| skip(&f.json, format!("cannot read it: {e}")))?;
     let rec = ImageRecord::from_slice(&text).map_err(|e| match e {
         RecordError::NotObject(e) => skip(&f.json, format!("not valid JSON: {e}")),
         e => skip(&f.json, format!("not an image record: {e}")),

@@ -413,6 +413,9 @@ pub struct GpkgWriter {
     images: gdal_sys::OGRLayerH,
     /// The id and box of every image point written, for its spatial index.
     index: Vec<rtree::Entry>,
+    /// Makes the packed index fail, to test the fallback.
+    #[cfg(test)]
+    fail_packed_index: bool,
     seqs: gdal_sys::OGRLayerH,
     cells: gdal_sys::OGRLayerH,
     runs: gdal_sys::OGRLayerH,
@@ -521,6 +524,8 @@ impl GpkgWriter {
             cstrings: Vec::new(),
             images,
             index: Vec::new(),
+            #[cfg(test)]
+            fail_packed_index: false,
             seqs,
             cells,
             runs,
@@ -871,11 +876,56 @@ impl<'d> IndexSink<'d> {
 }
 
 impl GpkgWriter {
+    /// Writes the spatial index of `images`: packed ([`Self::write_packed_index`]),
+    /// or, should SQLite refuse that (a build that forbids writing an R*Tree's
+    /// tables, or one without JSON), by GDAL itself, slowly, after removing
+    /// what the packed attempt left.
+    fn write_images_index(&mut self) -> Result<(), GpkgError> {
+        let packed = self.write_packed_index();
+        #[cfg(test)]
+        let packed = if self.fail_packed_index {
+            packed.and(Err(GpkgError::Strings {
+                path: self.path.clone(),
+                message: "packed index refused (test)".into(),
+            }))
+        } else {
+            packed
+        };
+        let Err(refused) = packed else {
+            return Ok(());
+        };
+        let ds = &self.ds;
+        let gdal_index = || -> Result<(), GdalError> {
+            let triggers = query(
+                ds,
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' \
+                 AND name LIKE 'rtree_images_geom_%'",
+            )?;
+            for name in triggers.into_iter().flatten().flatten() {
+                exec(
+                    ds,
+                    &format!("DROP TRIGGER IF EXISTS \"{}\"", name.replace('"', "\"\"")),
+                )?;
+            }
+            exec(ds, "DROP TABLE IF EXISTS \"rtree_images_geom\"")?;
+            exec(
+                ds,
+                "DELETE FROM gpkg_extensions WHERE lower(table_name) = 'images' \
+                 AND extension_name = 'gpkg_rtree_index'",
+            )?;
+            query(ds, "SELECT CreateSpatialIndex('images', 'geom')").map(drop)
+        };
+        gdal_index().map_err(|e| GpkgError::Strings {
+            path: self.path.clone(),
+            message: format!("{refused}; GDAL could not index the images either: {e}"),
+        })
+    }
+
     /// Writes the spatial index of `images` as GDAL would (same table,
     /// triggers and extension row, in the open transaction), but packs the
     /// R*Tree's nodes in one go ([`rtree::pack`]) rather than inserting each
     /// image into it, which was most of the GeoPackage's writing time.
-    fn write_images_index(&mut self) -> Result<(), GpkgError> {
+    fn write_packed_index(&mut self) -> Result<(), GpkgError> {
         let path = self.path.clone();
         let gdal = |what: &'static str| {
             let path = path.clone();
@@ -961,5 +1011,33 @@ mod tests {
         let t = f.field_as_datetime(2).unwrap().unwrap();
         assert_eq!(t.timestamp_millis(), 1000);
         assert_eq!(ds.layer_by_name("layer_styles").unwrap().feature_count(), 4);
+    }
+
+    #[test]
+    fn a_refused_packed_index_falls_back_to_gdal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.gpkg");
+        let set = super::super::geojson::tests::small_set();
+        let mut g = GpkgWriter::create(&path, set.layout, DateTime::UNIX_EPOCH).unwrap();
+        g.fail_packed_index = true;
+        g.add_strings(set.strings.strings_from(0)).unwrap();
+        g.write_images(&set.rows).unwrap();
+        g.finish(&set.sequences, &set.cells, &set.runs).unwrap();
+        let ds = Dataset::open(&path).unwrap();
+        let one = |sql: &str| query(&ds, sql).unwrap()[0][0].clone().unwrap();
+        assert_eq!(one("SELECT rtreecheck('rtree_images_geom')"), "ok");
+        assert_eq!(one("SELECT count(*) FROM rtree_images_geom"), "2");
+        assert_eq!(
+            one("SELECT count(*) FROM gpkg_extensions WHERE table_name = 'images'"),
+            "1"
+        );
+        let srs = SpatialRef::from_epsg(4326).unwrap();
+        let gdal_triggers = index_sql(&srs).unwrap().triggers.len();
+        assert_eq!(
+            one(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'rtree_images_geom_%' AND type = 'trigger'"
+            ),
+            gdal_triggers.to_string()
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -15,7 +15,7 @@ use crate::model::GridId;
 use crate::model::{ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
-use crate::store::{InputLayout, LISTING_FILE, StoreError};
+use crate::store::{self, InputLayout, LISTING_FILE, MAX_METADATA_BYTES, StoreError};
 
 /// Why one metadata file (or the run record) could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -171,10 +171,6 @@ pub fn scan(root: &Path) -> Result<Scan, StoreError> {
     })
 }
 
-/// Largest metadata file read, in bytes (the API's records are about 1 KB);
-/// a bigger file is reported and skipped, never read whole.
-pub const MAX_METADATA_BYTES: u64 = 1 << 20;
-
 thread_local! {
     /// Each reading thread's buffer, reused from file to file.
     static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -188,18 +184,7 @@ fn read_record(folder: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
         source,
     };
     BUFFER.with_borrow_mut(|bytes| {
-        bytes.clear();
-        let file = fs::File::open(path()).map_err(io_err)?;
-        let read = file
-            .take(MAX_METADATA_BYTES + 1)
-            .read_to_end(bytes)
-            .map_err(io_err)?;
-        if read as u64 > MAX_METADATA_BYTES {
-            return Err(io_err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("larger than {MAX_METADATA_BYTES} bytes; not an image record"),
-            )));
-        }
+        store::read_bounded_into(&path(), MAX_METADATA_BYTES, bytes).map_err(io_err)?;
         parse_record(bytes, id, path)
     })
 }
@@ -305,15 +290,20 @@ pub fn read_rows<E>(
     Ok(out)
 }
 
+/// Largest run record read, in bytes (one of a city-wide run with thousands
+/// of grids and failures is a few megabytes).
+const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
+
 /// The run record of `root`: `Ok(None)` when there is none (e.g. the old
 /// Python tool's folder), an error when it exists but cannot be read.
 pub fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
     let path = root.join(RUN_RECORD_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
+    let mut bytes = Vec::new();
+    match store::read_bounded_into(&path, MAX_RUN_RECORD_BYTES, &mut bytes) {
+        Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(ReadError::Io { path, source }),
-    };
+    }
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|source| ReadError::RunRecord { path, source })
