@@ -276,12 +276,22 @@ impl Drop for Replacer {
 /// a bigger file is reported and skipped, never read whole.
 pub const MAX_METADATA_BYTES: u64 = 1 << 20;
 
+/// Opens a file to read it without blocking when it is not a regular file (a
+/// FIFO with no writer reads as empty instead of waiting forever).
+pub fn open_for_reading(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+}
+
 /// Reads the whole of a file of at most `max` bytes into `buf` (cleared
 /// first); a bigger file is an `InvalidData` error and is not read whole.
 pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     use std::io::Read;
     buf.clear();
-    let read = fs::File::open(path)?.take(max + 1).read_to_end(buf)?;
+    let read = open_for_reading(path)?.take(max + 1).read_to_end(buf)?;
     if read as u64 > max {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

@@ -5,7 +5,6 @@
 //! the compressed data copied by the kernel. Wiring only: no tag logic here,
 //! and no printing except through [`Reporter`].
 
-use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -248,8 +247,14 @@ fn retag_file(
     use std::io::Read;
     use std::os::unix::fs::FileExt;
 
-    let mut file = fs::File::open(jpg)?;
+    let mut file = store::open_for_reading(jpg)?;
     let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(RetagError::Read(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let len = meta.len();
     if len > MAX_JPEG_BYTES {
         return Err(RetagError::TooLarge(len));

@@ -375,10 +375,19 @@ mod tests {
         huge.resize(MAX_METADATA_BYTES as usize + 10, b'a');
         huge.extend_from_slice(br#""}"#);
         fs::write(g.join("5.json"), huge).unwrap();
+        // A FIFO no one writes to reads as empty, instead of blocking.
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            g.join("6.json"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
         fs::write(g.join("1.jpg"), b"x").unwrap();
         fs::write(g.join("notes.json"), b"{}").unwrap();
         let scan = scan(dir.path()).unwrap();
-        assert_eq!(scan.entries.len(), 4);
+        assert_eq!(scan.entries.len(), 5);
         // Same files, same order as the store's scan.
         let (_, found) = crate::store::scan_input(dir.path()).unwrap();
         let ids: Vec<_> = found.iter().map(|f| (f.id, f.jpg.is_some())).collect();
@@ -392,7 +401,7 @@ mod tests {
         assert_eq!(scan.json_path(&scan.entries[0]), found[0].json);
         let out = read_rows(&scan, PositionSource::Computed, |_, _, _| Ok::<(), ()>(())).unwrap();
         assert_eq!(out.rows.len(), 1);
-        assert_eq!(out.problems.len(), 3);
+        assert_eq!(out.problems.len(), 4);
         assert!(matches!(out.problems[0], ReadError::Json { .. }));
         assert!(matches!(out.problems[1], ReadError::IdMismatch { .. }));
         assert!(
@@ -400,6 +409,7 @@ mod tests {
             "{:?}",
             out.problems[2]
         );
+        assert!(matches!(out.problems[3], ReadError::Json { .. }));
         assert!(read_run_record(dir.path()).unwrap().is_none());
         fs::write(dir.path().join(RUN_RECORD_FILE), "[]").unwrap();
         assert!(read_run_record(dir.path()).is_err());
