@@ -107,7 +107,6 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
         run_record,
         as_of,
         file_layout,
-        total,
     };
     // Read on rayon while one thread writes the GeoPackage's images as they come.
     let result = std::thread::scope(|scope| {
@@ -345,7 +344,6 @@ struct Inputs {
     run_record: Option<RunRecord>,
     as_of: DateTime<Utc>,
     file_layout: FileLayout,
-    total: usize,
 }
 
 /// Messages to the GeoPackage thread.
@@ -382,18 +380,13 @@ fn gpkg_thread(
     images: usize,
     rx: mpsc::Receiver<ToWriter>,
 ) -> Result<Option<Finished>, gpkg::GpkgError> {
-    for leftover in [
-        tmp.to_path_buf(),
-        PathBuf::from(format!("{}-journal", tmp.display())),
-    ] {
-        let _ = fs::remove_file(leftover);
-    }
+    // A killed run's temp GeoPackage and journal went with the other temp files.
     let mut g = gpkg::GpkgWriter::create(tmp, layout, as_of)?;
     g.reserve(images);
     for msg in rx {
         match msg {
             ToWriter::Images { strings, rows } => {
-                g.add_strings(&strings)?;
+                g.add_strings(&strings);
                 g.write_images(&rows)?;
             }
             ToWriter::Finish(done) => {
@@ -403,6 +396,17 @@ fn gpkg_thread(
         }
     }
     Ok(None)
+}
+
+/// Waits for the GeoPackage thread: what it handed back, or why it failed.
+fn join_writer(
+    handle: std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, gpkg::GpkgError>>,
+) -> anyhow::Result<Option<Finished>> {
+    match handle.join() {
+        Ok(Ok(done)) => Ok(done),
+        Ok(Err(e)) => Err(e).context("cannot write the GeoPackage"),
+        Err(_) => bail!("the GeoPackage writer thread panicked"),
+    }
 }
 
 /// Reads the rows (sending each batch to the GeoPackage thread, if any),
@@ -420,20 +424,11 @@ fn build_and_stream(
         run_record,
         as_of,
         file_layout,
-        total,
     } = inputs;
+    let total = scan.entries.len();
     let (tx, handle) = match writer {
         Some((tx, h)) => (Some(tx), Some(h)),
         None => (None, None),
-    };
-    let writer_error = |handle: Option<
-        std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, gpkg::GpkgError>>,
-    >| {
-        match handle.map(|h| h.join()) {
-            Some(Ok(Err(e))) => anyhow::Error::new(e),
-            Some(Err(_)) => anyhow::anyhow!("the GeoPackage writer thread panicked"),
-            _ => anyhow::anyhow!("the GeoPackage writer stopped early"),
-        }
     };
     let tty = reporter.is_tty();
     let mut sent = 0;
@@ -453,7 +448,10 @@ fn build_and_stream(
     });
     let Ok(outcome) = outcome else {
         drop(tx);
-        return Err(writer_error(handle));
+        return Err(match handle.map(join_writer) {
+            Some(Err(e)) => e,
+            _ => anyhow::anyhow!("the GeoPackage writer stopped early"),
+        });
     };
     let read::ReadOutcome {
         rows,
@@ -489,14 +487,12 @@ fn build_and_stream(
     if let (Some(tx), Some(handle)) = (tx, handle) {
         let sent = tx.send(ToWriter::Finish(done)).is_ok();
         drop(tx);
-        match handle.join() {
-            Ok(Ok(Some(back))) if sent => {
+        match join_writer(handle)? {
+            Some(back) if sent => {
                 done = back;
                 committed = true;
             }
-            Ok(Ok(_)) => bail!("the GeoPackage writer stopped before committing"),
-            Ok(Err(e)) => return Err(e).context("cannot write the GeoPackage"),
-            Err(_) => bail!("the GeoPackage writer thread panicked"),
+            _ => bail!("the GeoPackage writer stopped before committing"),
         }
     }
     let set = LayerSet {

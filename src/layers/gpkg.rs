@@ -16,18 +16,18 @@ use gdal_sys::{OGRFieldSubType, OGRFieldType, OGRwkbGeometryType};
 use super::rtree;
 use super::styles;
 use super::{
-    FileLayout, ImageRow, Interner, LayerSet, SequenceLine, file_path, iso_ms, round_coord,
-    round_to, source_name,
+    FileLayout, ImageRow, LayerSet, SequenceLine, iso_ms, round_coord, round_to, source_name,
+    write_file_path,
 };
 use crate::coverage::CellCoverage;
-use crate::model::LonLat;
+use crate::model::{LonLat, PositionSource};
 use crate::runrecord::RunEntry;
 
 /// Errors while writing the GeoPackage.
 #[derive(Debug, thiserror::Error)]
 pub enum GpkgError {
     #[error("cannot write `{path}`: {message}")]
-    Strings { path: PathBuf, message: String },
+    Other { path: PathBuf, message: String },
     #[error("GDAL failed to {what} in `{path}`: {source}")]
     Gdal {
         what: String,
@@ -155,10 +155,10 @@ struct Writer<'p> {
 }
 
 impl Writer<'_> {
-    fn gdal(&self, what: &str) -> impl FnOnce(GdalError) -> GpkgError + '_ {
+    fn gdal(&self, what: &str) -> impl Fn(GdalError) -> GpkgError + '_ {
         let what = what.to_string();
         move |source| GpkgError::Gdal {
-            what,
+            what: what.clone(),
             path: self.path.to_path_buf(),
             source,
         }
@@ -361,16 +361,6 @@ impl Feat {
         let code = unsafe { gdal_sys::OGR_L_CreateFeature(layer, self.0) };
         w.check(code, what)
     }
-    fn insert(
-        self,
-        w: &Writer<'_>,
-        layer: gdal_sys::OGRLayerH,
-        what: &str,
-    ) -> Result<(), GpkgError> {
-        // SAFETY: live layer and feature handles.
-        let code = unsafe { gdal_sys::OGR_L_CreateFeature(layer, self.0) };
-        w.check(code, what)
-    }
 }
 
 impl Drop for Feat {
@@ -380,15 +370,26 @@ impl Drop for Feat {
     }
 }
 
-fn layer_options<'a>(identifier: &'a str, description: &'a str, spatial: bool) -> Vec<String> {
+/// Which geometry a layer has, as its creation options see it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Geom {
+    /// A `geom` column with GDAL's spatial index.
+    Indexed,
+    /// A `geom` column whose index is written at the end (`write_images_index`).
+    IndexedLater,
+    None,
+}
+
+fn layer_options(identifier: &str, description: &str, geom: Geom) -> Vec<String> {
     let mut o = vec![
         format!("IDENTIFIER={identifier}"),
         format!("DESCRIPTION={description}"),
     ];
-    if spatial {
+    if geom != Geom::None {
+        let index = if geom == Geom::Indexed { "YES" } else { "NO" };
         o.extend([
             "GEOMETRY_NAME=geom".to_string(),
-            "SPATIAL_INDEX=YES".to_string(),
+            format!("SPATIAL_INDEX={index}"),
             "FID=fid".to_string(),
         ]);
     } else {
@@ -406,10 +407,12 @@ pub struct GpkgWriter {
     path: PathBuf,
     layout: FileLayout,
     as_of: DateTime<Utc>,
-    /// A mirror of the reader's string table (same handles).
-    strings: Interner,
-    /// The same strings as C strings, made once each (handle order).
+    /// The reader's string table as C strings, made once each (same handles).
     cstrings: Vec<CString>,
+    /// `source_name` of each position source as a C string.
+    sources: [CString; 2],
+    /// EPSG:4326 in lon, lat order.
+    srs: SpatialRef,
     images: gdal_sys::OGRLayerH,
     /// The id and box of every image point written, for its spatial index.
     index: Vec<rtree::Entry>,
@@ -450,26 +453,24 @@ impl GpkgWriter {
         let code = unsafe { gdal_sys::GDALDatasetStartTransaction(ds.c_dataset(), 0) };
         w.check(code, "start a transaction")?;
 
-        let opts = |i, d, s| layer_options(i, d, s);
+        let opts = layer_options;
         // The images' spatial index is packed at the end (see `write_images_index`).
-        let images_o: Vec<String> =
-            opts("Mapillary images", "One point per downloaded image", true)
-                .into_iter()
-                .map(|o| {
-                    if o == "SPATIAL_INDEX=YES" {
-                        "SPATIAL_INDEX=NO".to_string()
-                    } else {
-                        o
-                    }
-                })
-                .collect();
+        let images_o = opts(
+            "Mapillary images",
+            "One point per downloaded image",
+            Geom::IndexedLater,
+        );
         let seq_o = opts(
             "Mapillary sequences",
             "Lines through each sequence's images in capture order",
-            true,
+            Geom::Indexed,
         );
-        let cells_o = opts("Grid cells", "Grid cells with coverage figures", true);
-        let runs_o = opts("Fetch runs", "Provenance of each fetch run", false);
+        let cells_o = opts(
+            "Grid cells",
+            "Grid cells with coverage figures",
+            Geom::Indexed,
+        );
+        let runs_o = opts("Fetch runs", "Provenance of each fetch run", Geom::None);
         let styles_o = vec![
             "FID=id".to_string(),
             "DESCRIPTION=Default QGIS styles".to_string(),
@@ -520,8 +521,10 @@ impl GpkgWriter {
             path: path.to_path_buf(),
             layout,
             as_of,
-            strings: Interner::default(),
             cstrings: Vec::new(),
+            sources: [PositionSource::Computed, PositionSource::Original]
+                .map(|p| cstring(source_name(p))),
+            srs,
             images,
             index: Vec::new(),
             #[cfg(test)]
@@ -540,15 +543,8 @@ impl GpkgWriter {
     }
 
     /// Adds strings interned by the reader since the last call, in order.
-    pub fn add_strings(&mut self, new: &[Box<str>]) -> Result<(), GpkgError> {
-        for s in new {
-            self.strings.intern(s).map_err(|e| GpkgError::Strings {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
-            self.cstrings.push(cstring(s));
-        }
-        Ok(())
+    pub fn add_strings(&mut self, new: &[Box<str>]) {
+        self.cstrings.extend(new.iter().map(|s| cstring(s)));
     }
 
     /// Appends the drawn images among `rows` (those with a position). One
@@ -559,10 +555,18 @@ impl GpkgWriter {
         let cs = &self.cstrings;
         let c = |sym: super::Sym| cs.get(sym.0 as usize).map(CString::as_c_str);
         let mut f = Feat::new(self.images);
+        // One buffer for the strings made per row (id, file path), NUL-ended.
+        let mut buf = String::new();
+        fn nul_ended(buf: &mut String) -> Option<&CStr> {
+            buf.push('\0');
+            CStr::from_bytes_with_nul(buf.as_bytes()).ok()
+        }
         for r in rows {
             let Some(p) = r.position() else { continue };
             f.clear(IMAGE_COLS.len());
-            f.str(0, Some(&r.id.to_string()));
+            buf.clear();
+            let _ = std::fmt::Write::write_fmt(&mut buf, format_args!("{}", r.id));
+            f.cstr(0, nul_ended(&mut buf));
             f.cstr(1, c(r.sequence));
             f.time_ms(2, r.captured_ms());
             f.real(3, r.compass_angle());
@@ -578,9 +582,16 @@ impl GpkgWriter {
             f.int(13, r.height().map(i64::from));
             f.real(14, r.altitude());
             f.cstr(15, c(r.grid));
-            f.str(16, file_path(self.layout, &self.strings, r).as_deref());
+            let grid = c(r.grid).and_then(|g| g.to_str().ok()).unwrap_or("");
+            if write_file_path(self.layout, grid, r, &mut buf) {
+                f.cstr(16, nul_ended(&mut buf));
+            }
             f.int(17, r.bytes().and_then(|b| i64::try_from(b).ok()));
-            f.str(18, Some(source_name(r.source)));
+            let source = match r.source {
+                PositionSource::Computed => &self.sources[0],
+                PositionSource::Original => &self.sources[1],
+            };
+            f.cstr(18, Some(source));
             f.real(19, r.offset_m().map(|m| round_to(m, 3)));
             f.geometry(OGRwkbGeometryType::wkbPoint, &[p]);
             f.create(&w, self.images, "insert an image")?;
@@ -605,13 +616,18 @@ impl GpkgWriter {
         let w = Writer { path: &self.path };
         for l in sequences {
             let mut f = Feat::new(self.seqs);
-            f.str(0, self.strings.get(l.sequence));
+            f.cstr(
+                0,
+                self.cstrings
+                    .get(l.sequence.0 as usize)
+                    .map(CString::as_c_str),
+            );
             f.int(1, i64::try_from(l.points.len()).ok());
             f.time_ms(2, Some(l.first_ms));
             f.time_ms(3, Some(l.last_ms));
             f.real(4, Some(round_to(l.length_m, 2)));
             f.geometry(OGRwkbGeometryType::wkbLineString, &l.points);
-            f.insert(&w, self.seqs, "insert a sequence")?;
+            f.create(&w, self.seqs, "insert a sequence")?;
         }
         for c in cells {
             let mut f = Feat::new(self.cells);
@@ -636,7 +652,7 @@ impl GpkgWriter {
             if let Some(shape) = super::cell_shape(c) {
                 f.multipolygon(&shape);
             }
-            f.insert(&w, self.cells, "insert a grid cell")?;
+            f.create(&w, self.cells, "insert a grid cell")?;
         }
         for (n, run) in runs.iter().enumerate() {
             let mut f = Feat::new(self.runs);
@@ -671,7 +687,7 @@ impl GpkgWriter {
             {
                 f.int(8 + j, i(v));
             }
-            f.insert(&w, self.runs, "insert a run")?;
+            f.create(&w, self.runs, "insert a run")?;
         }
         for (style, qml) in styles::all() {
             let mut f = Feat::new(self.styles);
@@ -687,7 +703,7 @@ impl GpkgWriter {
             f.str(9, Some(""));
             f.str(10, None);
             f.time(11, Some(self.as_of));
-            f.insert(&w, self.styles, "insert a layer style")?;
+            f.create(&w, self.styles, "insert a layer style")?;
         }
         self.write_images_index()?;
         let w = Writer { path: &self.path };
@@ -724,6 +740,14 @@ fn query(ds: &Dataset, sql: &str) -> Result<Vec<Vec<Option<String>>>, GdalError>
     Ok(rows)
 }
 
+/// The first column of the first row of an SQL query, if any.
+fn query_value(ds: &Dataset, sql: &str) -> Result<Option<String>, GdalError> {
+    Ok(query(ds, sql)?
+        .into_iter()
+        .next()
+        .and_then(|r| r.into_iter().next().flatten()))
+}
+
 /// Runs a statement that returns no rows.
 fn exec(ds: &Dataset, sql: &str) -> Result<(), GdalError> {
     ds.execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)
@@ -744,23 +768,27 @@ fn index_sql(srs: &SpatialRef) -> Result<IndexSql, GdalError> {
             name: "images",
             srs: Some(srs),
             ty: OGRwkbGeometryType::wkbPoint,
-            options: Some(&["GEOMETRY_NAME=geom", "SPATIAL_INDEX=YES", "FID=fid"]),
+            options: Some(&strs(&layer_options("images", "", Geom::Indexed))),
         })?;
         // SAFETY: a live layer of `ds`; syncing makes GDAL create the index.
         unsafe { gdal_sys::OGR_L_SyncToDisk(layer.c_layer()) };
-        let one = |sql: &str| -> Result<Vec<Option<String>>, GdalError> {
-            Ok(query(&ds, sql)?.into_iter().next().unwrap_or_default())
-        };
-        let create = one("SELECT sql FROM sqlite_master WHERE name = 'rtree_images_geom'")?;
+        let create = query_value(
+            &ds,
+            "SELECT sql FROM sqlite_master WHERE name = 'rtree_images_geom'",
+        )?;
         let triggers = query(
             &ds,
             "SELECT sql FROM sqlite_master WHERE type = 'trigger' \
              AND name LIKE 'rtree_images_geom_%' ORDER BY name",
         )?;
-        let ext = one(
+        let ext = query(
+            &ds,
             "SELECT table_name, column_name, extension_name, definition, scope \
              FROM gpkg_extensions WHERE extension_name = 'gpkg_rtree_index'",
-        )?;
+        )?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
         let missing = || GdalError::BadArgument("GDAL made no spatial index to copy".into());
         let mut extension: [Option<String>; 5] = Default::default();
         for (slot, v) in extension.iter_mut().zip(ext) {
@@ -770,7 +798,7 @@ fn index_sql(srs: &SpatialRef) -> Result<IndexSql, GdalError> {
             return Err(missing());
         }
         Ok(IndexSql {
-            create: create.into_iter().flatten().next().ok_or_else(missing)?,
+            create: create.ok_or_else(missing)?,
             triggers: triggers
                 .into_iter()
                 .filter_map(|r| r.into_iter().flatten().next())
@@ -884,7 +912,7 @@ impl GpkgWriter {
         let packed = self.write_packed_index();
         #[cfg(test)]
         let packed = if self.fail_packed_index {
-            packed.and(Err(GpkgError::Strings {
+            packed.and(Err(GpkgError::Other {
                 path: self.path.clone(),
                 message: "packed index refused (test)".into(),
             }))
@@ -915,7 +943,7 @@ impl GpkgWriter {
             )?;
             query(ds, "SELECT CreateSpatialIndex('images', 'geom')").map(drop)
         };
-        gdal_index().map_err(|e| GpkgError::Strings {
+        gdal_index().map_err(|e| GpkgError::Other {
             path: self.path.clone(),
             message: format!("{refused}; GDAL could not index the images either: {e}"),
         })
@@ -926,37 +954,24 @@ impl GpkgWriter {
     /// R*Tree's nodes in one go ([`rtree::pack`]) rather than inserting each
     /// image into it, which was most of the GeoPackage's writing time.
     fn write_packed_index(&mut self) -> Result<(), GpkgError> {
-        let path = self.path.clone();
-        let gdal = |what: &'static str| {
-            let path = path.clone();
-            move |source| GpkgError::Gdal {
-                what: what.to_string(),
-                path: path.clone(),
-                source,
-            }
-        };
-        let mut srs = SpatialRef::from_epsg(4326).map_err(gdal("build EPSG:4326"))?;
-        srs.set_axis_mapping_strategy(gdal::spatial_ref::AxisMappingStrategy::TraditionalGisOrder);
-        let sql = index_sql(&srs).map_err(gdal("learn GDAL's spatial index SQL"))?;
+        let index = std::mem::take(&mut self.index);
+        let w = Writer { path: &self.path };
+        let sql = index_sql(&self.srs).map_err(w.gdal("learn GDAL's spatial index SQL"))?;
         let ds = &self.ds;
-        exec(ds, &sql.create).map_err(gdal("create the images' spatial index"))?;
-        let node_size = query(
+        exec(ds, &sql.create).map_err(w.gdal("create the images' spatial index"))?;
+        let node_size = query_value(
             ds,
             "SELECT length(data) FROM \"rtree_images_geom_node\" WHERE nodeno = 1",
         )
-        .map_err(gdal("read the spatial index's node size"))?
-        .into_iter()
-        .next()
-        .and_then(|r| r.into_iter().flatten().next())
+        .map_err(w.gdal("read the spatial index's node size"))?
         .and_then(|v| v.parse::<usize>().ok());
-        let write = gdal("write the images' spatial index");
+        let write = w.gdal("write the images' spatial index");
         exec(ds, "DELETE FROM \"rtree_images_geom_node\"").map_err(&write)?;
         let mut sink = IndexSink::new(ds);
-        let index = std::mem::take(&mut self.index);
         node_size
             .and_then(|size| rtree::pack(index, size, |n| sink.add(&n)))
-            .ok_or_else(|| GpkgError::Strings {
-                path: path.clone(),
+            .ok_or_else(|| GpkgError::Other {
+                path: self.path.clone(),
                 message: format!(
                     "SQLite made R*Tree nodes of {node_size:?} bytes; cannot pack them"
                 ),
@@ -988,7 +1003,7 @@ impl GpkgWriter {
 pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), GpkgError> {
     let mut g = GpkgWriter::create(path, set.layout, as_of)?;
     g.reserve(set.rows.len());
-    g.add_strings(set.strings.strings_from(0))?;
+    g.add_strings(set.strings.strings_from(0));
     g.write_images(&set.rows)?;
     g.finish(&set.sequences, &set.cells, &set.runs)
 }
@@ -1020,11 +1035,11 @@ mod tests {
         let set = super::super::geojson::tests::small_set();
         let mut g = GpkgWriter::create(&path, set.layout, DateTime::UNIX_EPOCH).unwrap();
         g.fail_packed_index = true;
-        g.add_strings(set.strings.strings_from(0)).unwrap();
+        g.add_strings(set.strings.strings_from(0));
         g.write_images(&set.rows).unwrap();
         g.finish(&set.sequences, &set.cells, &set.runs).unwrap();
         let ds = Dataset::open(&path).unwrap();
-        let one = |sql: &str| query(&ds, sql).unwrap()[0][0].clone().unwrap();
+        let one = |sql: &str| query_value(&ds, sql).unwrap().unwrap();
         assert_eq!(one("SELECT rtreecheck('rtree_images_geom')"), "ok");
         assert_eq!(one("SELECT count(*) FROM rtree_images_geom"), "2");
         assert_eq!(

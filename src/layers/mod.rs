@@ -248,13 +248,24 @@ pub fn source_name(s: PositionSource) -> &'static str {
 /// The relative path of a row's JPEG inside the input folder, `None` when it
 /// is not on disk.
 pub fn file_path(layout: FileLayout, strings: &Interner, row: &ImageRow) -> Option<String> {
+    let mut path = String::new();
+    let grid = strings.get(row.grid).unwrap_or("");
+    write_file_path(layout, grid, row, &mut path).then_some(path)
+}
+
+/// [`file_path`] into `out` (cleared first), for a row of grid `grid`;
+/// false when the JPEG is not on disk.
+pub fn write_file_path(layout: FileLayout, grid: &str, row: &ImageRow, out: &mut String) -> bool {
+    use std::fmt::Write as _;
+    out.clear();
     if !row.has_jpg {
-        return None;
+        return false;
     }
-    Some(match layout {
-        FileLayout::Grid => format!("{}/{}.jpg", strings.get(row.grid).unwrap_or(""), row.id),
-        FileLayout::Legacy => format!("images/{}.jpg", row.id),
-    })
+    let _ = match layout {
+        FileLayout::Grid => write!(out, "{grid}/{}.jpg", row.id),
+        FileLayout::Legacy => write!(out, "images/{}.jpg", row.id),
+    };
+    true
 }
 
 /// A grid cell as the layers and the coverage see it.
