@@ -10,19 +10,24 @@ images=${1:-6000}
 sample=${2:-150}
 cargo build --release --workspace --bins --quiet
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# start_sim runs inside $(...), a subshell whose jobs this shell cannot see: the pids go to a file.
+trap 'kill $(cat "$work/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 export MAPILLARY_TOKEN='MLY|4242|0123456789abcdef0123456789abcdef'
 
 start_sim() { # args: log, mlysim flags...
   local log=$1; shift
   ./target/release/mlysim "$@" >"$log" 2>"$log.err" &
+  echo $! >>"$work/pids"
   for _ in $(seq 1 600); do grep -q '^cdn_url=' "$log" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/^graph_url=//p' "$log"
+  local url
+  url=$(sed -n 's/^graph_url=//p' "$log")
+  [ -n "$url" ] || { echo "bench-fetch: the simulator did not start" >&2; cat "$log.err" >&2; exit 1; }
+  echo "$url"
 }
 peak_rss_mb() { awk '/Maximum resident set size/ {printf "%.1f", $6/1024}' "$1"; }
 
 # 1. A dense area, 100 ms on every response.
-api=$(start_sim "$work/sim1" --world dense --images "$images" --latency-ms 100)
+api=$(start_sim "$work/sim1" --world dense --images "$images" --latency-ms 100) || exit 1
 bbox=2.330,48.850,2.370,48.880
 t0=$(date +%s.%N)
 /usr/bin/time -v -o "$work/time1" ./target/release/mlyexport fetch --bbox "$bbox" --size 256 \
@@ -37,7 +42,7 @@ seq_rate=$(sed -n 's/.*rate=\([0-9.]*\).*/\1/p' <<<"$seq_line")
 lower=$(( (listed + 1999) / 2000 ))
 
 # 2. Peak RSS with 100,000 images listed (a city, no latency, listing only).
-api2=$(start_sim "$work/sim2" --world city --images 100000)
+api2=$(start_sim "$work/sim2" --world city --images 100000) || exit 1
 /usr/bin/time -v -o "$work/time2" ./target/release/mlyexport fetch --bbox 13.300,52.420,13.500,52.620 \
   --api-url "$api2" --output "$work/out2" --dry-run --quiet
 listed2=$(python3 -c "import json;print(json.load(open('$work/out2/mlyexport-run.json'))['totals']['listed'])")
