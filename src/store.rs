@@ -143,19 +143,20 @@ impl Replacer {
     /// Replaces `path` with what `fill` writes into an unbuffered file from
     /// its start (it may also copy from another file in the kernel:
     /// `std::io::copy` between two files uses `copy_file_range` on Linux),
-    /// with permission bits `mode`. `old` is the metadata of the file being
-    /// replaced as it was read (through any symlink), when it was.
+    /// keeping the permission bits of the file replaced (0644 for a new one).
+    /// `old` is the metadata of the file being replaced as it was read
+    /// (through any symlink), when it was.
     pub fn replace(
         &mut self,
         path: &Path,
         old: Option<&fs::Metadata>,
-        mode: u32,
         fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
     ) -> Result<(), StoreError> {
         use std::io::Seek;
         use std::os::unix::fs::MetadataExt;
 
         let dir = path.parent().unwrap_or(Path::new("."));
+        let mode = old.map_or(0o644, |m| m.mode() & 0o7777);
         let err = |source| StoreError::Write {
             path: path.to_path_buf(),
             source,
@@ -184,20 +185,14 @@ impl Replacer {
             Some(s) => s,
             None => Spare::create(dir, mode).map_err(err)?,
         };
-        if self.folder.is_none() {
-            let owner = spare
+        let folder = self.folder.get_or_insert_with(|| Folder {
+            dir: dir.to_path_buf(),
+            handle: fs::File::open(dir).ok(),
+            owner: spare
                 .file
                 .metadata()
-                .map_or((u32::MAX, u32::MAX), |m| (m.uid(), m.gid()));
-            self.folder = Some(Folder {
-                dir: dir.to_path_buf(),
-                handle: fs::File::open(dir).ok(),
-                owner,
-            });
-        }
-        let Some(folder) = &self.folder else {
-            unreachable!("set just above")
-        };
+                .map_or((u32::MAX, u32::MAX), |m| (m.uid(), m.gid())),
+        });
         let written = (|| {
             spare.file.rewind()?;
             fill(&mut spare.file)?;
@@ -427,10 +422,7 @@ mod tests {
 
     fn replace_with(r: &mut Replacer, p: &Path, content: &[u8]) {
         let meta = fs::metadata(p).ok();
-        let mode = meta
-            .as_ref()
-            .map_or(0o644, |m| m.permissions().mode() & 0o7777);
-        r.replace(p, meta.as_ref(), mode, |f| f.write_all(content))
+        r.replace(p, meta.as_ref(), |f| f.write_all(content))
             .unwrap();
     }
 

@@ -6,7 +6,6 @@
 //! and no printing except through [`Reporter`].
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -16,8 +15,8 @@ use rayon::prelude::*;
 use crate::ExitStatus;
 use crate::cli::ExifArgs;
 use crate::exif::{self, ExifTags, TimeZones, XmpOutcome};
+use crate::layers::read::{self, ReadError};
 use crate::model::PositionSource;
-use crate::record::{ImageRecord, RecordError};
 use crate::report::Reporter;
 use crate::store::{self, FoundImage, Replacer};
 
@@ -145,25 +144,20 @@ pub fn embed_folder(
         .context("cannot start the EXIF worker threads")?;
     let total = found.len();
     let finished = AtomicUsize::new(0);
-    // A few runs of neighbouring files per worker, each with one Replacer,
-    // so its spare inode is reused along the run (files are in folder order).
+    // Runs of neighbouring files per job, each with one Replacer, so its
+    // spare inode is reused along the run (files are in folder order).
     let run = total.div_ceil(pool.current_num_threads() * 4).max(1);
     let results: Vec<Result<Done, Skipped>> = pool.install(|| {
         found
-            .par_chunks(run)
-            .flat_map_iter(|files| {
-                let mut replacer = Replacer::new();
-                files
-                    .iter()
-                    .map(|f| {
-                        let r = embed_one(f, position, &zones, &mut replacer);
-                        let k = finished.fetch_add(1, Ordering::Relaxed) + 1;
-                        if total >= PROGRESS_FROM && k.is_multiple_of(total / 10) && k < total {
-                            reporter.info(&format!("exif: {k} of {total} images done"));
-                        }
-                        r
-                    })
-                    .collect::<Vec<_>>()
+            .par_iter()
+            .with_min_len(run)
+            .map_init(Replacer::new, |replacer, f| {
+                let r = embed_one(f, position, &zones, replacer);
+                let k = finished.fetch_add(1, Ordering::Relaxed) + 1;
+                if total >= PROGRESS_FROM && k.is_multiple_of(total / 10) && k < total {
+                    reporter.info(&format!("exif: {k} of {total} images done"));
+                }
+                r
             })
             .collect()
     });
@@ -266,17 +260,17 @@ fn retag_file(
     let mut head = Vec::new();
     let mut want = HEAD_BYTES;
     let changed = || {
-        RetagError::Read(io::Error::new(
+        io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("the file changed size while it was read (it had {len} bytes)"),
-        ))
+        )
     };
     let plan = loop {
         let more = want.min(len).saturating_sub(head.len() as u64);
         head.reserve_exact(usize::try_from(more).unwrap_or(0));
         let read = (&mut file).take(more).read_to_end(&mut head)?;
         if (read as u64) < more {
-            return Err(changed());
+            return Err(changed().into());
         }
         match exif::plan_head(&head, len, last_two, tags)? {
             Some(plan) => break plan,
@@ -288,25 +282,18 @@ fn retag_file(
         return Ok((false, plan.xmp));
     }
     let rest = len - plan.scan_start as u64;
-    replacer.replace(
-        jpg,
-        Some(&meta),
-        meta.permissions().mode() & 0o7777,
-        |out| {
-            use std::io::{Seek, SeekFrom, Write};
-            out.write_all(&plan.bytes)?;
-            file.seek(SeekFrom::Start(plan.scan_start as u64))?;
-            let copied = io::copy(&mut (&mut file).take(rest), out)?;
-            if copied == rest && file.metadata()?.len() == len {
-                Ok(())
-            } else {
-                Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the file changed size while it was read (it had {len} bytes)"),
-                ))
-            }
-        },
-    )?;
+    replacer.replace(jpg, Some(&meta), |out| {
+        use std::io::{Seek, SeekFrom, Write};
+        out.write_all(&plan.bytes)?;
+        file.seek(SeekFrom::Start(plan.scan_start as u64))?;
+        // One byte more than expected would mean the file grew.
+        let copied = io::copy(&mut (&mut file).take(rest + 1), out)?;
+        if copied == rest {
+            Ok(())
+        } else {
+            Err(changed())
+        }
+    })?;
     Ok((true, plan.xmp))
 }
 
@@ -321,19 +308,18 @@ fn embed_one(
         path: path.to_path_buf(),
         reason,
     };
-    let mut text = Vec::new();
-    store::read_bounded_into(&f.json, store::MAX_METADATA_BYTES, &mut text)
-        .map_err(|e| skip(&f.json, format!("cannot read it: {e}")))?;
-    let rec = ImageRecord::from_slice(&text).map_err(|e| match e {
-        RecordError::NotObject(e) => skip(&f.json, format!("not valid JSON: {e}")),
-        e => skip(&f.json, format!("not an image record: {e}")),
+    let rec = read::read_record_at(&f.json, f.id).map_err(|e| {
+        let reason = match e {
+            ReadError::Io { source, .. } => format!("cannot read it: {source}"),
+            ReadError::Json { source, .. } => format!("not valid JSON: {source}"),
+            ReadError::Record { source, .. } => format!("not an image record: {source}"),
+            ReadError::IdMismatch { found, .. } => {
+                format!("its id `{found}` differs from its file name `{}`", f.id)
+            }
+            e => e.to_string(),
+        };
+        skip(&f.json, reason)
     })?;
-    if rec.id != f.id {
-        return Err(skip(
-            &f.json,
-            format!("its id `{}` differs from its file name `{}`", rec.id, f.id),
-        ));
-    }
     let Some(jpg) = &f.jpg else {
         return Err(skip(&f.json, "no JPEG found for it".to_string()));
     };

@@ -178,13 +178,19 @@ thread_local! {
 
 /// Reads and parses `<id>.json` in `folder`, checking it holds the image `id`.
 fn read_record(folder: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
-    let path = || folder.join(format!("{id}.json"));
+    read_record_at(&folder.join(format!("{id}.json")), id)
+}
+
+/// Reads and parses the metadata file `path` (size-bounded, into this
+/// thread's reused buffer), checking it holds the image `id`.
+pub fn read_record_at(json: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
+    let path = || json.to_path_buf();
     let io_err = |source| ReadError::Io {
         path: path(),
         source,
     };
     BUFFER.with_borrow_mut(|bytes| {
-        store::read_bounded_into(&path(), MAX_METADATA_BYTES, bytes).map_err(io_err)?;
+        store::read_bounded_into(json, MAX_METADATA_BYTES, bytes).map_err(io_err)?;
         parse_record(bytes, id, path)
     })
 }
