@@ -171,9 +171,14 @@ fn an_expired_thumbnail_url_is_refreshed() {
         },
         &[],
     );
+    let stats = env.sim().stats();
+    let refused = stats.errors_by_kind.get("thumb_403").copied().unwrap_or(0);
+    assert!(refused > 0, "no thumbnail URL was refused");
+    // Each refused URL is followed by an entity call for a fresh one.
     assert!(
-        env.sim().stats().entity_calls > 0,
-        "fresh URLs came from entity calls"
+        stats.entity_calls >= refused,
+        "{} entity calls for {refused} refused URLs",
+        stats.entity_calls
     );
     assert_complete(&env, SMALL);
 }
@@ -206,7 +211,16 @@ fn dense_boxes_refused_by_the_api_are_split() {
     let o = env.fetch(&["--bbox", &bbox_arg(b), "--dry-run"]);
     assert_success(&o);
     let truth = env.sim().world().indexed_truth(b, &TruthFilter::default());
-    assert_eq!(listing(&env.out()).len(), truth.len());
+    let mut ids: Vec<u64> = listing(&env.out()).iter().map(id_of).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, truth);
+    let refused = env
+        .sim()
+        .stats()
+        .errors_by_kind
+        .get("dense_refusal")
+        .copied();
+    assert!(refused.unwrap_or(0) > 0, "no box was refused: {refused:?}");
 }
 
 #[test]

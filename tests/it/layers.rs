@@ -17,6 +17,8 @@ use mlyexport::runrecord::{
 };
 use serde_json::{Value, json};
 
+use crate::common::{SYSTEM_PYTHON, assert_valid_gpkg, python_module};
+
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
@@ -362,51 +364,18 @@ fn geopackage_reads_back_with_gdal() {
 }
 
 /// Debian's `/usr/bin/python3`, which has python3-gdal and python3-qgis.
-const SYSTEM_PYTHON: &str = "/usr/bin/python3";
-
-fn python_has(module: &str) -> Result<(), String> {
-    let out = StdCommand::new(SYSTEM_PYTHON)
-        .args(["-c", &format!("import {module}")])
-        .env("QT_QPA_PLATFORM", "offscreen")
-        .output()
-        .map_err(|e| format!("cannot run {SYSTEM_PYTHON}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .last()
-            .unwrap_or("")
-            .to_string())
-    }
-}
-
 #[test]
-#[allow(clippy::print_stderr)]
 fn geopackage_passes_validate_gpkg() {
-    if let Err(why) = python_has("osgeo_utils.samples.validate_gpkg") {
-        eprintln!(
-            "SKIPPED geopackage_passes_validate_gpkg: python3-gdal is missing ({why}); apt-get install python3-gdal"
-        );
+    if !python_module("osgeo_utils.samples.validate_gpkg", "python3-gdal") {
         return;
     }
     let (_dir, out_dir, _) = build_all();
-    let out = StdCommand::new(SYSTEM_PYTHON)
-        .args(["-m", "osgeo_utils.samples.validate_gpkg"])
-        .arg(out_dir.join("mapillary.gpkg"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    assert_valid_gpkg(&out_dir.join("mapillary.gpkg"));
 }
 
 #[test]
-#[allow(clippy::print_stderr)]
 fn qgis_loads_every_layer_with_its_default_style() {
-    if let Err(why) = python_has("qgis.core") {
-        eprintln!(
-            "SKIPPED qgis_loads_every_layer_with_its_default_style: PyQGIS is missing ({why}); \
-             apt-get install python3-qgis qgis-providers"
-        );
+    if !python_module("qgis.core", "python3-qgis qgis-providers") {
         return;
     }
     let (_dir, out_dir, _) = build_all();

@@ -628,8 +628,16 @@ fn a_tiles_fetch_downloads_every_image_once() {
     let rec = run_record(&env.out());
     assert_schema("run.schema.json", &rec);
     assert_eq!(rec["runs"][0]["outcome"], "complete");
-    assert_eq!(env.sim().stats().token_in_query, 0);
-    assert_eq!(env.sim().stats().auth_header_on_cdn, 0);
+    let stats = env.sim().stats();
+    // The images came from tiles (then id batches), not from bbox searches:
+    // the one search is the preflight that checks the token.
+    let totals = &rec["totals"];
+    assert!(stats.tiles_served > 0, "no tile was served");
+    assert!(totals["tile_calls"].as_u64() > Some(0), "{totals}");
+    assert!(totals["batch_calls"].as_u64() > Some(0), "{totals}");
+    assert_eq!(totals["search_calls"], 1, "{totals}");
+    assert_eq!(stats.token_in_query, 0);
+    assert_eq!(stats.auth_header_on_cdn, 0);
 }
 
 #[test]

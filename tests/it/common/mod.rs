@@ -180,3 +180,48 @@ pub fn id_of(v: &Value) -> u64 {
         .and_then(|s| s.parse().ok())
         .expect("a string id")
 }
+
+/// Debian's Python, which has GDAL's and QGIS's bindings (the PATH one may not).
+pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// Whether the system Python can import `module`. When it cannot, the test
+/// fails (the setup script installs `packages`), unless
+/// `MLYEXPORT_ALLOW_SKIP=1` lets it be skipped with a note.
+#[allow(clippy::print_stderr)]
+pub fn python_module(module: &str, packages: &str) -> bool {
+    let out = std::process::Command::new(SYSTEM_PYTHON)
+        .args(["-c", &format!("import {module}")])
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .output();
+    let why = match out {
+        Ok(o) if o.status.success() => return true,
+        Ok(o) => String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string(),
+        Err(e) => format!("cannot run {SYSTEM_PYTHON}: {e}"),
+    };
+    let note = format!("{module} is missing ({why}); apt-get install {packages}");
+    assert!(
+        std::env::var_os("MLYEXPORT_ALLOW_SKIP").is_some_and(|v| v == "1"),
+        "{note} (or set MLYEXPORT_ALLOW_SKIP=1 to skip this test)"
+    );
+    eprintln!("SKIPPED: {note}");
+    false
+}
+
+/// Asserts that GDAL's `validate_gpkg` finds nothing wrong with `gpkg`.
+pub fn assert_valid_gpkg(gpkg: &Path) {
+    let out = std::process::Command::new(SYSTEM_PYTHON)
+        .args(["-m", "osgeo_utils.samples.validate_gpkg"])
+        .arg(gpkg)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "validate_gpkg: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
