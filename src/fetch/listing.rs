@@ -71,11 +71,17 @@ pub enum ListError {
 }
 
 /// The search parameters for the filters and rendition.
-pub fn search_query(filters: &Filters, size: ThumbSize, cap: u32) -> SearchQuery {
+/// The fields asked of every image: [`SEARCH_FIELDS`] and the URL of the
+/// thumbnail of `size`, comma-separated.
+pub fn fields_for(size: ThumbSize) -> String {
     let mut fields: Vec<&str> = SEARCH_FIELDS.to_vec();
     fields.push(size.url_field());
+    fields.join(",")
+}
+
+pub fn search_query(filters: &Filters, size: ThumbSize, cap: u32) -> SearchQuery {
     SearchQuery {
-        fields: fields.join(","),
+        fields: fields_for(size),
         limit: cap,
         since: filters.since,
         until: filters.until,
@@ -191,25 +197,10 @@ impl<'a> Selector<'a> {
     /// Judges one API image object returned for grid `gi`'s box `b`.
     /// Returns `None` for an image that is outside, owned by another grid,
     /// filtered out, already seen, or not an image object.
-    pub fn accept(&mut self, gi: usize, b: &Bbox, object: Map<String, Value>) -> Option<Found> {
-        let record = ImageRecord::from_map(&object).ok()?;
-        self.decide(gi, b, record, || Some(object))
-    }
-
-    /// Like [`Selector::accept`], for an object as JSON text: the full map is
-    /// built only for an image that is kept.
+    /// The object comes as JSON text; the full map is built only for an
+    /// image that is kept.
     pub fn accept_json(&mut self, gi: usize, b: &Bbox, json: &str) -> Option<Found> {
         let record = ImageRecord::from_slice(json.as_bytes()).ok()?;
-        self.decide(gi, b, record, || serde_json::from_str(json).ok())
-    }
-
-    fn decide(
-        &mut self,
-        gi: usize,
-        b: &Bbox,
-        record: ImageRecord,
-        object: impl FnOnce() -> Option<Map<String, Value>>,
-    ) -> Option<Found> {
         let owner = match record.position(self.position).map(|(p, _)| p) {
             Some(p) if !b.contains_closed(p) => return None,
             Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => return None,
@@ -219,7 +210,7 @@ impl<'a> Selector<'a> {
         if owner != gi || !passes(self.filters, &record) || self.seen.contains(&record.id) {
             return None;
         }
-        let mut object = object()?;
+        let mut object: Map<String, Value> = serde_json::from_str(json).ok()?;
         self.seen.insert(record.id);
         let url = wire::take_thumb_url(&mut object, self.size.url_field());
         Some(Found {

@@ -19,11 +19,11 @@ use std::sync::atomic::Ordering;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::Progress;
-use super::listing::{Found, GridListing, ListError, Selector, completeness};
+use super::listing::{Found, GridListing, ListError, Selector, completeness, fields_for};
 use crate::aoi::Aoi;
 use crate::api::tiles::{MAX_BATCH, Tileset};
 use crate::api::{ApiError, Client};
@@ -31,7 +31,7 @@ use crate::cli::Enumerate;
 use crate::config::{FetchConfig, TilesConfig};
 use crate::model::{Bbox, ImageId, LonLat, PositionSource};
 use crate::plan::Plan;
-use crate::record::{ImageRecord, SEARCH_FIELDS};
+use crate::record::ImageRecord;
 use crate::runrecord::{Completeness, FailedBox, Filters};
 use crate::tiles::{self as tmath, DecodedTile, IMAGE_ZOOM, TileId, TileImage};
 
@@ -234,13 +234,6 @@ pub fn tileset_for(position: PositionSource) -> Tileset {
     }
 }
 
-/// The fields of a batch lookup: the search fields plus the rendition's URL.
-pub fn batch_fields(sel: &Selector<'_>) -> String {
-    let mut fields: Vec<&str> = SEARCH_FIELDS.to_vec();
-    fields.push(sel.size().url_field());
-    fields.join(",")
-}
-
 /// Whether a tile's image passes the filters on what the tile carries
 /// (capture time, panorama, organization). Creator is judged later on the
 /// Graph object.
@@ -309,7 +302,7 @@ pub async fn list_plan_tiles(
         )
     })?;
     let tileset = tileset_for(sel.position());
-    let fields = batch_fields(sel);
+    let fields = fields_for(sel.size());
     let filters = sel.filters();
 
     let mut grids = vec![GridListing::default(); n];
@@ -483,20 +476,17 @@ pub async fn list_plan_tiles(
             }
             Done::Batch { batch, result } => {
                 batches_in_flight -= 1;
-                let mut objects: HashMap<ImageId, Map<String, Value>> = HashMap::new();
+                // Kept as JSON text: the full object is built only for the
+                // grid that keeps the image (`Selector::accept_json`).
+                let mut objects: HashMap<ImageId, Box<RawValue>> = HashMap::new();
                 let mut failed: Result<(), ApiError> = Ok(());
                 match result {
                     Ok(items) => {
                         for item in items {
-                            match serde_json::from_str::<Map<String, Value>>(item.get()) {
-                                Ok(m) => match ImageRecord::from_map(&m) {
-                                    Ok(r) => {
-                                        objects.insert(r.id, m);
-                                    }
-                                    Err(_) => {
-                                        progress.malformed.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                },
+                            match ImageRecord::from_slice(item.get().as_bytes()) {
+                                Ok(r) => {
+                                    objects.insert(r.id, item);
+                                }
                                 Err(_) => {
                                     progress.malformed.fetch_add(1, Ordering::Relaxed);
                                 }
@@ -519,7 +509,15 @@ pub async fn list_plan_tiles(
                     let gone = if failed.is_err() {
                         true
                     } else if let Some(object) = objects.remove(&c.id) {
-                        accept_any(sel, plan, &cands, object, &mut grids, progress, &mut sink);
+                        accept_any(
+                            sel,
+                            plan,
+                            &cands,
+                            object.get(),
+                            &mut grids,
+                            progress,
+                            &mut sink,
+                        );
                         false
                     } else if !c.retried {
                         // Asked once more, in a later batch, before it counts as lost.
@@ -590,21 +588,14 @@ fn accept_any(
     sel: &mut Selector<'_>,
     plan: &Plan,
     cands: &[usize],
-    object: Map<String, Value>,
+    json: &str,
     grids: &mut [GridListing],
     progress: &Progress,
     sink: &mut impl FnMut(Found),
 ) {
-    let last = cands.len().saturating_sub(1);
-    let mut object = Some(object);
-    for (i, &gi) in cands.iter().enumerate() {
-        let o = if i == last {
-            object.take().expect("kept until the last try")
-        } else {
-            object.clone().expect("kept until the last try")
-        };
+    for &gi in cands {
         let b = plan.grids()[gi].bbox;
-        if let Some(found) = sel.accept(gi, &b, o) {
+        if let Some(found) = sel.accept_json(gi, &b, json) {
             grids[gi].listed += 1;
             progress.listed.fetch_add(1, Ordering::Relaxed);
             sink(found);
