@@ -8,7 +8,7 @@
 use crate::aoi::Aoi;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -308,32 +308,15 @@ fn report_problems(reporter: &Reporter, problems: &[ReadError]) {
     }
 }
 
-/// Streams a file into a temp file beside it (buffered), syncs it and renames
-/// it into place: an interrupted run leaves the old file or a temp file.
+/// Writes `dir/name` atomically through [`store::atomic_write_with`] and
+/// returns its path: an interrupted run leaves the old file or a temp file.
 fn write_stream(
     dir: &Path,
     name: &str,
-    write: impl FnOnce(&mut BufWriter<&fs::File>) -> io::Result<()>,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
-    let ctx = || format!("cannot write `{}`", path.display());
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .with_context(ctx)?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file());
-        write(&mut w).with_context(ctx)?;
-        w.flush().with_context(ctx)?;
-    }
-    tmp.as_file().sync_data().with_context(ctx)?;
-    // Temp files are private (0600); outputs are for sharing, like the GeoPackage.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644)).with_context(ctx)?;
-    }
-    tmp.persist(&path).map_err(|e| e.error).with_context(ctx)?;
+    store::atomic_write_with(&path, write)?;
     Ok(path)
 }
 

@@ -84,7 +84,7 @@ pub fn images_csv(set: &LayerSet) -> Vec<u8> {
 }
 
 /// Streams `images.csv` into `w`, one line in memory at a time.
-pub fn write_images_csv<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub fn write_images_csv<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     w.write_all(COLUMNS.join(",").as_bytes())?;
     w.write_all(b"\r\n")?;
     let mut buf = String::with_capacity(512);

@@ -18,7 +18,7 @@ fn opt_str(v: Option<&str>) -> Value {
 }
 
 /// Streams a FeatureCollection, one feature in memory at a time.
-fn collection<W: Write>(
+fn collection<W: Write + ?Sized>(
     w: &mut W,
     name: &str,
     features: impl Iterator<Item = Value>,
@@ -85,7 +85,7 @@ pub fn images(set: &LayerSet) -> Vec<u8> {
 }
 
 /// Streams `images.geojson` into `w`.
-pub fn write_images<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub fn write_images<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set.drawn().filter_map(|r| {
         let p = r.position()?;
         Some(json!({
@@ -103,7 +103,7 @@ pub fn sequences(set: &LayerSet) -> Vec<u8> {
 }
 
 /// Streams `sequences.geojson` into `w`.
-pub fn write_sequences<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub fn write_sequences<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set
         .sequences
         .iter()
@@ -131,7 +131,7 @@ pub fn grid_cells(set: &LayerSet) -> Vec<u8> {
 }
 
 /// Streams `grid_cells.geojson` into `w`.
-pub fn write_grid_cells<W: Write>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub fn write_grid_cells<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set.cells.iter().map(|c| {
         let rings = |p: &geo::Polygon<f64>| -> Vec<Value> {
             std::iter::once(p.exterior())
