@@ -139,7 +139,7 @@ pub struct FetchArgs {
     pub entity_rate: u32,
 
     /// Largest number of results the API returns for one search (its cap).
-    /// A box answered with more than 90% of this is split in four.
+    /// A search-only box answered with half of this or more is split in four.
     #[arg(long, value_name = "N", default_value_t = 2000, hide = true)]
     pub search_cap: u32,
 
@@ -151,11 +151,18 @@ pub struct FetchArgs {
     #[arg(long, value_name = "N", default_value_t = 6)]
     pub retries: u32,
 
-    /// How to enumerate the images: `search` (bbox searches split at the
-    /// cap; best for small or sparse areas) or `tiles` (z14 vector tiles,
-    /// which have no cap, then batched lookups; best for large dense areas).
-    #[arg(long, value_enum, default_value_t = Enumerate::Search)]
+    /// How to enumerate the images: `auto` (verified: z14 vector tiles give
+    /// every id, searches planned from their counts, whatever the tiles list
+    /// and no search returned is looked up by id), `search` (bbox searches
+    /// alone, not verified) or `tiles` (tiles then batched lookups, not
+    /// verified). `auto` falls back to `search` when the tiles cannot be used.
+    #[arg(long, value_enum, default_value_t = Enumerate::Auto)]
     pub enumerate: Enumerate,
+
+    /// Verified listings: the most images (as the vector tiles count them)
+    /// one search box is planned to hold; well under any cap reported.
+    #[arg(long, value_name = "N", default_value_t = 1500)]
+    pub box_target: u32,
 
     /// Vector tiles root. Plain http is accepted only for loopback addresses.
     #[arg(
@@ -202,8 +209,12 @@ pub struct FetchArgs {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Enumerate {
+    /// Verified against the vector tiles (the default).
     #[default]
+    Auto,
+    /// Bbox searches alone (not verified).
     Search,
+    /// Vector tiles then batched lookups (not verified).
     Tiles,
 }
 

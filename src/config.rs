@@ -152,6 +152,8 @@ pub struct FetchConfig {
     pub tiles: TilesConfig,
     /// List a sample of boxes both ways and report the differences.
     pub audit: bool,
+    /// Verified listings: most tile-counted images planned per search box.
+    pub box_target: usize,
     pub request: Request,
     pub output: PathBuf,
     pub concurrency: usize,
@@ -235,6 +237,7 @@ impl FetchConfig {
             other => other,
         })?;
         check_range("--tile-budget", u64::from(args.tile_budget), 1, 1_000_000)?;
+        check_range("--box-target", u64::from(args.box_target), 10, 2000)?;
         let token = load_token(&args, env, cwd)?;
         let fast = env(EnvVars::TEST_NO_RETRY_DELAY).is_some_and(|v| v == "1");
         let retry = RetryPolicy {
@@ -274,6 +277,7 @@ impl FetchConfig {
                 budget: args.tile_budget,
             },
             audit: args.audit,
+            box_target: (args.box_target.min(args.search_cap * 3 / 4).max(1)) as usize,
             request,
             output: args.output.clone(),
             concurrency: args.concurrency,

@@ -156,7 +156,10 @@ fn finish(g: &GridInfo, mut acc: Acc, as_of: DateTime<Utc>) -> CellCoverage {
         downloaded: acc.downloaded,
         failed: g.failed,
         listing: g.listing,
-        listing_complete: (g.listing != "unknown").then_some(g.listing == "complete"),
+        listing_complete: (g.listing != "unknown").then_some(
+            matches!(g.listing, "verified" | "complete")
+                || g.listing.starts_with("assumed complete"),
+        ),
         without_position: acc.without_position,
         panoramas: acc.panoramas,
         pano_share: (acc.pano_known > 0)
@@ -263,7 +266,7 @@ pub fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
 /// `coverage.md`: a Markdown table with one row per grid.
 pub fn to_markdown(cells: &[CellCoverage], as_of: DateTime<Utc>) -> Vec<u8> {
     let mut out = format!(
-        "# Coverage per grid cell\n\nAs of {}. Empty cells mean unknown. `listing_complete` is false when the API's cap may have hidden images.\n\n",
+        "# Coverage per grid cell\n\nAs of {}. Empty cells mean unknown. `listing` is `verified` when the listing was checked against the vector tiles, `assumed complete (not verified)` when it was not; `listing_complete` is false when images may be missing.\n\n",
         iso_ms(as_of)
     );
     let cols: Vec<&str> = CSV_COLUMNS

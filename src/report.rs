@@ -152,13 +152,43 @@ impl Reporter {
             .map(|g| g.grid.as_str())
             .collect();
         lines.push(("failed grids".into(), list_or_zero(&failed)));
+        lines.push(("listing".into(), listing_line(r)));
+        if c.verified_grids > 0 {
+            lines.push((
+                "looked up by id (tiles only)".into(),
+                c.reconciled.to_string(),
+            ));
+            lines.push(("only in searches".into(), c.only_in_search.to_string()));
+        }
         lines.push(("search calls".into(), c.search_calls.to_string()));
         lines.extend(tile_lines(r));
         lines.push(("output".into(), out.display().to_string()));
+        for w in &r.warnings {
+            self.warn(w);
+        }
         self.summary(&lines);
         if r.status == crate::ExitStatus::Interrupted {
             self.info("interrupted: state saved; run the same command again to resume");
         }
+    }
+}
+
+/// `verified N of M grids`, or how many are only assumed complete.
+fn listing_line(r: &FetchReport) -> String {
+    let c = &r.counts;
+    let n = r.grids.len();
+    if c.verified_grids as usize == n {
+        format!("verified ({n} of {n} grids)")
+    } else {
+        let assumed = r
+            .grids
+            .iter()
+            .filter(|g| g.listing.label().starts_with("assumed"))
+            .count();
+        format!(
+            "NOT VERIFIED: {} of {n} grids verified, {assumed} assumed complete (not verified)",
+            c.verified_grids
+        )
     }
 }
 

@@ -39,8 +39,10 @@ pub struct Request {
     pub area: Area,
     pub filters: Filters,
     pub size: ThumbSize,
-    /// How images were enumerated: `search` or `tiles`.
-    #[serde(default)]
+    /// How images were enumerated: `auto` (verified), `search` or `tiles`
+    /// (as asked in the last run; a later run may use another way, since
+    /// it lists the same images).
+    #[serde(default = "search")]
     pub enumerate: Enumerate,
     /// Which position places an image in the area and its grid.
     #[serde(default = "original")]
@@ -48,6 +50,10 @@ pub struct Request {
     /// `--min-spacing` in metres, when thinning was asked for.
     #[serde(default)]
     pub min_spacing_m: Option<f64>,
+}
+
+fn search() -> Enumerate {
+    Enumerate::Search
 }
 
 fn original() -> PositionSource {
@@ -94,9 +100,20 @@ pub struct Filters {
 
 /// How completely a grid (or one search box) was listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Completeness {
-    /// Every box was answered below the cap.
+    /// Checked: every image the vector tiles list for the grid was listed
+    /// (by a search or looked up by id), every search box was answered, and
+    /// the tiles had the expected shape. Images only the searches returned
+    /// (newer than the tiles, or without a position) are listed too.
+    Verified,
+    /// Not checked against the tiles (`--enumerate search` or `tiles`, or the
+    /// tiles could not be used): every box was answered below the split
+    /// threshold, so the grid is assumed complete. Shown as "assumed complete
+    /// (not verified)".
+    AssumedComplete,
+    /// Written by versions before verified listings: the same as
+    /// [`Completeness::AssumedComplete`]. Never written now.
     Complete,
     /// Some box was still at the cap at the smallest size: images may be missing.
     Truncated,
@@ -104,6 +121,29 @@ pub enum Completeness {
     Failed,
     /// Not listed yet (interrupted, or `--max-images` stopped early).
     Pending,
+}
+
+impl Completeness {
+    /// How the completeness is shown to people (summary, coverage, report).
+    pub fn label(self) -> &'static str {
+        match self {
+            Completeness::Verified => "verified",
+            Completeness::AssumedComplete | Completeness::Complete => {
+                "assumed complete (not verified)"
+            }
+            Completeness::Truncated => "truncated",
+            Completeness::Failed => "failed",
+            Completeness::Pending => "pending",
+        }
+    }
+
+    /// Whether nothing is known to be missing (verified or assumed complete).
+    pub fn is_complete(self) -> bool {
+        matches!(
+            self,
+            Completeness::Verified | Completeness::AssumedComplete | Completeness::Complete
+        )
+    }
 }
 
 /// The state of one grid cell.
@@ -129,6 +169,36 @@ pub struct GridState {
     /// Boxes that could not be listed, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_boxes: Vec<FailedBox>,
+    /// How the listing was checked against the vector tiles (verified
+    /// listings), or why it could not be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// The figures behind a grid's `verified` (or not) listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Images the z14 tiles list in the grid (after the filters the tiles carry).
+    pub tile_points: u64,
+    /// Search requests whose boxes cover the grid (a box may cover several grids).
+    pub searches: u64,
+    /// Images of the grid that a search returned.
+    pub from_search: u64,
+    /// Images the tiles list that no search returned, then looked up by id
+    /// (`image_ids` batches or one entity call) and listed: what a search
+    /// listing alone would have lost.
+    pub reconciled: u64,
+    /// Listed images that the tiles do not list (newer than the tiles, or
+    /// without a position): what a tiles listing alone would have lost.
+    pub only_in_search: u64,
+    /// Ids the tiles list that the Graph API says do not exist (deleted or
+    /// private images); nothing to download.
+    pub not_in_graph: u64,
+    /// Tile features or values with an unexpected shape (schema drift).
+    pub tile_drift: u64,
+    /// Why the grid is not verified, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_verified_because: Option<String>,
 }
 
 /// A search box that could not be listed.
@@ -173,6 +243,19 @@ pub struct Counts {
     /// `/images?image_ids=` lookups, retries included (audit requests excluded).
     #[serde(default)]
     pub batch_calls: u64,
+    /// Grids whose listing was verified against the vector tiles.
+    #[serde(default)]
+    pub verified_grids: u64,
+    /// Grids listed without verification (assumed complete).
+    #[serde(default)]
+    pub unverified_grids: u64,
+    /// Images looked up by id because the tiles list them and no search
+    /// returned them (verified listings).
+    #[serde(default)]
+    pub reconciled: u64,
+    /// Images a search returned that the tiles do not list.
+    #[serde(default)]
+    pub only_in_search: u64,
 }
 
 /// One image that failed.
@@ -232,7 +315,6 @@ impl Request {
             ),
             ("--max-images", json(&a.max_images), json(&b.max_images)),
             ("--size", json(&self.size), json(&other.size)),
-            ("--enumerate", json(&self.enumerate), json(&other.enumerate)),
             ("--position", json(&self.position), json(&other.position)),
             (
                 "--min-spacing (m)",

@@ -19,6 +19,13 @@ pub const MAX_LAT: f64 = 85.051_128_779_806_59;
 pub const IMAGE_LAYER: &str = "image";
 /// Largest tile body accepted after inflating gzip (a 34,000-image tile is ~2 MB).
 pub const MAX_TILE_BYTES: usize = 64 * 1024 * 1024;
+/// Most features a tile may hold over all its layers (a real 31,000-image
+/// tile holds about 31,600); counted before anything is decoded.
+pub const MAX_TILE_FEATURES: u64 = 1_000_000;
+/// Most property values (and keys) a tile may hold over all its layers.
+pub const MAX_TILE_VALUES: u64 = 1_000_000;
+/// Most geometry and tag integers a tile may hold over all its layers.
+pub const MAX_TILE_INTS: u64 = 16_000_000;
 
 /// Tiles whose edge lies within this many tile widths of a box edge are
 /// included, so floating-point noise never drops a tile (it may add one).
@@ -148,12 +155,33 @@ pub struct TileImage {
     pub sequence_id: Option<String>,
 }
 
-/// The images of one tile, and how many features could not be read.
+/// The images of one tile, and what in it did not have the expected shape
+/// (schema drift: each is counted, never silently dropped).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DecodedTile {
     pub images: Vec<TileImage>,
-    /// Features of the `image` layer without a point or an integer `id`.
-    pub skipped: u64,
+    /// Features of the `image` layer that are not a well-formed point.
+    pub bad_geometry: u64,
+    /// Features of the `image` layer whose `id` is missing, blank, not a
+    /// positive integer (text or number), so the image cannot be named.
+    pub bad_ids: u64,
+    /// Properties of a known name with a value of an unexpected type
+    /// (`captured_at` not an integer, `is_pano` not a bool, ...).
+    pub bad_types: u64,
+    /// The tile has layers, but none named `image` (an empty body is no drift).
+    pub missing_image_layer: bool,
+}
+
+impl DecodedTile {
+    /// Features of the `image` layer that could not be used at all.
+    pub fn skipped(&self) -> u64 {
+        self.bad_geometry + self.bad_ids
+    }
+
+    /// Whether anything in the tile did not have the shape we expect.
+    pub fn drifted(&self) -> bool {
+        self.skipped() > 0 || self.bad_types > 0 || self.missing_image_layer
+    }
 }
 
 /// Why a tile body could not be read.
@@ -165,6 +193,12 @@ pub enum TileError {
     TooLarge { tile: TileId, max: usize },
     #[error("tile {tile}: not a Mapbox vector tile ({message})")]
     Decode { tile: TileId, message: String },
+    #[error("tile {tile}: holds more than {max} {what}; not decoded")]
+    TooMuchWork {
+        tile: TileId,
+        what: &'static str,
+        max: u64,
+    },
 }
 
 /// Decodes the `image` layer of a tile body. An empty body, or a tile
@@ -181,12 +215,17 @@ pub fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<DecodedTile, T
     if bytes.is_empty() {
         return Ok(DecodedTile::default());
     }
+    check_work(tile_id, bytes)?;
     let t = Tile::decode(bytes).map_err(|e| TileError::Decode {
         tile: tile_id,
         message: e.to_string(),
     })?;
+    let has_layers = !t.layers.is_empty();
     let Some(mut layer) = t.layers.into_iter().find(|l| l.name == IMAGE_LAYER) else {
-        return Ok(DecodedTile::default());
+        return Ok(DecodedTile {
+            missing_image_layer: has_layers,
+            ..DecodedTile::default()
+        });
     };
     // geozero indexes the geometry without checking its length: drop
     // malformed points first so a bad feature cannot panic the reader.
@@ -202,9 +241,11 @@ pub fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<DecodedTile, T
     let extent = layer.extent.unwrap_or(4096);
     let mut out = DecodedTile {
         images: Vec::with_capacity(c.features.len()),
-        skipped: (before - layer.features.len()) as u64,
+        bad_geometry: (before - layer.features.len()) as u64,
+        ..DecodedTile::default()
     };
     for f in c.features {
+        out.bad_types += u64::from(f.bad_types);
         let pos = f.xy.and_then(|(x, y)| tile_id.point(x, y, extent));
         match (f.id, pos) {
             (Some(id), Some(position)) => out.images.push(TileImage {
@@ -215,10 +256,123 @@ pub fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<DecodedTile, T
                 organization_id: f.organization_id,
                 sequence_id: f.sequence_id,
             }),
-            _ => out.skipped += 1,
+            (None, _) => out.bad_ids += 1,
+            (Some(_), None) => out.bad_geometry += 1,
         }
     }
     Ok(out)
+}
+
+/// Counts a tile's features, values and integers from the protobuf wire
+/// format without decoding it (no allocation), and refuses a tile over
+/// [`MAX_TILE_FEATURES`], [`MAX_TILE_VALUES`] or [`MAX_TILE_INTS`]: a small
+/// body can stand for millions of empty messages, each of which a decoder
+/// would allocate.
+fn check_work(tile: TileId, bytes: &[u8]) -> Result<(), TileError> {
+    let bad = |message: &str| TileError::Decode {
+        tile,
+        message: message.to_string(),
+    };
+    let (mut features, mut values, mut ints) = (0u64, 0u64, 0u64);
+    for field in pb::Fields::new(bytes) {
+        let (number, body) = field.map_err(bad)?;
+        let Some(layer) = body.filter(|_| number == 3) else {
+            continue;
+        };
+        for lf in pb::Fields::new(layer) {
+            match lf.map_err(bad)? {
+                (2, Some(feature)) => {
+                    features += 1;
+                    for ff in pb::Fields::new(feature) {
+                        if let (2 | 4, Some(packed)) = ff.map_err(bad)? {
+                            // Each packed integer takes at least one byte.
+                            ints += packed.len() as u64;
+                        }
+                    }
+                }
+                (3 | 4, Some(_)) => values += 1,
+                _ => {}
+            }
+        }
+        let over = |what, n, max| (n > max).then_some(TileError::TooMuchWork { tile, what, max });
+        if let Some(e) = over("features", features, MAX_TILE_FEATURES)
+            .or_else(|| over("property keys and values", values, MAX_TILE_VALUES))
+            .or_else(|| over("geometry and tag integers", ints, MAX_TILE_INTS))
+        {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A minimal protobuf wire-format walker: the fields of one message, with
+/// the body of length-delimited ones. Borrowing only; never allocates.
+mod pb {
+    /// Iterator over `(field number, Some(body) for length-delimited)`.
+    pub(super) struct Fields<'a> {
+        rest: &'a [u8],
+    }
+
+    impl<'a> Fields<'a> {
+        pub(super) fn new(bytes: &'a [u8]) -> Self {
+            Fields { rest: bytes }
+        }
+
+        fn varint(&mut self) -> Result<u64, &'static str> {
+            let mut v = 0u64;
+            for shift in (0..64).step_by(7) {
+                let (&b, rest) = self
+                    .rest
+                    .split_first()
+                    .ok_or("a varint runs past the end")?;
+                self.rest = rest;
+                v |= u64::from(b & 0x7f) << shift;
+                if b & 0x80 == 0 {
+                    return Ok(v);
+                }
+            }
+            Err("a varint is longer than 10 bytes")
+        }
+
+        fn skip(&mut self, n: u64) -> Result<&'a [u8], &'static str> {
+            let n = usize::try_from(n).map_err(|_| "a length is too large")?;
+            if n > self.rest.len() {
+                return Err("a field runs past the end");
+            }
+            let (body, rest) = self.rest.split_at(n);
+            self.rest = rest;
+            Ok(body)
+        }
+    }
+
+    impl<'a> Iterator for Fields<'a> {
+        type Item = Result<(u64, Option<&'a [u8]>), &'static str>;
+
+        fn next(&mut self) -> Option<Self::Item> {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let item = (|| {
+                let key = self.varint()?;
+                let number = key >> 3;
+                let body = match key & 7 {
+                    0 => self.varint().map(|_| None)?,
+                    1 => self.skip(8).map(|_| None)?,
+                    2 => {
+                        let n = self.varint()?;
+                        Some(self.skip(n)?)
+                    }
+                    5 => self.skip(4).map(|_| None)?,
+                    _ => return Err("an unknown wire type"),
+                };
+                Ok((number, body))
+            })();
+            if item.is_err() {
+                self.rest = &[];
+            }
+            Some(item)
+        }
+    }
 }
 
 fn gunzip(tile_id: TileId, body: &[u8]) -> Result<Vec<u8>, TileError> {
@@ -259,6 +413,8 @@ struct Feature {
     is_pano: Option<bool>,
     organization_id: Option<String>,
     sequence_id: Option<String>,
+    /// Known properties whose value had an unexpected type.
+    bad_types: u32,
 }
 
 struct Collector {
@@ -298,34 +454,52 @@ impl GeomProcessor for Collector {
 impl PropertyProcessor for Collector {
     fn property(&mut self, _i: usize, name: &str, v: &ColumnValue) -> geozero::error::Result<bool> {
         let f = self.current();
-        match name {
+        let ok = match name {
             "id" => {
-                f.id = as_int(v)
-                    .and_then(|n| u64::try_from(n).ok())
-                    .filter(|&n| n > 0)
+                f.id = image_id(v);
+                true
             }
-            "captured_at" => f.captured_at_ms = as_int(v),
+            "captured_at" => {
+                f.captured_at_ms = as_int(v);
+                f.captured_at_ms.is_some()
+            }
             "is_pano" => {
                 f.is_pano = match v {
                     ColumnValue::Bool(b) => Some(*b),
-                    other => as_int(other).map(|n| n != 0),
-                }
+                    _ => None,
+                };
+                f.is_pano.is_some()
             }
             "organization_id" => {
                 f.organization_id = match v {
                     ColumnValue::String(s) if !s.is_empty() => Some((*s).to_string()),
                     other => as_int(other).map(|n| n.to_string()),
-                }
+                };
+                f.organization_id.is_some()
             }
             "sequence_id" => {
                 if let ColumnValue::String(s) = v {
                     f.sequence_id = Some((*s).to_string());
                 }
+                f.sequence_id.is_some()
             }
-            _ => {}
+            _ => true,
+        };
+        if !ok {
+            f.bad_types += 1;
         }
         Ok(false)
     }
+}
+
+/// An image id from a tile property: a positive integer, or decimal text of
+/// one (the Graph API's form); anything else (blank, other text) is `None`.
+fn image_id(v: &ColumnValue) -> Option<u64> {
+    let n = match v {
+        ColumnValue::String(s) => s.trim().parse::<u64>().ok(),
+        other => as_int(other).and_then(|n| u64::try_from(n).ok()),
+    };
+    n.filter(|&n| n > 0)
 }
 
 impl FeatureProcessor for Collector {
@@ -520,7 +694,8 @@ mod tests {
         let tile = t(4976, 9809);
         let body = tile_bytes(&[(123_456_789_012, 0, 0), (987, 2048, 4096)]);
         let d = decode_image_layer(tile, &body).unwrap();
-        assert_eq!(d.skipped, 1);
+        assert_eq!((d.bad_geometry, d.bad_ids, d.bad_types), (1, 0, 0));
+        assert!(d.drifted() && !d.missing_image_layer);
         assert_eq!(d.images.len(), 2);
         let a = &d.images[0];
         assert_eq!(a.id, 123_456_789_012);
@@ -558,5 +733,117 @@ mod tests {
         );
         let e = decode_image_layer(tile, &gz[..gz.len() / 2]).unwrap_err();
         assert!(matches!(e, TileError::Gzip { .. }), "{e}");
+    }
+
+    fn one_layer(name: &str, keys: &[&str], values: Vec<Value>, tags: Vec<u32>) -> Vec<u8> {
+        let feature = MvtFeature {
+            id: Some(0),
+            tags,
+            r#type: Some(GeomType::Point as i32),
+            geometry: vec![9, 20, 20],
+        };
+        Tile {
+            layers: vec![Layer {
+                version: 2,
+                name: name.into(),
+                features: vec![feature],
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                values,
+                extent: Some(4096),
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn text(s: &str) -> Value {
+        Value {
+            string_value: Some(s.into()),
+            ..Value::default()
+        }
+    }
+
+    #[test]
+    fn schema_drift_is_counted_not_dropped() {
+        let tile = t(1, 2);
+        let int = |n: i64| Value {
+            int_value: Some(n),
+            ..Value::default()
+        };
+        // Blank and non-numeric text ids cannot name an image.
+        for bad in ["", "  ", "abc123", "-5", "0"] {
+            let d = decode_image_layer(
+                tile,
+                &one_layer("image", &["id"], vec![text(bad)], vec![0, 0]),
+            )
+            .unwrap();
+            assert_eq!((d.images.len(), d.bad_ids), (0, 1), "{bad:?}");
+            assert!(d.drifted());
+        }
+        // A decimal text id is an id (the Graph API's own form).
+        let d = decode_image_layer(
+            tile,
+            &one_layer("image", &["id"], vec![text("42")], vec![0, 0]),
+        )
+        .unwrap();
+        assert_eq!(d.images[0].id, 42);
+        assert!(!d.drifted());
+        // A missing id.
+        let d = decode_image_layer(tile, &one_layer("image", &["x"], vec![int(1)], vec![0, 0]))
+            .unwrap();
+        assert_eq!(d.bad_ids, 1);
+        // Wrong types: captured_at as text, is_pano as an integer.
+        let body = one_layer(
+            "image",
+            &["id", "captured_at", "is_pano"],
+            vec![int(7), text("2020"), int(1)],
+            vec![0, 0, 1, 1, 2, 2],
+        );
+        let d = decode_image_layer(tile, &body).unwrap();
+        assert_eq!((d.images.len(), d.bad_types), (1, 2));
+        assert_eq!(
+            (d.images[0].captured_at_ms, d.images[0].is_pano),
+            (None, None)
+        );
+        // Layers, but no `image` layer.
+        let d = decode_image_layer(
+            tile,
+            &one_layer("sequence", &["id"], vec![text("s")], vec![0, 0]),
+        )
+        .unwrap();
+        assert!(d.missing_image_layer && d.drifted());
+        // An empty body is an empty tile, not drift.
+        assert!(!decode_image_layer(tile, &[]).unwrap().drifted());
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_without_decoding() {
+        use std::io::Write;
+        // One layer with 8 million empty values (16 MiB), gzipped to a few KB.
+        let mut layer = Vec::new();
+        for _ in 0..8_000_000 {
+            layer.extend_from_slice(&[0x22, 0x00]); // field 4 (values), empty
+        }
+        let mut body = vec![0x1a];
+        let mut n = layer.len();
+        while n >= 0x80 {
+            body.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        body.push(n as u8);
+        body.extend_from_slice(&layer);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 100_000, "{}", gz.len());
+        let e = decode_image_layer(t(1, 2), &gz).unwrap_err();
+        assert!(matches!(e, TileError::TooMuchWork { .. }), "{e}");
+        assert!(e.to_string().contains("property keys and values"), "{e}");
+    }
+
+    #[test]
+    fn wire_walker_rejects_garbage_without_panicking() {
+        for body in [&[0x1a, 0xff][..], &[0x1a, 0x05, 0x00], &[0x0f], &[0xff; 11]] {
+            assert!(check_work(t(1, 2), body).is_err(), "{body:?}");
+        }
     }
 }

@@ -221,12 +221,7 @@ fn today() -> DateTime<Utc> {
 }
 
 fn listing_name(c: Completeness) -> &'static str {
-    match c {
-        Completeness::Complete => "complete",
-        Completeness::Truncated => "truncated",
-        Completeness::Failed => "failed",
-        Completeness::Pending => "pending",
-    }
+    c.label()
 }
 
 /// The study-area polygon a run record keeps (GeoJSON), when it parses.

@@ -1,28 +1,27 @@
-//! Complete listing beyond the API's cap: searches every box of every grid,
-//! splits boxes whose answer may be truncated (or that the API refuses as too
-//! much data), clips results to the box, assigns each image to exactly one
-//! grid, de-duplicates by id and applies the filters. Network through
-//! `api::Client` only; results go to a caller's sink (no file system here).
+//! What every listing shares: the fields asked, the filters judged on the
+//! client, the `Selector` that gives each returned image to exactly one grid
+//! (by its documented position, whichever box returned it) and de-duplicates
+//! by id, and the search-only listing (`--enumerate search`, and the fallback
+//! when the tiles cannot be used), which splits boxes at a fraction of the
+//! cap and watches for a cap signature. Network through `api::Client` only;
+//! results go to a caller's sink (no file system here).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::aoi::Aoi;
 use crate::api::{ApiError, Client, SearchQuery, wire};
 use crate::model::{Bbox, ImageId, PanoFilter, PositionSource, ThumbSize};
-use crate::plan::{self, Plan};
+use crate::plan::Plan;
 use crate::record::{ImageRecord, SEARCH_FIELDS};
-use crate::runrecord::{Completeness, FailedBox, Filters};
+use crate::runrecord::{Completeness, FailedBox, Filters, Verification};
 
 use super::Progress;
-
-/// Searches in flight at once while listing.
-const LIST_CONCURRENCY: usize = 8;
+use super::gridindex::GridIndex;
+use super::search::{BoxJob, Searcher};
 
 /// One image the lister kept.
 #[derive(Debug)]
@@ -45,6 +44,8 @@ pub struct GridListing {
     pub listed: u64,
     pub truncated_boxes: Vec<Bbox>,
     pub failed_boxes: Vec<FailedBox>,
+    /// The check against the vector tiles (verified listings only).
+    pub verification: Option<Verification>,
 }
 
 impl Default for GridListing {
@@ -55,6 +56,7 @@ impl Default for GridListing {
             listed: 0,
             truncated_boxes: Vec::new(),
             failed_boxes: Vec::new(),
+            verification: None,
         }
     }
 }
@@ -95,11 +97,17 @@ pub fn search_query(filters: &Filters, size: ThumbSize, cap: u32) -> SearchQuery
     }
 }
 
-/// Whether an answer of `n` results may have been cut by the cap. The real
-/// API cuts silently and somewhat below 2,000 (complete answers of 1,849 and
-/// cut ones from 1,879 were measured), so 90% of the cap counts as cut.
+/// The answer size from which a search-only listing splits a box: half the
+/// cap. Cuts from about 1,500 of the documented 2,000 have been reported, and
+/// nothing confirms where the real API cuts, so a search-only listing stays
+/// well below any cut seen and is still only *assumed* complete.
+pub fn split_threshold(cap: u32) -> usize {
+    (cap as usize / 2).max(1)
+}
+
+/// Whether an answer of `n` results may have been cut by a cap of `cap`.
 pub fn may_be_truncated(n: usize, cap: u32) -> bool {
-    n as u64 * 10 >= u64::from(cap) * 9
+    n >= split_threshold(cap)
 }
 
 /// Whether an image passes the filters, judged on what the record carries
@@ -136,6 +144,18 @@ pub struct Selector<'a> {
     position: PositionSource,
     aoi: Option<&'a Aoi>,
     seen: HashSet<ImageId>,
+    index: GridIndex,
+    /// The API did not filter by creator: an image must name the creator asked.
+    strict_creator: bool,
+}
+
+/// What the `Selector` made of one returned object.
+#[derive(Debug)]
+pub struct Verdict {
+    /// The image's id, when the object had a valid one.
+    pub id: Option<ImageId>,
+    /// The image, when it was kept (now, for its owning grid).
+    pub found: Option<Found>,
 }
 
 impl<'a> Selector<'a> {
@@ -153,7 +173,17 @@ impl<'a> Selector<'a> {
             position,
             aoi,
             seen: HashSet::new(),
+            index: GridIndex::new(plan),
+            strict_creator: false,
         }
+    }
+
+    /// The searches are not filtered by creator on the server (verified
+    /// listings filter on the client): an image without a creator is dropped
+    /// when `--creator` was given.
+    pub fn strict_creator(mut self) -> Self {
+        self.strict_creator = true;
+        self
     }
 
     pub fn plan(&self) -> &'a Plan {
@@ -171,45 +201,43 @@ impl<'a> Selector<'a> {
     pub fn aoi(&self) -> Option<&'a Aoi> {
         self.aoi
     }
-
-    /// How far (degrees) to widen a search box so that images whose chosen
-    /// position is inside but whose original GPS (what the API filters on)
-    /// is just outside are returned too.
-    pub fn search_margin(&self) -> f64 {
-        match self.position {
-            PositionSource::Original => 0.0,
-            PositionSource::Computed => 0.001,
-        }
+    /// The plan's grids, indexed by position.
+    pub fn index(&self) -> &GridIndex {
+        &self.index
     }
 
-    /// Whether a box may be split: it must be splittable at all, and larger
-    /// than the search margin, or its quarters would be searched with nearly
-    /// the same widened box.
-    pub fn can_split(&self, b: &Bbox) -> bool {
-        plan::can_split(b) && b.width().min(b.height()) > self.search_margin()
+    /// Whether an image's record passes every filter, creator included.
+    fn keeps(&self, record: &ImageRecord) -> bool {
+        passes(self.filters, record)
+            && !(self.strict_creator
+                && self.filters.creator.is_some()
+                && record.creator_username.is_none())
     }
 
-    /// Whether a box needs to be listed at all.
-    pub fn wants_box(&self, b: &Bbox) -> bool {
-        self.aoi.is_none_or(|a| a.intersects_box(b))
-    }
-
-    /// Judges one API image object returned for grid `gi`'s box `b`.
-    /// Returns `None` for an image that is outside, owned by another grid,
-    /// filtered out, already seen, or not an image object.
-    /// The object comes as JSON text; the full map is built only for an
-    /// image that is kept.
-    pub fn accept_json(&mut self, gi: usize, b: &Bbox, json: &str) -> Option<Found> {
-        let record = ImageRecord::from_slice(json.as_bytes()).ok()?;
-        let owner = match record.position(self.position).map(|(p, _)| p) {
-            Some(p) if !b.contains_closed(p) => return None,
-            Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => return None,
-            Some(p) => self.plan.owner(p)?,
-            None => gi,
+    /// Judges one API image object, returned by a box of grid `returned_by`
+    /// (whichever box returned it): kept for the grid that owns its position
+    /// (the grid `returned_by` for an image without any position), unless
+    /// it lies outside the area or the AOI, fails a filter, or was kept
+    /// already.
+    pub fn accept(&mut self, returned_by: usize, json: &str) -> Verdict {
+        let Ok(record) = ImageRecord::from_slice(json.as_bytes()) else {
+            return Verdict {
+                id: None,
+                found: None,
+            };
         };
-        if owner != gi || !passes(self.filters, &record) || self.seen.contains(&record.id) {
-            return None;
-        }
+        let id = Some(record.id);
+        let owner = match record.position(self.position).map(|(p, _)| p) {
+            Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => None,
+            Some(p) => self.index.owner(self.plan, p),
+            None => Some(returned_by),
+        };
+        let keep = owner.filter(|_| self.keeps(&record) && !self.seen.contains(&record.id));
+        let found = keep.and_then(|gi| self.found(gi, record, json));
+        Verdict { id, found }
+    }
+
+    fn found(&mut self, gi: usize, record: ImageRecord, json: &str) -> Option<Found> {
         let mut object: Map<String, Value> = serde_json::from_str(json).ok()?;
         self.seen.insert(record.id);
         let url = wire::take_thumb_url(&mut object, self.size.url_field());
@@ -221,21 +249,49 @@ impl<'a> Selector<'a> {
             record,
         })
     }
+
+    /// Whether a box needs to be listed at all.
+    pub fn wants_box(&self, b: &Bbox) -> bool {
+        self.aoi.is_none_or(|a| a.intersects_box(b))
+    }
+
+    /// Judges one API image object returned for grid `gi`'s box `b`, kept
+    /// only when it lies in `b` and `gi` owns it (the audit compares boxes).
+    /// Returns `None` for an image that is outside, owned by another grid,
+    /// filtered out, already seen, or not an image object.
+    /// The object comes as JSON text; the full map is built only for an
+    /// image that is kept.
+    pub fn accept_json(&mut self, gi: usize, b: &Bbox, json: &str) -> Option<Found> {
+        let record = ImageRecord::from_slice(json.as_bytes()).ok()?;
+        let owner = match record.position(self.position).map(|(p, _)| p) {
+            Some(p) if !b.contains_closed(p) => return None,
+            Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => return None,
+            Some(p) => self.index.owner(self.plan, p)?,
+            None => gi,
+        };
+        if owner != gi || !self.keeps(&record) || self.seen.contains(&record.id) {
+            return None;
+        }
+        self.found(gi, record, json)
+    }
 }
 
-/// How one grid's listing ended, from what happened to its boxes.
+/// How one grid's listing ended, from what happened to its boxes, when it
+/// was not verified.
 pub fn completeness(g: &GridListing) -> Completeness {
     if !g.failed_boxes.is_empty() {
         Completeness::Failed
     } else if !g.truncated_boxes.is_empty() {
         Completeness::Truncated
     } else {
-        Completeness::Complete
+        Completeness::AssumedComplete
     }
 }
 
-/// Lists every grid of the selector's plan by bbox searches. Each kept
-/// image goes to `sink` exactly once. Returns one `GridListing` per grid,
+/// Lists every grid of the selector's plan by bbox searches alone (not
+/// verified): boxes are split at [`split_threshold`] of `cap`, on a refusal,
+/// and when several boxes answer with the same count (a cap signature).
+/// Each kept image goes to `sink` exactly once. One `GridListing` per grid,
 /// in plan order.
 pub async fn list_plan(
     client: &Client,
@@ -243,95 +299,18 @@ pub async fn list_plan(
     cap: u32,
     progress: &Arc<Progress>,
     cancel: &CancellationToken,
-    mut sink: impl FnMut(Found),
+    sink: impl FnMut(Found),
 ) -> Result<Vec<GridListing>, ListError> {
-    let plan = sel.plan();
     let query = search_query(sel.filters(), sel.size(), cap);
-    let margin = sel.search_margin();
-    let mut grids = vec![GridListing::default(); plan.grids().len()];
-    let mut open = vec![0usize; plan.grids().len()];
-    let mut queue: VecDeque<(usize, Bbox)> = VecDeque::new();
-    for (i, g) in plan.grids().iter().enumerate() {
-        for b in plan::initial_boxes(g.bbox, margin)
-            .into_iter()
-            .filter(|b| sel.wants_box(b))
-        {
-            queue.push_back((i, b));
-            open[i] += 1;
-        }
-    }
-    progress
-        .grids_total
-        .store(plan.grids().len() as u64, Ordering::Relaxed);
-    for (i, g) in grids.iter_mut().enumerate() {
-        if open[i] == 0 {
-            g.completeness = Completeness::Complete;
-            progress.grids_listed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    let mut in_flight = FuturesUnordered::new();
-    let mut fatal: Option<ApiError> = None;
-
-    loop {
-        while fatal.is_none() && !cancel.is_cancelled() && in_flight.len() < LIST_CONCURRENCY {
-            let Some((gi, b)) = queue.pop_front() else {
-                break;
-            };
-            let q = &query;
-            let asked = b.expanded(margin);
-            in_flight.push(async move { (gi, b, client.search(&asked, q).await) });
-        }
-        let next = tokio::select! {
-            n = in_flight.next() => n,
-            () = cancel.cancelled(), if !in_flight.is_empty() => None,
-        };
-        let Some((gi, b, result)) = next else { break };
-        grids[gi].search_calls += 1;
-        open[gi] -= 1;
-        let mut split = |queue: &mut VecDeque<(usize, Bbox)>| {
-            for q in b.quarters().into_iter().filter(|q| sel.wants_box(q)) {
-                queue.push_front((gi, q));
-                open[gi] += 1;
-            }
-        };
-        match result {
-            Ok(ans)
-                if (ans.has_more || may_be_truncated(ans.items.len(), cap))
-                    && sel.can_split(&b) =>
-            {
-                split(&mut queue)
-            }
-            Ok(ans) => {
-                if ans.has_more || may_be_truncated(ans.items.len(), cap) {
-                    grids[gi].truncated_boxes.push(b);
-                }
-                for item in ans.items {
-                    if let Some(found) = sel.accept_json(gi, &b, item.get()) {
-                        grids[gi].listed += 1;
-                        progress.listed.fetch_add(1, Ordering::Relaxed);
-                        sink(found);
-                    }
-                }
-            }
-            Err(ApiError::TooMuchData { .. }) if sel.can_split(&b) => split(&mut queue),
-            Err(e @ ApiError::Auth { .. }) => fatal = Some(e),
-            Err(e) => grids[gi].failed_boxes.push(FailedBox {
-                bbox: b,
-                reason: e.to_string(),
-            }),
-        }
-        if open[gi] == 0 {
-            grids[gi].completeness = completeness(&grids[gi]);
-            progress.grids_listed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    if let Some(e) = fatal {
-        return Err(ListError::Fatal(e));
-    }
-    if cancel.is_cancelled() {
-        return Err(ListError::Interrupted);
-    }
-    Ok(grids)
+    let jobs = BoxJob::initial(sel.plan(), sel.aoi(), sel.index());
+    progress.grids_total.store(
+        sel.plan().grids().len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let mut searcher = Searcher::new(client, sel, query, split_threshold(cap), progress);
+    searcher.mark_empty_grids(&jobs);
+    searcher.run(jobs, cancel, sink).await?;
+    Ok(searcher.finish())
 }
 
 #[cfg(test)]
@@ -340,41 +319,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn boxes_smaller_than_the_search_margin_are_not_split() {
-        let plan = Plan::single("8.5,47.3,8.6,47.4".parse().unwrap());
-        let filters = Filters {
-            since: None,
-            until: None,
-            pano: PanoFilter::Include,
-            creator: None,
-            organization: None,
-            max_images: None,
-        };
-        let small: Bbox = "8.5,47.3,8.5008,47.3008".parse().unwrap();
-        let computed = Selector::new(
-            &plan,
-            &filters,
-            ThumbSize::S256,
-            PositionSource::Computed,
-            None,
-        );
-        assert!(!computed.can_split(&small));
-        let original = Selector::new(
-            &plan,
-            &filters,
-            ThumbSize::S256,
-            PositionSource::Original,
-            None,
-        );
-        assert!(original.can_split(&small));
-    }
-
-    #[test]
     fn truncation_threshold() {
-        assert!(!may_be_truncated(1799, 2000));
-        assert!(may_be_truncated(1800, 2000));
+        assert!(!may_be_truncated(999, 2000));
+        assert!(may_be_truncated(1000, 2000));
         assert!(may_be_truncated(2000, 2000));
-        assert!(may_be_truncated(90, 100));
+        assert!(may_be_truncated(50, 100));
+        assert_eq!(split_threshold(1), 1);
     }
 
     #[test]

@@ -5,8 +5,12 @@
 
 pub mod audit;
 pub mod download;
+mod gridindex;
 pub mod listing;
+pub mod pack;
+mod search;
 pub mod tiles;
+pub mod verified;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -101,6 +105,52 @@ pub struct FetchReport {
     pub tile_needs: tiles::TileNeeds,
     /// With `--audit`: its totals (the details are in `audit.json`).
     pub audit: Option<audit::AuditSummary>,
+    /// What could not be verified, one line each (printed as warnings).
+    pub warnings: Vec<String>,
+}
+
+/// How this run lists.
+enum Listing {
+    /// Verified against the z14 tiles (`--enumerate auto`).
+    Verified(Vec<tiles::PlannedTile>),
+    /// Bbox searches alone, not verified; why.
+    Search(String),
+    /// Vector tiles then batched lookups (`--enumerate tiles`), not verified.
+    Tiles,
+}
+
+/// Decides how to list: `auto` is verified unless the tiles cannot be used
+/// (over the budget, or the tiles host fails), which falls back to search.
+async fn choose_listing(
+    cfg: &FetchConfig,
+    client: &Client,
+    needs: &mut tiles::TileNeeds,
+) -> Result<Listing, FetchError> {
+    match cfg.request.enumerate {
+        Enumerate::Search => return Ok(Listing::Search("--enumerate search was asked".into())),
+        Enumerate::Tiles => return Ok(Listing::Tiles),
+        Enumerate::Auto => {}
+    }
+    let budget = u64::from(cfg.tiles.budget).saturating_sub(needs.audit + 1);
+    let planned = match tiles::plan_tiles(&cfg.plan, cfg.aoi.as_deref(), budget) {
+        Ok(p) => p,
+        Err(upper) => {
+            return Ok(Listing::Search(format!(
+                "the area needs up to {upper} vector tiles, more than --tile-budget {} allows",
+                cfg.tiles.budget
+            )));
+        }
+    };
+    match tiles::preflight(client, &cfg.tiles, cfg.request.position).await {
+        Ok(()) => {
+            needs.listing = planned.len() as u64;
+            Ok(Listing::Verified(planned))
+        }
+        Err(tiles::TilesError::Preflight(e @ ApiError::Auth { .. })) => Err(FetchError::Api(e)),
+        Err(e) => Ok(Listing::Search(format!(
+            "the vector tiles could not be read ({e})"
+        ))),
+    }
 }
 
 /// One listed image, compactly: its API object lives in the scratch file.
@@ -141,11 +191,12 @@ pub async fn run(
     progress: Arc<Progress>,
     cancel: CancellationToken,
 ) -> Result<FetchReport, FetchError> {
-    let tile_needs = tiles::check_budget(cfg)?;
+    let mut tile_needs = tiles::check_budget(cfg)?;
     preflight(&client, &cfg.plan).await?;
     if cfg.request.enumerate == Enumerate::Tiles || cfg.audit {
         tiles::preflight(&client, &cfg.tiles, cfg.request.position).await?;
     }
+    let how = choose_listing(cfg, &client, &mut tile_needs).await?;
     let out = &cfg.output;
     std::fs::create_dir_all(out).map_err(|source| FetchError::CreateDir {
         path: out.display().to_string(),
@@ -154,6 +205,7 @@ pub async fn run(
     store::remove_stale_temp_files(out);
     let record_path = out.join(RUN_RECORD_FILE);
     let mut record = load_or_new_record(&record_path, &cfg.request, &cfg.plan)?;
+    record.request.enumerate = cfg.request.enumerate;
     let started_at = Utc::now();
     record.runs.push(RunEntry {
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -220,8 +272,22 @@ pub async fn run(
         position,
         cfg.aoi.as_deref(),
     );
-    let result = match cfg.request.enumerate {
-        Enumerate::Search => {
+    let mut warnings = Vec::new();
+    let result = match &how {
+        Listing::Verified(planned) => {
+            let vp = verified::VerifiedPlan {
+                tiles: &cfg.tiles,
+                planned,
+                target: cfg.box_target,
+                cap: cfg.api.search_cap,
+            };
+            let mut selector = selector.strict_creator();
+            verified::list_verified(&client, &vp, &mut selector, &progress, &cancel, sink).await
+        }
+        Listing::Search(why) => {
+            warnings.push(format!(
+                "the listing was not verified against the vector tiles ({why}): every grid is only assumed complete"
+            ));
             listing::list_plan(
                 &client,
                 &mut selector,
@@ -232,7 +298,10 @@ pub async fn run(
             )
             .await
         }
-        Enumerate::Tiles => {
+        Listing::Tiles => {
+            warnings.push(
+                "the listing was not verified (--enumerate tiles): images newer than the vector tiles are not seen; every grid is only assumed complete".into(),
+            );
             tiles::list_plan_tiles(&client, &cfg.tiles, &mut selector, &progress, &cancel, sink)
                 .await
         }
@@ -274,6 +343,7 @@ pub async fn run(
                 dry_run: cfg.dry_run,
                 tile_needs,
                 audit: None,
+                warnings,
             });
         }
     };
@@ -458,6 +528,7 @@ pub async fn run(
         .iter()
         .filter(|g| g.listing == Completeness::Failed)
         .count() as u64;
+    count_verification(&mut counts, &grids, &mut warnings);
 
     let status = if interrupted {
         ExitStatus::Interrupted
@@ -489,7 +560,35 @@ pub async fn run(
         dry_run: cfg.dry_run,
         tile_needs,
         audit,
+        warnings,
     })
+}
+
+/// Totals of the verification, and a warning for the grids a verified
+/// listing could not verify.
+fn count_verification(counts: &mut Counts, grids: &[GridState], warnings: &mut Vec<String>) {
+    counts.verified_grids = grids
+        .iter()
+        .filter(|g| g.listing == Completeness::Verified)
+        .count() as u64;
+    counts.unverified_grids = grids.len() as u64 - counts.verified_grids;
+    let checked = grids
+        .iter()
+        .filter_map(|g| g.verification.as_ref().map(|v| (g, v)));
+    let mut unverified = Vec::new();
+    for (g, v) in checked {
+        counts.reconciled += v.reconciled;
+        counts.only_in_search += v.only_in_search;
+        if let Some(why) = &v.not_verified_because {
+            unverified.push(format!("{}: {why}", g.grid));
+        }
+    }
+    if let Some(first) = unverified.first() {
+        warnings.push(format!(
+            "{} grids could not be verified against the vector tiles (first: {first}); see mlyexport-run.json",
+            unverified.len()
+        ));
+    }
 }
 
 /// Runs `--audit` and writes `audit.json`; `None` when interrupted.
@@ -592,6 +691,7 @@ fn grid_states(
             thinned: thinned[i],
             truncated_boxes: gl.truncated_boxes.clone(),
             failed_boxes: gl.failed_boxes.clone(),
+            verification: gl.verification.clone(),
         })
         .collect()
 }
@@ -683,6 +783,7 @@ fn load_or_new_record(
                 thinned: 0,
                 truncated_boxes: Vec::new(),
                 failed_boxes: Vec::new(),
+                verification: None,
             })
             .collect(),
         totals: Counts::default(),

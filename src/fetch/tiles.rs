@@ -199,11 +199,11 @@ pub fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
         Enumerate::Tiles => {
             needs.listing = count_tiles(&cfg.plan, aoi, budget, "--enumerate tiles")?;
         }
-        Enumerate::Search if cfg.dry_run => {
+        Enumerate::Search | Enumerate::Auto if cfg.dry_run => {
             needs.if_tiles =
                 Some(plan_tiles(&cfg.plan, aoi, u64::from(budget)).map(|t| t.len() as u64));
         }
-        Enumerate::Search => {}
+        Enumerate::Search | Enumerate::Auto => {}
     }
     if cfg.audit {
         needs.audit = super::audit::tiles_needed(&cfg.plan, aoi);
@@ -444,7 +444,21 @@ pub async fn list_plan_tiles(
                     Ok(Some(decoded)) => {
                         progress
                             .malformed
-                            .fetch_add(decoded.skipped, Ordering::Relaxed);
+                            .fetch_add(decoded.skipped(), Ordering::Relaxed);
+                        if decoded.drifted() {
+                            let reason = format!(
+                                "tile {} has an unexpected shape ({} unusable features, {} values of an unexpected type, image layer {})",
+                                planned[k].id,
+                                decoded.skipped(),
+                                decoded.bad_types,
+                                if decoded.missing_image_layer {
+                                    "missing"
+                                } else {
+                                    "present"
+                                }
+                            );
+                            fail(&mut grids, k, &planned[k].grids, reason);
+                        }
                         for img in decoded.images {
                             let Some(id) = ImageId::new(img.id) else {
                                 continue;

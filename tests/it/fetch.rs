@@ -97,7 +97,7 @@ fn lists_every_image_beyond_the_cap_exactly_once() {
     let cells = rec["grids"].as_array().unwrap();
     assert_eq!(cells.len(), 6);
     assert!(
-        cells.iter().all(|c| c["listing"] == "complete"),
+        cells.iter().all(|c| c["listing"] == "verified"),
         "{cells:?}"
     );
     let listed: u64 = cells.iter().map(|c| c["listed"].as_u64().unwrap()).sum();

@@ -42,6 +42,7 @@ fn grid_state(
         thinned: 0,
         truncated_boxes: Vec::new(),
         failed_boxes: Vec::new(),
+        verification: None,
     }
 }
 

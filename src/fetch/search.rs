@@ -1,0 +1,376 @@
+//! The bbox-search executor shared by the search-only and the verified
+//! listings: a queue of boxes, searches in flight, and what each answer
+//! means. A search-only box is split when its answer reaches the split
+//! threshold, on a refusal, and when several boxes answer with the same count
+//! (a cap signature). A verified box knows how many images the tiles put in
+//! it: an answer short of that is evidence of a cap, and the box is packed
+//! again below it when that costs fewer calls than looking the rest up by id.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::Progress;
+use super::gridindex::{GridIndex, PointIndex};
+use super::listing::{Found, GridListing, ListError, Selector, completeness};
+use super::pack::{self, Margin, OUTER_MARGIN_M, SearchBox};
+use crate::aoi::Aoi;
+use crate::api::tiles::MAX_BATCH;
+use crate::api::{ApiError, Client, SearchAnswer, SearchQuery};
+use crate::model::ImageId;
+use crate::plan::Plan;
+use crate::runrecord::FailedBox;
+
+/// Searches in flight at once.
+const LIST_CONCURRENCY: usize = 8;
+/// Answers of at least this many results that are equal make a cap signature.
+const SIGNATURE_MIN: usize = 50;
+/// Boxes that must answer with one count before it is taken for the cap.
+const SIGNATURE_BOXES: usize = 2;
+
+/// One box to search, for grid `grid`.
+#[derive(Debug, Clone, Copy)]
+pub struct BoxJob {
+    pub grid: usize,
+    pub sb: SearchBox,
+    /// Images the tiles list inside the asked box (verified listings only).
+    pub expected: Option<usize>,
+}
+
+impl BoxJob {
+    /// The margin of this box's outer sides, at its latitude.
+    pub fn margin(&self) -> Margin {
+        let c = &self.sb.cell;
+        Margin::metres(OUTER_MARGIN_M, (c.min_lat() + c.max_lat()) / 2.0)
+    }
+
+    /// Every grid's box, cut under the API's area limit, with the sides that
+    /// face outside the plan's grids marked outer; boxes that do not touch
+    /// the AOI (widened by the margin) are left out. `expected` is `None`.
+    pub fn initial(plan: &Plan, aoi: Option<&Aoi>, index: &GridIndex) -> Vec<BoxJob> {
+        let mut out = Vec::new();
+        for (gi, g) in plan.grids().iter().enumerate() {
+            let c = g.bbox;
+            let m = Margin::metres(OUTER_MARGIN_M, (c.min_lat() + c.max_lat()) / 2.0);
+            let outer = pack::outer_sides(&c, m, |p| index.covers(p));
+            for sb in pack::under_area_limit(SearchBox::new(c, outer), m) {
+                if aoi.is_none_or(|a| a.intersects_box(&sb.asked(m))) {
+                    out.push(BoxJob {
+                        grid: gi,
+                        sb,
+                        expected: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Runs searches for boxes and keeps what each grid's listing came to.
+pub struct Searcher<'c, 's, 'a> {
+    client: &'c Client,
+    sel: &'s mut Selector<'a>,
+    query: SearchQuery,
+    /// Search-only boxes answering this many or more are split.
+    split_at: usize,
+    /// Known positions (verified listings) for packing boxes again.
+    points: Option<&'s PointIndex>,
+    progress: &'s Arc<Progress>,
+    queue: VecDeque<BoxJob>,
+    grids: Vec<GridListing>,
+    open: Vec<usize>,
+    /// Every id any search returned (kept or not).
+    pub returned: HashSet<ImageId>,
+    /// Listed images per grid that came from a search.
+    pub from_search: Vec<u64>,
+    /// Sizes of answers of unsplit search-only boxes, for the cap signature.
+    sizes: BTreeMap<usize, Vec<BoxJob>>,
+    /// A cap read from the answers: a signature, a short answer or a refusal.
+    seen_cap: Option<usize>,
+}
+
+impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
+    pub fn new(
+        client: &'c Client,
+        sel: &'s mut Selector<'a>,
+        query: SearchQuery,
+        split_at: usize,
+        progress: &'s Arc<Progress>,
+    ) -> Self {
+        let n = sel.plan().grids().len();
+        Searcher {
+            client,
+            sel,
+            query,
+            split_at,
+            points: None,
+            progress,
+            queue: VecDeque::new(),
+            grids: vec![GridListing::default(); n],
+            open: vec![0; n],
+            returned: HashSet::new(),
+            from_search: vec![0; n],
+            sizes: BTreeMap::new(),
+            seen_cap: None,
+        }
+    }
+
+    /// Verified listings: boxes are packed again from these positions.
+    pub fn with_points(mut self, points: &'s PointIndex) -> Self {
+        self.points = Some(points);
+        self
+    }
+
+    /// The selector (for the reconciliation that follows the searches).
+    pub fn selector(&mut self) -> &mut Selector<'a> {
+        self.sel
+    }
+
+    /// Searches `jobs` and every box they are split into; each kept image
+    /// goes to `sink` once.
+    pub async fn run(
+        &mut self,
+        jobs: Vec<BoxJob>,
+        cancel: &CancellationToken,
+        mut sink: impl FnMut(Found),
+    ) -> Result<(), ListError> {
+        for j in jobs {
+            self.push(j);
+        }
+        let client = self.client;
+        let query = self.query.clone();
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while !cancel.is_cancelled() && in_flight.len() < LIST_CONCURRENCY {
+                let Some(job) = self.next_job() else { break };
+                let q = &query;
+                in_flight.push(async move {
+                    let asked = job.sb.asked(job.margin());
+                    (job, client.search(&asked, q).await)
+                });
+            }
+            let next = tokio::select! {
+                n = in_flight.next() => n,
+                () = cancel.cancelled(), if !in_flight.is_empty() => None,
+            };
+            let Some((job, result)) = next else { break };
+            self.on_answer(job, result, &mut sink)?;
+        }
+        if cancel.is_cancelled() {
+            return Err(ListError::Interrupted);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, job: BoxJob) {
+        self.open[job.grid] += 1;
+        self.queue.push_back(job);
+    }
+
+    /// The next box to ask; a verified box expected to hold more than a cap
+    /// already seen is packed again before it is asked.
+    fn next_job(&mut self) -> Option<BoxJob> {
+        loop {
+            let job = self.queue.pop_front()?;
+            let cap = self.seen_cap.map(|c| c * 9 / 10);
+            match (job.expected, cap) {
+                (Some(e), Some(c)) if e > c && job.sb.can_split() => {
+                    if !self.repack(job, c) {
+                        return Some(job);
+                    }
+                    // Its parts are queued in its place.
+                    self.open[job.grid] -= 1;
+                }
+                _ => return Some(job),
+            }
+        }
+    }
+
+    fn on_answer(
+        &mut self,
+        job: BoxJob,
+        result: Result<SearchAnswer, ApiError>,
+        sink: &mut impl FnMut(Found),
+    ) -> Result<(), ListError> {
+        let gi = job.grid;
+        self.grids[gi].search_calls += 1;
+        self.open[gi] -= 1;
+        match result {
+            Ok(ans) => self.on_items(job, ans, sink),
+            Err(ApiError::TooMuchData { .. }) if job.sb.can_split() => self.on_refusal(job),
+            Err(e @ ApiError::Auth { .. }) => return Err(ListError::Fatal(e)),
+            Err(e) => self.grids[gi].failed_boxes.push(FailedBox {
+                bbox: job.sb.asked(job.margin()),
+                reason: e.to_string(),
+            }),
+        }
+        if self.open[gi] == 0 {
+            self.progress.grids_listed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn on_items(&mut self, job: BoxJob, ans: SearchAnswer, sink: &mut impl FnMut(Found)) {
+        let n = ans.items.len();
+        for item in ans.items {
+            let v = self.sel.accept(job.grid, item.get());
+            if let Some(id) = v.id {
+                self.returned.insert(id);
+            }
+            if let Some(found) = v.found {
+                self.grids[found.grid].listed += 1;
+                self.from_search[found.grid] += 1;
+                self.progress.listed.fetch_add(1, Ordering::Relaxed);
+                sink(found);
+            }
+        }
+        match job.expected {
+            Some(expected) => self.check_short(job, n, expected),
+            None => self.check_cut(job, n, ans.has_more),
+        }
+    }
+
+    /// A verified box answered `n` of the `expected` images the tiles list:
+    /// a short answer is a cap; pack the box below it when that takes fewer
+    /// searches than looking the rest up by id.
+    fn check_short(&mut self, job: BoxJob, n: usize, expected: usize) {
+        let missing = expected.saturating_sub(n);
+        if n == 0 || missing * 20 <= expected {
+            return;
+        }
+        self.note_cap(n);
+        let below = (n * 8 / 10).max(1);
+        let searches = expected.div_ceil(below);
+        if job.sb.can_split() && searches < missing.div_ceil(MAX_BATCH) {
+            self.repack(job, below);
+        }
+    }
+
+    /// A search-only box answered `n`: split it when that may be a cut.
+    fn check_cut(&mut self, job: BoxJob, n: usize, has_more: bool) {
+        let sig = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);
+        let cut = has_more || n >= self.split_at || sig;
+        if cut && job.sb.can_split() {
+            self.split(job);
+        } else if cut {
+            self.grids[job.grid]
+                .truncated_boxes
+                .push(job.sb.asked(job.margin()));
+        } else if n >= SIGNATURE_MIN {
+            self.watch_signature(job, n);
+        }
+    }
+
+    /// Several unsplit boxes answering exactly `n` look like a cap of `n`:
+    /// split them all (their images are kept; the quarters are asked again).
+    fn watch_signature(&mut self, job: BoxJob, n: usize) {
+        let same = self.sizes.entry(n).or_default();
+        same.push(job);
+        if same.len() < SIGNATURE_BOXES || self.seen_cap.is_some_and(|c| c <= n) {
+            return;
+        }
+        self.note_cap(n);
+        let again: Vec<BoxJob> = self
+            .sizes
+            .range(n * 9 / 10..)
+            .flat_map(|(_, v)| v.iter().copied())
+            .collect();
+        self.sizes.retain(|&k, _| k < n * 9 / 10);
+        for j in again {
+            if j.sb.can_split() {
+                self.split(j);
+            } else {
+                self.grids[j.grid]
+                    .truncated_boxes
+                    .push(j.sb.asked(j.margin()));
+            }
+        }
+    }
+
+    fn note_cap(&mut self, n: usize) {
+        self.seen_cap = Some(self.seen_cap.map_or(n, |c| c.min(n)));
+    }
+
+    /// A refused box: a verified box is packed to half of what it holds
+    /// (and later boxes as large are packed before they are asked); a
+    /// search-only box is quartered.
+    fn on_refusal(&mut self, job: BoxJob) {
+        match job.expected {
+            Some(e) => {
+                self.note_cap(e.max(2));
+                if !self.repack(job, (e / 2).max(1)) {
+                    self.split(job);
+                }
+            }
+            None => self.split(job),
+        }
+    }
+
+    fn split(&mut self, job: BoxJob) {
+        for sb in job.sb.quarters() {
+            let child = BoxJob { sb, ..job };
+            if self.wanted(&child) {
+                let expected = job.expected.map(|_| self.count(&child));
+                self.push(BoxJob { expected, ..child });
+            }
+        }
+    }
+
+    /// Packs a verified box into boxes of at most `target` known images;
+    /// false when that does not cut it.
+    fn repack(&mut self, job: BoxJob, target: usize) -> bool {
+        let Some(points) = self.points else {
+            return false;
+        };
+        let m = job.margin();
+        let parts = pack::pack(job.sb, &points.within(&job.sb.asked(m)), target, m);
+        if parts.len() < 2 {
+            return false;
+        }
+        for sb in parts {
+            let child = BoxJob { sb, ..job };
+            if self.wanted(&child) {
+                let expected = Some(self.count(&child));
+                self.push(BoxJob { expected, ..child });
+            }
+        }
+        true
+    }
+
+    fn wanted(&self, job: &BoxJob) -> bool {
+        self.sel
+            .aoi()
+            .is_none_or(|a| a.intersects_box(&job.sb.asked(job.margin())))
+    }
+
+    fn count(&self, job: &BoxJob) -> usize {
+        let asked = job.sb.asked(job.margin());
+        self.points.map_or(0, |p| p.count(&asked))
+    }
+
+    /// Each grid's listing as the searches left it (completeness as for a
+    /// search-only listing; a verified listing decides it afterwards).
+    pub fn finish(self) -> Vec<GridListing> {
+        let mut grids = self.grids;
+        for g in &mut grids {
+            g.completeness = completeness(g);
+        }
+        grids
+    }
+
+    /// Grids with no box at all (outside the AOI) count as listed at once.
+    pub fn mark_empty_grids(&self, jobs: &[BoxJob]) {
+        let mut has = vec![false; self.grids.len()];
+        for j in jobs {
+            has[j.grid] = true;
+        }
+        let empty = has.iter().filter(|h| !**h).count() as u64;
+        self.progress
+            .grids_listed
+            .fetch_add(empty, Ordering::Relaxed);
+    }
+}
