@@ -1,5 +1,7 @@
 //! mlysim: a Mapillary API v4 simulator on loopback (see sim/README.md).
 
+pub mod hostile;
+pub mod lag;
 pub mod mvt;
 mod server;
 pub mod thumbs;
@@ -13,7 +15,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use world::{Creator, Hotspot, SimImage, TruthFilter, World, WorldSpec};
+pub use hostile::Hostile;
+pub use tiles::TileDrift;
+pub use world::{
+    BboxPosition, Creator, Hotspot, SimImage, TruthFilter, UnknownImage, World, WorldSpec,
+};
 
 /// A fake client token of the real shape; the default `SimConfig` accepts it.
 pub const DEMO_TOKEN: &str = "MLY|4242|0123456789abcdef0123456789abcdef";
@@ -60,14 +66,43 @@ impl Default for Faults {
     }
 }
 
+/// The order of bbox search results; truncation keeps the first `effective cap` in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ResultOrder {
+    /// Nearest a bbox edge first (distance to the closest edge, ties by id).
+    #[default]
+    EdgeFirst,
+    /// A shuffle fixed by the world seed and the bbox text.
+    Random,
+    /// Newest first (`captured_at` descending, ties by id).
+    ByTime,
+}
+
 /// Everything a simulator instance needs.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub world: WorldSpec,
     /// Maximum and default `limit` of a search.
     pub cap: usize,
-    /// Truncate a bbox search at a per-bbox value in [0.94 * cap, cap].
+    /// Truncate a bbox search at a per-bbox value in [cap * (1 - cap_fuzz), cap].
     pub fuzzy_cap: bool,
+    /// How far below `cap` a fuzzy cap may go, as a fraction of `cap` (0..=1).
+    pub cap_fuzz: f64,
+    /// Which position a bbox search filters, clips and orders on.
+    pub bbox_position: BboxPosition,
+    /// The order of bbox search results (and so what truncation keeps).
+    pub result_order: ResultOrder,
+    /// This many images (every k-th positioned image by id) are absent from both tilesets.
+    pub tiles_missing: usize,
+    /// This many deleted images (unknown to the Graph) appear in the z14 `image` layer.
+    pub tiles_stale: usize,
+    /// Schema drift of the z14 tiles.
+    pub tile_drift: Option<TileDrift>,
+    /// Hostile answers (all off by default).
+    pub hostile: Hostile,
+    /// Images moved before serving: `(id, [lon, lat])` replaces `geometry` (the computed
+    /// position keeps its offset). `Sim::world()` is the moved world.
+    pub moves: Vec<(u64, [f64; 2])>,
     /// Added to every response of the three servers.
     pub latency: Duration,
     pub faults: Faults,
@@ -92,6 +127,14 @@ impl Default for SimConfig {
             world: WorldSpec::demo(),
             cap: 2000,
             fuzzy_cap: false,
+            cap_fuzz: 0.06,
+            bbox_position: BboxPosition::Original,
+            result_order: ResultOrder::EdgeFirst,
+            tiles_missing: 0,
+            tiles_stale: 0,
+            tile_drift: None,
+            hostile: Hostile::default(),
+            moves: Vec::new(),
             latency: Duration::ZERO,
             faults: Faults::default(),
             search_per_min: 10_000,
@@ -195,12 +238,14 @@ impl Sim {
         )
     }
 
-    /// Serves an already generated world on the given ports.
+    /// Serves an already generated world on the given ports (with `config.moves` and
+    /// `hostile.formula_text` applied to a copy of it).
     pub fn spawn_with_world_on(
         config: SimConfig,
         world: Arc<World>,
         ports: Ports,
     ) -> anyhow::Result<Sim> {
+        let world = served_world(&config, world)?;
         let bind = |port: u16| -> anyhow::Result<TcpListener> {
             let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
             l.set_nonblocking(true)?;
@@ -258,6 +303,16 @@ impl Sim {
         &self.shared.world
     }
 
+    /// Sorted ids of the images the Graph serves but the tiles leave out (`tiles_missing`).
+    pub fn tiles_missing_ids(&self) -> Vec<u64> {
+        self.shared.lag.missing_ids().to_vec()
+    }
+
+    /// Sorted ids of the deleted images the z14 `image` layer still shows (`tiles_stale`).
+    pub fn tiles_stale_ids(&self) -> Vec<u64> {
+        self.shared.lag.stale_ids().to_vec()
+    }
+
     pub fn stats(&self) -> Stats {
         self.shared.stats_snapshot()
     }
@@ -276,6 +331,18 @@ impl Sim {
     pub fn set_faults(&self, faults: Faults) {
         self.shared.set_faults(faults);
     }
+}
+
+/// The world as served: moved images, then hostile text.
+fn served_world(config: &SimConfig, world: Arc<World>) -> anyhow::Result<Arc<World>> {
+    let mut world = world;
+    if !config.moves.is_empty() {
+        world = Arc::new(world.with_moves(&config.moves)?);
+    }
+    if config.hostile.formula_text {
+        world = Arc::new(hostile::formula_world(&world));
+    }
+    Ok(world)
 }
 
 impl Drop for Sim {

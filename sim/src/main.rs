@@ -5,13 +5,45 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use mlysim::{Faults, Ports, Sim, SimConfig, TruthFilter, World, WorldSpec};
+use mlysim::{
+    BboxPosition, Faults, Hostile, Ports, ResultOrder, Sim, SimConfig, TileDrift, TruthFilter,
+    World, WorldSpec,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum WorldKind {
     Demo,
     Dense,
     City,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PositionArg {
+    Original,
+    Computed,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum OrderArg {
+    Edge,
+    Random,
+    Time,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DriftArg {
+    BlankIds,
+    NonNumericIds,
+    NoImageLayer,
+    WrongTypes,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HostileArg {
+    TileBomb,
+    HugeSearch,
+    HugeThumb,
+    Formula,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +89,33 @@ struct Args {
     cap: usize,
     #[arg(long)]
     fuzzy_cap: bool,
+    /// With --fuzzy-cap, the cap of a bbox varies in [cap * (1 - F), cap].
+    #[arg(long, default_value_t = 0.06)]
+    cap_fuzz: f64,
+    /// Position a bbox search filters on.
+    #[arg(long, value_enum, default_value = "original")]
+    bbox_position: PositionArg,
+    /// Order of bbox results (truncation keeps the first ones).
+    #[arg(long, value_enum, default_value = "edge")]
+    result_order: OrderArg,
+    /// Images the Graph serves but the tiles leave out.
+    #[arg(long, default_value_t = 0)]
+    tiles_missing: usize,
+    /// Deleted images the z14 image layer still shows.
+    #[arg(long, default_value_t = 0)]
+    tiles_stale: usize,
+    /// Largest distance (m) of computed_geometry from geometry.
+    #[arg(long)]
+    computed_offset_m: Option<f64>,
+    /// Schema drift of z14 tiles.
+    #[arg(long, value_enum)]
+    tile_drift: Option<DriftArg>,
+    /// Hostile answers, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    hostile: Vec<HostileArg>,
+    /// Answer every thumbnail with 302 to this origin (same path and query).
+    #[arg(long)]
+    redirect_thumbs_to: Option<String>,
     #[arg(long, default_value_t = 0.0)]
     http500: f64,
     #[arg(long, default_value_t = 0.0)]
@@ -90,8 +149,8 @@ struct Args {
     ground_truth: Option<Bbox>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// The world the flags describe.
+fn world_spec(args: &Args) -> anyhow::Result<WorldSpec> {
     let mut spec = match args.world {
         WorldKind::Demo => WorldSpec::demo(),
         WorldKind::Dense => WorldSpec::dense(args.images.unwrap_or(20_000)),
@@ -102,6 +161,26 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(s) = args.seed {
         spec.seed = s;
+    }
+    if let Some(m) = args.computed_offset_m {
+        if !(m.is_finite() && m >= 0.0) {
+            bail!("--computed-offset-m must be a distance in metres of 0 or more, not {m}");
+        }
+        spec.computed_offset_m = m;
+    }
+    Ok(spec)
+}
+
+/// Refuses flag values the simulator cannot use, naming the flag and the valid range.
+fn check_args(args: &Args) -> anyhow::Result<()> {
+    if !(0.0..=1.0).contains(&args.cap_fuzz) {
+        bail!(
+            "--cap-fuzz must be a fraction between 0 and 1 (0.06 = up to 6% below the cap), not {}",
+            args.cap_fuzz
+        );
+    }
+    if args.cap == 0 {
+        bail!("--cap must be at least 1");
     }
     for (name, p) in [
         ("http500", args.http500),
@@ -114,18 +193,46 @@ fn main() -> anyhow::Result<()> {
         ("not-jpeg", args.not_jpeg),
     ] {
         if !(0.0..=1.0).contains(&p) {
-            bail!("--{name} must be a probability between 0 and 1");
+            bail!("--{name} must be a probability between 0 and 1, not {p}");
         }
     }
-    let mut out = std::io::stdout().lock();
-    if let Some(Bbox(b)) = args.ground_truth {
-        let world = World::generate(&spec);
-        for id in world.ground_truth(b, &TruthFilter::default()) {
-            writeln!(out, "{id}")?;
-        }
-        out.flush()?;
-        return Ok(());
+    Ok(())
+}
+
+/// The behaviours of the real API that the flags choose.
+fn behaviours(args: &Args, config: SimConfig) -> SimConfig {
+    SimConfig {
+        cap_fuzz: args.cap_fuzz,
+        bbox_position: match args.bbox_position {
+            PositionArg::Original => BboxPosition::Original,
+            PositionArg::Computed => BboxPosition::Computed,
+        },
+        result_order: match args.result_order {
+            OrderArg::Edge => ResultOrder::EdgeFirst,
+            OrderArg::Random => ResultOrder::Random,
+            OrderArg::Time => ResultOrder::ByTime,
+        },
+        tiles_missing: args.tiles_missing,
+        tiles_stale: args.tiles_stale,
+        tile_drift: args.tile_drift.map(|d| match d {
+            DriftArg::BlankIds => TileDrift::BlankIds,
+            DriftArg::NonNumericIds => TileDrift::NonNumericIds,
+            DriftArg::NoImageLayer => TileDrift::NoImageLayer,
+            DriftArg::WrongTypes => TileDrift::WrongTypes,
+        }),
+        hostile: Hostile {
+            tile_bomb: args.hostile.contains(&HostileArg::TileBomb),
+            huge_search_body: args.hostile.contains(&HostileArg::HugeSearch),
+            huge_thumbnail: args.hostile.contains(&HostileArg::HugeThumb),
+            formula_text: args.hostile.contains(&HostileArg::Formula),
+            redirect_thumbs_to: args.redirect_thumbs_to.clone(),
+        },
+        ..config
     }
+}
+
+/// The simulator configuration the flags describe.
+fn sim_config(args: &Args, spec: WorldSpec) -> SimConfig {
     let config = SimConfig {
         world: spec,
         cap: args.cap,
@@ -149,12 +256,13 @@ fn main() -> anyhow::Result<()> {
         tiles_per_day: args.tiles_per_day,
         ..SimConfig::default()
     };
-    let ports = Ports {
-        graph: args.port,
-        cdn: args.cdn_port,
-        tiles: args.tiles_port,
-    };
+    behaviours(args, config)
+}
+
+/// Prints the three URLs, then serves until SIGTERM or SIGINT.
+fn serve(config: SimConfig, ports: Ports) -> anyhow::Result<()> {
     let sim = Sim::spawn_on_ports(config, ports).context("starting the simulator")?;
+    let mut out = std::io::stdout().lock();
     writeln!(out, "graph_url={}", sim.graph_url())?;
     writeln!(out, "cdn_url={}", sim.cdn_url())?;
     writeln!(out, "tiles_url={}", sim.tiles_url())?;
@@ -172,4 +280,25 @@ fn main() -> anyhow::Result<()> {
     })?;
     drop(sim);
     Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let spec = world_spec(&args)?;
+    check_args(&args)?;
+    if let Some(Bbox(b)) = args.ground_truth {
+        let world = World::generate(&spec);
+        let mut out = std::io::stdout().lock();
+        for id in world.ground_truth(b, &TruthFilter::default()) {
+            writeln!(out, "{id}")?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
+    let ports = Ports {
+        graph: args.port,
+        cdn: args.cdn_port,
+        tiles: args.tiles_port,
+    };
+    serve(sim_config(&args, spec), ports)
 }

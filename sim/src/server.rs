@@ -18,10 +18,12 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::hostile::{self, ESCAPE_SUFFIX};
+use crate::lag::TileLag;
 use crate::thumbs::{self, CheckError, JpegCache, Signer, ThumbSize};
-use crate::tiles::{self, Tileset};
-use crate::world::{SimImage, TruthFilter, World};
-use crate::{Faults, SimConfig, Stats};
+use crate::tiles::{self, RenderOptions, Tileset};
+use crate::world::{BboxPosition, SimImage, TruthFilter, World};
+use crate::{Faults, ResultOrder, SimConfig, Stats};
 
 pub const IMAGE_FIELDS: &[&str] = &[
     "altitude",
@@ -85,6 +87,10 @@ pub struct Shared {
     signer: Signer,
     jpegs: JpegCache,
     nonce: AtomicU64,
+    /// Images the tiles leave out or still show (`tiles_missing`, `tiles_stale`).
+    pub lag: TileLag,
+    /// `huge_search_body` answers sent so far (odd ones carry a Content-Length).
+    huge_searches: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,7 +106,10 @@ impl Shared {
         tiles_url: String,
     ) -> Shared {
         let seed = config.world.seed;
+        let lag = TileLag::new(&world, config.tiles_missing, config.tiles_stale);
         Shared {
+            lag,
+            huge_searches: AtomicU64::new(0),
             world,
             faults: Mutex::new(config.faults.clone()),
             revoked: Mutex::new(Default::default()),
@@ -155,6 +164,11 @@ impl Shared {
 
     fn error(&self, status: u16, kind: &str, mut body: Map<String, Value>) -> Response {
         self.count_error(kind);
+        if self.config.hostile.formula_text
+            && let Some(Value::String(m)) = body.get_mut("message")
+        {
+            m.push_str(ESCAPE_SUFFIX);
+        }
         body.insert("fbtrace_id".into(), Value::String(self.fbtrace_id()));
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, axum::Json(json!({ "error": body }))).into_response()
@@ -517,27 +531,73 @@ fn parse_time(s: &str) -> Option<i64> {
 }
 
 /// The effective truncation point of a bbox search: `cap`, or with fuzzy_cap a value in
-/// [0.94 * cap, cap] fixed by a hash of the bbox text.
-pub fn effective_cap(cap: usize, fuzzy: bool, bbox_text: &str) -> usize {
+/// [cap * (1 - fuzz), cap] (at least 1) fixed by a hash of the bbox text.
+pub fn effective_cap(cap: usize, fuzzy: bool, fuzz: f64, bbox_text: &str) -> usize {
     if !fuzzy {
         return cap;
     }
     let d = Sha256::digest(bbox_text.as_bytes());
     let h = u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]));
-    let span = (cap * 6 / 100) as u64;
-    cap - (h % (span + 1)) as usize
+    let fuzz = if fuzz.is_finite() {
+        fuzz.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    // The small epsilon keeps `cap * 0.06` an integer where the decimal product is one.
+    let span = ((cap as f64 * fuzz) + 1e-9).floor().min(cap as f64) as u64;
+    (cap - (h % (span + 1)) as usize).max(1)
+}
+
+/// The distance of a position to the closest edge of the box.
+fn edge_distance(p: [f64; 2], bbox: [f64; 4]) -> f64 {
+    (p[0] - bbox[0])
+        .min(bbox[2] - p[0])
+        .min(p[1] - bbox[1])
+        .min(bbox[3] - p[1])
 }
 
 /// Keeps the `keep` images nearest to the bbox edges, nearest first (ties by id).
-pub fn edge_first(mut imgs: Vec<&SimImage>, bbox: [f64; 4], keep: usize) -> Vec<&SimImage> {
-    let dist = |i: &SimImage| {
-        let [x, y] = i.index_pos;
-        (x - bbox[0])
-            .min(bbox[2] - x)
-            .min(y - bbox[1])
-            .min(bbox[3] - y)
-    };
+pub fn edge_first(
+    mut imgs: Vec<&SimImage>,
+    bbox: [f64; 4],
+    pos: BboxPosition,
+    keep: usize,
+) -> Vec<&SimImage> {
+    let dist = |i: &SimImage| edge_distance(i.search_pos(pos), bbox);
     imgs.sort_by(|a, b| dist(a).total_cmp(&dist(b)).then(a.id.cmp(&b.id)));
+    imgs.truncate(keep);
+    imgs
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Orders the bbox results as `order` says and keeps the first `keep`.
+fn ordered<'a>(
+    mut imgs: Vec<&'a SimImage>,
+    bbox: [f64; 4],
+    st: &Shared,
+    bbox_text: &str,
+    keep: usize,
+) -> Vec<&'a SimImage> {
+    match st.config.result_order {
+        ResultOrder::EdgeFirst => return edge_first(imgs, bbox, st.config.bbox_position, keep),
+        ResultOrder::Random => {
+            let mut h = Sha256::new();
+            h.update(st.world.spec().seed.to_le_bytes());
+            h.update(bbox_text.as_bytes());
+            let d = h.finalize();
+            let k = u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]));
+            imgs.sort_by_cached_key(|i| splitmix(i.id ^ k));
+        }
+        ResultOrder::ByTime => {
+            imgs.sort_by_key(|i| (std::cmp::Reverse(i.captured_at), i.id));
+        }
+    }
     imgs.truncate(keep);
     imgs
 }
@@ -573,7 +633,29 @@ async fn images(State(st): St, headers: HeaderMap, RawQuery(raw): RawQuery) -> R
         )
             .into_response();
     }
+    if st.config.hostile.huge_search_body && param(&pairs, "bbox").is_some() {
+        return huge_search(&st);
+    }
     search(&st, &pairs)
+}
+
+/// The `huge_search_body` answer: 200, streamed; every other one without Content-Length.
+fn huge_search(st: &Shared) -> Response {
+    st.count_error("huge_search_body");
+    let n = st.huge_searches.fetch_add(1, Ordering::Relaxed);
+    let mut resp = Response::new(hostile::huge_search_body());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=UTF-8"),
+    );
+    if n % 2 == 0 {
+        h.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(hostile::HUGE_SEARCH_BYTES),
+        );
+    }
+    resp
 }
 
 fn search(st: &Shared, pairs: &[(String, String)]) -> Response {
@@ -667,7 +749,7 @@ fn search(st: &Shared, pairs: &[(String, String)]) -> Response {
                 100,
             );
         }
-        let inside = world.indexed_in(bbox);
+        let inside = world.search_in(bbox, st.config.bbox_position);
         if st.config.dense_refusal.is_some_and(|n| inside.len() > n) {
             return st.api_error(
                 500,
@@ -677,8 +759,13 @@ fn search(st: &Shared, pairs: &[(String, String)]) -> Response {
             );
         }
         let matching: Vec<&SimImage> = inside.into_iter().filter(|i| accepts(i)).collect();
-        let keep = limit.min(effective_cap(cap, st.config.fuzzy_cap, bbox_text));
-        let data: Vec<Value> = edge_first(matching, bbox, keep)
+        let keep = limit.min(effective_cap(
+            cap,
+            st.config.fuzzy_cap,
+            st.config.cap_fuzz,
+            bbox_text,
+        ));
+        let data: Vec<Value> = ordered(matching, bbox, st, bbox_text, keep)
             .into_iter()
             .map(|i| render.render(i, &fields))
             .collect();
@@ -855,6 +942,9 @@ async fn thumb(
     if headers.contains_key(header::AUTHORIZATION) || param(&pairs, "access_token").is_some() {
         lock(&st.stats).auth_header_on_cdn += 1;
     }
+    if let Some(origin) = &st.config.hostile.redirect_thumbs_to {
+        return redirect_thumb(&st, origin, &token, raw.as_deref());
+    }
     tokio::time::sleep(st.config.latency).await;
     let f = lock(&st.faults).clone();
     if st.roll(f.stall) {
@@ -903,6 +993,9 @@ async fn thumb(
         st.count_error("signature_bad");
         return expired();
     };
+    if st.config.hostile.huge_thumbnail {
+        return huge_thumb(&st);
+    }
     let width = r.size.width(st.config.original_width);
     let pano = img.is_pano;
     let st2 = st.clone();
@@ -937,6 +1030,36 @@ async fn thumb(
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("max-age=1209600, no-transform"),
+    );
+    resp
+}
+
+/// The `redirect_thumbs_to` answer: 302 to the other origin, same path and query.
+fn redirect_thumb(st: &Shared, origin: &str, token: &str, query: Option<&str>) -> Response {
+    st.count_error("thumb_redirect");
+    let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+    let to = format!("{}/m1/v/t6/{token}{q}", origin.trim_end_matches('/'));
+    let Ok(location) = HeaderValue::from_str(&to) else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            "mlysim: redirect_thumbs_to is not a valid header value",
+        );
+    };
+    let mut resp = text(StatusCode::FOUND, "text/plain", "Found");
+    resp.headers_mut().insert(header::LOCATION, location);
+    resp
+}
+
+/// The `huge_thumbnail` answer: 200 `image/jpeg`, streamed, Content-Length set.
+fn huge_thumb(st: &Shared) -> Response {
+    st.count_error("huge_thumbnail");
+    let mut resp = Response::new(hostile::huge_thumbnail());
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+    h.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(hostile::HUGE_THUMB_BYTES),
     );
     resp
 }
@@ -1011,10 +1134,17 @@ async fn tile(
     ) else {
         return tile_not_found(&st);
     };
+    if st.config.hostile.tile_bomb && z == tiles::IMAGE_ZOOM && x < 1 << z && y < 1 << z {
+        return tile_bomb(&st).await;
+    }
     let want_gzip = accepts_gzip(&headers);
-    let world = st.world.clone();
+    let st2 = st.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let body = tiles::render(&world, ts, z, x, y).ok()?;
+        let opts = RenderOptions {
+            lag: Some(&st2.lag),
+            drift: st2.config.tile_drift,
+        };
+        let body = tiles::render_with(&st2.world, ts, z, x, y, &opts).ok()?;
         if want_gzip && !body.is_empty() {
             gzip(&body).ok().map(|b| (b, true))
         } else {
@@ -1046,6 +1176,27 @@ async fn tile(
     resp
 }
 
+/// The `tile_bomb` answer: the cached gzip bomb, `Content-Encoding: gzip` whatever was asked.
+async fn tile_bomb(st: &Shared) -> Response {
+    st.count_error("tile_bomb");
+    let Ok(body) = tokio::task::spawn_blocking(hostile::tile_bomb).await else {
+        return st.transient(500, "tile_http500", "Service temporarily unavailable", 2);
+    };
+    {
+        let mut s = lock(&st.stats);
+        s.tiles_served += 1;
+        s.tile_bytes += body.len() as u64;
+    }
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-protobuf"),
+    );
+    h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    resp
+}
+
 async fn tiles_fallback() -> Response {
     text(StatusCode::NOT_FOUND, "text/plain", "Not Found")
 }
@@ -1068,13 +1219,33 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for i in 0..200 {
             let b = format!("8.5,47.3{i},8.51,47.31");
-            let c = effective_cap(2000, true, &b);
+            let c = effective_cap(2000, true, 0.06, &b);
             assert!((1880..=2000).contains(&c), "{c}");
-            assert_eq!(c, effective_cap(2000, true, &b));
+            assert_eq!(c, effective_cap(2000, true, 0.06, &b));
             seen.insert(c);
         }
         assert!(seen.len() > 50);
-        assert_eq!(effective_cap(2000, false, "x"), 2000);
+        assert_eq!(effective_cap(2000, false, 0.06, "x"), 2000);
+    }
+
+    #[test]
+    fn default_fuzz_matches_the_old_integer_span_and_any_fuzz_stays_in_range() {
+        for cap in 1..=50_000usize {
+            let old = |t: &str| {
+                let d = Sha256::digest(t.as_bytes());
+                let h = u64::from_le_bytes(d[..8].try_into().unwrap());
+                cap - (h % ((cap * 6 / 100) as u64 + 1)) as usize
+            };
+            let t = format!("1,2,3,{cap}");
+            assert_eq!(effective_cap(cap, true, 0.06, &t), old(&t), "cap {cap}");
+        }
+        for (cap, fuzz) in [(500, 0.5), (1, 0.9), (7, 1.0), (1000, 0.0), (2000, 2.0)] {
+            for i in 0..300 {
+                let c = effective_cap(cap, true, fuzz, &format!("b{i}"));
+                let lo = (cap as f64 * (1.0 - fuzz.min(1.0))).floor().max(1.0) as usize;
+                assert!((lo..=cap).contains(&c), "{cap} {fuzz} {c}");
+            }
+        }
     }
 
     #[test]
@@ -1089,7 +1260,7 @@ mod tests {
         ];
         let inside = w.indexed_in(b);
         let n = inside.len();
-        let kept = edge_first(inside.clone(), b, 100);
+        let kept = edge_first(inside.clone(), b, BboxPosition::Original, 100);
         assert_eq!(kept.len(), 100);
         let d = |i: &SimImage| {
             let [x, y] = i.index_pos;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::lag::TileLag;
 use crate::mvt::{LayerBuilder, Value};
 use crate::world::{SimImage, World};
 
@@ -24,10 +25,35 @@ pub const OVERVIEW_CELL: u32 = 16;
 pub const SEQUENCE_BUFFER: f64 = 1.0 / 16.0;
 
 const MAX_LAT: f64 = 85.051_128_779_806_59;
-/// Extra degrees around a tile when asking the spatial index. The index is keyed by the original
-/// geometry; a computed position lies within 4 m of the walk's position, and a grid-snapped
-/// geometry up to 0.0005 degrees from it.
-const INDEX_MARGIN_DEG: f64 = 1e-3;
+/// Added to `World::margin_deg` (how far a served position may lie from the index position)
+/// when asking the spatial index for the images of a tile, against rounding.
+const INDEX_MARGIN_DEG: f64 = 1e-7;
+
+/// Schema drift of the z14 `image` layer (`SimConfig::tile_drift`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TileDrift {
+    /// `id` is an empty string on every feature.
+    BlankIds,
+    /// `id` is a string: `"abc"` followed by the image id.
+    NonNumericIds,
+    /// z14 tiles carry only the `sequence` layer.
+    NoImageLayer,
+    /// `captured_at` is a string (decimal milliseconds) and `is_pano` an int (0 or 1).
+    WrongTypes,
+}
+
+/// What a tile shows besides the world: lag behind the Graph and schema drift.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOptions<'a> {
+    pub lag: Option<&'a TileLag>,
+    pub drift: Option<TileDrift>,
+}
+
+impl RenderOptions<'_> {
+    fn hides(&self, img: &SimImage) -> bool {
+        self.lag.is_some_and(|l| l.is_missing(img.id))
+    }
+}
 
 /// The two coverage tilesets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -159,7 +185,7 @@ fn candidates(world: &World, z: u8, x: u32, y: u32, grow: f64) -> Vec<&SimImage>
     let (fx1, fy1) = (f64::from(x) + 1.0 + grow, f64::from(y) + 1.0 + grow);
     let [w, n] = unmercator(fx0, fy0, z);
     let [e, s] = unmercator(fx1, fy1, z);
-    let m = INDEX_MARGIN_DEG;
+    let m = world.margin_deg() + INDEX_MARGIN_DEG;
     world.indexed_in([w - m, s - m, e + m, n + m])
 }
 
@@ -168,25 +194,38 @@ fn candidates(world: &World, z: u8, x: u32, y: u32, grow: f64) -> Vec<&SimImage>
 /// Layers: z0-5 `overview`; z6-13 `sequence`; z14 `sequence` then `image`. Empty layers are
 /// left out. `Feature.id` counts 0, 1, 2, ... across the layers of the tile.
 pub fn render(world: &World, ts: Tileset, z: u8, x: u32, y: u32) -> Result<Vec<u8>, TileError> {
+    render_with(world, ts, z, x, y, &RenderOptions::default())
+}
+
+/// Like `render`, with the images of `opts.lag` left out of every layer, its stale images added
+/// to the z14 `image` layer, and `opts.drift` applied to z14 tiles.
+pub fn render_with(
+    world: &World,
+    ts: Tileset,
+    z: u8,
+    x: u32,
+    y: u32,
+    opts: &RenderOptions<'_>,
+) -> Result<Vec<u8>, TileError> {
     if z > MAX_ZOOM || x >= (1u32 << z) || y >= (1u32 << z) {
         return Err(TileError::NotFound);
     }
     let mut tile = Vec::new();
     let mut next_id = 0u64;
     if z <= OVERVIEW_MAX_ZOOM {
-        let layer = overview(world, ts, z, x, y, &mut next_id);
+        let layer = overview(world, ts, (z, x, y), opts, &mut next_id);
         if !layer.is_empty() {
             layer.finish_into(&mut tile);
         }
     }
     if z >= SEQUENCE_MIN_ZOOM {
-        let layer = sequences(world, ts, z, x, y, &mut next_id);
+        let layer = sequences(world, ts, (z, x, y), opts, &mut next_id);
         if !layer.is_empty() {
             layer.finish_into(&mut tile);
         }
     }
-    if z == IMAGE_ZOOM {
-        let layer = images(world, ts, z, x, y, &mut next_id);
+    if z == IMAGE_ZOOM && opts.drift != Some(TileDrift::NoImageLayer) {
+        let layer = images(world, ts, (z, x, y), opts, &mut next_id);
         if !layer.is_empty() {
             layer.finish_into(&mut tile);
         }
@@ -196,10 +235,18 @@ pub fn render(world: &World, ts: Tileset, z: u8, x: u32, y: u32) -> Result<Vec<u
 
 /// One point per populated 16 x 16 cell, at the cell centre, carrying the earliest image of the
 /// cell (ties by id).
-fn overview(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u64) -> LayerBuilder {
+fn overview(
+    world: &World,
+    ts: Tileset,
+    (z, x, y): (u8, u32, u32),
+    opts: &RenderOptions<'_>,
+    next_id: &mut u64,
+) -> LayerBuilder {
     let mut cells: BTreeMap<(u32, u32), &SimImage> = BTreeMap::new();
     for img in candidates(world, z, x, y, 0.0) {
-        let Some(p) = ts.position(img) else { continue };
+        let Some(p) = ts.position(img).filter(|_| !opts.hides(img)) else {
+            continue;
+        };
         let l = local(p, z, x, y);
         if !inside(l, 0.0) {
             continue;
@@ -241,12 +288,20 @@ fn overview(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u64
 
 /// The full (unclipped) line of every sequence with a vertex in the tile grown by
 /// `SEQUENCE_BUFFER`, in sequence-key order.
-fn sequences(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u64) -> LayerBuilder {
+fn sequences(
+    world: &World,
+    ts: Tileset,
+    (z, x, y): (u8, u32, u32),
+    opts: &RenderOptions<'_>,
+    next_id: &mut u64,
+) -> LayerBuilder {
     let mut keys: Vec<&str> = candidates(world, z, x, y, SEQUENCE_BUFFER)
         .into_iter()
         .filter(|img| {
-            ts.position(img)
-                .is_some_and(|p| inside(local(p, z, x, y), SEQUENCE_BUFFER))
+            !opts.hides(img)
+                && ts
+                    .position(img)
+                    .is_some_and(|p| inside(local(p, z, x, y), SEQUENCE_BUFFER))
         })
         .map(|img| &*img.sequence)
         .collect::<HashSet<&str>>()
@@ -260,7 +315,9 @@ fn sequences(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u6
         let mut first: Option<&SimImage> = None;
         line.clear();
         for img in imgs {
-            let Some(p) = ts.position(img) else { continue };
+            let Some(p) = ts.position(img).filter(|_| !opts.hides(img)) else {
+                continue;
+            };
             first.get_or_insert(img);
             let q = round(local(p, z, x, y));
             if line.last() != Some(&q) {
@@ -288,10 +345,19 @@ fn sequences(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u6
 }
 
 /// Every image whose position lies in the tile (half-open: [0, 4096) on both axes), ordered by
-/// (captured_at, id).
-fn images(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u64) -> LayerBuilder {
+/// (captured_at, id): the world's images not hidden by the lag, plus its stale images.
+fn images(
+    world: &World,
+    ts: Tileset,
+    (z, x, y): (u8, u32, u32),
+    opts: &RenderOptions<'_>,
+    next_id: &mut u64,
+) -> LayerBuilder {
+    let stale = opts.lag.map(TileLag::stale).unwrap_or_default();
     let mut found: Vec<(&SimImage, (f64, f64))> = candidates(world, z, x, y, 0.0)
         .into_iter()
+        .filter(|img| !opts.hides(img))
+        .chain(stale)
         .filter_map(|img| {
             let l = local(ts.position(img)?, z, x, y);
             inside(l, 0.0).then_some((img, l))
@@ -299,21 +365,55 @@ fn images(world: &World, ts: Tileset, z: u8, x: u32, y: u32, next_id: &mut u64) 
         .collect();
     found.sort_unstable_by_key(|(img, _)| (img.captured_at, img.id));
     let mut layer = LayerBuilder::new("image", EXTENT);
+    let mut text = String::new();
     for (img, l) in found {
-        let mut props = vec![
-            ("captured_at", Value::Int(img.captured_at)),
-            ("compass_angle", Value::Int(ts.compass(img))),
-            ("id", Value::Int(img.id as i64)),
-            ("is_pano", Value::Bool(img.is_pano)),
-            ("sequence_id", Value::Str(&img.sequence)),
-        ];
-        if let Some(o) = img.organization {
-            props.push(("organization_id", Value::Int(o as i64)));
-        }
+        let props = image_props(img, ts, opts.drift, &mut text);
         layer.add_point(*next_id, round(l), &props);
         *next_id += 1;
     }
     layer
+}
+
+/// The properties of one `image` feature, with the schema drift applied (`text` holds the
+/// drifted string values).
+fn image_props<'a>(
+    img: &'a SimImage,
+    ts: Tileset,
+    drift: Option<TileDrift>,
+    text: &'a mut String,
+) -> Vec<(&'static str, Value<'a>)> {
+    use std::fmt::Write;
+    text.clear();
+    match drift {
+        Some(TileDrift::NonNumericIds) => {
+            let _ = write!(text, "abc{}", img.id);
+        }
+        Some(TileDrift::WrongTypes) => {
+            let _ = write!(text, "{}", img.captured_at);
+        }
+        _ => {}
+    }
+    let text: &'a str = text;
+    let (captured_at, is_pano) = match drift {
+        Some(TileDrift::WrongTypes) => (Value::Str(text), Value::Int(i64::from(img.is_pano))),
+        _ => (Value::Int(img.captured_at), Value::Bool(img.is_pano)),
+    };
+    let id = match drift {
+        Some(TileDrift::BlankIds) => Value::Str(""),
+        Some(TileDrift::NonNumericIds) => Value::Str(text),
+        _ => Value::Int(img.id as i64),
+    };
+    let mut props = vec![
+        ("captured_at", captured_at),
+        ("compass_angle", Value::Int(ts.compass(img))),
+        ("id", id),
+        ("is_pano", is_pano),
+        ("sequence_id", Value::Str(&img.sequence)),
+    ];
+    if let Some(o) = img.organization {
+        props.push(("organization_id", Value::Int(o as i64)));
+    }
+    props
 }
 
 #[cfg(test)]
