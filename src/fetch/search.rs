@@ -18,7 +18,6 @@ use super::gridindex::{GridIndex, PointIndex};
 use super::listing::{Found, GridListing, ListError, Selector, completeness};
 use super::pack::{self, Margin, OUTER_MARGIN_M, SearchBox};
 use crate::aoi::Aoi;
-use crate::api::tiles::MAX_BATCH;
 use crate::api::{ApiError, Client, SearchAnswer, SearchQuery};
 use crate::model::ImageId;
 use crate::plan::Plan;
@@ -30,6 +29,10 @@ const LIST_CONCURRENCY: usize = 8;
 const SIGNATURE_MIN: usize = 50;
 /// Boxes that must answer with one count before it is taken for the cap.
 const SIGNATURE_BOXES: usize = 2;
+/// A verified box may answer this many fewer than the tiles list (ids the
+/// Graph no longer has, edge images of the other position) without being
+/// taken for cut; or 5% of what it should hold, if more.
+const SHORT_SLACK: usize = 10;
 
 /// One box to search, for grid `grid`.
 #[derive(Debug, Clone, Copy)]
@@ -234,19 +237,32 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
         }
     }
 
-    /// A verified box answered `n` of the `expected` images the tiles list:
-    /// a short answer is a cap; pack the box below it when that takes fewer
-    /// searches than looking the rest up by id.
+    /// A verified box answered `n` of the `expected` images the tiles list.
+    /// Clearly fewer is a cut (a cap): the ids the tiles list would be
+    /// looked up later, but images only a search can see (newer than the
+    /// tiles, or without a position) may have been cut too, so the box is
+    /// packed again below the cap. A few fewer is allowed for ids the Graph
+    /// no longer has and for an API filtering on the other position.
     fn check_short(&mut self, job: BoxJob, n: usize, expected: usize) {
+        let slack = (expected / 20).max(SHORT_SLACK);
+        let near_cap = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);
+        if n > expected && (near_cap || (n > expected + slack && n >= self.split_at)) {
+            // More than the tiles counted (images outside the tiles read, or
+            // newer than them), and as many as a cap: the answer may be cut
+            // and nothing else tells; split.
+            self.split_or_truncated(job);
+            return;
+        }
         let missing = expected.saturating_sub(n);
-        if n == 0 || missing * 20 <= expected {
+        if n == 0 || missing <= slack {
             return;
         }
         self.note_cap(n);
         let below = (n * 8 / 10).max(1);
-        let searches = expected.div_ceil(below);
-        if job.sb.can_split() && searches < missing.div_ceil(MAX_BATCH) {
-            self.repack(job, below);
+        if !(job.sb.can_split() && self.repack(job, below)) {
+            self.grids[job.grid]
+                .truncated_boxes
+                .push(job.sb.asked(job.margin()));
         }
     }
 
@@ -307,6 +323,18 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
                 }
             }
             None => self.split(job),
+        }
+    }
+
+    /// Splits a box that may have been cut; one at the smallest size is
+    /// recorded as truncated.
+    fn split_or_truncated(&mut self, job: BoxJob) {
+        if job.sb.can_split() {
+            self.split(job);
+        } else {
+            self.grids[job.grid]
+                .truncated_boxes
+                .push(job.sb.asked(job.margin()));
         }
     }
 

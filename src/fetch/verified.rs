@@ -34,12 +34,18 @@ use crate::tiles::{self as tmath, DecodedTile, TileId};
 const CONCURRENCY: usize = 8;
 /// Tiles decoded at once (decoding is CPU work; bounded memory per tile).
 const DECODING: usize = 2;
+/// Tile images this far (degrees) around a grid are counted: more than the
+/// outer search margin ([`pack::OUTER_MARGIN_M`]) at any latitude up to 80°.
+const COUNT_MARGIN_DEG: f64 = 0.006;
 
 /// What the tiles say the area holds.
 #[derive(Debug, Default)]
 pub struct Census {
-    /// Every tile image that passes the filters the tiles carry, near a grid.
+    /// Every tile image that passes the filters the tiles carry, in (or
+    /// within a tile unit of) a grid: what the listing must hold.
     pub ids: Vec<ImageId>,
+    /// Their positions, and those of the images within the outer search
+    /// margin around the grids: what the search boxes will return.
     pub points: Vec<LonLat>,
     /// The grid each point most likely belongs to (by its tile position).
     pub grid_of: Vec<usize>,
@@ -47,6 +53,10 @@ pub struct Census {
     pub unverifiable: Vec<Option<String>>,
     /// Per grid: tile features or values with an unexpected shape.
     pub drift: Vec<u64>,
+    /// Tiles with layers but no `image` layer, and their grids: a tile
+    /// crossed by sequences may hold no image, so this is drift only if a
+    /// search finds images inside such a tile.
+    pub suspect: HashMap<TileId, Vec<usize>>,
 }
 
 /// What a verified listing needs besides the selector.
@@ -85,14 +95,40 @@ pub async fn list_verified(
     let split_at = super::listing::split_threshold(vp.cap);
     let mut searcher = Searcher::new(client, sel, query, split_at, progress).with_points(&index);
     searcher.mark_empty_grids(&jobs);
-    searcher
-        .run(jobs, cancel, |f| {
-            if !known.contains(&f.id) {
-                tally.only_in_search[f.grid] += 1;
+    let mut census = census;
+    let suspect = std::mem::take(&mut census.suspect);
+    let position = searcher.selector().position();
+    let hits: std::cell::RefCell<HashSet<TileId>> = Default::default();
+    let mut watch = |f: Found| {
+        if !known.contains(&f.id) {
+            tally.only_in_search[f.grid] += 1;
+            let tile = f
+                .record
+                .position(position)
+                .map(|(p, _)| TileId::of(p, tmath::IMAGE_ZOOM));
+            if let Some(t) = tile.filter(|t| suspect.contains_key(t)) {
+                hits.borrow_mut().insert(t);
             }
-            sink(f)
-        })
-        .await?;
+        }
+        sink(f)
+    };
+    searcher.run(jobs, cancel, &mut watch).await?;
+    let again = drifted_grids(&mut census, &suspect, &hits.borrow());
+    if !again.is_empty() {
+        // Those grids were planned from tiles that lost their images: list
+        // them again by searches alone, split by answer size.
+        let jobs = BoxJob::initial(
+            searcher.selector().plan(),
+            searcher.selector().aoi(),
+            searcher.selector().index(),
+        );
+        let jobs = jobs
+            .into_iter()
+            .filter(|j| again.contains(&j.grid))
+            .collect();
+        searcher.run(jobs, cancel, &mut watch).await?;
+    }
+    drop(watch);
     let missing: Vec<(ImageId, usize)> = census
         .ids
         .iter()
@@ -211,7 +247,9 @@ fn add_tile(
     d: DecodedTile,
     seen: &mut HashSet<ImageId>,
 ) {
-    if d.drifted() {
+    if d.missing_image_layer && d.skipped() == 0 && d.bad_types == 0 {
+        census.suspect.insert(t.id, t.grids.clone());
+    } else if d.drifted() {
         let drift = d.skipped() + d.bad_types + u64::from(d.missing_image_layer);
         for &gi in &t.grids {
             census.drift[gi] += drift;
@@ -227,13 +265,12 @@ fn add_tile(
             continue;
         }
         let p = img.position;
-        let near = |gi: &&usize| {
-            plan.grids()[**gi]
-                .bbox
-                .expanded(POSITION_MARGIN_DEG)
-                .contains_closed(p)
-        };
-        let Some(&gi) = t.grids.iter().find(near) else {
+        let within = |gi: usize, deg: f64| plan.grids()[gi].bbox.expanded(deg).contains_closed(p);
+        if !t.grids.iter().any(|&gi| within(gi, COUNT_MARGIN_DEG)) {
+            continue;
+        }
+        census.points.push(p);
+        let Some(&gi) = t.grids.iter().find(|&&gi| within(gi, POSITION_MARGIN_DEG)) else {
             continue;
         };
         let around = Bbox::new(p.lon, p.lat, p.lon, p.lat).map(|b| b.expanded(POSITION_MARGIN_DEG));
@@ -243,10 +280,10 @@ fn add_tile(
         {
             continue;
         }
-        let gi = sel.index().owner(plan, p).unwrap_or(gi);
         census.ids.push(id);
-        census.points.push(p);
-        census.grid_of.push(gi);
+        census
+            .grid_of
+            .push(sel.index().owner(plan, p).unwrap_or(gi));
     }
 }
 
@@ -265,6 +302,30 @@ fn drift_reason(t: TileId, d: &DecodedTile) -> String {
         parts.push(format!("{} properties of an unexpected type", d.bad_types));
     }
     format!("tile {t} has an unexpected shape: {}", parts.join(", "))
+}
+
+/// Marks the grids of suspect tiles (no `image` layer) inside which the
+/// searches found images: the tiles drifted there. Returns those grids.
+fn drifted_grids(
+    census: &mut Census,
+    suspect: &HashMap<TileId, Vec<usize>>,
+    hits: &HashSet<TileId>,
+) -> HashSet<usize> {
+    let mut grids = HashSet::new();
+    for t in hits {
+        let Some(gis) = suspect.get(t) else { continue };
+        let reason = format!(
+            "tile {t} has an unexpected shape: no `image` layer, but the searches found images in it"
+        );
+        for &gi in gis {
+            census.drift[gi] += 1;
+            if census.unverifiable[gi].is_none() {
+                census.unverifiable[gi] = Some(reason.clone());
+                grids.insert(gi);
+            }
+        }
+    }
+    grids
 }
 
 /// Search boxes: each grid's boxes packed from the census counts; a grid the
@@ -429,6 +490,12 @@ fn not_verified_because(
             "{} search boxes failed (first: {})",
             g.failed_boxes.len(),
             b.reason
+        ));
+    }
+    if let Some(b) = g.truncated_boxes.first() {
+        return Some(format!(
+            "{} search boxes were still cut at the smallest size (first: {b}); images only a search sees may be missing",
+            g.truncated_boxes.len()
         ));
     }
     if let Some(first) = unresolved.first() {

@@ -10,3 +10,4 @@ mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
 mod tiles; // --enumerate tiles and --audit against the simulator's vector tiles
+mod verified; // the default listing against every unconfirmed API behaviour

@@ -55,6 +55,7 @@ impl TestEnv {
             .current_dir(self.dir.path());
         if let Some(sim) = &self.sim {
             c.env("MLYEXPORT_API_URL", sim.graph_url())
+                .env("MLYEXPORT_TILES_URL", sim.tiles_url())
                 .env("MAPILLARY_TOKEN", DEMO_TOKEN);
         }
         c
