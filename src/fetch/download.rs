@@ -24,6 +24,8 @@ pub enum DownloadError {
     Store(#[from] store::StoreError),
     #[error("cannot create the folder `{0}`")]
     Folder(String),
+    #[error("the listing's scratch copy could not be read: {0}")]
+    Spill(String),
 }
 
 impl DownloadError {
@@ -33,9 +35,23 @@ impl DownloadError {
             DownloadError::Api(e) => e.reason(),
             DownloadError::NoUrl(_) => "no_url".into(),
             DownloadError::Store(_) | DownloadError::Folder(_) => "write_error".into(),
+            DownloadError::Spill(_) => "scratch_read".into(),
+        }
+    }
+
+    /// Whether another try later (with a fresh URL) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DownloadError::Api(e) => e.is_retryable() || matches!(e, ApiError::ExpiredUrl),
+            DownloadError::NoUrl(_) => true,
+            DownloadError::Store(_) | DownloadError::Folder(_) | DownloadError::Spill(_) => false,
         }
     }
 }
+
+/// Fresh URLs one image may ask for in one try after the CDN refused its
+/// URL (expired signatures), counted apart from the transient retries.
+const MAX_REFRESHES: u32 = 8;
 
 /// One image to download.
 pub(crate) struct Job<'a> {
@@ -58,13 +74,13 @@ pub(crate) async fn fetch_and_store(
         Some(u) => u,
         None => fresh_url(client, job.id, field).await?,
     };
-    let mut attempt = 1;
+    let (mut attempt, mut refreshes) = (1, 0);
     let thumb = loop {
         match client.thumbnail(&url).await {
             Ok(t) => break t,
-            // A refused URL is replaced by a fresh one; that counts as an attempt.
-            Err(ApiError::ExpiredUrl) if attempt < client.retry_attempts() => {
-                attempt += 1;
+            // A refused URL is replaced by a fresh one, on its own budget.
+            Err(ApiError::ExpiredUrl) if refreshes < MAX_REFRESHES => {
+                refreshes += 1;
                 url = fresh_url(client, job.id, field).await?;
             }
             Err(e) if e.is_retryable() && attempt < client.retry_attempts() => {

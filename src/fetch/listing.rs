@@ -220,12 +220,28 @@ impl<'a> Selector<'a> {
     /// it lies outside the area or the AOI, fails a filter, or was kept
     /// already.
     pub fn accept(&mut self, returned_by: usize, json: &str) -> Verdict {
-        let Ok(record) = ImageRecord::from_slice(json.as_bytes()) else {
-            return Verdict {
+        match ImageRecord::from_slice(json.as_bytes()) {
+            Ok(record) => self.accept_record(returned_by, record, json),
+            Err(_) => Verdict {
                 id: None,
                 found: None,
-            };
-        };
+            },
+        }
+    }
+
+    /// Whether a parsed record has no position of the chosen kind (nor the
+    /// other): such an image can only be placed by the box that returned it.
+    pub fn unplaced(&self, record: &ImageRecord) -> bool {
+        record.position(self.position).is_none()
+    }
+
+    /// [`Selector::accept`] for an object already parsed into `record`.
+    pub fn accept_record(
+        &mut self,
+        returned_by: usize,
+        record: ImageRecord,
+        json: &str,
+    ) -> Verdict {
         let id = Some(record.id);
         let owner = match record.position(self.position).map(|(p, _)| p) {
             Some(p) if self.aoi.is_some_and(|a| !a.contains(p)) => None,

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod download;
+mod downloader;
 mod gridindex;
 pub mod listing;
 pub mod pack;
@@ -17,11 +18,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use chrono::Utc;
-use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,7 @@ use crate::runrecord::{
     Completeness, Counts, Failure, Filters, GridState, Outcome, RUN_RECORD_FILE,
     RUN_SCHEMA_VERSION, Request, RunEntry, RunRecord,
 };
-use crate::store::{self, ImagePaths, LISTING_FILE};
+use crate::store::{self, LISTING_FILE};
 use crate::{ExitStatus, record::ImageRecord};
 
 use crate::thin::{self, ThinInput};
@@ -236,7 +236,7 @@ pub async fn run(
     let mut sequences: HashMap<String, u32> = HashMap::new();
     let position = cfg.request.position;
     let sink = |f: listing::Found| {
-        let bytes = serde_json::to_vec(&Value::Object(f.object)).unwrap_or_default();
+        let bytes = serde_json::to_vec(&Value::Object(f.object)).expect("a JSON map serializes");
         if let Err(e) = writer.write_all(&bytes) {
             spill_err.get_or_insert(e);
         }
@@ -306,8 +306,11 @@ pub async fn run(
                 .await
         }
     };
-    writer.flush().ok();
+    if let Err(e) = writer.flush() {
+        spill_err.get_or_insert(e);
+    }
     drop(writer);
+    let spill = Spill { file: scratch };
     if let Some(source) = spill_err {
         fail_record(&record_path, &mut record)?;
         return Err(FetchError::Scratch {
@@ -380,7 +383,7 @@ pub async fn run(
     if let Some(max) = cfg.request.filters.max_images {
         listed.truncate(usize::try_from(max).unwrap_or(usize::MAX));
     }
-    write_listing(out, &cfg.plan, &listed, &scratch)?;
+    write_listing(out, &cfg.plan, &listed, &spill)?;
     let stats = client.stats();
     let calls = |s: &crate::api::ApiStats| {
         [
@@ -416,79 +419,25 @@ pub async fn run(
             .to_download
             .store(listed.len() as u64, Ordering::Relaxed);
         progress.phase.store(1, Ordering::Relaxed);
-        let auth_error: Mutex<Option<ApiError>> = Mutex::new(None);
-        let fails = Mutex::new(Vec::new());
-        let done = Mutex::new(vec![0u64; cfg.plan.grids().len()]);
-        let jobs = listed.iter().map(|l| {
-            let grid = &cfg.plan.grids()[l.grid as usize].id;
-            let paths = ImagePaths::new(out, grid, l.id);
-            (l, grid, paths)
-        });
-        stream::iter(jobs)
-            .for_each_concurrent(cfg.concurrency, |(l, grid, paths)| {
-                let (client, progress, cancel, scratch, fails, done, auth_error) = (
-                    &client,
-                    &progress,
-                    &cancel,
-                    &scratch,
-                    &fails,
-                    &done,
-                    &auth_error,
-                );
-                async move {
-                    if paths.is_done() {
-                        progress.skipped.fetch_add(1, Ordering::Relaxed);
-                        done.lock().expect("lock")[l.grid as usize] += 1;
-                        return;
-                    }
-                    if cancel.is_cancelled() {
-                        return;
-                    }
-                    let object = read_object(scratch, l.offset, l.len);
-                    let job = download::Job {
-                        id: l.id,
-                        grid,
-                        size,
-                        url: l.url.as_deref().map(str::to_string),
-                        object,
-                        paths: &paths,
-                    };
-                    let result = tokio::select! {
-                        r = download::fetch_and_store(client, job) => r,
-                        () = cancel.cancelled() => return,
-                    };
-                    match result {
-                        Ok(info) => {
-                            progress.downloaded.fetch_add(1, Ordering::Relaxed);
-                            progress.bytes.fetch_add(info.bytes, Ordering::Relaxed);
-                            done.lock().expect("lock")[l.grid as usize] += 1;
-                        }
-                        Err(DownloadError::Api(e @ ApiError::Auth { .. })) => {
-                            auth_error.lock().expect("lock").get_or_insert(e);
-                            cancel.cancel();
-                        }
-                        Err(e) => {
-                            progress.failed.fetch_add(1, Ordering::Relaxed);
-                            fails.lock().expect("lock").push((
-                                l.grid,
-                                Failure {
-                                    id: l.id.to_string(),
-                                    grid: grid.to_string(),
-                                    reason: e.reason(),
-                                    message: e.to_string(),
-                                },
-                            ));
-                        }
-                    }
-                }
-            })
-            .await;
-        if let Some(e) = auth_error.into_inner().expect("lock") {
-            fail_record(&record_path, &mut record)?;
-            return Err(FetchError::Api(e));
-        }
-        done_per_grid = done.into_inner().expect("lock");
-        for (gi, f) in fails.into_inner().expect("lock") {
+        let downloads = downloader::Downloads {
+            client: &client,
+            progress: &progress,
+            cancel: &cancel,
+            spill: &spill,
+            out,
+            plan: &cfg.plan,
+            size,
+            concurrency: cfg.concurrency,
+        };
+        let got = match downloads.run(&listed).await {
+            Ok(got) => got,
+            Err(e) => {
+                fail_record(&record_path, &mut record)?;
+                return Err(FetchError::Api(e));
+            }
+        };
+        done_per_grid = got.done;
+        for (gi, f) in got.failures {
             failed_per_grid[gi as usize] += 1;
             failures.push(f);
         }
@@ -642,16 +591,30 @@ async fn preflight(client: &Client, plan: &Plan) -> Result<(), FetchError> {
     }
 }
 
-fn read_raw(scratch: &File, offset: u64, len: u32) -> Vec<u8> {
-    let mut buf = vec![0u8; len as usize];
-    match scratch.read_exact_at(&mut buf, offset) {
-        Ok(()) => buf,
-        Err(_) => Vec::new(),
-    }
+/// The listing's API objects, spilled to an unnamed scratch file so that
+/// memory stays bounded; every read is checked.
+pub(crate) struct Spill {
+    file: File,
 }
 
-fn read_object(scratch: &File, offset: u64, len: u32) -> Map<String, Value> {
-    serde_json::from_slice(&read_raw(scratch, offset, len)).unwrap_or_default()
+impl Spill {
+    /// The bytes of one listed image's object.
+    fn read_raw(&self, offset: u64, len: u32) -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
+    /// One listed image's API object.
+    fn read_object(&self, l: &Listed) -> std::io::Result<Map<String, Value>> {
+        let raw = self.read_raw(l.offset, l.len)?;
+        serde_json::from_slice(&raw).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the scratch copy of image {} does not parse: {e}", l.id),
+            )
+        })
+    }
 }
 
 /// A rough size of one image: measured averages per rendition; originals by
@@ -700,11 +663,17 @@ fn write_listing(
     out: &Path,
     plan: &Plan,
     listed: &[Listed],
-    scratch: &File,
+    spill: &Spill,
 ) -> Result<(), FetchError> {
     store::atomic_write_with(&out.join(LISTING_FILE), |w| {
         for l in listed {
-            let rec = ImageRecord::from_slice(&read_raw(scratch, l.offset, l.len)).ok();
+            let raw = spill.read_raw(l.offset, l.len)?;
+            let rec = Some(ImageRecord::from_slice(&raw).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the scratch copy of image {} does not parse: {e}", l.id),
+                )
+            })?);
             let pos = rec
                 .as_ref()
                 .and_then(|r| r.original_position.or(r.computed_position));

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::Progress;
 use super::gridindex::{GridIndex, PointIndex};
 use super::listing::{Found, GridListing, ListError, Selector, completeness};
-use super::pack::{self, Margin, OUTER_MARGIN_M, SearchBox};
+use super::pack::{self, Margin, OUTER_MARGIN_M, Outer, SearchBox};
 use crate::aoi::Aoi;
 use crate::api::{ApiError, Client, SearchAnswer, SearchQuery};
 use crate::model::ImageId;
@@ -94,6 +95,12 @@ pub struct Searcher<'c, 's, 'a> {
     sizes: BTreeMap<usize, Vec<BoxJob>>,
     /// A cap read from the answers: a signature, a short answer or a refusal.
     seen_cap: Option<usize>,
+    /// Images without any position returned by a box widened at the area's
+    /// edge: they may lie in the margin, outside the area; kept only once a
+    /// search of the box's own cell returns them too.
+    held: Vec<(BoxJob, Box<RawValue>)>,
+    /// Held images dropped: only the widened box returned them.
+    pub unplaced_outside: u64,
 }
 
 impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
@@ -119,6 +126,8 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             from_search: vec![0; n],
             sizes: BTreeMap::new(),
             seen_cap: None,
+            held: Vec::new(),
+            unplaced_outside: 0,
         }
     }
 
@@ -166,7 +175,77 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
         if cancel.is_cancelled() {
             return Err(ListError::Interrupted);
         }
+        self.confirm_held(cancel, &mut sink).await
+    }
+
+    /// Decides on the held images: each box's own cell (not widened) is
+    /// searched once for ids; an image it returns is kept for that box's
+    /// grid, one it does not is left out (it lies in the margin). When that
+    /// answer may itself be cut, the images are kept.
+    async fn confirm_held(
+        &mut self,
+        cancel: &CancellationToken,
+        sink: &mut impl FnMut(Found),
+    ) -> Result<(), ListError> {
+        let mut held = std::mem::take(&mut self.held);
+        held.sort_by(|a, b| {
+            cell_key(&a.0)
+                .partial_cmp(&cell_key(&b.0))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let mut q = self.query.clone();
+        q.fields = "id".into();
+        let mut k = 0;
+        while k < held.len() {
+            let job = held[k].0;
+            let end = k + held[k..]
+                .iter()
+                .take_while(|(j, _)| j.sb.cell == job.sb.cell)
+                .count();
+            let answer = tokio::select! {
+                a = self.client.search(&job.sb.cell, &q) => a,
+                () = cancel.cancelled() => return Err(ListError::Interrupted),
+            };
+            let inside = match answer {
+                Ok(a) if !self.may_be_cut(a.items.len()) => Some(ids_of(&a)),
+                Err(e @ ApiError::Auth { .. }) => return Err(ListError::Fatal(e)),
+                _ => None,
+            };
+            for (job, item) in &held[k..end] {
+                let id = crate::record::ImageRecord::from_slice(item.get().as_bytes())
+                    .ok()
+                    .map(|r| r.id);
+                if inside
+                    .as_ref()
+                    .is_none_or(|s| id.is_some_and(|id| s.contains(&id)))
+                {
+                    self.take(job, item.get(), sink);
+                } else {
+                    self.unplaced_outside += 1;
+                }
+            }
+            k = end;
+        }
         Ok(())
+    }
+
+    /// Whether an answer of `n` may have been cut by a cap.
+    fn may_be_cut(&self, n: usize) -> bool {
+        n >= self.split_at || self.seen_cap.is_some_and(|c| n * 10 >= c * 9)
+    }
+
+    /// Offers one object to the selector and passes a kept image on.
+    fn take(&mut self, job: &BoxJob, json: &str, sink: &mut impl FnMut(Found)) {
+        let v = self.sel.accept(job.grid, json);
+        if let Some(id) = v.id {
+            self.returned.insert(id);
+        }
+        if let Some(found) = v.found {
+            self.grids[found.grid].listed += 1;
+            self.from_search[found.grid] += 1;
+            self.progress.listed.fetch_add(1, Ordering::Relaxed);
+            sink(found);
+        }
     }
 
     fn push(&mut self, job: BoxJob) {
@@ -219,16 +298,15 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
 
     fn on_items(&mut self, job: BoxJob, ans: SearchAnswer, sink: &mut impl FnMut(Found)) {
         let n = ans.items.len();
+        let widened = job.sb.outer != Outer::default();
         for item in ans.items {
-            let v = self.sel.accept(job.grid, item.get());
-            if let Some(id) = v.id {
-                self.returned.insert(id);
-            }
-            if let Some(found) = v.found {
-                self.grids[found.grid].listed += 1;
-                self.from_search[found.grid] += 1;
-                self.progress.listed.fetch_add(1, Ordering::Relaxed);
-                sink(found);
+            let record = crate::record::ImageRecord::from_slice(item.get().as_bytes());
+            match record {
+                Ok(r) if widened && self.sel.unplaced(&r) => {
+                    self.returned.insert(r.id);
+                    self.held.push((job, item));
+                }
+                _ => self.take(&job, item.get(), sink),
             }
         }
         match job.expected {
@@ -401,4 +479,18 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             .grids_listed
             .fetch_add(empty, Ordering::Relaxed);
     }
+}
+
+/// Orders held images by their box's cell.
+fn cell_key(j: &BoxJob) -> [f64; 4] {
+    let c = &j.sb.cell;
+    [c.min_lon(), c.min_lat(), c.max_lon(), c.max_lat()]
+}
+
+fn ids_of(a: &SearchAnswer) -> HashSet<ImageId> {
+    a.items
+        .iter()
+        .filter_map(|i| crate::record::ImageRecord::from_slice(i.get().as_bytes()).ok())
+        .map(|r| r.id)
+        .collect()
 }

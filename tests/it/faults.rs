@@ -287,6 +287,7 @@ fn a_token_revoked_during_the_downloads_stops_the_run_with_exit_2() {
         ])
         .env_clear()
         .env("MLYEXPORT_API_URL", env.sim().graph_url())
+        .env("MLYEXPORT_TILES_URL", env.sim().tiles_url())
         .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
         .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
         .current_dir(env.path())
@@ -306,4 +307,54 @@ fn a_token_revoked_during_the_downloads_stops_the_run_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("refused the access token"), "{err}");
     assert_eq!(run_record(&env.out())["runs"][0]["outcome"], "failed");
+}
+
+/// The mix of faults at once, with thumbnail URLs that expire within
+/// three seconds: one run with the default settings ends with every image
+/// (transient failures get a second round with fresh URLs at the end).
+#[test]
+fn a_mix_of_faults_loses_no_image_in_one_run() {
+    let env = TestEnv::with_sim(SimConfig {
+        faults: Faults {
+            http500: 0.05,
+            timeout400: 0.05,
+            reset: 0.03,
+            truncated_body: 0.05,
+            stall: 0.01,
+            stall_for: Duration::from_secs(20),
+            rate_limit: 0.02,
+            ..Faults::default()
+        },
+        thumb_ttl: Duration::from_secs(3),
+        ..SimConfig::default()
+    });
+    let b = env.sim().world().spec().bbox;
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--size", "256"]);
+    assert_success(&o);
+    let text = stdout(&o);
+    assert!(text.contains("failed: 0"), "{text}");
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .indexed_truth(b, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert!(truth.len() > 2400, "{}", truth.len());
+    let got: BTreeSet<u64> = downloaded_ids(&env.out()).keys().copied().collect();
+    assert_eq!(got.len(), truth.len());
+    assert_eq!(got, truth);
+    let kinds = env.sim().stats().errors_by_kind;
+    for k in [
+        "http500",
+        "timeout400",
+        "reset",
+        "truncated_body",
+        "stall",
+        "rate_limit_fault",
+    ] {
+        assert!(
+            kinds.get(k).copied().unwrap_or(0) > 0,
+            "{k} never fired: {kinds:?}"
+        );
+    }
 }

@@ -37,6 +37,7 @@ fn spawn(env: &TestEnv) -> std::process::Child {
         ])
         .env_clear()
         .env("MLYEXPORT_API_URL", env.sim().graph_url())
+        .env("MLYEXPORT_TILES_URL", env.sim().tiles_url())
         .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
         .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
         .current_dir(env.path())
