@@ -1,8 +1,9 @@
 //! mlyexport: list, download and post-process Mapillary street-level imagery.
 //!
 //! The binary is a thin wrapper over [`run`]. A pipeline can call the library
-//! directly: [`api::Client`] lists images in a bbox ([`api::Client::images_in_bbox`])
-//! and [`fetch::download_image`] downloads one image into a folder.
+//! directly: [`fetch::images_in_bbox`] lists every image in a bbox (verified
+//! against the vector tiles) and [`fetch::download_image`] downloads one
+//! image into a folder.
 
 pub mod aoi; // polygon study areas (GDAL read, geo tests)
 pub mod api; // Graph API client: requests, retries, rate limits (network only)

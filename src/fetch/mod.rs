@@ -819,14 +819,21 @@ fn finish_record(
 /// A complete listing of one bbox, for library users.
 #[derive(Debug, Clone)]
 pub struct BboxListing {
-    /// The images, sorted by capture time then id.
+    /// The images, sorted by capture time then id; the API's objects without
+    /// the signed thumbnail URLs.
     pub images: Vec<ImageRecord>,
-    /// Whether the listing is known to be complete.
+    /// `Verified` when checked against the vector tiles; otherwise how
+    /// complete the search-only listing is believed to be.
     pub completeness: Completeness,
+    /// Why the listing is not verified, when it is not.
+    pub not_verified_because: Option<String>,
 }
 
 /// Lists every image in `bbox` that passes `filters`, beyond the API's
-/// per-request cap: the equivalent of the old tool's `get_images_in_bbox`.
+/// per-request cap, verified against the vector tiles at `tiles` (the same
+/// engine as `fetch`): the equivalent of the old tool's `get_images_in_bbox`.
+/// When the tiles cannot be used the listing falls back to searches alone
+/// and says so in `not_verified_because`.
 ///
 /// ```no_run
 /// # async fn demo() -> anyhow::Result<()> {
@@ -842,33 +849,79 @@ pub struct BboxListing {
 ///     search_cap: 2000,
 /// };
 /// let client = Client::new(&cfg)?;
+/// let tiles = config::TilesConfig { base_url: "https://tiles.mapillary.com".parse()?, budget: 50_000 };
 /// let bbox: Bbox = "13.40,52.51,13.42,52.52".parse()?;
 /// let filters = Filters { since: None, until: None, pano: PanoFilter::Include, creator: None, organization: None, max_images: None };
-/// let listing = fetch::images_in_bbox(&client, bbox, &filters, ThumbSize::S1024).await?;
+/// let listing = fetch::images_in_bbox(&client, &tiles, bbox, &filters, ThumbSize::S1024).await?;
 /// let first = &listing.images[0];
 /// fetch::download_image(&client, first.id, ThumbSize::S1024, std::path::Path::new("downloads/1")).await?;
 /// # Ok(()) }
 /// ```
 pub async fn images_in_bbox(
     client: &Client,
+    tiles_cfg: &crate::config::TilesConfig,
     bbox: Bbox,
     filters: &Filters,
     size: ThumbSize,
 ) -> Result<BboxListing, ApiError> {
+    images_in_bbox_with(
+        client,
+        tiles_cfg,
+        bbox,
+        filters,
+        size,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+/// [`images_in_bbox`], stopped early (as `ApiError::Network("interrupted")`)
+/// when `cancel` fires.
+pub async fn images_in_bbox_with(
+    client: &Client,
+    tiles_cfg: &crate::config::TilesConfig,
+    bbox: Bbox,
+    filters: &Filters,
+    size: ThumbSize,
+    cancel: &CancellationToken,
+) -> Result<BboxListing, ApiError> {
     let plan = Plan::single(bbox);
     let progress = Arc::new(Progress::default());
     let mut images = Vec::new();
-    let mut selector = listing::Selector::new(&plan, filters, size, PositionSource::Original, None);
-    let grids = listing::list_plan(
-        client,
-        &mut selector,
-        2000,
-        &progress,
-        &CancellationToken::new(),
-        |f| images.push(f.record),
-    )
-    .await
-    .map_err(|e| match e {
+    let sel = listing::Selector::new(&plan, filters, size, PositionSource::Original, None);
+    let usable = match tiles::plan_tiles(&plan, None, u64::from(tiles_cfg.budget)) {
+        Ok(planned) => tiles::preflight(client, tiles_cfg, PositionSource::Original)
+            .await
+            .map(|()| planned),
+        Err(upper) => Err(tiles::TilesError::OverBudget {
+            what: "the bbox".into(),
+            needed: format!("up to {upper}"),
+            budget: tiles_cfg.budget,
+        }),
+    };
+    let sink = |f: listing::Found| images.push(f.record);
+    let (grids, why) = match usable {
+        Ok(planned) => {
+            let vp = verified::VerifiedPlan {
+                tiles: tiles_cfg,
+                planned: &planned,
+                target: 1500,
+                cap: 2000,
+            };
+            let mut sel = sel.strict_creator();
+            (
+                verified::list_verified(client, &vp, &mut sel, &progress, cancel, sink).await,
+                None,
+            )
+        }
+        Err(tiles::TilesError::Preflight(e @ ApiError::Auth { .. })) => return Err(e),
+        Err(e) => {
+            let mut sel = sel;
+            let r = listing::list_plan(client, &mut sel, 2000, &progress, cancel, sink).await;
+            (r, Some(format!("the vector tiles could not be used ({e})")))
+        }
+    };
+    let grids = grids.map_err(|e| match e {
         ListError::Fatal(e) => e,
         ListError::Interrupted => ApiError::Network("interrupted".into()),
         ListError::Unsupported(m) => ApiError::Rejected {
@@ -877,11 +930,14 @@ pub async fn images_in_bbox(
         },
     })?;
     images.sort_by_key(|r| (r.captured_at, r.id));
+    let g = grids.first();
     Ok(BboxListing {
         images,
-        completeness: grids
-            .first()
-            .map_or(Completeness::Pending, |g| g.completeness),
+        completeness: g.map_or(Completeness::Pending, |g| g.completeness),
+        not_verified_because: why.or_else(|| {
+            g.and_then(|g| g.verification.as_ref())
+                .and_then(|v| v.not_verified_because.clone())
+        }),
     })
 }
 
