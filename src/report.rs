@@ -123,6 +123,12 @@ impl Reporter {
         } else {
             lines.push(("downloaded".into(), c.downloaded.to_string()));
             lines.push(("skipped (already there)".into(), c.skipped.to_string()));
+            if c.moved > 0 {
+                lines.push((
+                    "kept in their first grid (moved)".into(),
+                    c.moved.to_string(),
+                ));
+            }
             let reasons: Vec<String> = c
                 .failed_by_reason
                 .iter()

@@ -217,6 +217,11 @@ pub struct Counts {
     pub downloaded: u64,
     /// Images already on disk, not fetched again.
     pub skipped: u64,
+    /// Images already stored in another grid folder than the one their
+    /// position now falls in (the API recomputed it); they stay where they
+    /// are and are never stored twice.
+    #[serde(default)]
+    pub moved: u64,
     /// Images that failed, in all.
     pub failed: u64,
     /// Failures by reason (`http_404`, `not_jpeg`, `truncated`, ...).

@@ -11,6 +11,7 @@ use futures::stream::{self, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use super::download::{self, DownloadError};
+use super::resume::{self, OnDisk};
 use super::{Listed, Progress, Spill};
 use crate::api::{ApiError, Client};
 use crate::model::ThumbSize;
@@ -28,6 +29,8 @@ pub(super) struct Downloads<'a> {
     pub plan: &'a Plan,
     pub size: ThumbSize,
     pub concurrency: usize,
+    /// The images already stored, in any grid folder.
+    pub on_disk: &'a OnDisk,
 }
 
 /// How the download stage ended.
@@ -112,9 +115,15 @@ impl Downloads<'_> {
 
     /// One image: `None` when interrupted before it finished.
     async fn one(&self, l: &Listed, fresh: bool) -> Option<Result<(), DownloadError>> {
-        let grid = &self.plan.grids()[l.grid as usize].id;
+        // An image already stored stays in its folder, even when its
+        // position now falls in another grid: it is never stored twice.
+        let listed_in = &self.plan.grids()[l.grid as usize].id;
+        let grid = self.on_disk.grid_of(l.id).unwrap_or(listed_in);
+        if grid != listed_in {
+            self.progress.moved.fetch_add(1, Ordering::Relaxed);
+        }
         let paths = ImagePaths::new(self.out, grid, l.id);
-        if paths.is_done() {
+        if resume::finished(&paths, l.id) {
             self.progress.skipped.fetch_add(1, Ordering::Relaxed);
             return Some(Ok(()));
         }

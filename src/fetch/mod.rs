@@ -9,6 +9,7 @@ mod downloader;
 mod gridindex;
 pub mod listing;
 pub mod pack;
+mod resume;
 mod search;
 pub mod tiles;
 pub mod verified;
@@ -54,6 +55,9 @@ pub struct Progress {
     pub to_download: AtomicU64,
     pub downloaded: AtomicU64,
     pub skipped: AtomicU64,
+    /// Images stored in another grid folder than the one their position
+    /// now falls in (they stay where they are).
+    pub moved: AtomicU64,
     pub failed: AtomicU64,
     pub bytes: AtomicU64,
     /// 0 listing, 1 downloading, 2 done.
@@ -81,6 +85,11 @@ pub enum FetchError {
     Tiles(#[from] tiles::TilesError),
     #[error("cannot create `{path}`: {source}")]
     CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot list what `{path}` already holds: {source}")]
+    Scan {
         path: String,
         source: std::io::Error,
     },
@@ -419,7 +428,12 @@ pub async fn run(
             .to_download
             .store(listed.len() as u64, Ordering::Relaxed);
         progress.phase.store(1, Ordering::Relaxed);
+        let on_disk = resume::OnDisk::scan(out).map_err(|source| FetchError::Scan {
+            path: out.display().to_string(),
+            source,
+        })?;
         let downloads = downloader::Downloads {
+            on_disk: &on_disk,
             client: &client,
             progress: &progress,
             cancel: &cancel,
@@ -449,6 +463,7 @@ pub async fn run(
     let stats = client.stats();
     counts.downloaded = progress.downloaded.load(Ordering::Relaxed);
     counts.skipped = progress.skipped.load(Ordering::Relaxed);
+    counts.moved = progress.moved.load(Ordering::Relaxed);
     counts.bytes = progress.bytes.load(Ordering::Relaxed);
     counts.failed = failures.len() as u64;
     counts.search_calls = stats.search_calls.load(Ordering::Relaxed) - audit_calls[0];

@@ -89,6 +89,18 @@ fn sigkill_at_any_moment_then_resume_loses_and_duplicates_nothing() {
     for (i, base_ms) in [40u64, 120, 300, 500, 700, 900].iter().enumerate() {
         let jitter = (seed.wrapping_mul(2654435761).wrapping_add(i as u64 * 97)) % 80;
         let mut child = spawn(&env);
+        if i >= 2 {
+            // Later kills fall in the downloads, however slow the listing
+            // is on a loaded machine: wait for the listing file first.
+            let listing = env.out().join("listing.jsonl");
+            for _ in 0..400 {
+                if listing.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            std::fs::remove_file(&listing).ok();
+        }
         std::thread::sleep(Duration::from_millis(base_ms + jitter));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -148,4 +160,109 @@ fn ctrl_c_saves_state_exits_130_and_resumes() {
         truth.len() - before,
         "only the missing images are fetched again"
     );
+}
+
+/// A 2x1 fetch of `AREA` with `sim`'s URLs; returns its output.
+fn fetch_2x1(env: &TestEnv, sim: &mlysim::Sim) -> std::process::Output {
+    env.cmd()
+        .env("MLYEXPORT_API_URL", sim.graph_url())
+        .env("MLYEXPORT_TILES_URL", sim.tiles_url())
+        .args([
+            "fetch",
+            "--bbox",
+            &bbox_arg(AREA),
+            "--grid",
+            "2x1",
+            "--size",
+            "256",
+        ])
+        .output()
+        .expect("runs")
+}
+
+/// An image whose position the API moved into another grid between two runs
+/// is not downloaded again: it stays in the folder where it was stored,
+/// once, and `layers` reads the folder without complaint.
+#[test]
+fn an_image_that_moved_to_another_grid_is_stored_once() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    assert_success(&fetch_2x1(&env, env.sim()));
+    let first = downloaded_ids(&env.out());
+    let (&id, _) = first
+        .iter()
+        .find(|(_, g)| g == &&vec!["1".to_string()])
+        .expect("an image in grid 1");
+    // Grid 2 is the east half of AREA.
+    let east = [AREA[2] - 0.0002, (AREA[1] + AREA[3]) / 2.0];
+    let moved = mlysim::Sim::spawn(SimConfig {
+        moves: vec![(id, east)],
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let o = fetch_2x1(&env, &moved);
+    assert_success(&o);
+    let text = stdout(&o);
+    assert!(
+        text.contains("kept in their first grid (moved): 1"),
+        "{text}"
+    );
+    assert!(text.contains("downloaded: 0"), "{text}");
+    let second = downloaded_ids(&env.out());
+    assert_eq!(second.len(), first.len());
+    assert_eq!(
+        second[&id],
+        vec!["1".to_string()],
+        "stays where it was stored"
+    );
+    assert!(
+        second.values().all(|g| g.len() == 1),
+        "an image stored twice"
+    );
+    let listed = listing(&env.out());
+    let line = listed.iter().find(|l| id_of(l) == id).unwrap();
+    assert_eq!(line["grid"], "2", "the listing says where it lies now");
+    let l = env
+        .cmd()
+        .args([
+            "layers",
+            "--input",
+            env.out().to_str().unwrap(),
+            "--format",
+            "csv",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&l);
+}
+
+/// A stored image is checked, not trusted: a JPEG of the wrong size, a JSON
+/// naming another id and a JSON that does not parse are fetched again.
+#[test]
+fn a_broken_stored_image_is_fetched_again() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    assert_success(&fetch_2x1(&env, env.sim()));
+    let got = downloaded_ids(&env.out());
+    let mut it = got.iter();
+    let mut path = |ext: &str| {
+        let (id, g) = it.next().unwrap();
+        env.out().join(&g[0]).join(format!("{id}.{ext}"))
+    };
+    let (short, other, garbage) = (path("jpg"), path("json"), path("json"));
+    let jpg = std::fs::read(&short).unwrap();
+    std::fs::write(&short, &jpg[..jpg.len() / 2]).unwrap();
+    let mut v = read_json(&other);
+    v["id"] = serde_json::json!("1");
+    std::fs::write(&other, v.to_string()).unwrap();
+    std::fs::write(&garbage, "{\"id\": ").unwrap();
+    let o = fetch_2x1(&env, env.sim());
+    assert_success(&o);
+    assert!(stdout(&o).contains("downloaded: 3"), "{}", stdout(&o));
+    assert_no_partial_files(&env.out());
+    assert_eq!(std::fs::read(&short).unwrap().len(), jpg.len());
+    let fixed = read_json(&other);
+    assert_eq!(
+        fixed["mlyexport"]["bytes"].as_u64().unwrap() as usize,
+        std::fs::read(other.with_extension("jpg")).unwrap().len()
+    );
+    read_json(&garbage);
 }

@@ -309,7 +309,13 @@ fn dry_runs_report_tile_and_batch_counts() {
     let (_, text) = fetch_into(
         &env,
         "search",
-        &["--bbox", &bbox_arg(HOT), "--dry-run", "--enumerate", "search"],
+        &[
+            "--bbox",
+            &bbox_arg(HOT),
+            "--dry-run",
+            "--enumerate",
+            "search",
+        ],
     );
     let v = summary_value(&text, "with --enumerate tiles");
     assert!(
