@@ -582,7 +582,7 @@ fn coverage_matches_its_schema_and_figures() {
     assert_eq!(csv.lines().count(), 4);
     let md = fs::read_to_string(out_dir.join("coverage.md")).unwrap();
     assert!(
-        md.contains("| a | 8 | 6 | 0 | complete | true | 1 | 1 |"),
+        md.contains("| a | 8 | 6 | 0 | assumed complete (not verified) | true | 1 | 1 |"),
         "{md}"
     );
 }

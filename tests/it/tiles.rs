@@ -72,10 +72,12 @@ fn tiles_and_search_give_the_same_images_on_a_dense_area() {
         "--size",
         "256",
         "--dry-run",
+        "--enumerate",
+        "search",
     ];
     let (s_out, _) = fetch_into(&env, "search", &common);
     let search_calls_before = env.sim().stats().search_calls;
-    let mut args = common.to_vec();
+    let mut args = common[..common.len() - 2].to_vec();
     args.extend(["--enumerate", "tiles"]);
     let (t_out, text) = fetch_into(&env, "tiles", &args);
     let search = listing(&s_out);
@@ -391,6 +393,8 @@ fn audit_on_a_consistent_simulator_finds_no_differences() {
         "--size",
         "256",
         "--dry-run",
+        "--enumerate",
+        "search",
     ];
     let (plain, _) = fetch_into(&env, "plain", &common);
     let mut args = common.to_vec();
