@@ -303,7 +303,10 @@ fn retag_file(
         )
     };
     let plan = loop {
-        let more = want.min(len).saturating_sub(head.len() as u64);
+        let more = want
+            .min(len)
+            .min(exif::MAX_HEAD_BYTES as u64)
+            .saturating_sub(head.len() as u64);
         head.reserve_exact(usize::try_from(more).unwrap_or(0));
         let read = (&mut file).take(more).read_to_end(&mut head)?;
         if (read as u64) < more {
@@ -311,7 +314,8 @@ fn retag_file(
         }
         match exif::plan_head(&head, len, last_two, tags)? {
             Some(plan) => break plan,
-            // `plan_head` asks for more only while the head is shorter than `len`.
+            // `plan_head` asks for more only while the head is shorter than
+            // `len` and than `MAX_HEAD_BYTES` (beyond, it refuses the file).
             None => want = want.saturating_mul(4),
         }
     };
