@@ -31,8 +31,10 @@ fn dead_pid() -> u32 {
 #[test]
 fn readers_holding_jpegs_open_keep_their_bytes() {
     let f = Folder::new();
-    let paths: Vec<PathBuf> = (1..=24)
-        .map(|i| f.add(record(i, 10.0, 50.0), &make_jpeg(64, 48, i as u32, 85)))
+    // Enough files that each worker replaces a run of them (the issue saw
+    // 161 of 184 held handles read another image).
+    let paths: Vec<PathBuf> = (1..=200)
+        .map(|i| f.add(record(i, 10.0, 50.0), &make_jpeg(40, 30, i as u32, 85)))
         .collect();
     let held: Vec<(fs::File, Vec<u8>)> = paths
         .iter()
@@ -40,7 +42,7 @@ fn readers_holding_jpegs_open_keep_their_bytes() {
         .collect();
     let out = f.run(&[]).success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
-    assert!(stdout.contains("exif written: 24"), "{stdout}");
+    assert!(stdout.contains("exif written: 200"), "{stdout}");
     for ((mut file, before), p) in held.into_iter().zip(&paths) {
         let mut now = Vec::new();
         file.read_to_end(&mut now).unwrap();
