@@ -219,14 +219,24 @@ mod tests {
         let first = FolderLock::acquire(dir.path(), "fetch").unwrap();
         let err = FolderLock::acquire(dir.path(), "exif").unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("in use by another mlyexport run (fetch, pid "), "{msg}");
-        assert!(msg.contains(&format!("pid {} on host ", std::process::id())), "{msg}");
+        assert!(
+            msg.contains("in use by another mlyexport run (fetch, pid "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("pid {} on host ", std::process::id())),
+            "{msg}"
+        );
         assert!(msg.contains("wait for it to finish, or stop it"), "{msg}");
         drop(first);
         let again = FolderLock::acquire(dir.path(), "exif").unwrap();
         assert!(again.covers_folder());
         drop(again);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "lock file left");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "lock file left"
+        );
     }
 
     #[test]
@@ -237,7 +247,10 @@ mod tests {
         let lock = FolderLock::acquire(dir.path(), "layers").unwrap();
         let note: Holder =
             serde_json::from_slice(&fs::read(dir.path().join(LOCK_FILE)).unwrap()).unwrap();
-        assert_eq!((note.pid, note.command.as_str()), (std::process::id(), "layers"));
+        assert_eq!(
+            (note.pid, note.command.as_str()),
+            (std::process::id(), "layers")
+        );
         drop(lock);
     }
 

@@ -637,14 +637,24 @@ mod tests {
         assert_eq!(TempOwner::parse(&name), Some(me));
         assert_eq!(me.fate(me), Fate::Alive);
         assert_ne!(next_temp_name(), name);
-        for foreign in [".mlyexport-tmp-k", ".mlyexport-tmp-12-zz-00-x", ".mlyexport-tmp-1-2-3-"] {
+        for foreign in [
+            ".mlyexport-tmp-k",
+            ".mlyexport-tmp-12-zz-00-x",
+            ".mlyexport-tmp-1-2-3-",
+        ] {
             assert_eq!(TempOwner::parse(foreign), None, "{foreign}");
         }
         let dead = TempOwner::parse(&format!("{}x", temp_name_prefix(dead_pid()))).unwrap();
         assert_eq!(dead.fate(me), Fate::Dead);
-        let rebooted = TempOwner { boot: me.boot ^ 1, ..me };
+        let rebooted = TempOwner {
+            boot: me.boot ^ 1,
+            ..me
+        };
         assert_eq!(rebooted.fate(me), Fate::Dead);
-        let elsewhere = TempOwner { host: me.host ^ 1, ..dead };
+        let elsewhere = TempOwner {
+            host: me.host ^ 1,
+            ..dead
+        };
         assert_eq!(elsewhere.fate(me), Fate::Unknown);
     }
 
@@ -702,7 +712,10 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -20,11 +20,11 @@ use crate::cli::{LayerFormat, LayersArgs};
 use crate::coverage;
 use crate::coverage::CellCoverage;
 use crate::layers::read::{self, ReadError};
-use crate::lock::FolderLock;
 use crate::layers::{
     self, FileLayout, GridInfo, ImageRow, Interner, LayerSet, SequenceLine, extent, gpkg,
     sequence_lines, source_name,
 };
+use crate::lock::FolderLock;
 use crate::model::PositionSource;
 use crate::report::Reporter;
 use crate::runrecord::RunEntry;

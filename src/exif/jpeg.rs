@@ -95,7 +95,9 @@ fn push_standalone(
 
 fn push_segment(segments: &mut Vec<Segment>, seg: Segment) -> Result<(), ExifError> {
     if segments.len() >= MAX_SEGMENTS {
-        return Err(ExifError::TooManySegments { limit: MAX_SEGMENTS });
+        return Err(ExifError::TooManySegments {
+            limit: MAX_SEGMENTS,
+        });
     }
     segments.push(seg);
     Ok(())
@@ -339,7 +341,9 @@ mod tests {
         j.extend(&tiny()[2..]);
         assert!(matches!(
             parse(&j),
-            Err(ExifError::TooManySegments { limit: MAX_SEGMENTS })
+            Err(ExifError::TooManySegments {
+                limit: MAX_SEGMENTS
+            })
         ));
     }
 }

@@ -51,7 +51,11 @@ fn readers_holding_jpegs_open_keep_their_bytes() {
             "a handle held on {} reads other bytes",
             p.display()
         );
-        assert!(sha(&fs::read(p).unwrap()) != before, "{} not tagged", p.display());
+        assert!(
+            sha(&fs::read(p).unwrap()) != before,
+            "{} not tagged",
+            p.display()
+        );
     }
 }
 
@@ -102,7 +106,10 @@ fn a_locked_folder_is_refused_at_once_and_left_untouched() {
         mlyexport::lock::host_name()
     );
     assert!(stderr.contains(&holder), "{stderr}");
-    assert!(stderr.contains("wait for it to finish, or stop it"), "{stderr}");
+    assert!(
+        stderr.contains("wait for it to finish, or stop it"),
+        "{stderr}"
+    );
     assert!(snapshot(&f.root()) == before, "the refused run wrote");
     drop(lock);
     f.run(&[]).success();
@@ -153,7 +160,7 @@ fn wait_for_lock(dir: &Path) {
 #[test]
 fn two_runs_on_one_folder_the_second_is_refused_naming_the_first() {
     let env = TestEnv::with_sim(SimConfig {
-        latency: Duration::from_millis(250),
+        latency: Duration::from_millis(500),
         ..SimConfig::default()
     });
     let mut first = slow_fetch(&env);
@@ -166,19 +173,31 @@ fn two_runs_on_one_folder_the_second_is_refused_naming_the_first() {
     for args in [
         vec!["exif", "--input", "downloads"],
         vec!["layers", "--input", "downloads"],
-        vec!["fetch", "--bbox", "8.5305,47.3705,8.533,47.373", "--dry-run"],
+        vec![
+            "fetch",
+            "--bbox",
+            "8.5305,47.3705,8.533,47.373",
+            "--dry-run",
+        ],
     ] {
         let started = Instant::now();
         let o = env.cmd().args(&args).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(&holder), "{args:?}: {}", stderr(&o));
-        assert!(started.elapsed() < Duration::from_secs(10), "{args:?} waited");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{args:?} waited"
+        );
     }
     // A killed holder leaves its lock file, which no longer blocks.
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(env.out().join(".mlyexport.lock").exists());
-    let o = env.cmd().args(["exif", "--input", "downloads"]).output().unwrap();
+    let o = env
+        .cmd()
+        .args(["exif", "--input", "downloads"])
+        .output()
+        .unwrap();
     assert!(!stderr(&o).contains("in use"), "{}", stderr(&o));
 }
 
@@ -187,7 +206,10 @@ fn temp_files_of_live_runs_survive_and_those_of_dead_runs_go() {
     let f = Folder::new();
     f.add(record(1, 10.0, 50.0), &make_jpeg(32, 24, 1, 85));
     let g1 = f.root().join("g1");
-    let mut live = Command::new("sleep").arg("30").spawn().expect("runs `sleep`");
+    let mut live = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("runs `sleep`");
     let live_name = format!("{}a", mlyexport::store::temp_name_prefix(live.id()));
     let dead_name = format!("{}b", mlyexport::store::temp_name_prefix(dead_pid()));
     // No owner in the name (an older version's): the lock proves it is stale.
@@ -201,7 +223,11 @@ fn temp_files_of_live_runs_survive_and_those_of_dead_runs_go() {
     let survived = |n: &str| [&f.root(), &g1].map(|d| d.join(n).exists());
     live.kill().unwrap();
     live.wait().unwrap();
-    assert_eq!(survived(&live_name), [true, true], "a live run's temp files went");
+    assert_eq!(
+        survived(&live_name),
+        [true, true],
+        "a live run's temp files went"
+    );
     assert_eq!(survived(&dead_name), [false, false]);
     assert_eq!(survived(legacy_name), [false, false]);
 }
