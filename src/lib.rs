@@ -14,6 +14,7 @@ pub mod coverage; // per-grid coverage figures (pure)
 pub mod exif; // GPS EXIF bytes for a JPEG (pure)
 pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
 pub mod layers; // layer rows and writers (GeoPackage, GeoJSON, CSV)
+pub mod lock; // one run per output folder: an exclusive flock naming its holder
 pub mod model; // domain value types
 pub mod plan; // grids, cells, ownership and subdivision (pure)
 pub mod record; // the per-image record, parsed defensively

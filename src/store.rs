@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{GridId, ImageId};
 
-/// Prefix of every temporary file mlyexport writes; leftovers from a killed
-/// run are removed by [`remove_stale_temp_files`].
+/// Prefix of every temporary file mlyexport writes. The rest of the name
+/// says which run wrote it (`<pid>-<host>-<boot>-<random>`, see
+/// [`temp_name_prefix`]), so cleanup ([`remove_stale_temp_files`]) removes
+/// only the temp files of runs that are gone.
 pub const TEMP_PREFIX: &str = ".mlyexport-tmp-";
 
 /// Name of the listing written by `fetch` (one JSON object per line).
@@ -44,95 +46,35 @@ pub fn atomic_write_with(
         path: path.to_path_buf(),
         source,
     };
-    let tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(err)?;
-    // Like a file made with the usual umask (tempfile makes 0600).
-    tmp.as_file()
+    let tmp = TempFile::create(dir).map_err(err)?;
+    // Like a file made with the usual umask.
+    tmp.file
         .set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(err)?;
-    let mut w = io::BufWriter::new(tmp);
+    let mut w = io::BufWriter::new(&tmp.file);
     fill(&mut w).map_err(err)?;
-    let tmp = w.into_inner().map_err(|e| err(e.into_error()))?;
-    tmp.as_file().sync_data().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    w.flush().map_err(err)?;
+    drop(w);
+    tmp.file.sync_data().map_err(err)?;
+    tmp.rename_to(path).map_err(err)
 }
 
 /// Replaces existing files atomically, one after another, like
-/// [`atomic_write`] (a synced temp file in the same folder, renamed over the
-/// file), but reusing the inode of each file it replaces as its next temp
-/// file: before the rename, the old file gets a second name (a temp name, by
-/// a hard link), and once the rename is on disk (the folder is fsynced) that
-/// name holds the old content alone, ready to be overwritten. Creating and
-/// freeing an inode per file is what made rewriting thousands of JPEGs slow
-/// (ext4 scans past recently freed inodes on every creation); this creates
-/// one per folder.
+/// [`atomic_write`]: each new content goes into a fresh temp file in the same
+/// folder, which gets the replaced file's owner and group (where this process
+/// may give them) and permission bits (without setuid and setgid), is synced,
+/// and is renamed over the file. The replaced file's inode is never written:
+/// a program that holds it open keeps reading exactly the bytes it opened.
 ///
-/// An old file is reused only when it is plainly ours to reuse: a regular
-/// file (not a symlink) with no other hard link, owned like a new file in
-/// that folder, and without extended attributes (ACLs, labels, tags). A
-/// crash leaves each file old or new, plus temp files, which
-/// [`remove_stale_temp_files`] unlinks (never truncates: a leftover may be a
-/// second name of a file). One per thread; the spare is removed on drop.
+/// The renames themselves are made durable by the caller, once per folder
+/// ([`sync_dir`]) after its last replacement: each new file's data is on disk
+/// before its rename, so a power cut before that leaves each file whole, old
+/// or new, plus temp files of a dead run that the next run removes.
 #[derive(Debug, Default)]
 pub struct Replacer {
-    folder: Option<Folder>,
-    spare: Option<Spare>,
-}
-
-/// The folder a [`Replacer`] works in.
-#[derive(Debug)]
-struct Folder {
-    /// As the caller named it.
-    dir: PathBuf,
-    /// Open to fsync it; without it, no inode is reused.
-    handle: Option<fs::File>,
-    /// Owner and group of a file created there.
-    owner: (u32, u32),
-}
-
-#[derive(Debug)]
-struct Spare {
-    file: fs::File,
-    path: PathBuf,
-    /// Permission bits the spare has now.
-    mode: u32,
-}
-
-impl Spare {
-    fn discard(self) {
-        let _ = fs::remove_file(&self.path);
-    }
-
-    /// A new temp file in `dir`, with permission bits `mode`.
-    fn create(dir: &Path, mode: u32) -> io::Result<Self> {
-        let (file, path) = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .tempfile_in(dir)
-            .and_then(|t| t.keep().map_err(|e| e.error))?;
-        let spare = Spare {
-            file,
-            path,
-            mode: 0o600,
-        };
-        match spare.file.set_permissions(fs::Permissions::from_mode(mode)) {
-            Ok(()) => Ok(Spare { mode, ..spare }),
-            Err(e) => {
-                spare.discard();
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Whether a file has no extended attributes (a file system without them counts as none).
-fn has_no_xattrs(path: &Path) -> bool {
-    match rustix::fs::llistxattr_query(path) {
-        Ok(n) => n == 0,
-        Err(e) => e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP,
-    }
+    /// The folder written last, and the owner and group a file created
+    /// there gets (to skip `fchown` when the replaced file has them too).
+    new_owner: Option<(PathBuf, (u32, u32))>,
 }
 
 impl Replacer {
@@ -140,131 +82,237 @@ impl Replacer {
         Self::default()
     }
 
-    /// Replaces `path` with what `fill` writes into an unbuffered file from
-    /// its start (it may also copy from another file in the kernel:
+    /// Replaces `path` with what `fill` writes into a new, unbuffered file
+    /// from its start (it may also copy from another file in the kernel:
     /// `std::io::copy` between two files uses `copy_file_range` on Linux),
-    /// keeping the permission bits of the file replaced (0644 for a new one).
-    /// `old` is the metadata of the file being replaced as it was read
-    /// (through any symlink), when it was.
+    /// keeping the owner, group and permission bits of the file replaced,
+    /// minus setuid and setgid (0644 for a new one). `old` is the metadata of
+    /// the file being replaced as it was read (through any symlink), when it was.
     pub fn replace(
         &mut self,
         path: &Path,
         old: Option<&fs::Metadata>,
         fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
     ) -> Result<(), StoreError> {
-        use std::io::Seek;
         use std::os::unix::fs::MetadataExt;
-
         let dir = path.parent().unwrap_or(Path::new("."));
-        let mode = old.map_or(0o644, |m| m.mode() & 0o7777);
         let err = |source| StoreError::Write {
             path: path.to_path_buf(),
             source,
         };
-        // A spare from another folder cannot be renamed into this one.
-        if self.folder.as_ref().is_some_and(|f| f.dir != dir) {
-            self.folder = None;
-            if let Some(s) = self.spare.take() {
-                s.discard();
-            }
+        let mut tmp = TempFile::create(dir).map_err(err)?;
+        // The owner first: changing it may clear mode bits.
+        if let Some(m) = old {
+            self.keep_owner(dir, &tmp.file, (m.uid(), m.gid()))
+                .map_err(err)?;
         }
-        let reused = self.spare.take().and_then(|mut s| {
-            if s.mode != mode {
-                if s.file
-                    .set_permissions(fs::Permissions::from_mode(mode))
-                    .is_err()
-                {
-                    s.discard();
-                    return None;
-                }
-                s.mode = mode;
+        let mode = old.map_or(0o644, |m| m.mode() & KEPT_MODE_BITS);
+        tmp.file
+            .set_permissions(fs::Permissions::from_mode(mode))
+            .map_err(err)?;
+        fill(&mut tmp.file).map_err(err)?;
+        // `sync_all`: the owner and mode must be on disk with the data.
+        tmp.file.sync_all().map_err(err)?;
+        tmp.rename_to(path).map_err(err)
+    }
+
+    /// Gives the new file `file` in `dir` the owner and group `want`, or
+    /// only the group when the owner is not ours to give, or neither: a
+    /// refusal (`EPERM`) is not an error, anything else is.
+    fn keep_owner(&mut self, dir: &Path, file: &fs::File, want: (u32, u32)) -> io::Result<()> {
+        use std::os::unix::fs::{MetadataExt, fchown};
+        let new = match &self.new_owner {
+            Some((d, owner)) if d == dir => *owner,
+            _ => {
+                let m = file.metadata()?;
+                self.new_owner = Some((dir.to_path_buf(), (m.uid(), m.gid())));
+                (m.uid(), m.gid())
             }
-            Some(s)
-        });
-        let mut spare = match reused {
-            Some(s) => s,
-            None => Spare::create(dir, mode).map_err(err)?,
         };
-        let folder = self.folder.get_or_insert_with(|| Folder {
-            dir: dir.to_path_buf(),
-            handle: fs::File::open(dir).ok(),
-            owner: spare
-                .file
-                .metadata()
-                .map_or((u32::MAX, u32::MAX), |m| (m.uid(), m.gid())),
-        });
-        let written = (|| {
-            spare.file.rewind()?;
-            fill(&mut spare.file)?;
-            let end = spare.file.stream_position()?;
-            spare.file.set_len(end)?;
-            // `sync_all`: the permission bits may have changed too.
-            spare.file.sync_all()
-        })();
-        if let Err(e) = written {
-            spare.discard();
-            return Err(err(e));
+        if want == new {
+            return Ok(());
         }
-        // Keep the old inode under a temp name when it is ours to reuse.
-        let same = |a: &fs::Metadata, b: &fs::Metadata| a.dev() == b.dev() && a.ino() == b.ino();
-        let kept = old
-            .filter(|m| {
-                folder.handle.is_some()
-                    && m.is_file()
-                    && m.nlink() == 1
-                    && (m.uid(), m.gid()) == folder.owner
-                    && fs::symlink_metadata(path).is_ok_and(|l| l.is_file() && same(&l, m))
-                    && has_no_xattrs(path)
-            })
-            .and_then(|m| {
-                let link = tempfile::Builder::new()
-                    .prefix(TEMP_PREFIX)
-                    .make_in(dir, |p| fs::hard_link(path, p))
-                    .ok()?;
-                Some((link.into_temp_path().keep().ok()?, m))
-            });
-        if let Err(e) = fs::rename(&spare.path, path) {
-            spare.discard();
-            if let Some((k, _)) = kept {
-                let _ = fs::remove_file(k);
-            }
-            return Err(err(e));
+        let refused =
+            |e: &io::Error| rustix::io::Errno::from_io_error(e) == Some(rustix::io::Errno::PERM);
+        match fchown(file, Some(want.0), Some(want.1)) {
+            Err(e) if refused(&e) && want.1 != new.1 => match fchown(file, None, Some(want.1)) {
+                Err(e) if refused(&e) => Ok(()),
+                r => r,
+            },
+            Err(e) if refused(&e) => Ok(()),
+            r => r,
         }
-        if let Some((k, m)) = kept {
-            // Reused only when it is still the file read, now with this one
-            // name, and only once the rename is on disk (the folder's fsync):
-            // otherwise, after a power cut, `path` could still name this inode
-            // while the next file's bytes were being written into it.
-            let reusable = fs::symlink_metadata(&k)
-                .is_ok_and(|l| l.is_file() && same(&l, m) && l.nlink() == 1)
-                && folder.handle.as_ref().is_some_and(|h| h.sync_all().is_ok());
-            let file = reusable
-                .then(|| fs::OpenOptions::new().read(true).write(true).open(&k).ok())
-                .flatten()
-                .filter(|f| f.metadata().is_ok_and(|l| same(&l, m)));
-            match file {
-                Some(file) => {
-                    self.spare = Some(Spare {
+    }
+}
+
+/// Permission bits a replaced file keeps: all but setuid and setgid.
+const KEPT_MODE_BITS: u32 = 0o1777;
+
+/// Makes the renames done in the folder `dir` durable (`fsync` of the folder).
+pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| StoreError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// A new temp file of this run, removed when dropped unless renamed into place.
+struct TempFile {
+    file: fs::File,
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl TempFile {
+    /// Creates a temp file in `dir` (mode 0600, write-only), named for this run.
+    fn create(dir: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Names are unique within the run; a clash can only be a leftover of
+        // an earlier process that had this pid, so a few tries suffice.
+        for _ in 0..8 {
+            let path = dir.join(next_temp_name());
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TempFile {
                         file,
-                        path: k,
-                        mode: m.mode() & 0o7777,
+                        path,
+                        renamed: false,
                     });
                 }
-                None => {
-                    let _ = fs::remove_file(k);
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
             }
         }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "every temp file name tried already exists",
+        ))
+    }
+
+    fn rename_to(mut self, path: &Path) -> io::Result<()> {
+        fs::rename(&self.path, path)?;
+        self.renamed = true;
         Ok(())
     }
 }
 
-impl Drop for Replacer {
+impl Drop for TempFile {
     fn drop(&mut self) {
-        if let Some(s) = self.spare.take() {
-            s.discard();
+        if !self.renamed {
+            let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Which run wrote a temp file, from its name: the process id, a hash of the
+/// host (its name and pid namespace) and a hash of the host's boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TempOwner {
+    pid: u32,
+    host: u32,
+    boot: u32,
+}
+
+impl TempOwner {
+    /// This process (the hashes are computed once).
+    fn this_process() -> Self {
+        static HOST: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+        let (host, boot) = *HOST.get_or_init(|| {
+            let ns = fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+            let boot = fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+            let name = crate::lock::host_name();
+            (
+                fnv1a(&[name.as_bytes(), b"\0", ns.as_os_str().as_encoded_bytes()]),
+                fnv1a(&[boot.trim_ascii()]),
+            )
+        });
+        TempOwner {
+            pid: std::process::id(),
+            host,
+            boot,
+        }
+    }
+
+    /// The owner named by a temp file's name; `None` when it names none (a
+    /// file of an older version, or not ours).
+    fn parse(name: &str) -> Option<Self> {
+        let mut parts = name.strip_prefix(TEMP_PREFIX)?.splitn(4, '-');
+        let pid = parts.next()?.parse().ok()?;
+        let host = u32::from_str_radix(parts.next()?, 16).ok()?;
+        let boot = u32::from_str_radix(parts.next()?, 16).ok()?;
+        parts.next().filter(|rest| !rest.is_empty())?;
+        Some(TempOwner { pid, host, boot })
+    }
+
+    /// Whether the process that wrote this temp file is gone, seen from `me`.
+    fn fate(self, me: TempOwner) -> Fate {
+        if self.host != me.host {
+            return Fate::Unknown;
+        }
+        if self.boot != me.boot {
+            return Fate::Dead; // written before the last reboot
+        }
+        if self.pid == me.pid {
+            return Fate::Alive;
+        }
+        let Some(pid) = i32::try_from(self.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return Fate::Unknown;
+        };
+        match rustix::process::test_kill_process(pid) {
+            Err(rustix::io::Errno::SRCH) => Fate::Dead,
+            // Ok, or EPERM: a live process (maybe of another user).
+            _ => Fate::Alive,
+        }
+    }
+}
+
+/// Whether the run that wrote a temp file is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Dead,
+    Alive,
+    /// Another host's run, or a name without an owner: only a lock on the
+    /// folder proves it is not running.
+    Unknown,
+}
+
+/// 32-bit FNV-1a over the concatenated `parts`.
+fn fnv1a(parts: &[&[u8]]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The start of the temp file names of process `pid` on this host since its
+/// last boot: `.mlyexport-tmp-<pid>-<host>-<boot>-` (a random part follows).
+pub fn temp_name_prefix(pid: u32) -> String {
+    let me = TempOwner::this_process();
+    format!("{TEMP_PREFIX}{pid}-{:08x}-{:08x}-", me.host, me.boot)
+}
+
+/// A new temp file name of this run: its prefix, then a counter from a
+/// random start (no two names of one run are the same).
+fn next_temp_name() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: std::sync::OnceLock<(String, u64)> = std::sync::OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (prefix, seed) =
+        PREFIX.get_or_init(|| (temp_name_prefix(std::process::id()), rand::random::<u64>()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:016x}", seed.wrapping_add(n))
 }
 
 /// Largest metadata file read, in bytes (the API's records are about 1 KB);
@@ -296,27 +344,60 @@ pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result
     Ok(())
 }
 
-/// Removes temp files left by a killed run in `dir` and its direct subfolders.
-/// Returns how many were removed.
+/// Removes the temp files of runs that are gone (killed, crashed, or from
+/// before a reboot) in `dir` and its direct subfolders: only those whose name
+/// says they were written on this host by a process that no longer exists.
+/// A live run's temp files are never touched; another host's, and names
+/// without an owner (older versions), are left alone (see
+/// [`remove_stale_temp_files_locked`]). Returns how many were removed. Files
+/// are unlinked, never emptied.
 pub fn remove_stale_temp_files(dir: &Path) -> usize {
-    let mut removed = 0;
-    let mut visit = |d: &Path| {
-        if let Ok(entries) = fs::read_dir(d) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                    && fs::remove_file(e.path()).is_ok()
-                {
-                    removed += 1;
-                }
-            }
-        }
-    };
-    visit(dir);
+    remove_temp_files(dir, false)
+}
+
+/// Like [`remove_stale_temp_files`] in the folder `lock` holds, which proves
+/// that no other mlyexport run works there: then also another host's temp
+/// files and names without an owner are removed, in the folder and in each
+/// direct subfolder without a lock file of its own. A live process's temp
+/// files on this host are still kept.
+pub fn remove_stale_temp_files_locked(lock: &crate::lock::FolderLock) -> usize {
+    remove_temp_files(lock.dir(), lock.covers_folder())
+}
+
+fn remove_temp_files(dir: &Path, idle: bool) -> usize {
+    let me = TempOwner::this_process();
+    let mut removed = remove_temp_files_in(dir, idle, me);
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                visit(&e.path());
+                let sub = e.path();
+                let sub_idle = idle && !sub.join(crate::lock::LOCK_FILE).exists();
+                removed += remove_temp_files_in(&sub, sub_idle, me);
             }
+        }
+    }
+    removed
+}
+
+/// The temp files of gone runs in one folder (and, when `idle`, those of
+/// unknown runs).
+fn remove_temp_files_in(dir: &Path, idle: bool, me: TempOwner) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str().filter(|n| n.starts_with(TEMP_PREFIX)) else {
+            continue;
+        };
+        let remove = match TempOwner::parse(name).map_or(Fate::Unknown, |o| o.fate(me)) {
+            Fate::Dead => true,
+            Fate::Alive => false,
+            Fate::Unknown => idle,
+        };
+        if remove && fs::remove_file(e.path()).is_ok() {
+            removed += 1;
         }
     }
     removed
@@ -436,7 +517,41 @@ mod tests {
     }
 
     #[test]
-    fn replacer_reuses_the_replaced_inode_and_leaves_no_temp() {
+    fn replaced_files_are_new_inodes_and_open_readers_keep_their_bytes() {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..4)
+            .map(|i| dir.path().join(format!("{i}.jpg")))
+            .collect();
+        for (i, p) in paths.iter().enumerate() {
+            fs::write(p, format!("old content of {i}, long enough")).unwrap();
+        }
+        let held: Vec<(fs::File, u64)> = paths
+            .iter()
+            .map(|p| {
+                let f = fs::File::open(p).unwrap();
+                let ino = f.metadata().unwrap().ino();
+                (f, ino)
+            })
+            .collect();
+        let mut r = Replacer::new();
+        for (i, p) in paths.iter().enumerate() {
+            replace_with(&mut r, p, format!("new {i}").as_bytes());
+        }
+        sync_dir(dir.path()).unwrap();
+        for (i, ((mut f, ino), p)) in held.into_iter().zip(&paths).enumerate() {
+            let mut got = String::new();
+            f.read_to_string(&mut got).unwrap();
+            assert_eq!(got, format!("old content of {i}, long enough"));
+            assert_ne!(fs::metadata(p).unwrap().ino(), ino);
+            assert_eq!(fs::read(p).unwrap(), format!("new {i}").as_bytes());
+        }
+        assert_eq!(names(dir.path()), ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]);
+    }
+
+    #[test]
+    fn replacer_keeps_mode_without_setuid_and_the_owner() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let (a, b, c) = (
@@ -444,100 +559,150 @@ mod tests {
             dir.path().join("b.jpg"),
             dir.path().join("c.jpg"),
         );
-        fs::write(&a, b"old a, a long one").unwrap();
-        fs::write(&b, b"old b").unwrap();
-        fs::write(&c, b"old c").unwrap();
-        fs::set_permissions(&b, fs::Permissions::from_mode(0o640)).unwrap();
-        let a_inode = fs::metadata(&a).unwrap().ino();
+        for p in [&a, &b, &c] {
+            fs::write(p, b"old").unwrap();
+        }
+        fs::set_permissions(&a, fs::Permissions::from_mode(0o4755)).unwrap();
+        fs::set_permissions(&b, fs::Permissions::from_mode(0o2640)).unwrap();
+        // As root (or as a member of that group) the owner can be kept; a
+        // refusal must not fail the replacement.
+        let chowned = std::os::unix::fs::chown(&c, Some(1234), Some(5678)).is_ok();
         let mut r = Replacer::new();
-        replace_with(&mut r, &a, b"new a");
-        // b is written into a's old inode (a shorter file than it held).
-        replace_with(&mut r, &b, b"new b");
-        replace_with(&mut r, &c, b"new c, longer than the old one");
-        assert_eq!(fs::metadata(&b).unwrap().ino(), a_inode);
-        assert_eq!(fs::read(&a).unwrap(), b"new a");
-        assert_eq!(fs::read(&b).unwrap(), b"new b");
-        assert_eq!(fs::read(&c).unwrap(), b"new c, longer than the old one");
-        assert_eq!(
-            fs::metadata(&b).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
-        assert_eq!(
-            fs::metadata(&c).unwrap().permissions().mode() & 0o777,
-            0o644
-        );
-        drop(r);
-        assert_eq!(names(dir.path()), ["a.jpg", "b.jpg", "c.jpg"]);
+        for p in [&a, &b, &c] {
+            replace_with(&mut r, p, b"new");
+        }
+        let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&a), 0o755);
+        assert_eq!(mode(&b), 0o640);
+        assert_eq!(mode(&c), 0o644);
+        if chowned {
+            let m = fs::metadata(&c).unwrap();
+            assert_eq!((m.uid(), m.gid()), (1234, 5678));
+        }
     }
 
     #[test]
-    fn replacer_never_reuses_a_file_with_another_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let sub = dir.path().join("g2");
-        fs::create_dir(&sub).unwrap();
-        let (a, b, other) = (
-            dir.path().join("a.jpg"),
-            sub.join("b.jpg"),
-            dir.path().join("backup.jpg"),
-        );
-        fs::write(&a, b"old a").unwrap();
-        fs::write(&b, b"old b").unwrap();
-        fs::hard_link(&a, &other).unwrap();
-        let mut r = Replacer::new();
-        replace_with(&mut r, &a, b"new a");
-        replace_with(&mut r, &b, b"new b");
-        replace_with(&mut r, &a, b"newer a");
-        assert_eq!(fs::read(&other).unwrap(), b"old a", "a second name changed");
-        assert_eq!(fs::read(&a).unwrap(), b"newer a");
-        assert_eq!(fs::read(&b).unwrap(), b"new b");
-        drop(r);
-        assert_eq!(names(dir.path()), ["a.jpg", "backup.jpg", "g2"]);
-        assert_eq!(names(&sub), ["b.jpg"]);
-    }
-
-    #[test]
-    fn replacer_leaves_symlink_targets_and_tagged_files_alone() {
+    fn replacer_never_writes_a_file_with_another_name_or_a_symlink_target() {
         let dir = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         let target = outside.path().join("library.jpg");
         fs::write(&target, b"a picture kept elsewhere").unwrap();
-        let (a, b, c) = (
+        let (a, b, other) = (
             dir.path().join("a.jpg"),
             dir.path().join("b.jpg"),
-            dir.path().join("c.jpg"),
+            dir.path().join("backup.jpg"),
         );
         std::os::unix::fs::symlink(&target, &a).unwrap();
         fs::write(&b, b"old b").unwrap();
-        fs::write(&c, b"old c").unwrap();
-        let tagged = rustix::fs::lsetxattr(&b, "user.note", b"x", rustix::fs::XattrFlags::empty());
+        fs::hard_link(&b, &other).unwrap();
         let mut r = Replacer::new();
         // `a` is read through its link (as the EXIF pass does) and replaced by a file.
         replace_with(&mut r, &a, b"new a");
         replace_with(&mut r, &b, b"new b");
-        replace_with(&mut r, &c, b"new c");
         assert_eq!(fs::read(&target).unwrap(), b"a picture kept elsewhere");
+        assert_eq!(fs::read(&other).unwrap(), b"old b", "a second name changed");
         assert_eq!(fs::read(&a).unwrap(), b"new a");
-        assert_eq!(fs::read(&c).unwrap(), b"new c");
-        if tagged.is_ok() {
-            // b's inode, with its attribute, did not become c.
-            let attrs = rustix::fs::llistxattr_query(&c).unwrap_or(0);
-            assert_eq!(attrs, 0, "c carries b's attribute");
-        }
-        drop(r);
-        assert_eq!(names(dir.path()), ["a.jpg", "b.jpg", "c.jpg"]);
+        assert!(fs::symlink_metadata(&a).unwrap().is_file());
+        assert_eq!(fs::read(&b).unwrap(), b"new b");
+        assert_eq!(names(dir.path()), ["a.jpg", "b.jpg", "backup.jpg"]);
     }
 
     #[test]
-    fn a_leftover_second_name_is_unlinked_not_emptied() {
-        // A run killed between the hard link and the rename leaves a temp
-        // name for the JPEG itself: cleaning up must keep the JPEG whole.
+    fn a_failed_fill_leaves_the_file_and_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.jpg");
+        fs::write(&a, b"old").unwrap();
+        let meta = fs::metadata(&a).unwrap();
+        let e = Replacer::new().replace(&a, Some(&meta), |f| {
+            f.write_all(b"half")?;
+            Err(io::Error::other("stop"))
+        });
+        assert!(e.is_err());
+        assert_eq!(fs::read(&a).unwrap(), b"old");
+        assert_eq!(names(dir.path()), ["a.jpg"]);
+    }
+
+    /// The pid of a process that has exited.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn temp_names_say_their_run_and_parse_back() {
+        let name = next_temp_name();
+        let me = TempOwner::this_process();
+        assert_eq!(TempOwner::parse(&name), Some(me));
+        assert_eq!(me.fate(me), Fate::Alive);
+        assert_ne!(next_temp_name(), name);
+        for foreign in [
+            ".mlyexport-tmp-k",
+            ".mlyexport-tmp-12-zz-00-x",
+            ".mlyexport-tmp-1-2-3-",
+        ] {
+            assert_eq!(TempOwner::parse(foreign), None, "{foreign}");
+        }
+        let dead = TempOwner::parse(&format!("{}x", temp_name_prefix(dead_pid()))).unwrap();
+        assert_eq!(dead.fate(me), Fate::Dead);
+        let rebooted = TempOwner {
+            boot: me.boot ^ 1,
+            ..me
+        };
+        assert_eq!(rebooted.fate(me), Fate::Dead);
+        let elsewhere = TempOwner {
+            host: me.host ^ 1,
+            ..dead
+        };
+        assert_eq!(elsewhere.fate(me), Fate::Unknown);
+    }
+
+    #[test]
+    fn cleanup_removes_only_temp_files_of_gone_runs() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("g1");
+        fs::create_dir(&sub).unwrap();
+        let a = sub.join("a.jpg");
         fs::write(&a, b"the image").unwrap();
-        fs::hard_link(&a, dir.path().join(format!("{TEMP_PREFIX}k"))).unwrap();
+        let me = TempOwner::this_process();
+        let dead = format!("{}1", temp_name_prefix(dead_pid()));
+        let live = format!("{}2", temp_name_prefix(std::process::id()));
+        let other_host = format!(
+            "{TEMP_PREFIX}{}-{:08x}-{:08x}-3",
+            dead_pid(),
+            me.host ^ 1,
+            me.boot
+        );
+        let legacy = format!("{TEMP_PREFIX}mapillary.gpkg");
+        // A leftover second name of the JPEG itself is unlinked, not emptied.
+        fs::hard_link(&a, sub.join(&dead)).unwrap();
+        for n in [&live, &other_host, &legacy] {
+            fs::write(sub.join(n), b"").unwrap();
+            fs::write(dir.path().join(n), b"").unwrap();
+        }
         assert_eq!(remove_stale_temp_files(dir.path()), 1);
         assert_eq!(fs::read(&a).unwrap(), b"the image");
-        assert_eq!(names(dir.path()), ["a.jpg"]);
+        assert_eq!(fs::metadata(&a).unwrap().nlink(), 1);
+        let mut kept = vec![live.clone(), other_host.clone(), legacy.clone()];
+        kept.sort();
+        let mut in_sub = kept.clone();
+        in_sub.push("a.jpg".into());
+        in_sub.sort();
+        assert_eq!(names(&sub), in_sub);
+
+        // With the folder locked, unknown owners go too; a live run's stay,
+        // and so does a subfolder with a lock of its own.
+        let nested = dir.path().join("layers");
+        fs::create_dir(&nested).unwrap();
+        fs::write(nested.join(&legacy), b"").unwrap();
+        let inner = crate::lock::FolderLock::acquire(&nested, "layers").unwrap();
+        let lock = crate::lock::FolderLock::acquire(dir.path(), "exif").unwrap();
+        assert_eq!(remove_stale_temp_files_locked(&lock), 4);
+        assert!(sub.join(&live).exists() && dir.path().join(&live).exists());
+        assert!(nested.join(&legacy).exists());
+        drop((lock, inner));
     }
 
     #[test]
@@ -547,9 +712,11 @@ mod tests {
         atomic_write(&p, b"one").unwrap();
         atomic_write(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-        fs::write(dir.path().join(format!("{TEMP_PREFIX}x")), b"").unwrap();
-        assert_eq!(remove_stale_temp_files(dir.path()), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::ExitStatus;
 use crate::cli::ExifArgs;
 use crate::exif::{self, ExifTags, TimeZones, XmpOutcome};
 use crate::layers::read::{self, ReadError};
+use crate::lock::FolderLock;
 use crate::model::PositionSource;
 use crate::report::Reporter;
 use crate::store::{self, FoundImage, Replacer};
@@ -30,7 +31,14 @@ const PROGRESS_FROM: usize = 1000;
 /// every image was handled, 1 when some files were skipped.
 pub fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
-    let summary = embed_folder(&args.input, args.position, &reporter)?;
+    if !args.input.is_dir() {
+        anyhow::bail!(
+            "input folder `{}` does not exist or is not a folder; pass the folder `mlyexport fetch` wrote with --input",
+            args.input.display()
+        );
+    }
+    let lock = FolderLock::acquire(&args.input, "exif")?;
+    let summary = embed_folder(&lock, args.position, &reporter)?;
     reporter.summary(&summary.lines());
     Ok(summary.status())
 }
@@ -106,21 +114,25 @@ struct Done {
     xmp: XmpOutcome,
 }
 
-/// Embeds GPS EXIF tags into every JPEG of a downloads folder (the `fetch`
-/// layout `<grid>/<id>.json` + `<id>.jpg`, or the old tool's `jsons/` +
-/// `images/`), in parallel on its own rayon pool (see `io_threads`), one
-/// file per worker in memory at a time. `position` picks the source of position and direction
-/// (falling back to the other). Each JPEG is replaced atomically and only when
-/// its bytes change, keeping its permissions. A corrupt or non-JPEG file, a
-/// missing JPEG or an unreadable JSON is named through `reporter`, counted in
-/// [`ExifSummary::skipped`] and left untouched; it does not stop the pass.
+/// Embeds GPS EXIF tags into every JPEG of the downloads folder that `lock`
+/// holds (the `fetch` layout `<grid>/<id>.json` + `<id>.jpg`, or the old
+/// tool's `jsons/` + `images/`), in parallel on its own rayon pool (see
+/// `io_threads`), one file per worker in memory at a time. `position` picks
+/// the source of position and direction (falling back to the other). Each
+/// JPEG is replaced atomically by a new file and only when its bytes change,
+/// keeping its owner and permissions (minus setuid/setgid); a program holding
+/// the old file open keeps reading the old bytes. A corrupt or non-JPEG file,
+/// a missing JPEG or an unreadable JSON is named through `reporter`, counted
+/// in [`ExifSummary::skipped`] and left untouched; it does not stop the pass.
 ///
-/// Errors (exit 2) only when the folder cannot be read or holds no image JSON.
+/// Errors (exit 2) only when the folder cannot be read, holds no image JSON,
+/// or cannot be synced at the end.
 pub fn embed_folder(
-    input: &Path,
+    lock: &FolderLock,
     position: PositionSource,
     reporter: &Reporter,
 ) -> anyhow::Result<ExifSummary> {
+    let input = lock.dir();
     let (_, found) = store::scan_input(input)
         .with_context(|| format!("cannot list the images in `{}`", input.display()))?;
     if found.is_empty() {
@@ -130,7 +142,7 @@ pub fn embed_folder(
             input.display()
         );
     }
-    store::remove_stale_temp_files(input);
+    store::remove_stale_temp_files_locked(lock);
     reporter.info(&format!(
         "embedding EXIF into {} images in `{}`",
         found.len(),
@@ -144,8 +156,8 @@ pub fn embed_folder(
         .context("cannot start the EXIF worker threads")?;
     let total = found.len();
     let finished = AtomicUsize::new(0);
-    // Runs of neighbouring files per job, each with one Replacer, so its
-    // spare inode is reused along the run (files are in folder order).
+    // Runs of neighbouring files per job, each with one Replacer (which
+    // keeps what it learnt of the folder along the run).
     let run = total.div_ceil(pool.current_num_threads() * 4).max(1);
     let results: Vec<Result<Done, Skipped>> = pool.install(|| {
         found
@@ -166,6 +178,7 @@ pub fn embed_folder(
         images: found.len(),
         ..ExifSummary::default()
     };
+    sync_folders(&found, &results)?;
     for r in results {
         match r {
             Ok(d) => {
@@ -199,6 +212,30 @@ pub fn embed_folder(
         ));
     }
     Ok(s)
+}
+
+/// Makes the renames of the pass durable: one `fsync` per folder where a
+/// JPEG was replaced, after its last replacement. Each new file's data was
+/// synced before its rename, so until then a power cut leaves every JPEG
+/// whole, old or new (plus temp files that the next run removes).
+fn sync_folders(found: &[FoundImage], results: &[Result<Done, Skipped>]) -> anyhow::Result<()> {
+    let mut dirs: Vec<&Path> = found
+        .iter()
+        .zip(results)
+        .filter(|(_, r)| r.as_ref().is_ok_and(|d| d.written))
+        .filter_map(|(f, _)| f.jpg.as_deref().and_then(Path::parent))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        store::sync_dir(dir).with_context(|| {
+            format!(
+                "the JPEGs tagged in `{}` may not survive a power cut",
+                dir.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Workers for the pass: 4 per core, 4 to 32. The work is bound by the
@@ -266,7 +303,10 @@ fn retag_file(
         )
     };
     let plan = loop {
-        let more = want.min(len).saturating_sub(head.len() as u64);
+        let more = want
+            .min(len)
+            .min(exif::MAX_HEAD_BYTES as u64)
+            .saturating_sub(head.len() as u64);
         head.reserve_exact(usize::try_from(more).unwrap_or(0));
         let read = (&mut file).take(more).read_to_end(&mut head)?;
         if (read as u64) < more {
@@ -274,7 +314,8 @@ fn retag_file(
         }
         match exif::plan_head(&head, len, last_two, tags)? {
             Some(plan) => break plan,
-            // `plan_head` asks for more only while the head is shorter than `len`.
+            // `plan_head` asks for more only while the head is shorter than
+            // `len` and than `MAX_HEAD_BYTES` (beyond, it refuses the file).
             None => want = want.saturating_mul(4),
         }
     };

@@ -10,6 +10,7 @@ use crate::api::Client;
 use crate::cli::FetchArgs;
 use crate::config::FetchConfig;
 use crate::fetch::{self, Progress};
+use crate::lock::FolderLock;
 use crate::report::Reporter;
 
 pub fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
@@ -17,6 +18,8 @@ pub fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let cfg = FetchConfig::from_args(args, &|k| std::env::var(k).ok(), &cwd, argv)?;
     let reporter = Reporter::new(cfg.quiet);
+    // Held until the run ends; refused at once when another run holds it.
+    let _lock = FolderLock::acquire(&cfg.output, "fetch")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -24,6 +24,7 @@ use crate::layers::{
     self, FileLayout, GridInfo, ImageRow, Interner, LayerSet, SequenceLine, extent, gpkg,
     sequence_lines, source_name,
 };
+use crate::lock::FolderLock;
 use crate::model::PositionSource;
 use crate::report::Reporter;
 use crate::runrecord::RunEntry;
@@ -46,6 +47,13 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
         );
     }
     let output = args.output.clone().unwrap_or_else(|| input.join("layers"));
+    // The EXIF pass rewrites the input's JPEGs: both folders are ours alone.
+    let input_lock = FolderLock::acquire(&input, "layers")?;
+    let output_lock = if same_folder(&input, &output) {
+        None
+    } else {
+        Some(FolderLock::acquire(&output, "layers")?)
+    };
     let as_of_flag = args.as_of.as_deref().map(parse_as_of).transpose()?;
 
     let scan = read::scan(&input)
@@ -62,7 +70,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let mut status = ExitStatus::Success;
     let mut exif_lines = Vec::new();
     if !args.no_exif {
-        let summary = crate::commands::exif::embed_folder(&input, args.position, &reporter)?;
+        let summary = crate::commands::exif::embed_folder(&input_lock, args.position, &reporter)?;
         if summary.status() != ExitStatus::Success {
             status = ExitStatus::Partial;
         }
@@ -91,7 +99,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let formats = dedup_formats(&args.format);
     fs::create_dir_all(&output)
         .with_context(|| format!("cannot create the output folder `{}`", output.display()))?;
-    store::remove_stale_temp_files(&output);
+    store::remove_stale_temp_files_locked(output_lock.as_ref().unwrap_or(&input_lock));
 
     reporter.info(&format!(
         "reading {} metadata files in `{}`",
@@ -178,6 +186,11 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     lines.extend(exif_lines);
     reporter.summary(&lines);
     Ok(status)
+}
+
+/// Whether two paths name one existing folder.
+fn same_folder(a: &Path, b: &Path) -> bool {
+    matches!((fs::canonicalize(a), fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 fn dedup_formats(formats: &[LayerFormat]) -> Vec<LayerFormat> {

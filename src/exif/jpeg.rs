@@ -1,6 +1,9 @@
 //! JPEG marker walking: finds the segments before the first scan, the frame
 //! size and the start of the entropy-coded data, and checks the end-of-image
 //! marker. Pure: reads a byte slice, never decodes or re-encodes pixels.
+//! Bounded whatever the file holds: only its first [`MAX_HEAD`] bytes are
+//! walked, and at most [`MAX_SEGMENTS`] segments are kept (a run of
+//! standalone markers counts as one).
 
 use super::ExifError;
 
@@ -10,6 +13,13 @@ pub(crate) const EXIF_HEADER: &[u8] = b"Exif\0\0";
 pub(crate) const XMP_HEADER: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 /// Largest payload of a segment: its 16-bit length counts itself (2 bytes).
 pub(crate) const MAX_PAYLOAD: usize = 65_533;
+/// Bytes before the first scan beyond which a file is not tagged. A JPEG's
+/// metadata (EXIF, XMP, ICC, tables) takes far less; more is a malformed or
+/// hostile file, such as megabytes of fill bytes or standalone markers.
+pub(crate) const MAX_HEAD: usize = 4 << 20;
+/// Segments before the first scan beyond which a file is not tagged (ICC
+/// profiles, the longest honest case, are split into at most 255).
+pub(crate) const MAX_SEGMENTS: usize = 4096;
 
 /// One marker segment before the first scan, as byte ranges of the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +63,46 @@ fn hex(bytes: &[u8]) -> String {
         .join(" ")
 }
 
+fn is_standalone(marker: u8) -> bool {
+    matches!(marker, 0x01 | 0xD0..=0xD8)
+}
+
+/// Adds the standalone marker `start..end` to `segments`, into the previous
+/// segment when that is a run of standalone markers ending at `start`.
+fn push_standalone(
+    segments: &mut Vec<Segment>,
+    marker: u8,
+    start: usize,
+    end: usize,
+) -> Result<(), ExifError> {
+    match segments.last_mut() {
+        Some(last) if is_standalone(last.marker) && last.end == start => {
+            last.payload = end;
+            last.end = end;
+            Ok(())
+        }
+        _ => push_segment(
+            segments,
+            Segment {
+                marker,
+                start,
+                payload: end,
+                end,
+            },
+        ),
+    }
+}
+
+fn push_segment(segments: &mut Vec<Segment>, seg: Segment) -> Result<(), ExifError> {
+    if segments.len() >= MAX_SEGMENTS {
+        return Err(ExifError::TooManySegments {
+            limit: MAX_SEGMENTS,
+        });
+    }
+    segments.push(seg);
+    Ok(())
+}
+
 fn is_sof(marker: u8) -> bool {
     matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
 }
@@ -63,12 +113,14 @@ fn is_sof(marker: u8) -> bool {
 pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
     let last_two = [jpeg.len().saturating_sub(2), jpeg.len().saturating_sub(1)]
         .map(|i| jpeg.get(i).copied().unwrap_or(0));
-    parse_head(jpeg, jpeg.len() as u64, last_two)?.ok_or(ExifError::Truncated { offset: 0 })
+    let head = &jpeg[..jpeg.len().min(MAX_HEAD)];
+    parse_head(head, jpeg.len() as u64, last_two)?.ok_or(ExifError::Truncated { offset: 0 })
 }
 
 /// Like [`parse`] from the first bytes of a file of `file_len` bytes (`head`)
 /// and its last two bytes, so the compressed data need not be read.
-/// `Ok(None)`: the segments run past `head`; read more and ask again.
+/// `Ok(None)`: the segments run past `head`; read more and ask again. Never
+/// asks for more than [`MAX_HEAD`] bytes: beyond, the file is refused.
 pub(crate) fn parse_head(
     head: &[u8],
     file_len: u64,
@@ -76,6 +128,13 @@ pub(crate) fn parse_head(
 ) -> Result<Option<Layout>, ExifError> {
     let jpeg = head;
     let short = (head.len() as u64) < file_len;
+    let more = || {
+        if head.len() >= MAX_HEAD {
+            Err(ExifError::HeadTooLong { limit: MAX_HEAD })
+        } else {
+            Ok(None)
+        }
+    };
     if file_len < 4 || jpeg.len() < 2 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
         return Err(ExifError::NotJpeg(hex(&jpeg[..jpeg.len().min(4)])));
     }
@@ -88,7 +147,7 @@ pub(crate) fn parse_head(
     loop {
         let start = pos;
         if short && pos + 4 > jpeg.len() {
-            return Ok(None);
+            return more();
         }
         if jpeg.get(pos) != Some(&0xFF) {
             return Err(ExifError::BadMarker {
@@ -103,7 +162,7 @@ pub(crate) fn parse_head(
         }
         let Some(&marker) = jpeg.get(pos) else {
             return if short {
-                Ok(None)
+                more()
             } else {
                 Err(ExifError::Truncated { offset: start })
             };
@@ -117,19 +176,14 @@ pub(crate) fn parse_head(
                     found: "FF 00".into(),
                 });
             }
-            0x01 | 0xD0..=0xD8 => {
-                segments.push(Segment {
-                    marker,
-                    start,
-                    payload: pos,
-                    end: pos,
-                });
+            m if is_standalone(m) => {
+                push_standalone(&mut segments, marker, start, pos)?;
                 continue;
             }
             _ => {}
         }
         if short && pos + 2 > jpeg.len() {
-            return Ok(None);
+            return more();
         }
         let len = match jpeg.get(pos..pos + 2) {
             Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
@@ -140,7 +194,7 @@ pub(crate) fn parse_head(
         }
         if pos + len > jpeg.len() {
             return if short && (pos + len) as u64 <= file_len {
-                Ok(None)
+                more()
             } else {
                 Err(ExifError::Truncated { offset: start })
             };
@@ -175,7 +229,7 @@ pub(crate) fn parse_head(
                 height,
             }));
         }
-        segments.push(seg);
+        push_segment(&mut segments, seg)?;
         pos = seg.end;
     }
 }
@@ -242,6 +296,54 @@ mod tests {
         assert!(matches!(
             parse(&garbage),
             Err(ExifError::BadMarker { offset: 11, .. })
+        ));
+    }
+
+    #[test]
+    fn standalone_markers_are_one_segment_and_kept_byte_for_byte() {
+        let j = tiny();
+        let mut odd = j[..2].to_vec();
+        odd.extend([0xFF, 0xD0, 0xFF, 0xFF, 0xD7, 0xFF, 0x01]);
+        odd.extend(&j[2..]);
+        let l = parse(&odd).unwrap();
+        assert_eq!(l.segments.len(), 3);
+        assert_eq!((l.segments[0].start, l.segments[0].end), (2, 9));
+        assert_eq!(l.segments[1].marker, 0xE0);
+    }
+
+    #[test]
+    fn a_pathological_marker_stream_is_refused_within_the_bound() {
+        // Megabytes of standalone markers, then of fill bytes: the walk stops
+        // at MAX_HEAD, whatever the file's length.
+        for filler in [[0xFF, 0xD0], [0xFF, 0xFF]] {
+            let mut j = vec![0xFF, 0xD8];
+            while j.len() < MAX_HEAD + 10 {
+                j.extend(filler);
+            }
+            j.extend([0xFF, 0xD9]);
+            assert!(matches!(
+                parse(&j),
+                Err(ExifError::HeadTooLong { limit: MAX_HEAD })
+            ));
+            let end = [0xFF, 0xD9];
+            let n = 64 << 20;
+            assert_eq!(parse_head(&j[..1 << 20], n, end).unwrap(), None);
+            assert!(matches!(
+                parse_head(&j[..MAX_HEAD], n, end),
+                Err(ExifError::HeadTooLong { .. })
+            ));
+        }
+        // Alternating tiny segments cannot grow the segment list without end.
+        let mut j = vec![0xFF, 0xD8];
+        for _ in 0..=MAX_SEGMENTS {
+            j.extend([0xFF, 0xD0, 0xFF, 0xFE, 0x00, 0x02]);
+        }
+        j.extend(&tiny()[2..]);
+        assert!(matches!(
+            parse(&j),
+            Err(ExifError::TooManySegments {
+                limit: MAX_SEGMENTS
+            })
         ));
     }
 }

@@ -17,6 +17,11 @@ use crate::record::ImageRecord;
 
 pub use tz::{LocalTime, TimeZones};
 
+/// Most bytes of a JPEG read before its image data: a file whose segments
+/// run further is refused ([`ExifError::HeadTooLong`]), so tagging one file
+/// takes at most about twice this much memory, whatever the file holds.
+pub const MAX_HEAD_BYTES: usize = jpeg::MAX_HEAD;
+
 /// The licence and attribution Mapillary imagery is published under.
 pub const LICENCE: &str = "CC BY-SA 4.0, Mapillary contributors";
 
@@ -37,6 +42,16 @@ pub enum ExifError {
     NoFrame,
     #[error("corrupt JPEG: no image data (SOS) before the end-of-image marker")]
     NoScan,
+    #[error(
+        "not a JPEG we can tag: its markers before the image data run past the first {limit} bytes \
+         (metadata takes far less: a malformed file, e.g. a run of fill bytes or standalone markers)"
+    )]
+    HeadTooLong { limit: usize },
+    #[error(
+        "not a JPEG we can tag: more than {limit} marker segments before the image data \
+         (a malformed file)"
+    )]
+    TooManySegments { limit: usize },
     #[error("the existing EXIF block cannot be read without losing tags: {0}")]
     ExistingExif(String),
     #[error("the EXIF block would be {0} bytes, more than the 65,527 a JPEG segment holds")]

@@ -102,7 +102,7 @@ fn jpeg_with_camera_exif() -> (Vec<u8>, Vec<u8>) {
 }
 
 /// The fields `fetch` writes for an image, with a position at `lon`, `lat`.
-fn record(id: u64, lon: f64, lat: f64) -> Json {
+pub(crate) fn record(id: u64, lon: f64, lat: f64) -> Json {
     json!({
         "id": id.to_string(),
         "captured_at": 1_625_133_600_123_i64,
@@ -124,23 +124,23 @@ fn record(id: u64, lon: f64, lat: f64) -> Json {
 }
 
 /// A downloads folder in the `fetch` layout.
-struct Folder {
-    dir: tempfile::TempDir,
+pub(crate) struct Folder {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Folder {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.path().join("downloads")
     }
 
     /// Writes `<root>/g1/<id>.json` (with the `mlyexport` block) and `<id>.jpg`.
-    fn add(&self, mut rec: Json, jpeg: &[u8]) -> PathBuf {
+    pub(crate) fn add(&self, mut rec: Json, jpeg: &[u8]) -> PathBuf {
         let id = rec["id"].as_str().unwrap().to_string();
         let dir = self.root().join("g1");
         fs::create_dir_all(&dir).unwrap();
@@ -165,7 +165,7 @@ impl Folder {
         jpg
     }
 
-    fn run(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
+    pub(crate) fn run(&self, extra: &[&str]) -> assert_cmd::assert::Assert {
         assert_cmd::Command::cargo_bin("mlyexport")
             .unwrap()
             .env_clear()
