@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::LayerAccess;
-use geo::{BooleanOps, BoundingRect, Intersects};
+use geo::{Area, BooleanOps, BoundingRect, CoordsIter, Intersects};
 use geo::{Geometry, MultiPolygon, Point, Polygon, Rect, coord};
 
 use crate::model::{Bbox, LonLat};
@@ -40,6 +40,45 @@ pub enum AoiError {
         "`{path}`: the polygon's extent {extent} is not within -180..180, -90..90 after reprojection"
     )]
     Extent { path: PathBuf, extent: String },
+    #[error("cannot use `{path}` as --aoi: {source}")]
+    NotRegular {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "`{path}`: {which} has a vertex that is not a finite number (NaN or infinite), before or after reprojection; fix the file"
+    )]
+    NonFinite { path: PathBuf, which: String },
+    #[error(
+        "`{path}`: {which} has zero area (less than 1e-12 square degrees, about 0.01 m²); a study area must enclose some ground"
+    )]
+    ZeroArea { path: PathBuf, which: String },
+    #[error(
+        "`{path}`: {which} is not a valid polygon (it crosses itself, or its rings touch or overlap); it was refused, not repaired: repair it first (QGIS \"Fix geometries\", or `ogr2ogr -makevalid out.gpkg in.gpkg`)"
+    )]
+    Invalid { path: PathBuf, which: String },
+    #[error(
+        "`{path}`: the polygon's extent {extent} is narrower or lower than 0.000001 degrees (about 0.1 m)"
+    )]
+    TooSmall { path: PathBuf, extent: String },
+}
+
+/// Polygons of less than this many square degrees (about 0.01 m²) have no
+/// usable area.
+pub const MIN_AREA_DEG2: f64 = 1e-12;
+
+/// What is wrong with one polygon's numbers, if anything.
+fn polygon_problem(poly: &Polygon<f64>) -> Option<fn(PathBuf, String) -> AoiError> {
+    if poly
+        .coords_iter()
+        .any(|c| !c.x.is_finite() || !c.y.is_finite())
+    {
+        return Some(|path, which| AoiError::NonFinite { path, which });
+    }
+    if poly.unsigned_area() < MIN_AREA_DEG2 {
+        return Some(|path, which| AoiError::ZeroArea { path, which });
+    }
+    None
 }
 
 /// A study-area polygon in EPSG:4326 (x = lon, y = lat, degrees).
@@ -56,6 +95,8 @@ impl Aoi {
     /// (those matching `filter`, an OGR SQL WHERE clause, when given).
     pub fn read(path: &Path, filter: Option<&str>) -> Result<Aoi, AoiError> {
         let p = || path.to_path_buf();
+        crate::input::check_not_special(path)
+            .map_err(|source| AoiError::NotRegular { path: p(), source })?;
         let ds = gdal::Dataset::open(path).map_err(|e| AoiError::Open {
             path: p(),
             message: e.to_string(),
@@ -91,9 +132,9 @@ impl Aoi {
                 path: p(),
                 message: e.to_string(),
             })?;
-            match g.to_geo() {
-                Ok(Geometry::Polygon(poly)) => polys.push(poly),
-                Ok(Geometry::MultiPolygon(mp)) => polys.extend(mp.0),
+            let parts = match g.to_geo() {
+                Ok(Geometry::Polygon(poly)) => vec![poly],
+                Ok(Geometry::MultiPolygon(mp)) => mp.0,
                 Ok(other) => {
                     return Err(AoiError::NotPolygon {
                         path: p(),
@@ -108,7 +149,19 @@ impl Aoi {
                         kind: g.geometry_name(),
                     });
                 }
+            };
+            let which = || format!("feature {fid}");
+            if let Some(make) = parts.iter().find_map(polygon_problem) {
+                return Err(make(p(), which()));
             }
+            // GEOS validity: self-intersections, crossing rings, bad holes.
+            if !g.is_valid() {
+                return Err(AoiError::Invalid {
+                    path: p(),
+                    which: which(),
+                });
+            }
+            polys.extend(parts);
         }
         let hint = if filter.is_some() {
             " matching --aoi-where"
@@ -122,26 +175,38 @@ impl Aoi {
         Aoi::new(MultiPolygon(polys), source).map_err(|e| match e {
             AoiError::Empty { .. } => AoiError::Empty { path: p(), hint },
             AoiError::Extent { extent, .. } => AoiError::Extent { path: p(), extent },
+            AoiError::TooSmall { extent, .. } => AoiError::TooSmall { path: p(), extent },
+            AoiError::NonFinite { which, .. } => AoiError::NonFinite { path: p(), which },
+            AoiError::ZeroArea { which, .. } => AoiError::ZeroArea { path: p(), which },
             other => other,
         })
     }
 
-    /// An AOI from a multipolygon already in EPSG:4326.
+    /// An AOI from a multipolygon already in EPSG:4326. Refuses a polygon
+    /// with a NaN or infinite vertex, one of zero area, and an extent out of
+    /// range or under 0.1 m wide or high. Validity (self-intersection) is
+    /// checked by [`Aoi::read`] with GEOS.
     pub fn new(shape: MultiPolygon<f64>, source: String) -> Result<Aoi, AoiError> {
+        let path = || PathBuf::from(&source);
+        for (i, poly) in shape.0.iter().enumerate() {
+            if let Some(make) = polygon_problem(poly) {
+                return Err(make(path(), format!("polygon {}", i + 1)));
+            }
+        }
         let rect = shape.bounding_rect().ok_or_else(|| AoiError::Empty {
-            path: PathBuf::from(&source),
+            path: path(),
             hint: "",
         })?;
-        let bbox =
-            Bbox::new(rect.min().x, rect.min().y, rect.max().x, rect.max().y).map_err(|_| {
-                AoiError::Extent {
-                    path: PathBuf::from(&source),
-                    extent: format!(
-                        "{:?}",
-                        [rect.min().x, rect.min().y, rect.max().x, rect.max().y]
-                    ),
-                }
-            })?;
+        let corners = [rect.min().x, rect.min().y, rect.max().x, rect.max().y];
+        let extent = format!("{corners:?}");
+        let bbox = Bbox::new(corners[0], corners[1], corners[2], corners[3]).map_err(|_| {
+            AoiError::Extent {
+                path: path(),
+                extent: extent.clone(),
+            }
+        })?;
+        bbox.check_min_side()
+            .map_err(|_| AoiError::TooSmall { path: path(), extent })?;
         Ok(Aoi {
             shape,
             bbox,
@@ -202,6 +267,26 @@ mod tests {
     use super::*;
     use geo::{LineString, polygon};
 
+    fn one(coords: &[(f64, f64)]) -> Result<Aoi, AoiError> {
+        let ring = LineString::from(coords.to_vec());
+        Aoi::new(MultiPolygon(vec![Polygon::new(ring, vec![])]), "t".into())
+    }
+
+    #[test]
+    fn non_finite_zero_area_and_tiny_polygons_are_refused() {
+        let nan = one(&[(0.0, 0.0), (1.0, 0.0), (f64::NAN, 1.0), (0.0, 0.0)]);
+        assert!(matches!(nan, Err(AoiError::NonFinite { .. })));
+        let inf = one(&[(0.0, 0.0), (f64::INFINITY, 0.0), (1.0, 1.0), (0.0, 0.0)]);
+        assert!(matches!(inf, Err(AoiError::NonFinite { .. })));
+        let flat = one(&[(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (0.0, 0.0)]);
+        let e = flat.unwrap_err();
+        assert!(matches!(e, AoiError::ZeroArea { .. }), "{e}");
+        assert!(e.to_string().contains("zero area"), "{e}");
+        let sliver = one(&[(0.0, 0.0), (1e-7, 0.0), (1e-7, 1.0), (0.0, 1.0), (0.0, 0.0)]);
+        assert!(matches!(sliver, Err(AoiError::TooSmall { .. })));
+        assert!(one(&[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)]).is_ok());
+    }
+
     fn square_with_hole() -> Aoi {
         let outer = LineString::from(vec![
             (0.0, 0.0),
@@ -247,7 +332,6 @@ mod tests {
         );
         assert!(!a.intersects_box(&Bbox::new(6.0, 6.0, 7.0, 7.0).unwrap()));
         let clipped = a.clip_box(&Bbox::new(3.0, 3.0, 5.0, 5.0).unwrap());
-        use geo::Area;
         assert!((clipped.unsigned_area() - 1.0).abs() < 1e-9);
     }
 }

@@ -347,15 +347,18 @@ fn plan_from_area_args(
     aoi_bbox: Option<Bbox>,
 ) -> Result<(Plan, Area), ConfigError> {
     if let Some(path) = &args.grid_file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::GridFileRead {
+        let text = crate::input::read_text_bounded(path, plan::MAX_GRID_FILE_BYTES).map_err(
+            |source| ConfigError::GridFileRead {
+                path: path.clone(),
+                source,
+            },
+        )?;
+        let grid_err = |source| ConfigError::GridFile {
             path: path.clone(),
             source,
-        })?;
-        let grids = plan::parse_grid_file(&text).map_err(|source| ConfigError::GridFile {
-            path: path.clone(),
-            source,
-        })?;
-        let plan = Plan::new(grids).expect("a parsed grid file is not empty");
+        };
+        let grids = plan::parse_grid_file(&text).map_err(grid_err)?;
+        let plan = Plan::new(grids).ok_or_else(|| grid_err(PlanError::EmptyGridFile))?;
         let area = Area {
             kind: "grid_file".into(),
             bbox: plan.area(),
@@ -377,8 +380,13 @@ fn plan_from_area_args(
         }
         (None, None) => (None, None),
     };
+    bbox.check_min_side().map_err(PlanError::from)?;
     let plan = match cols_rows {
-        Some((c, r)) => Plan::new(plan::cut(&bbox, c, r)?).expect("at least one cell"),
+        Some((c, r)) => Plan::new(plan::cut(&bbox, c, r)?).ok_or(PlanError::CellTooSmall {
+            cols: c,
+            rows: r,
+            min: crate::model::MIN_AREA_SIDE_DEG,
+        })?,
         None => Plan::single(bbox),
     };
     let area = Area {
@@ -462,9 +470,11 @@ fn load_token(
     let (raw, source) = if let Some(t) = &args.token {
         (t.clone(), "--token".to_string())
     } else if let Some(p) = &args.token_file {
-        let t = std::fs::read_to_string(p).map_err(|source| ConfigError::TokenFile {
-            path: p.clone(),
-            source,
+        let t = crate::input::read_text_bounded(p, MAX_TOKEN_FILE_BYTES).map_err(|source| {
+            ConfigError::TokenFile {
+                path: p.clone(),
+                source,
+            }
         })?;
         (t, format!("--token-file `{}`", p.display()))
     } else if let Some(t) = env(EnvVars::TOKEN) {
@@ -481,14 +491,23 @@ fn load_token(
     }
 }
 
+/// Largest token file read, in bytes (a token is about 50).
+const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
+/// Largest `.env` file read, in bytes.
+const MAX_DOTENV_BYTES: u64 = 1 << 20;
+
 fn token_from_dotenv(path: &Path) -> Result<Option<String>, ConfigError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::DotEnv {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let mut bytes = Vec::new();
+    crate::input::read_bounded_into(path, MAX_DOTENV_BYTES, &mut bytes).map_err(|e| {
+        ConfigError::DotEnv {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     })?;
+    let iter = dotenvy::from_read_iter(std::io::Cursor::new(bytes));
     for item in iter {
         // A malformed line is reported without its content (it may be a secret).
         let (k, v) = item.map_err(|_| ConfigError::DotEnv {
