@@ -205,8 +205,10 @@ impl Aoi {
                 extent: extent.clone(),
             }
         })?;
-        bbox.check_min_side()
-            .map_err(|_| AoiError::TooSmall { path: path(), extent })?;
+        bbox.check_min_side().map_err(|_| AoiError::TooSmall {
+            path: path(),
+            extent,
+        })?;
         Ok(Aoi {
             shape,
             bbox,
@@ -333,5 +335,40 @@ mod tests {
         assert!(!a.intersects_box(&Bbox::new(6.0, 6.0, 7.0, 7.0).unwrap()));
         let clipped = a.clip_box(&Bbox::new(3.0, 3.0, 5.0, 5.0).unwrap());
         assert!((clipped.unsigned_area() - 1.0).abs() < 1e-9);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn coord() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                8 => -10.0..10.0f64,
+                1 => any::<f64>(),
+                1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(0.0), Just(1e-9)],
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn polygons_are_accepted_usable_or_refused(
+                rings in proptest::collection::vec(
+                    proptest::collection::vec((coord(), coord()), 0..8), 0..3)
+            ) {
+                let polys: Vec<Polygon<f64>> = rings
+                    .into_iter()
+                    .map(|r| Polygon::new(LineString::from(r), vec![]))
+                    .collect();
+                match Aoi::new(MultiPolygon(polys), "p".into()) {
+                    Ok(a) => {
+                        prop_assert!(a.bbox().check_min_side().is_ok());
+                        prop_assert!(!a.to_geojson().is_null());
+                        let _ = a.contains(LonLat::new(0.0, 0.0).unwrap());
+                        let _ = a.clip_box(&a.bbox());
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! the environment, `.env` and token files; never touches the network and
 //! never prints.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -347,12 +346,13 @@ fn plan_from_area_args(
     aoi_bbox: Option<Bbox>,
 ) -> Result<(Plan, Area), ConfigError> {
     if let Some(path) = &args.grid_file {
-        let text = crate::input::read_text_bounded(path, plan::MAX_GRID_FILE_BYTES).map_err(
-            |source| ConfigError::GridFileRead {
-                path: path.clone(),
-                source,
-            },
-        )?;
+        let text =
+            crate::input::read_text_bounded(path, plan::MAX_GRID_FILE_BYTES).map_err(|source| {
+                ConfigError::GridFileRead {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
         let grid_err = |source| ConfigError::GridFile {
             path: path.clone(),
             source,
@@ -444,13 +444,7 @@ pub fn parse_api_url(s: &str) -> Result<reqwest::Url, ConfigError> {
     match url.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                None => false,
-            };
-            if !loopback {
+            if !crate::api::is_loopback(&url) {
                 return Err(ConfigError::InsecureApiUrl(s.to_string()));
             }
         }
@@ -614,5 +608,40 @@ mod tests {
         assert_eq!(p.backoff(1), Duration::from_millis(500));
         assert_eq!(p.backoff(3), Duration::from_secs(2));
         assert_eq!(p.backoff(9), Duration::from_secs(3));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn dates_never_panic(s in "\\PC{0,40}", end in any::<bool>()) {
+                let _ = parse_date(&s, "--since", end);
+            }
+
+            #[test]
+            fn near_dates_never_panic(
+                s in "[+-]?[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}(T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?)?",
+                end in any::<bool>(),
+            ) {
+                let _ = parse_date(&s, "--until", end);
+            }
+
+            #[test]
+            fn valid_dates_parse(y in 1900i32..2100, m in 1u32..=12, d in 1u32..=28, end in any::<bool>()) {
+                let s = format!("{y:04}-{m:02}-{d:02}");
+                prop_assert!(parse_date(&s, "--since", end).is_ok());
+                let t = format!("{s}T12:34:56Z");
+                prop_assert!(parse_date(&t, "--since", end).is_ok());
+            }
+
+            #[test]
+            fn distances_never_panic(s in "\\PC{0,20}") {
+                if let Ok(m) = parse_distance(&s, "--min-spacing", 0.5) {
+                    prop_assert!(m.is_finite() && m >= 0.5);
+                }
+            }
+        }
     }
 }

@@ -140,7 +140,12 @@ mod tests {
         let e = open_regular(dir.path()).unwrap_err();
         assert!(e.to_string().contains("folder"), "{e}");
         let fifo = dir.path().join("fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
         let e = open_regular(&fifo).unwrap_err();
         assert!(e.to_string().contains("FIFO"), "{e}");
         assert!(check_not_special(&fifo).is_err());

@@ -47,6 +47,12 @@ pub enum ModelError {
 /// (about 0.1 m): smaller boxes cannot be searched or split.
 pub const MIN_AREA_SIDE_DEG: f64 = 1e-6;
 
+/// True when a side of `deg` degrees is under [`MIN_AREA_SIDE_DEG`], with
+/// a little slack: `10.000001 - 10` is a hair under 1e-6 in floating point.
+pub fn below_min_side(deg: f64) -> bool {
+    deg.is_nan() || deg < MIN_AREA_SIDE_DEG * 0.9999
+}
+
 /// A position: `lon` (x) and `lat` (y) in decimal degrees, WGS 84.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LonLat {
@@ -134,7 +140,7 @@ impl Bbox {
     /// Refuses a box narrower or lower than [`MIN_AREA_SIDE_DEG`]: the
     /// check for every user-given study area and grid cell.
     pub fn check_min_side(&self) -> Result<(), ModelError> {
-        if self.width() < MIN_AREA_SIDE_DEG || self.height() < MIN_AREA_SIDE_DEG {
+        if below_min_side(self.width()) || below_min_side(self.height()) {
             return Err(ModelError::BboxTooSmall(self.to_string()));
         }
         Ok(())
@@ -592,7 +598,11 @@ mod tests {
         ));
         assert!("10,0,10.000001,0.000001".parse::<Bbox>().is_ok());
         assert!(
-            "10,0,10.0000009,1".parse::<Bbox>().unwrap_err().to_string().contains("0.1 m")
+            "10,0,10.0000008,1"
+                .parse::<Bbox>()
+                .unwrap_err()
+                .to_string()
+                .contains("0.1 m")
         );
     }
 
@@ -606,5 +616,57 @@ mod tests {
     fn area_km2_of_one_degree_at_equator() {
         let b = Bbox::new(0.0, 0.0, 1.0, 1.0).unwrap();
         assert!((b.area_km2() - 12_364.0).abs() < 10.0, "{}", b.area_km2());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn bbox_parsing_never_panics(s in "\\PC{0,60}") {
+                if let Ok(b) = s.parse::<Bbox>() {
+                    prop_assert!(b.width() > 0.0 && b.height() > 0.0);
+                    prop_assert!(b.check_min_side().is_ok());
+                }
+            }
+
+            #[test]
+            fn four_numbers_are_accepted_or_refused_never_panic(
+                v in proptest::array::uniform4(prop_oneof![
+                    any::<f64>(),
+                    -200.0..200.0f64,
+                    Just(0.0), Just(1e-20), Just(f64::NAN), Just(f64::INFINITY),
+                ])
+            ) {
+                let text = format!("{},{},{},{}", v[0], v[1], v[2], v[3]);
+                match text.parse::<Bbox>() {
+                    Ok(b) => {
+                        prop_assert!(b.min_lon() < b.max_lon() && b.min_lat() < b.max_lat());
+                        prop_assert!(b.width() >= MIN_AREA_SIDE_DEG * 0.9999);
+                        prop_assert!(b.height() >= MIN_AREA_SIDE_DEG * 0.9999);
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn valid_boxes_round_trip(
+                x in -180.0..179.0f64, y in -90.0..89.0f64,
+                w in 0.00001..1.0f64, h in 0.00001..1.0f64,
+            ) {
+                let text = format!("{x},{y},{},{}", x + w, y + h);
+                let b: Bbox = text.parse().map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                prop_assert_eq!(b.to_string().parse::<Bbox>(), Ok(b));
+            }
+
+            #[test]
+            fn grid_ids_are_safe_folder_names(s in "\\PC{0,70}") {
+                if let Ok(id) = s.parse::<GridId>() {
+                    prop_assert!(!GridId::is_reserved(id.as_str()));
+                    prop_assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                }
+            }
+        }
     }
 }

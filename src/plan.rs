@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Bbox, GridId, LonLat, MIN_AREA_SIDE_DEG, ModelError};
+use crate::model::{Bbox, GridId, LonLat, MIN_AREA_SIDE_DEG, ModelError, below_min_side};
 
 /// The API refuses boxes of this many square degrees or more.
 pub const MAX_SEARCH_AREA_DEG2: f64 = 0.01;
@@ -256,7 +256,7 @@ pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
         rows,
         min: MIN_AREA_SIDE_DEG,
     };
-    if cols == 0 || rows == 0 || w < MIN_AREA_SIDE_DEG || h < MIN_AREA_SIDE_DEG {
+    if cols == 0 || rows == 0 || below_min_side(w) || below_min_side(h) {
         return Err(too_small);
     }
     let edge_x = |i: u32| {
@@ -380,5 +380,109 @@ mod tests {
                 .iter()
                 .all(|b| b.expanded(0.001).area_deg2() < MAX_SEARCH_AREA_DEG2)
         );
+    }
+
+    #[test]
+    fn grid_ids_differing_in_case_or_reserved_are_refused() {
+        let e = parse_grid_file("Ab,0,0,1,1\naB,1,1,2,2\n").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::CaseCollision {
+                    line: 2,
+                    first: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("case-insensitive"), "{e}");
+        for name in ["jsons", "Images", "LAYERS", "mlyexport-x"] {
+            let e = parse_grid_file(&format!("{name},0,0,1,1\n")).unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{e}");
+        }
+        let e = parse_grid_file("A,10,0,11,1e-20\n").unwrap_err();
+        assert!(e.to_string().contains("0.1 m"), "{e}");
+    }
+
+    #[test]
+    fn many_lines_are_fast_and_bounded() {
+        let text: String = (0..100_000)
+            .map(|i| format!("g{i},{},0,{},1\n", i % 100, i % 100 + 1))
+            .collect();
+        let t = std::time::Instant::now();
+        assert_eq!(parse_grid_file(&text).unwrap().len(), 100_000);
+        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+        let blank = "\n".repeat(MAX_GRID_FILE_LINES + 1);
+        assert!(matches!(
+            parse_grid_file(&blank),
+            Err(PlanError::TooManyLines { .. })
+        ));
+    }
+
+    #[test]
+    fn cells_too_small_are_refused() {
+        let b = bb("10,0,10.00001,0.00001");
+        assert!(matches!(
+            cut(&b, 1000, 1),
+            Err(PlanError::CellTooSmall { .. })
+        ));
+        assert!(cut(&b, 10, 10).is_ok());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn grid_files_never_panic(text in "(\\PC{0,40}\n){0,8}") {
+                if let Ok(grids) = parse_grid_file(&text) {
+                    prop_assert!(!grids.is_empty());
+                }
+            }
+
+            #[test]
+            fn grid_lines_near_valid_never_panic(
+                lines in proptest::collection::vec(
+                    ("[A-Za-z0-9_.-]{0,6}", proptest::collection::vec("-?[0-9]{0,3}(\\.[0-9]{0,3})?|NaN|inf|1e-20|x", 0..6)),
+                    0..6,
+                )
+            ) {
+                let text: String = lines
+                    .iter()
+                    .map(|(id, f)| format!("{id},{}\n", f.join(",")))
+                    .collect();
+                let _ = parse_grid_file(&text);
+            }
+
+            #[test]
+            fn generated_grid_files_parse(cells in proptest::collection::vec(
+                (-179.0..179.0f64, -89.0..89.0f64, 0.001..1.0f64), 1..20)
+            ) {
+                let text: String = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (x, y, s))| format!("c{i},{x},{y},{},{}\n", x + s, y + s))
+                    .collect();
+                let grids = parse_grid_file(&text).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                prop_assert_eq!(grids.len(), cells.len());
+            }
+
+            #[test]
+            fn cutting_never_panics(
+                x in -180.0..180.0f64, y in -90.0..90.0f64,
+                w in prop_oneof![1e-6..1e-5f64, 1e-5..10.0f64],
+                cols in 0u32..1200, rows in 0u32..1200,
+            ) {
+                let Ok(b) = Bbox::new(x, y, (x + w).min(180.0), (y + w).min(90.0)) else {
+                    return Ok(());
+                };
+                if let Ok(cells) = cut(&b, cols, rows) {
+                    prop_assert_eq!(cells.len(), cols as usize * rows as usize);
+                    prop_assert!(cells.iter().all(|c| c.bbox.check_min_side().is_ok()));
+                }
+            }
+        }
     }
 }

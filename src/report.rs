@@ -400,4 +400,17 @@ mod tests {
         assert_eq!(sanitize("cut \u{1b}[", false), "cut ");
         assert_eq!(sanitize("cut \u{1b}]0;title", false), "cut ");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn sanitized_text_has_no_controls(s in "(\\PC|[\\x00-\\x1f\\x7f-\\x9f\\u{202e}])*", nl in any::<bool>()) {
+                let out = sanitize(&s, nl);
+                prop_assert!(out.chars().all(|c| (!c.is_control() || (nl && c == '\n')) && !is_bidi_control(c)), "{out:?}");
+            }
+        }
+    }
 }

@@ -161,8 +161,13 @@ mod tests {
 
     #[test]
     fn formulas_are_neutralised_and_numbers_kept() {
-        assert_eq!(text_cell("=HYPERLINK(\"http://x\",\"y\")"), "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"");
-        for v in ["+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "-", "+", "-inf", "-1e", "--1"] {
+        assert_eq!(
+            text_cell("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        for v in [
+            "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "-", "+", "-inf", "-1e", "--1",
+        ] {
             assert_eq!(neutralise(v), format!("'{v}"), "{v:?}");
         }
         for v in ["-73.9", "+1", "-1e-3", "12", "-.5", "Canon", "", "a=b"] {
@@ -185,5 +190,27 @@ mod tests {
             lines[1]
         );
         assert!(lines[1].contains(",g1/1.jpg,"));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn no_text_cell_starts_a_formula(v in "\\PC{0,12}|[=+@-]\\PC{0,8}|[\t\r].{0,5}") {
+                let n = neutralise(&v);
+                let risky = n.starts_with(['=', '+', '-', '@', '\t', '\r']);
+                prop_assert!(!risky || is_plain_number(&n), "{n:?}");
+                let prefixed = format!("'{}", v);
+                prop_assert!(n == v.as_str() || n == prefixed.as_str());
+            }
+
+            #[test]
+            fn numbers_stay_numbers(x in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
+                let s = x.to_string();
+                prop_assert_eq!(neutralise(&s), s.clone());
+            }
+        }
     }
 }
