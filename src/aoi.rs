@@ -54,9 +54,13 @@ pub enum AoiError {
     )]
     ZeroArea { path: PathBuf, which: String },
     #[error(
-        "`{path}`: {which} is not a valid polygon (it crosses itself, or its rings touch or overlap); it was refused, not repaired: repair it first (QGIS \"Fix geometries\", or `ogr2ogr -makevalid out.gpkg in.gpkg`)"
+        "`{path}`: {which} is not a valid polygon ({reason}); it was refused, not repaired: repair it first (QGIS \"Fix geometries\", or `ogr2ogr -makevalid out.gpkg in.gpkg`)"
     )]
-    Invalid { path: PathBuf, which: String },
+    Invalid {
+        path: PathBuf,
+        which: String,
+        reason: String,
+    },
     #[error(
         "`{path}`: the polygon's extent {extent} is narrower or lower than 0.000001 degrees (about 0.1 m)"
     )]
@@ -67,7 +71,10 @@ pub enum AoiError {
 /// usable area.
 pub const MIN_AREA_DEG2: f64 = 1e-12;
 
-/// What is wrong with one polygon's numbers, if anything.
+/// What is wrong with one polygon's numbers, if anything: a NaN or infinite
+/// vertex, or no area (collinear or too few points, or less area than
+/// [`MIN_AREA_DEG2`]; the area of a self-intersecting ring can cancel out,
+/// so [`Aoi::read`] checks validity before calling this).
 fn polygon_problem(poly: &Polygon<f64>) -> Option<fn(PathBuf, String) -> AoiError> {
     if poly
         .coords_iter()
@@ -75,10 +82,77 @@ fn polygon_problem(poly: &Polygon<f64>) -> Option<fn(PathBuf, String) -> AoiErro
     {
         return Some(|path, which| AoiError::NonFinite { path, which });
     }
-    if poly.unsigned_area() < MIN_AREA_DEG2 {
+    if is_flat(poly) || poly.unsigned_area() < MIN_AREA_DEG2 {
         return Some(|path, which| AoiError::ZeroArea { path, which });
     }
     None
+}
+
+/// True when every vertex of the outer ring lies within 1e-9 degrees of one
+/// line (or there are fewer than three distinct vertices).
+fn is_flat(poly: &Polygon<f64>) -> bool {
+    let pts = &poly.exterior().0;
+    let Some(&a) = pts.first() else {
+        return true;
+    };
+    let dist2 = |p: &geo::Coord<f64>| (p.x - a.x).powi(2) + (p.y - a.y).powi(2);
+    let Some(&b) = pts.iter().max_by(|p, q| dist2(p).total_cmp(&dist2(q))) else {
+        return true;
+    };
+    let len = dist2(&b).sqrt();
+    if len == 0.0 {
+        return true;
+    }
+    let off_line =
+        |p: &geo::Coord<f64>| ((b.x - a.x) * (p.y - a.y) - (b.y - a.y) * (p.x - a.x)).abs() / len;
+    pts.iter().all(|p| off_line(p) < 1e-9)
+}
+
+/// GEOS validity of `g` (self-intersections, crossing rings, bad holes);
+/// when not valid, GDAL's reason, e.g. `Self-intersection at or near point
+/// 8.505 47.355`, caught instead of printed.
+fn validity(g: &gdal::vector::Geometry) -> Result<(), String> {
+    let caught = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&caught);
+    gdal::config::set_error_handler(move |_, _, msg| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(msg.to_string());
+        }
+    });
+    let ok = g.is_valid();
+    gdal::config::remove_error_handler();
+    if ok {
+        return Ok(());
+    }
+    let reason = caught.lock().map(|v| v.join("; ")).unwrap_or_default();
+    Err(if reason.is_empty() {
+        "it crosses itself, or its rings touch or overlap".into()
+    } else {
+        reason
+    })
+}
+
+/// A feature's finite, non-flat parts, or why they cannot be used.
+fn check_finite_and_flat(parts: &[Polygon<f64>], path: &Path, fid: u64) -> Result<(), AoiError> {
+    for poly in parts {
+        let bad = poly
+            .coords_iter()
+            .any(|c| !c.x.is_finite() || !c.y.is_finite());
+        let which = format!("feature {fid}");
+        if bad {
+            return Err(AoiError::NonFinite {
+                path: path.to_path_buf(),
+                which,
+            });
+        }
+        if is_flat(poly) {
+            return Err(AoiError::ZeroArea {
+                path: path.to_path_buf(),
+                which,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A study-area polygon in EPSG:4326 (x = lon, y = lat, degrees).
@@ -151,15 +225,16 @@ impl Aoi {
                 }
             };
             let which = || format!("feature {fid}");
-            if let Some(make) = parts.iter().find_map(polygon_problem) {
-                return Err(make(p(), which()));
-            }
-            // GEOS validity: self-intersections, crossing rings, bad holes.
-            if !g.is_valid() {
+            check_finite_and_flat(&parts, path, fid)?;
+            if let Err(reason) = validity(&g) {
                 return Err(AoiError::Invalid {
                     path: p(),
                     which: which(),
+                    reason,
                 });
+            }
+            if let Some(make) = parts.iter().find_map(polygon_problem) {
+                return Err(make(p(), which()));
             }
             polys.extend(parts);
         }

@@ -503,3 +503,97 @@ async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AccessToken;
+
+    fn url(s: &str) -> reqwest::Url {
+        s.parse().unwrap()
+    }
+
+    fn client(base: &str) -> Client {
+        Client::new(&ApiConfig {
+            base_url: url(base),
+            token: AccessToken::new("MLY|1|x").unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            retry: RetryPolicy {
+                attempts: 1,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            search_per_min: 60,
+            entity_per_min: 60,
+            search_cap: 2000,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn redirect_rules() {
+        let a = url("https://graph.example.com/images");
+        let same = url("https://graph.example.com/v2/images");
+        let other = url("https://cdn.example.com/x");
+        let plain = url("http://graph.example.com/images");
+        assert_eq!(redirect_verdict(&a, &a, &same, 1, true), Ok(()));
+        assert!(redirect_verdict(&a, &a, &other, 1, true).is_err());
+        assert_eq!(redirect_verdict(&a, &a, &other, 1, false), Ok(()));
+        assert!(redirect_verdict(&a, &a, &plain, 1, false).is_err());
+        assert!(redirect_verdict(&a, &a, &plain, 1, true).is_err());
+        assert!(redirect_verdict(&a, &a, &same, MAX_REDIRECTS + 1, false).is_err());
+        assert!(redirect_verdict(&a, &a, &url("ftp://graph.example.com/"), 1, false).is_err());
+        // http to https is an upgrade; http to http only without credentials
+        // across origins.
+        let h = url("http://127.0.0.1:1/");
+        assert_eq!(
+            redirect_verdict(&h, &h, &url("https://127.0.0.1:1/"), 1, false),
+            Ok(())
+        );
+        assert!(redirect_verdict(&h, &h, &url("http://127.0.0.1:2/"), 1, true).is_err());
+    }
+
+    #[tokio::test]
+    async fn thumbnails_need_https_unless_the_api_is_on_loopback() {
+        let c = client("https://graph.example.com");
+        let e = c.thumbnail("http://127.0.0.1:9/t.jpg").await.unwrap_err();
+        assert!(matches!(e, ApiError::Insecure(_)), "{e}");
+        assert!(!e.is_retryable());
+        let e = c.thumbnail("file:///etc/passwd").await.unwrap_err();
+        assert!(matches!(e, ApiError::Insecure(_)), "{e}");
+        // On loopback, plain http gets as far as connecting (port 9 is closed).
+        let c = client("http://127.0.0.1:9");
+        let e = c.thumbnail("http://127.0.0.1:9/t.jpg").await.unwrap_err();
+        assert!(matches!(e, ApiError::Network(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn thumbnail_memory_is_bounded_in_total() {
+        let c = client("https://graph.example.com");
+        assert_eq!(c.thumb_budget_available(), MAX_THUMB_BYTES_IN_FLIGHT);
+        let over = c
+            .reserve_thumb_bytes(Some(MAX_IMAGE_BYTES as u64 + 1))
+            .await;
+        assert!(over.is_err());
+        // No announced length: the per-image maximum is reserved.
+        let n = MAX_THUMB_BYTES_IN_FLIGHT / MAX_IMAGE_BYTES;
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(c.reserve_thumb_bytes(None).await.unwrap());
+        }
+        assert_eq!(c.thumb_budget_available(), 0);
+        let wait =
+            tokio::time::timeout(Duration::from_millis(50), c.reserve_thumb_bytes(Some(1000)));
+        assert!(wait.await.is_err(), "a download past the budget waits");
+        held.pop();
+        let small = c.reserve_thumb_bytes(Some(1000)).await.unwrap();
+        assert_eq!(
+            c.thumb_budget_available(),
+            MAX_IMAGE_BYTES - BUDGET_UNIT,
+            "1000 bytes take one 1 KiB unit"
+        );
+        drop((small, held));
+        assert_eq!(c.thumb_budget_available(), MAX_THUMB_BYTES_IN_FLIGHT);
+    }
+}

@@ -7,6 +7,7 @@ mod common; // TestEnv: temp folders, the simulator, the binary with a clean env
 mod exif; // GPS EXIF embedding
 mod faults; // each fault kind of the simulator
 mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
+mod hostile; // hostile or broken input: no panic, bounded reads, data never markup, redirects
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
 mod tiles; // --enumerate tiles and --audit against the simulator's vector tiles
