@@ -212,19 +212,20 @@ fn special_and_huge_grid_files_end_at_once_with_a_clear_error() {
         );
     }
     mkfifo(&env.path().join("token.fifo"));
-    let o = env
-        .cmd()
-        .args([
-            "fetch",
-            "--bbox",
-            "8.5,47.35,8.51,47.36",
-            "--token-file",
-            "token.fifo",
-        ])
-        .timeout(Duration::from_secs(30))
-        .output()
-        .unwrap();
-    assert_refused(&o, "FIFO");
+    std::fs::write(env.path().join("token.big"), vec![b'x'; 100 << 10]).unwrap();
+    for (file, expect) in [
+        ("token.fifo", "FIFO"),
+        ("token.big", "larger than 65536 bytes"),
+    ] {
+        let bbox = "8.5,47.35,8.51,47.36";
+        let o = env
+            .cmd()
+            .args(["fetch", "--bbox", bbox, "--token-file", file])
+            .timeout(Duration::from_secs(30))
+            .output()
+            .unwrap();
+        assert_refused(&o, expect);
+    }
     mkfifo(&env.path().join("aoi.fifo"));
     let o = env
         .cmd()
