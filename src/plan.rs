@@ -412,7 +412,9 @@ mod tests {
             .collect();
         let t = std::time::Instant::now();
         assert_eq!(parse_grid_file(&text).unwrap().len(), 100_000);
-        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+        // A set, not the old pairwise scan (minutes in a debug build); the
+        // bound is loose because the test machine is shared.
+        assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
         let blank = "\n".repeat(MAX_GRID_FILE_LINES + 1);
         assert!(matches!(
             parse_grid_file(&blank),
