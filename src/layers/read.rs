@@ -301,7 +301,7 @@ pub fn read_rows<E>(
 
 /// Largest run record read, in bytes (one of a city-wide run with thousands
 /// of grids and failures is a few megabytes).
-const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
+pub const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
 
 /// The run record of `root`: `Ok(None)` when there is none (e.g. the old
 /// Python tool's folder), an error when it exists but cannot be read.
