@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gdal::spatial_ref::{AxisMappingStrategy, CoordTransform, SpatialRef};
 use gdal::vector::LayerAccess;
-use geo::{BooleanOps, BoundingRect, Intersects};
+use geo::{Area, BooleanOps, BoundingRect, CoordsIter, Intersects};
 use geo::{Geometry, MultiPolygon, Point, Polygon, Rect, coord};
 
 use crate::model::{Bbox, LonLat};
@@ -40,6 +40,119 @@ pub enum AoiError {
         "`{path}`: the polygon's extent {extent} is not within -180..180, -90..90 after reprojection"
     )]
     Extent { path: PathBuf, extent: String },
+    #[error("cannot use `{path}` as --aoi: {source}")]
+    NotRegular {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "`{path}`: {which} has a vertex that is not a finite number (NaN or infinite), before or after reprojection; fix the file"
+    )]
+    NonFinite { path: PathBuf, which: String },
+    #[error(
+        "`{path}`: {which} has zero area (less than 1e-12 square degrees, about 0.01 m²); a study area must enclose some ground"
+    )]
+    ZeroArea { path: PathBuf, which: String },
+    #[error(
+        "`{path}`: {which} is not a valid polygon ({reason}); it was refused, not repaired: repair it first (QGIS \"Fix geometries\", or `ogr2ogr -makevalid out.gpkg in.gpkg`)"
+    )]
+    Invalid {
+        path: PathBuf,
+        which: String,
+        reason: String,
+    },
+    #[error(
+        "`{path}`: the polygon's extent {extent} is narrower or lower than 0.000001 degrees (about 0.1 m)"
+    )]
+    TooSmall { path: PathBuf, extent: String },
+}
+
+/// Polygons of less than this many square degrees (about 0.01 m²) have no
+/// usable area.
+pub const MIN_AREA_DEG2: f64 = 1e-12;
+
+/// What is wrong with one polygon's numbers, if anything: a NaN or infinite
+/// vertex, or no area (collinear or too few points, or less area than
+/// [`MIN_AREA_DEG2`]; the area of a self-intersecting ring can cancel out,
+/// so [`Aoi::read`] checks validity before calling this).
+fn polygon_problem(poly: &Polygon<f64>) -> Option<fn(PathBuf, String) -> AoiError> {
+    if poly
+        .coords_iter()
+        .any(|c| !c.x.is_finite() || !c.y.is_finite())
+    {
+        return Some(|path, which| AoiError::NonFinite { path, which });
+    }
+    if is_flat(poly) || poly.unsigned_area() < MIN_AREA_DEG2 {
+        return Some(|path, which| AoiError::ZeroArea { path, which });
+    }
+    None
+}
+
+/// True when every vertex of the outer ring lies within 1e-9 degrees of one
+/// line (or there are fewer than three distinct vertices).
+fn is_flat(poly: &Polygon<f64>) -> bool {
+    let pts = &poly.exterior().0;
+    let Some(&a) = pts.first() else {
+        return true;
+    };
+    let dist2 = |p: &geo::Coord<f64>| (p.x - a.x).powi(2) + (p.y - a.y).powi(2);
+    let Some(&b) = pts.iter().max_by(|p, q| dist2(p).total_cmp(&dist2(q))) else {
+        return true;
+    };
+    let len = dist2(&b).sqrt();
+    if len == 0.0 {
+        return true;
+    }
+    let off_line =
+        |p: &geo::Coord<f64>| ((b.x - a.x) * (p.y - a.y) - (b.y - a.y) * (p.x - a.x)).abs() / len;
+    pts.iter().all(|p| off_line(p) < 1e-9)
+}
+
+/// GEOS validity of `g` (self-intersections, crossing rings, bad holes);
+/// when not valid, GDAL's reason, e.g. `Self-intersection at or near point
+/// 8.505 47.355`, caught instead of printed.
+fn validity(g: &gdal::vector::Geometry) -> Result<(), String> {
+    let caught = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&caught);
+    gdal::config::set_error_handler(move |_, _, msg| {
+        if let Ok(mut v) = sink.lock() {
+            v.push(msg.to_string());
+        }
+    });
+    let ok = g.is_valid();
+    gdal::config::remove_error_handler();
+    if ok {
+        return Ok(());
+    }
+    let reason = caught.lock().map(|v| v.join("; ")).unwrap_or_default();
+    Err(if reason.is_empty() {
+        "it crosses itself, or its rings touch or overlap".into()
+    } else {
+        reason
+    })
+}
+
+/// A feature's finite, non-flat parts, or why they cannot be used.
+fn check_finite_and_flat(parts: &[Polygon<f64>], path: &Path, fid: u64) -> Result<(), AoiError> {
+    for poly in parts {
+        let bad = poly
+            .coords_iter()
+            .any(|c| !c.x.is_finite() || !c.y.is_finite());
+        let which = format!("feature {fid}");
+        if bad {
+            return Err(AoiError::NonFinite {
+                path: path.to_path_buf(),
+                which,
+            });
+        }
+        if is_flat(poly) {
+            return Err(AoiError::ZeroArea {
+                path: path.to_path_buf(),
+                which,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A study-area polygon in EPSG:4326 (x = lon, y = lat, degrees).
@@ -56,6 +169,8 @@ impl Aoi {
     /// (those matching `filter`, an OGR SQL WHERE clause, when given).
     pub fn read(path: &Path, filter: Option<&str>) -> Result<Aoi, AoiError> {
         let p = || path.to_path_buf();
+        crate::input::check_not_special(path)
+            .map_err(|source| AoiError::NotRegular { path: p(), source })?;
         let ds = gdal::Dataset::open(path).map_err(|e| AoiError::Open {
             path: p(),
             message: e.to_string(),
@@ -91,9 +206,9 @@ impl Aoi {
                 path: p(),
                 message: e.to_string(),
             })?;
-            match g.to_geo() {
-                Ok(Geometry::Polygon(poly)) => polys.push(poly),
-                Ok(Geometry::MultiPolygon(mp)) => polys.extend(mp.0),
+            let parts = match g.to_geo() {
+                Ok(Geometry::Polygon(poly)) => vec![poly],
+                Ok(Geometry::MultiPolygon(mp)) => mp.0,
                 Ok(other) => {
                     return Err(AoiError::NotPolygon {
                         path: p(),
@@ -108,7 +223,20 @@ impl Aoi {
                         kind: g.geometry_name(),
                     });
                 }
+            };
+            let which = || format!("feature {fid}");
+            check_finite_and_flat(&parts, path, fid)?;
+            if let Err(reason) = validity(&g) {
+                return Err(AoiError::Invalid {
+                    path: p(),
+                    which: which(),
+                    reason,
+                });
             }
+            if let Some(make) = parts.iter().find_map(polygon_problem) {
+                return Err(make(p(), which()));
+            }
+            polys.extend(parts);
         }
         let hint = if filter.is_some() {
             " matching --aoi-where"
@@ -122,26 +250,40 @@ impl Aoi {
         Aoi::new(MultiPolygon(polys), source).map_err(|e| match e {
             AoiError::Empty { .. } => AoiError::Empty { path: p(), hint },
             AoiError::Extent { extent, .. } => AoiError::Extent { path: p(), extent },
+            AoiError::TooSmall { extent, .. } => AoiError::TooSmall { path: p(), extent },
+            AoiError::NonFinite { which, .. } => AoiError::NonFinite { path: p(), which },
+            AoiError::ZeroArea { which, .. } => AoiError::ZeroArea { path: p(), which },
             other => other,
         })
     }
 
-    /// An AOI from a multipolygon already in EPSG:4326.
+    /// An AOI from a multipolygon already in EPSG:4326. Refuses a polygon
+    /// with a NaN or infinite vertex, one of zero area, and an extent out of
+    /// range or under 0.1 m wide or high. Validity (self-intersection) is
+    /// checked by [`Aoi::read`] with GEOS.
     pub fn new(shape: MultiPolygon<f64>, source: String) -> Result<Aoi, AoiError> {
+        let path = || PathBuf::from(&source);
+        for (i, poly) in shape.0.iter().enumerate() {
+            if let Some(make) = polygon_problem(poly) {
+                return Err(make(path(), format!("polygon {}", i + 1)));
+            }
+        }
         let rect = shape.bounding_rect().ok_or_else(|| AoiError::Empty {
-            path: PathBuf::from(&source),
+            path: path(),
             hint: "",
         })?;
-        let bbox =
-            Bbox::new(rect.min().x, rect.min().y, rect.max().x, rect.max().y).map_err(|_| {
-                AoiError::Extent {
-                    path: PathBuf::from(&source),
-                    extent: format!(
-                        "{:?}",
-                        [rect.min().x, rect.min().y, rect.max().x, rect.max().y]
-                    ),
-                }
-            })?;
+        let corners = [rect.min().x, rect.min().y, rect.max().x, rect.max().y];
+        let extent = format!("{corners:?}");
+        let bbox = Bbox::new(corners[0], corners[1], corners[2], corners[3]).map_err(|_| {
+            AoiError::Extent {
+                path: path(),
+                extent: extent.clone(),
+            }
+        })?;
+        bbox.check_min_side().map_err(|_| AoiError::TooSmall {
+            path: path(),
+            extent,
+        })?;
         Ok(Aoi {
             shape,
             bbox,
@@ -202,6 +344,26 @@ mod tests {
     use super::*;
     use geo::{LineString, polygon};
 
+    fn one(coords: &[(f64, f64)]) -> Result<Aoi, AoiError> {
+        let ring = LineString::from(coords.to_vec());
+        Aoi::new(MultiPolygon(vec![Polygon::new(ring, vec![])]), "t".into())
+    }
+
+    #[test]
+    fn non_finite_zero_area_and_tiny_polygons_are_refused() {
+        let nan = one(&[(0.0, 0.0), (1.0, 0.0), (f64::NAN, 1.0), (0.0, 0.0)]);
+        assert!(matches!(nan, Err(AoiError::NonFinite { .. })));
+        let inf = one(&[(0.0, 0.0), (f64::INFINITY, 0.0), (1.0, 1.0), (0.0, 0.0)]);
+        assert!(matches!(inf, Err(AoiError::NonFinite { .. })));
+        let flat = one(&[(0.0, 0.0), (1.0, 1.0), (2.0, 2.0), (0.0, 0.0)]);
+        let e = flat.unwrap_err();
+        assert!(matches!(e, AoiError::ZeroArea { .. }), "{e}");
+        assert!(e.to_string().contains("zero area"), "{e}");
+        let sliver = one(&[(0.0, 0.0), (1e-7, 0.0), (1e-7, 1.0), (0.0, 1.0), (0.0, 0.0)]);
+        assert!(matches!(sliver, Err(AoiError::TooSmall { .. })));
+        assert!(one(&[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)]).is_ok());
+    }
+
     fn square_with_hole() -> Aoi {
         let outer = LineString::from(vec![
             (0.0, 0.0),
@@ -247,7 +409,41 @@ mod tests {
         );
         assert!(!a.intersects_box(&Bbox::new(6.0, 6.0, 7.0, 7.0).unwrap()));
         let clipped = a.clip_box(&Bbox::new(3.0, 3.0, 5.0, 5.0).unwrap());
-        use geo::Area;
         assert!((clipped.unsigned_area() - 1.0).abs() < 1e-9);
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn coord() -> impl Strategy<Value = f64> {
+            prop_oneof![
+                8 => -10.0..10.0f64,
+                1 => any::<f64>(),
+                1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(0.0), Just(1e-9)],
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn polygons_are_accepted_usable_or_refused(
+                rings in proptest::collection::vec(
+                    proptest::collection::vec((coord(), coord()), 0..8), 0..3)
+            ) {
+                let polys: Vec<Polygon<f64>> = rings
+                    .into_iter()
+                    .map(|r| Polygon::new(LineString::from(r), vec![]))
+                    .collect();
+                match Aoi::new(MultiPolygon(polys), "p".into()) {
+                    Ok(a) => {
+                        prop_assert!(a.bbox().check_min_side().is_ok());
+                        prop_assert!(!a.to_geojson().is_null());
+                        let _ = a.contains(LonLat::new(0.0, 0.0).unwrap());
+                        let _ = a.clip_box(&a.bbox());
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+        }
     }
 }

@@ -3,7 +3,6 @@
 //! the environment, `.env` and token files; never touches the network and
 //! never prints.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -347,15 +346,19 @@ fn plan_from_area_args(
     aoi_bbox: Option<Bbox>,
 ) -> Result<(Plan, Area), ConfigError> {
     if let Some(path) = &args.grid_file {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::GridFileRead {
+        let text =
+            crate::input::read_text_bounded(path, plan::MAX_GRID_FILE_BYTES).map_err(|source| {
+                ConfigError::GridFileRead {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        let grid_err = |source| ConfigError::GridFile {
             path: path.clone(),
             source,
-        })?;
-        let grids = plan::parse_grid_file(&text).map_err(|source| ConfigError::GridFile {
-            path: path.clone(),
-            source,
-        })?;
-        let plan = Plan::new(grids).expect("a parsed grid file is not empty");
+        };
+        let grids = plan::parse_grid_file(&text).map_err(grid_err)?;
+        let plan = Plan::new(grids).ok_or_else(|| grid_err(PlanError::EmptyGridFile))?;
         let area = Area {
             kind: "grid_file".into(),
             bbox: plan.area(),
@@ -377,8 +380,13 @@ fn plan_from_area_args(
         }
         (None, None) => (None, None),
     };
+    bbox.check_min_side().map_err(PlanError::from)?;
     let plan = match cols_rows {
-        Some((c, r)) => Plan::new(plan::cut(&bbox, c, r)?).expect("at least one cell"),
+        Some((c, r)) => Plan::new(plan::cut(&bbox, c, r)?).ok_or(PlanError::CellTooSmall {
+            cols: c,
+            rows: r,
+            min: crate::model::MIN_AREA_SIDE_DEG,
+        })?,
         None => Plan::single(bbox),
     };
     let area = Area {
@@ -436,13 +444,7 @@ pub fn parse_api_url(s: &str) -> Result<reqwest::Url, ConfigError> {
     match url.scheme() {
         "https" => {}
         "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d == "localhost",
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-                None => false,
-            };
-            if !loopback {
+            if !crate::api::is_loopback(&url) {
                 return Err(ConfigError::InsecureApiUrl(s.to_string()));
             }
         }
@@ -462,9 +464,11 @@ fn load_token(
     let (raw, source) = if let Some(t) = &args.token {
         (t.clone(), "--token".to_string())
     } else if let Some(p) = &args.token_file {
-        let t = std::fs::read_to_string(p).map_err(|source| ConfigError::TokenFile {
-            path: p.clone(),
-            source,
+        let t = crate::input::read_text_bounded(p, MAX_TOKEN_FILE_BYTES).map_err(|source| {
+            ConfigError::TokenFile {
+                path: p.clone(),
+                source,
+            }
         })?;
         (t, format!("--token-file `{}`", p.display()))
     } else if let Some(t) = env(EnvVars::TOKEN) {
@@ -481,14 +485,23 @@ fn load_token(
     }
 }
 
+/// Largest token file read, in bytes (a token is about 50).
+const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
+/// Largest `.env` file read, in bytes.
+const MAX_DOTENV_BYTES: u64 = 1 << 20;
+
 fn token_from_dotenv(path: &Path) -> Result<Option<String>, ConfigError> {
     if !path.is_file() {
         return Ok(None);
     }
-    let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::DotEnv {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let mut bytes = Vec::new();
+    crate::input::read_bounded_into(path, MAX_DOTENV_BYTES, &mut bytes).map_err(|e| {
+        ConfigError::DotEnv {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
     })?;
+    let iter = dotenvy::from_read_iter(std::io::Cursor::new(bytes));
     for item in iter {
         // A malformed line is reported without its content (it may be a secret).
         let (k, v) = item.map_err(|_| ConfigError::DotEnv {
@@ -595,5 +608,40 @@ mod tests {
         assert_eq!(p.backoff(1), Duration::from_millis(500));
         assert_eq!(p.backoff(3), Duration::from_secs(2));
         assert_eq!(p.backoff(9), Duration::from_secs(3));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn dates_never_panic(s in "\\PC{0,40}", end in any::<bool>()) {
+                let _ = parse_date(&s, "--since", end);
+            }
+
+            #[test]
+            fn near_dates_never_panic(
+                s in "[+-]?[0-9]{1,6}-[0-9]{1,2}-[0-9]{1,2}(T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})?)?",
+                end in any::<bool>(),
+            ) {
+                let _ = parse_date(&s, "--until", end);
+            }
+
+            #[test]
+            fn valid_dates_parse(y in 1900i32..2100, m in 1u32..=12, d in 1u32..=28, end in any::<bool>()) {
+                let s = format!("{y:04}-{m:02}-{d:02}");
+                prop_assert!(parse_date(&s, "--since", end).is_ok());
+                let t = format!("{s}T12:34:56Z");
+                prop_assert!(parse_date(&t, "--since", end).is_ok());
+            }
+
+            #[test]
+            fn distances_never_panic(s in "\\PC{0,20}") {
+                if let Ok(m) = parse_distance(&s, "--min-spacing", 0.5) {
+                    prop_assert!(m.is_finite() && m >= 0.5);
+                }
+            }
+        }
     }
 }

@@ -247,7 +247,9 @@ fn cells_text(c: &CellCoverage) -> Vec<String> {
     ]
 }
 
-/// `coverage.csv`: a header line, then one line per grid (RFC 4180 quoting).
+/// `coverage.csv`: a header line, then one line per grid (RFC 4180 quoting;
+/// text neutralised for spreadsheets, numbers kept, see
+/// [`crate::layers::csv::text_cell`]).
 pub fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
     let mut out = String::new();
     out.push_str(&CSV_COLUMNS.join(","));
@@ -255,7 +257,7 @@ pub fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
     for c in cells {
         let line: Vec<String> = cells_text(c)
             .iter()
-            .map(|v| crate::layers::csv::quote(v))
+            .map(|v| crate::layers::csv::text_cell(v))
             .collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");

@@ -13,6 +13,7 @@ pub mod config; // flags + environment -> one validated Config
 pub mod coverage; // per-grid coverage figures (pure)
 pub mod exif; // GPS EXIF bytes for a JPEG (pure)
 pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
+pub mod input; // opening input files: regular files only, non-blocking, bounded
 pub mod layers; // layer rows and writers (GeoPackage, GeoJSON, CSV)
 pub mod lock; // one run per output folder: an exclusive flock naming its holder
 pub mod model; // domain value types

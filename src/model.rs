@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// Errors from parsing or validating a domain value.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ModelError {
     #[error("bbox `{0}` must be four comma-separated numbers: min_lon,min_lat,max_lon,max_lat")]
     BboxShape(String),
@@ -25,14 +25,32 @@ pub enum ModelError {
     BboxLatOrder(String),
     #[error("bbox `{0}` has zero width or height")]
     BboxEmpty(String),
+    #[error(
+        "bbox `{0}` is narrower or lower than 0.000001 degrees (about 0.1 m); a study area or grid cell must be at least that wide and high"
+    )]
+    BboxTooSmall(String),
     #[error("image id `{0}` is not a decimal number of 1 to 20 digits")]
     ImageId(String),
     #[error(
         "grid id `{0}` may contain only letters, digits, `-` and `_` (1 to 64 characters), since it names a folder"
     )]
     GridId(String),
+    #[error(
+        "grid id `{0}` is reserved: `jsons`, `images` and `layers` (in any case) and names starting with `mlyexport` name the tool's own files and folders; rename the grid"
+    )]
+    GridIdReserved(String),
     #[error("unknown size `{0}`; use 256, 1024, 2048 or original")]
     ThumbSize(String),
+}
+
+/// The least width and height, in degrees, of a study area or grid cell
+/// (about 0.1 m): smaller boxes cannot be searched or split.
+pub const MIN_AREA_SIDE_DEG: f64 = 1e-6;
+
+/// True when a side of `deg` degrees is under [`MIN_AREA_SIDE_DEG`], with
+/// a little slack: `10.000001 - 10` is a hair under 1e-6 in floating point.
+pub fn below_min_side(deg: f64) -> bool {
+    deg.is_nan() || deg < MIN_AREA_SIDE_DEG * 0.9999
 }
 
 /// A position: `lon` (x) and `lat` (y) in decimal degrees, WGS 84.
@@ -119,6 +137,15 @@ impl Bbox {
     pub fn max_lat(&self) -> f64 {
         self.max_lat
     }
+    /// Refuses a box narrower or lower than [`MIN_AREA_SIDE_DEG`]: the
+    /// check for every user-given study area and grid cell.
+    pub fn check_min_side(&self) -> Result<(), ModelError> {
+        if below_min_side(self.width()) || below_min_side(self.height()) {
+            return Err(ModelError::BboxTooSmall(self.to_string()));
+        }
+        Ok(())
+    }
+
     /// Width in degrees of longitude.
     pub fn width(&self) -> f64 {
         self.max_lon - self.min_lon
@@ -238,7 +265,9 @@ impl FromStr for Bbox {
                 part: (*part).to_string(),
             })?;
         }
-        Bbox::new(v[0], v[1], v[2], v[3])
+        let b = Bbox::new(v[0], v[1], v[2], v[3])?;
+        b.check_min_side()?;
+        Ok(b)
     }
 }
 
@@ -303,7 +332,8 @@ impl TryFrom<String> for ImageId {
 }
 
 /// The id of a grid cell, which names its folder `downloads/<grid id>/`.
-/// Letters, digits, `-` and `_`, 1 to 64 characters.
+/// Letters, digits, `-` and `_`, 1 to 64 characters; not one of the names
+/// the output folder uses itself (see [`GridId::is_reserved`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(into = "String", try_from = "String")]
 pub struct GridId(String);
@@ -311,6 +341,27 @@ pub struct GridId(String);
 impl GridId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// True for names the output folder uses itself, in any case: `jsons`
+    /// and `images` (the old tool's layout), `layers`, names starting with
+    /// `.` (hidden and temp files) or `mlyexport` (the run record).
+    pub fn is_reserved(s: &str) -> bool {
+        let l = s.to_ascii_lowercase();
+        matches!(l.as_str(), "jsons" | "images" | "layers")
+            || l.starts_with('.')
+            || l.starts_with("mlyexport")
+    }
+
+    /// The id of cell number `n` of a cut grid (digits are never reserved).
+    pub fn numbered(n: usize) -> Self {
+        Self(n.to_string())
+    }
+
+    /// The id folded to lower case: two ids with the same key would share a
+    /// folder on a case-insensitive file system.
+    pub fn folded(&self) -> String {
+        self.0.to_ascii_lowercase()
     }
 }
 
@@ -321,11 +372,13 @@ impl FromStr for GridId {
             && s.len() <= 64
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if ok {
-            Ok(Self(s.to_string()))
-        } else {
-            Err(ModelError::GridId(s.to_string()))
+        if !ok {
+            return Err(ModelError::GridId(s.to_string()));
         }
+        if GridId::is_reserved(s) {
+            return Err(ModelError::GridIdReserved(s.to_string()));
+        }
+        Ok(Self(s.to_string()))
     }
 }
 
@@ -526,6 +579,31 @@ mod tests {
         assert!("a-b_1".parse::<GridId>().is_ok());
         assert!("a/b".parse::<GridId>().is_err());
         assert!("..".parse::<GridId>().is_err());
+        for r in ["jsons", "IMAGES", "Layers", "mlyexport-run", "MlyExport"] {
+            assert_eq!(
+                r.parse::<GridId>(),
+                Err(ModelError::GridIdReserved(r.into())),
+                "{r}"
+            );
+        }
+        assert!("json".parse::<GridId>().is_ok());
+        assert!(GridId::is_reserved(".hidden"));
+    }
+
+    #[test]
+    fn study_areas_have_a_least_side() {
+        assert!(matches!(
+            "10,0,11,1e-20".parse::<Bbox>(),
+            Err(ModelError::BboxTooSmall(_))
+        ));
+        assert!("10,0,10.000001,0.000001".parse::<Bbox>().is_ok());
+        assert!(
+            "10,0,10.0000008,1"
+                .parse::<Bbox>()
+                .unwrap_err()
+                .to_string()
+                .contains("0.1 m")
+        );
     }
 
     #[test]
@@ -538,5 +616,57 @@ mod tests {
     fn area_km2_of_one_degree_at_equator() {
         let b = Bbox::new(0.0, 0.0, 1.0, 1.0).unwrap();
         assert!((b.area_km2() - 12_364.0).abs() < 10.0, "{}", b.area_km2());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn bbox_parsing_never_panics(s in "\\PC{0,60}") {
+                if let Ok(b) = s.parse::<Bbox>() {
+                    prop_assert!(b.width() > 0.0 && b.height() > 0.0);
+                    prop_assert!(b.check_min_side().is_ok());
+                }
+            }
+
+            #[test]
+            fn four_numbers_are_accepted_or_refused_never_panic(
+                v in proptest::array::uniform4(prop_oneof![
+                    any::<f64>(),
+                    -200.0..200.0f64,
+                    Just(0.0), Just(1e-20), Just(f64::NAN), Just(f64::INFINITY),
+                ])
+            ) {
+                let text = format!("{},{},{},{}", v[0], v[1], v[2], v[3]);
+                match text.parse::<Bbox>() {
+                    Ok(b) => {
+                        prop_assert!(b.min_lon() < b.max_lon() && b.min_lat() < b.max_lat());
+                        prop_assert!(b.width() >= MIN_AREA_SIDE_DEG * 0.9999);
+                        prop_assert!(b.height() >= MIN_AREA_SIDE_DEG * 0.9999);
+                    }
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            #[test]
+            fn valid_boxes_round_trip(
+                x in -180.0..179.0f64, y in -90.0..89.0f64,
+                w in 0.00001..1.0f64, h in 0.00001..1.0f64,
+            ) {
+                let text = format!("{x},{y},{},{}", x + w, y + h);
+                let b: Bbox = text.parse().map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                prop_assert_eq!(b.to_string().parse::<Bbox>(), Ok(b));
+            }
+
+            #[test]
+            fn grid_ids_are_safe_folder_names(s in "\\PC{0,70}") {
+                if let Ok(id) = s.parse::<GridId>() {
+                    prop_assert!(!GridId::is_reserved(id.as_str()));
+                    prop_assert!(id.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                }
+            }
+        }
     }
 }

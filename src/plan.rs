@@ -1,7 +1,9 @@
 //! Study-area planning: grid files, cutting a bbox into numbered cells, which
 //! cell owns an image, and splitting search boxes. Pure: no I/O.
 
-use crate::model::{Bbox, GridId, LonLat, ModelError};
+use std::collections::HashMap;
+
+use crate::model::{Bbox, GridId, LonLat, MIN_AREA_SIDE_DEG, ModelError, below_min_side};
 
 /// The API refuses boxes of this many square degrees or more.
 pub const MAX_SEARCH_AREA_DEG2: f64 = 0.01;
@@ -10,9 +12,13 @@ pub const MAX_SEARCH_AREA_DEG2: f64 = 0.01;
 pub const MIN_SEARCH_SIDE_DEG: f64 = 0.00001;
 /// Most cells a grid may have.
 pub const MAX_CELLS: usize = 100_000;
+/// Largest grid file read, in bytes.
+pub const MAX_GRID_FILE_BYTES: u64 = 16 << 20;
+/// Most lines a grid file may have (comments and blank lines included).
+pub const MAX_GRID_FILE_LINES: usize = 1_000_000;
 
 /// Errors in a study-area description.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum PlanError {
     #[error("line {line}: {message}; expected `ID,min_lon,min_lat,max_lon,max_lat`")]
     GridLine { line: usize, message: String },
@@ -22,8 +28,25 @@ pub enum PlanError {
         id: String,
         first: usize,
     },
+    #[error(
+        "line {line}: grid id `{id}` differs only in case from `{other}` on line {first}; their folders would be one on a case-insensitive file system (Windows, macOS): rename one"
+    )]
+    CaseCollision {
+        line: usize,
+        id: String,
+        other: String,
+        first: usize,
+    },
     #[error("the grid file has no grid lines")]
     EmptyGridFile,
+    #[error("the grid file has more than {max} lines; split the study area into several runs")]
+    TooManyLines { max: usize },
+    #[error(
+        "cells of {cols}x{rows} over this bbox would be narrower or lower than {min} degrees (about 0.1 m); use fewer cells"
+    )]
+    CellTooSmall { cols: u32, rows: u32, min: f64 },
+    #[error(transparent)]
+    Area(#[from] ModelError),
     #[error("grid `{0}` must be COLSxROWS with each between 1 and 1000, e.g. `4x3`")]
     GridSpec(String),
     #[error("cell size `{0}` must be a length such as `500m` or `2km`, at least 10 m")]
@@ -55,7 +78,7 @@ impl Plan {
 
     /// A bbox alone: one grid named `1`.
     pub fn single(bbox: Bbox) -> Self {
-        let id = "1".parse().expect("valid grid id");
+        let id = GridId::numbered(1);
         Self {
             grids: vec![Grid { id, bbox }],
             area: bbox,
@@ -91,47 +114,76 @@ impl Plan {
 /// lines and lines starting with `#` are skipped; a first line whose second
 /// field is not a number is a header.
 pub fn parse_grid_file(text: &str) -> Result<Vec<Grid>, PlanError> {
-    let mut grids: Vec<(Grid, usize)> = Vec::new();
+    let mut grids: Vec<Grid> = Vec::new();
+    // Folded id -> (line, index into `grids`): duplicates in O(1) each.
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
     let mut seen_content = false;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
+        if line_no > MAX_GRID_FILE_LINES {
+            return Err(PlanError::TooManyLines {
+                max: MAX_GRID_FILE_LINES,
+            });
+        }
         let line = raw.trim().trim_start_matches('\u{feff}');
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         let first = !seen_content;
         seen_content = true;
-        if first && fields.len() >= 2 && fields[1].parse::<f64>().is_err() {
+        let Some(grid) = parse_grid_line(line, line_no, first)? else {
             continue; // header
-        }
-        let err = |message: String| PlanError::GridLine {
-            line: line_no,
-            message,
         };
-        if fields.len() != 5 {
-            return Err(err(format!("`{line}` has {} fields, not 5", fields.len())));
-        }
-        let id: GridId = fields[0]
-            .parse()
-            .map_err(|e: ModelError| err(e.to_string()))?;
-        let bbox: Bbox = fields[1..]
-            .join(",")
-            .parse()
-            .map_err(|e: ModelError| err(e.to_string()))?;
-        if let Some((_, first)) = grids.iter().find(|(g, _)| g.id == id) {
-            return Err(PlanError::DuplicateGrid {
-                line: line_no,
-                id: id.to_string(),
-                first: *first,
+        if let Some(&(first, at)) = seen.get(&grid.id.folded()) {
+            let other = grids[at].id.to_string();
+            let id = grid.id.to_string();
+            return Err(if other == id {
+                PlanError::DuplicateGrid {
+                    line: line_no,
+                    id,
+                    first,
+                }
+            } else {
+                PlanError::CaseCollision {
+                    line: line_no,
+                    id,
+                    other,
+                    first,
+                }
             });
         }
-        grids.push((Grid { id, bbox }, line_no));
+        seen.insert(grid.id.folded(), (line_no, grids.len()));
+        grids.push(grid);
     }
     if grids.is_empty() {
         return Err(PlanError::EmptyGridFile);
     }
-    Ok(grids.into_iter().map(|(g, _)| g).collect())
+    Ok(grids)
+}
+
+/// One non-blank, non-comment grid file line; `None` for the header (a
+/// first line whose second field is not a number).
+fn parse_grid_line(line: &str, line_no: usize, first: bool) -> Result<Option<Grid>, PlanError> {
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    if first && fields.len() >= 2 && fields[1].parse::<f64>().is_err() {
+        return Ok(None);
+    }
+    let err = |message: String| PlanError::GridLine {
+        line: line_no,
+        message,
+    };
+    if fields.len() != 5 {
+        let shown: String = line.chars().take(80).collect();
+        return Err(err(format!("`{shown}` has {} fields, not 5", fields.len())));
+    }
+    let id: GridId = fields[0]
+        .parse()
+        .map_err(|e: ModelError| err(e.to_string()))?;
+    let bbox: Bbox = fields[1..]
+        .join(",")
+        .parse()
+        .map_err(|e: ModelError| err(e.to_string()))?;
+    Ok(Some(Grid { id, bbox }))
 }
 
 /// Parses `COLSxROWS`.
@@ -196,9 +248,17 @@ pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
         });
     }
     let (w, h) = (
-        bbox.width() / f64::from(cols),
-        bbox.height() / f64::from(rows),
+        bbox.width() / f64::from(cols.max(1)),
+        bbox.height() / f64::from(rows.max(1)),
     );
+    let too_small = PlanError::CellTooSmall {
+        cols,
+        rows,
+        min: MIN_AREA_SIDE_DEG,
+    };
+    if cols == 0 || rows == 0 || below_min_side(w) || below_min_side(h) {
+        return Err(too_small);
+    }
     let edge_x = |i: u32| {
         if i == cols {
             bbox.max_lon()
@@ -218,8 +278,8 @@ pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
         let top = rows - r; // rows counted from the north
         for c in 0..cols {
             let b = Bbox::new(edge_x(c), edge_y(top - 1), edge_x(c + 1), edge_y(top))
-                .expect("sub-box of a valid box");
-            let id = (out.len() + 1).to_string().parse().expect("numeric id");
+                .map_err(|_| too_small.clone())?;
+            let id = GridId::numbered(out.len() + 1);
             out.push(Grid { id, bbox: b });
         }
     }
@@ -320,5 +380,111 @@ mod tests {
                 .iter()
                 .all(|b| b.expanded(0.001).area_deg2() < MAX_SEARCH_AREA_DEG2)
         );
+    }
+
+    #[test]
+    fn grid_ids_differing_in_case_or_reserved_are_refused() {
+        let e = parse_grid_file("Ab,0,0,1,1\naB,1,1,2,2\n").unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::CaseCollision {
+                    line: 2,
+                    first: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("case-insensitive"), "{e}");
+        for name in ["jsons", "Images", "LAYERS", "mlyexport-x"] {
+            let e = parse_grid_file(&format!("{name},0,0,1,1\n")).unwrap_err();
+            assert!(e.to_string().contains("reserved"), "{e}");
+        }
+        let e = parse_grid_file("A,10,0,11,1e-20\n").unwrap_err();
+        assert!(e.to_string().contains("0.1 m"), "{e}");
+    }
+
+    #[test]
+    fn many_lines_are_fast_and_bounded() {
+        let text: String = (0..100_000)
+            .map(|i| format!("g{i},{},0,{},1\n", i % 100, i % 100 + 1))
+            .collect();
+        let t = std::time::Instant::now();
+        assert_eq!(parse_grid_file(&text).unwrap().len(), 100_000);
+        // A set, not the old pairwise scan (minutes in a debug build); the
+        // bound is loose because the test machine is shared.
+        assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
+        let blank = "\n".repeat(MAX_GRID_FILE_LINES + 1);
+        assert!(matches!(
+            parse_grid_file(&blank),
+            Err(PlanError::TooManyLines { .. })
+        ));
+    }
+
+    #[test]
+    fn cells_too_small_are_refused() {
+        let b = bb("10,0,10.00001,0.00001");
+        assert!(matches!(
+            cut(&b, 1000, 1),
+            Err(PlanError::CellTooSmall { .. })
+        ));
+        assert!(cut(&b, 10, 10).is_ok());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn grid_files_never_panic(text in "(\\PC{0,40}\n){0,8}") {
+                if let Ok(grids) = parse_grid_file(&text) {
+                    prop_assert!(!grids.is_empty());
+                }
+            }
+
+            #[test]
+            fn grid_lines_near_valid_never_panic(
+                lines in proptest::collection::vec(
+                    ("[A-Za-z0-9_.-]{0,6}", proptest::collection::vec("-?[0-9]{0,3}(\\.[0-9]{0,3})?|NaN|inf|1e-20|x", 0..6)),
+                    0..6,
+                )
+            ) {
+                let text: String = lines
+                    .iter()
+                    .map(|(id, f)| format!("{id},{}\n", f.join(",")))
+                    .collect();
+                let _ = parse_grid_file(&text);
+            }
+
+            #[test]
+            fn generated_grid_files_parse(cells in proptest::collection::vec(
+                (-179.0..179.0f64, -89.0..89.0f64, 0.001..1.0f64), 1..20)
+            ) {
+                let text: String = cells
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (x, y, s))| format!("c{i},{x},{y},{},{}\n", x + s, y + s))
+                    .collect();
+                let grids = parse_grid_file(&text).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+                prop_assert_eq!(grids.len(), cells.len());
+            }
+
+            #[test]
+            fn cutting_never_panics(
+                x in -180.0..180.0f64, y in -90.0..90.0f64,
+                w in prop_oneof![1e-6..1e-5f64, 1e-5..10.0f64],
+                cols in 0u32..1200, rows in 0u32..1200,
+            ) {
+                let Ok(b) = Bbox::new(x, y, (x + w).min(180.0), (y + w).min(90.0)) else {
+                    return Ok(());
+                };
+                if let Ok(cells) = cut(&b, cols, rows) {
+                    prop_assert_eq!(cells.len(), cols as usize * rows as usize);
+                    prop_assert!(cells.iter().all(|c| c.bbox.check_min_side().is_ok()));
+                }
+            }
+        }
     }
 }

@@ -1,8 +1,12 @@
 //! The only owner of the terminal: progress bars on a TTY, plain periodic
 //! lines otherwise, nothing but errors with `--quiet`; the final summary on
 //! stdout as `key: value` lines; error chains printed once with hints.
-//! Makes no domain decisions.
+//! Makes no domain decisions. Every line printed passes through
+//! [`sanitize`]: text from the API or from files (error messages, names,
+//! paths) never reaches the terminal as control or escape sequences.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
+
+use std::borrow::Cow;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -15,15 +19,74 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::fetch::{FetchReport, Progress};
 
+/// `text` made safe for a terminal: ESC sequences (CSI, OSC, DCS and the
+/// like, with their parameters and payload), other C0 and C1 control
+/// characters, DEL and Unicode bidirectional overrides are removed; a tab
+/// becomes a space; a line break is kept only when `keep_newlines`.
+pub fn sanitize(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let clean = |c: char| {
+        (!c.is_control() || c == '\t' || (c == '\n' && keep_newlines)) && !is_bidi_control(c)
+    };
+    if text.chars().all(clean) && !text.contains('\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => skip_escape(&mut chars),
+            '\t' => out.push(' '),
+            c if clean(c) => out.push(c),
+            _ => {}
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Unicode characters that reorder the text around them on display.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
+}
+
+/// Consumes the rest of an escape sequence whose ESC was just read.
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.next() {
+        // CSI: parameter and intermediate bytes, then one final byte.
+        Some('[') => {
+            for c in chars.by_ref() {
+                if ('\u{40}'..='\u{7e}').contains(&c) {
+                    break;
+                }
+            }
+        }
+        // OSC, DCS, SOS, PM, APC: a string ended by BEL or ST (ESC \\).
+        Some(']' | 'P' | 'X' | '^' | '_') => {
+            while let Some(c) = chars.next() {
+                if c == '\u{7}' || c == '\u{9c}' {
+                    break;
+                }
+                if c == '\u{1b}' {
+                    if chars.peek() == Some(&'\\') {
+                        chars.next();
+                    }
+                    break;
+                }
+            }
+        }
+        // Any other escape: ESC and one more character.
+        _ => {}
+    }
+}
+
 /// Prints an error chain once: `error: …` then indented `caused by: …` lines.
 pub fn print_error(err: &anyhow::Error) {
-    eprintln!("error: {err}");
+    eprintln!("error: {}", sanitize(&err.to_string(), true));
     let mut shown = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         // thiserror messages often quote their source already: print it once.
         if !shown.contains(&text) {
-            eprintln!("  caused by: {text}");
+            eprintln!("  caused by: {}", sanitize(&text, true));
         }
         shown = text;
     }
@@ -69,13 +132,13 @@ impl Reporter {
     /// A progress or status line on stderr (suppressed by `--quiet`).
     pub fn info(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            eprintln!("{}", sanitize(line, true));
         }
     }
     /// A warning on stderr (suppressed by `--quiet`).
     pub fn warn(&self, line: &str) {
         if !self.quiet {
-            eprintln!("warning: {line}");
+            eprintln!("warning: {}", sanitize(line, true));
         }
     }
     /// The final summary on stdout, `key: value` lines (suppressed by `--quiet`).
@@ -84,7 +147,7 @@ impl Reporter {
             return;
         }
         for (k, v) in lines {
-            println!("{k}: {v}");
+            println!("{}: {}", sanitize(k, false), sanitize(v, false));
         }
     }
 
@@ -325,6 +388,35 @@ fn plain(p: &Progress, stop: &AtomicBool) {
                 load(&p.bytes),
                 load(&p.downloaded) / secs
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_controls_never_reach_the_terminal() {
+        let hostile = "bad\u{1b}]0;owned\u{7}\u{1b}[2Jthing\u{1b}[31mred\u{1b}P1$q\u{1b}\\!\r\u{8}\u{9b}2J\u{202e}x\u{0}\u{7f}";
+        assert_eq!(sanitize(hostile, false), "badthingred!2Jx");
+        assert_eq!(sanitize("a\nb\tc", true), "a\nb c");
+        assert_eq!(sanitize("a\nb", false), "ab");
+        assert!(matches!(sanitize("plain café", false), Cow::Borrowed(_)));
+        assert_eq!(sanitize("cut \u{1b}[", false), "cut ");
+        assert_eq!(sanitize("cut \u{1b}]0;title", false), "cut ");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn sanitized_text_has_no_controls(s in "(\\PC|[\\x00-\\x1f\\x7f-\\x9f\\u{202e}])*", nl in any::<bool>()) {
+                let out = sanitize(&s, nl);
+                prop_assert!(out.chars().all(|c| (!c.is_control() || (nl && c == '\n')) && !is_bidi_control(c)), "{out:?}");
+            }
         }
     }
 }

@@ -5,6 +5,13 @@
 //! The token goes only in the `Authorization: OAuth` header of Graph
 //! requests (marked sensitive); CDN requests carry no credentials, and error
 //! messages never include a URL (signed thumbnail URLs are secrets).
+//!
+//! Network hygiene: thumbnails are fetched over https only (plain http only
+//! when the API itself is on loopback, for tests); no client follows a
+//! redirect from https to http; the credentialed Graph client follows
+//! redirects only within its origin, so the token never goes elsewhere.
+//! Memory: thumbnail bodies in memory are bounded in total
+//! ([`MAX_THUMB_BYTES_IN_FLIGHT`]), whatever the concurrency.
 
 pub mod retry;
 pub mod tiles;
@@ -22,6 +29,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use retry::ApiError;
 
@@ -33,6 +41,15 @@ use wire::{Collection, ErrorBody};
 pub const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
 /// Largest thumbnail accepted.
 pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Most thumbnail bytes held in memory at once, over all downloads in
+/// flight: a download reserves its announced length (or
+/// [`MAX_IMAGE_BYTES`] when none is announced) before reading its body, and
+/// keeps it until its [`Thumbnail`] is dropped (after it is written).
+pub const MAX_THUMB_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+/// Most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 3;
+/// The unit of the thumbnail memory budget's permits.
+const BUDGET_UNIT: usize = 1024;
 
 /// Request counters, readable while a run goes on.
 #[derive(Debug, Default)]
@@ -68,12 +85,14 @@ pub struct SearchAnswer {
     pub has_more: bool,
 }
 
-/// A downloaded, verified JPEG.
+/// A downloaded, verified JPEG. While it lives, its bytes count against
+/// [`MAX_THUMB_BYTES_IN_FLIGHT`].
 #[derive(Debug, Clone)]
 pub struct Thumbnail {
     pub bytes: Bytes,
     pub width: u32,
     pub height: u32,
+    _budget: Arc<OwnedSemaphorePermit>,
 }
 
 /// The Graph API and CDN client. Cheap to share behind an `Arc`.
@@ -86,6 +105,10 @@ pub struct Client {
     search_limiter: DefaultDirectRateLimiter,
     entity_limiter: DefaultDirectRateLimiter,
     stats: Arc<ApiStats>,
+    /// Plain-http thumbnail URLs are accepted (the API is on loopback).
+    allow_http_thumbs: bool,
+    /// Thumbnail bytes in memory, in units of `BUDGET_UNIT`.
+    thumb_budget: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Client {
@@ -102,15 +125,78 @@ fn limiter(per_min: u32) -> DefaultDirectRateLimiter {
     RateLimiter::direct(Quota::per_minute(n).allow_burst(burst))
 }
 
+/// Whether a client may follow a redirect from `from` to `to`, hop number
+/// `hops` (1-based). Never from https to http, never to a scheme other than
+/// http(s), never more than [`MAX_REDIRECTS`]; a client that sends
+/// credentials (`same_origin_only`) only within the origin it started at.
+pub fn redirect_verdict(
+    origin: &reqwest::Url,
+    from: &reqwest::Url,
+    to: &reqwest::Url,
+    hops: usize,
+    same_origin_only: bool,
+) -> Result<(), &'static str> {
+    if hops > MAX_REDIRECTS {
+        return Err("too many redirects");
+    }
+    if !matches!(to.scheme(), "https" | "http") {
+        return Err("a redirect to a scheme other than http(s)");
+    }
+    if from.scheme() == "https" && to.scheme() != "https" {
+        return Err("a redirect from https to plain http");
+    }
+    if same_origin_only && to.origin() != origin.origin() {
+        return Err("a redirect of a request carrying the access token to another origin");
+    }
+    Ok(())
+}
+
+/// A reqwest redirect policy applying [`redirect_verdict`].
+fn redirect_policy(same_origin_only: bool) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let prev = attempt.previous();
+        let (Some(origin), Some(from)) = (prev.first(), prev.last()) else {
+            return attempt.stop();
+        };
+        match redirect_verdict(origin, from, attempt.url(), prev.len(), same_origin_only) {
+            Ok(()) => attempt.follow(),
+            Err(why) => attempt.error(RedirectRefused(why)),
+        }
+    })
+}
+
+/// The error a refused redirect ends its request with.
+#[derive(Debug)]
+struct RedirectRefused(&'static str);
+
+impl std::fmt::Display for RedirectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "refused {}", self.0)
+    }
+}
+
+impl std::error::Error for RedirectRefused {}
+
+/// True when `url`'s host is a loopback address or `localhost`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 impl Client {
     /// Builds a client from a validated config.
     pub fn new(cfg: &ApiConfig) -> Result<Self, ApiError> {
-        let build = |ua: &str| {
+        let build = |ua: &str, same_origin_only: bool| {
             reqwest::Client::builder()
                 .user_agent(ua)
                 .connect_timeout(cfg.connect_timeout)
                 .read_timeout(cfg.read_timeout)
                 .pool_max_idle_per_host(64)
+                .redirect(redirect_policy(same_origin_only))
                 .build()
                 .map_err(|e| ApiError::Network(e.without_url().to_string()))
         };
@@ -127,8 +213,10 @@ impl Client {
             base.set_path(&format!("{}/", base.path()));
         }
         Ok(Self {
-            graph: build(ua)?,
-            cdn: build(ua)?,
+            graph: build(ua, true)?,
+            cdn: build(ua, false)?,
+            allow_http_thumbs: is_loopback(&base),
+            thumb_budget: Arc::new(Semaphore::new(MAX_THUMB_BYTES_IN_FLIGHT / BUDGET_UNIT)),
             base,
             auth,
             retry: cfg.retry,
@@ -214,8 +302,14 @@ impl Client {
     pub async fn thumbnail(&self, url: &str) -> Result<Thumbnail, ApiError> {
         let url = reqwest::Url::parse(url)
             .map_err(|_| ApiError::Body("the thumbnail URL is not a URL".into()))?;
-        if !matches!(url.scheme(), "https" | "http") {
-            return Err(ApiError::Body("the thumbnail URL is not http(s)".into()));
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http_thumbs => {}
+            _ => {
+                return Err(ApiError::Insecure(
+                    "a thumbnail URL that is not https (plain http is accepted only when the API is on loopback)".into(),
+                ));
+            }
         }
         let resp = self.cdn.get(url).send().await.map_err(net_error)?;
         let status = resp.status().as_u16();
@@ -233,6 +327,7 @@ impl Client {
             return Err(ApiError::NotJpeg(format!("content-type `{ctype}`")));
         }
         let promised = resp.content_length();
+        let budget = self.reserve_thumb_bytes(promised).await?;
         let bytes = read_limited(resp, MAX_IMAGE_BYTES).await?;
         if let Some(n) = promised
             && bytes.len() as u64 != n
@@ -256,7 +351,35 @@ impl Client {
             bytes,
             width,
             height,
+            _budget: Arc::new(budget),
         })
+    }
+
+    /// Waits until `announced` bytes (or [`MAX_IMAGE_BYTES`] when no length
+    /// was announced) fit in the thumbnail memory budget, and reserves them.
+    async fn reserve_thumb_bytes(
+        &self,
+        announced: Option<u64>,
+    ) -> Result<OwnedSemaphorePermit, ApiError> {
+        let n = match announced {
+            Some(n) if n > MAX_IMAGE_BYTES as u64 => {
+                return Err(ApiError::Body(format!(
+                    "body larger than {MAX_IMAGE_BYTES} bytes"
+                )));
+            }
+            Some(n) => n as usize,
+            None => MAX_IMAGE_BYTES,
+        };
+        let units = u32::try_from(n.div_ceil(BUDGET_UNIT).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.thumb_budget)
+            .acquire_many_owned(units)
+            .await
+            .map_err(|_| ApiError::Network("the download budget was closed".into()))
+    }
+
+    /// Thumbnail bytes that may still be reserved now (for tests).
+    pub fn thumb_budget_available(&self) -> usize {
+        self.thumb_budget.available_permits() * BUDGET_UNIT
     }
 
     /// Runs `f` until it succeeds, fails for good, or attempts run out.
@@ -332,6 +455,12 @@ fn header_str<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
 }
 
 fn net_error(e: reqwest::Error) -> ApiError {
+    if e.is_redirect() {
+        let why = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<RedirectRefused>())
+            .map_or_else(|| "a redirect".to_string(), ToString::to_string);
+        return ApiError::Insecure(why);
+    }
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {
@@ -372,5 +501,99 @@ async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes, 
                 )));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AccessToken;
+
+    fn url(s: &str) -> reqwest::Url {
+        s.parse().unwrap()
+    }
+
+    fn client(base: &str) -> Client {
+        Client::new(&ApiConfig {
+            base_url: url(base),
+            token: AccessToken::new("MLY|1|x").unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            retry: RetryPolicy {
+                attempts: 1,
+                base: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+            search_per_min: 60,
+            entity_per_min: 60,
+            search_cap: 2000,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn redirect_rules() {
+        let a = url("https://graph.example.com/images");
+        let same = url("https://graph.example.com/v2/images");
+        let other = url("https://cdn.example.com/x");
+        let plain = url("http://graph.example.com/images");
+        assert_eq!(redirect_verdict(&a, &a, &same, 1, true), Ok(()));
+        assert!(redirect_verdict(&a, &a, &other, 1, true).is_err());
+        assert_eq!(redirect_verdict(&a, &a, &other, 1, false), Ok(()));
+        assert!(redirect_verdict(&a, &a, &plain, 1, false).is_err());
+        assert!(redirect_verdict(&a, &a, &plain, 1, true).is_err());
+        assert!(redirect_verdict(&a, &a, &same, MAX_REDIRECTS + 1, false).is_err());
+        assert!(redirect_verdict(&a, &a, &url("ftp://graph.example.com/"), 1, false).is_err());
+        // http to https is an upgrade; http to http only without credentials
+        // across origins.
+        let h = url("http://127.0.0.1:1/");
+        assert_eq!(
+            redirect_verdict(&h, &h, &url("https://127.0.0.1:1/"), 1, false),
+            Ok(())
+        );
+        assert!(redirect_verdict(&h, &h, &url("http://127.0.0.1:2/"), 1, true).is_err());
+    }
+
+    #[tokio::test]
+    async fn thumbnails_need_https_unless_the_api_is_on_loopback() {
+        let c = client("https://graph.example.com");
+        let e = c.thumbnail("http://127.0.0.1:9/t.jpg").await.unwrap_err();
+        assert!(matches!(e, ApiError::Insecure(_)), "{e}");
+        assert!(!e.is_retryable());
+        let e = c.thumbnail("file:///etc/passwd").await.unwrap_err();
+        assert!(matches!(e, ApiError::Insecure(_)), "{e}");
+        // On loopback, plain http gets as far as connecting (port 9 is closed).
+        let c = client("http://127.0.0.1:9");
+        let e = c.thumbnail("http://127.0.0.1:9/t.jpg").await.unwrap_err();
+        assert!(matches!(e, ApiError::Network(_)), "{e}");
+    }
+
+    #[tokio::test]
+    async fn thumbnail_memory_is_bounded_in_total() {
+        let c = client("https://graph.example.com");
+        assert_eq!(c.thumb_budget_available(), MAX_THUMB_BYTES_IN_FLIGHT);
+        let over = c
+            .reserve_thumb_bytes(Some(MAX_IMAGE_BYTES as u64 + 1))
+            .await;
+        assert!(over.is_err());
+        // No announced length: the per-image maximum is reserved.
+        let n = MAX_THUMB_BYTES_IN_FLIGHT / MAX_IMAGE_BYTES;
+        let mut held = Vec::new();
+        for _ in 0..n {
+            held.push(c.reserve_thumb_bytes(None).await.unwrap());
+        }
+        assert_eq!(c.thumb_budget_available(), 0);
+        let wait =
+            tokio::time::timeout(Duration::from_millis(50), c.reserve_thumb_bytes(Some(1000)));
+        assert!(wait.await.is_err(), "a download past the budget waits");
+        held.pop();
+        let small = c.reserve_thumb_bytes(Some(1000)).await.unwrap();
+        assert_eq!(
+            c.thumb_budget_available(),
+            MAX_IMAGE_BYTES - BUDGET_UNIT,
+            "1000 bytes take one 1 KiB unit"
+        );
+        drop((small, held));
+        assert_eq!(c.thumb_budget_available(), MAX_THUMB_BYTES_IN_FLIGHT);
     }
 }

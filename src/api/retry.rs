@@ -43,6 +43,10 @@ pub enum ApiError {
     /// A thumbnail answer that is not a JPEG. Retried.
     #[error("not a JPEG: {0}")]
     NotJpeg(String),
+    /// Refused for safety: a redirect to plain http or, with the token, to
+    /// another origin; a thumbnail URL that is not https. Never retried.
+    #[error("refused for safety: {0}")]
+    Insecure(String),
 }
 
 impl ApiError {
@@ -72,6 +76,7 @@ impl ApiError {
             ApiError::Body(m) if m.starts_with("truncated") => "truncated".into(),
             ApiError::Body(_) => "bad_body".into(),
             ApiError::NotJpeg(_) => "not_jpeg".into(),
+            ApiError::Insecure(_) => "insecure".into(),
         }
     }
 }

@@ -14,7 +14,11 @@ use crate::lock::FolderLock;
 use crate::report::Reporter;
 
 pub fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
-    let argv: Vec<String> = std::env::args().collect();
+    // Lossy: a non-UTF-8 argument (a path) must not panic; the run record
+    // keeps a readable form of it.
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let cfg = FetchConfig::from_args(args, &|k| std::env::var(k).ok(), &cwd, argv)?;
     let reporter = Reporter::new(cfg.quiet);

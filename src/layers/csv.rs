@@ -1,5 +1,6 @@
 //! `images.csv`: one line per drawn image with lon, lat and a WKT column, for
-//! spreadsheets. Pure: rows in, bytes out; no file access.
+//! spreadsheets. Pure: rows in, bytes out; no file access. Text that came
+//! from the API is neutralised for spreadsheets ([`text_cell`]).
 
 use std::io::{self, Write};
 
@@ -41,6 +42,57 @@ pub fn quote(v: &str) -> String {
     }
 }
 
+/// A text cell made safe for spreadsheets, then quoted: text starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (the
+/// OWASP advice), so that a spreadsheet shows it as text instead of running
+/// it as a formula. A plain decimal number such as `-73.9` or `+1e-3` is
+/// left alone: it is a number, and spreadsheets read it as one.
+pub fn text_cell(v: &str) -> String {
+    quote(&neutralise(v))
+}
+
+/// `v` with a leading `'` when a spreadsheet could take it for a formula.
+pub fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
+    let risky = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_plain_number(v) {
+        format!("'{v}").into()
+    } else {
+        v.into()
+    }
+}
+
+/// True for `[+-]digits[.digits][e[+-]digits]` (at least one digit before
+/// the exponent), what spreadsheets read as a number and nothing else.
+pub fn is_plain_number(v: &str) -> bool {
+    let b = v.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut n = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        n += digits(&mut i);
+    }
+    if n == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
@@ -48,7 +100,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 fn line(set: &LayerSet, r: &ImageRow, out: &mut String) {
     let Some(p) = r.position() else { return };
     let (lon, lat) = (round_coord(p.lon), round_coord(p.lat));
-    let s = |sym| set.s(sym).map(quote).unwrap_or_default();
+    let s = |sym| set.s(sym).map(text_cell).unwrap_or_default();
     let vals = [
         r.id.to_string(),
         lon.to_string(),
@@ -69,7 +121,7 @@ fn line(set: &LayerSet, r: &ImageRow, out: &mut String) {
         opt(r.height()),
         opt(r.altitude()),
         s(r.grid),
-        opt(set.file_of(r).map(|f| quote(&f))),
+        opt(set.file_of(r).map(|f| text_cell(&f))),
         opt(r.bytes()),
         source_name(r.source).to_string(),
         opt(r.offset_m().map(|m| super::round_to(m, 3))),
@@ -108,6 +160,22 @@ mod tests {
     }
 
     #[test]
+    fn formulas_are_neutralised_and_numbers_kept() {
+        assert_eq!(
+            text_cell("=HYPERLINK(\"http://x\",\"y\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""
+        );
+        for v in [
+            "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "-", "+", "-inf", "-1e", "--1",
+        ] {
+            assert_eq!(neutralise(v), format!("'{v}"), "{v:?}");
+        }
+        for v in ["-73.9", "+1", "-1e-3", "12", "-.5", "Canon", "", "a=b"] {
+            assert_eq!(neutralise(v), v, "{v:?}");
+        }
+    }
+
+    #[test]
     fn one_line_per_drawn_image() {
         let set = super::super::geojson::tests::small_set();
         let text = String::from_utf8(images_csv(&set)).unwrap();
@@ -122,5 +190,27 @@ mod tests {
             lines[1]
         );
         assert!(lines[1].contains(",g1/1.jpg,"));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn no_text_cell_starts_a_formula(v in "\\PC{0,12}|[=+@-]\\PC{0,8}|[\t\r].{0,5}") {
+                let n = neutralise(&v);
+                let risky = n.starts_with(['=', '+', '-', '@', '\t', '\r']);
+                prop_assert!(!risky || is_plain_number(&n), "{n:?}");
+                let prefixed = format!("'{}", v);
+                prop_assert!(n == v.as_str() || n == prefixed.as_str());
+            }
+
+            #[test]
+            fn numbers_stay_numbers(x in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
+                let s = x.to_string();
+                prop_assert_eq!(neutralise(&s), s.clone());
+            }
+        }
     }
 }

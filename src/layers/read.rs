@@ -1,21 +1,24 @@
 //! Reads a downloads folder for `layers`: the per-image metadata files (in
 //! parallel, on the caller's rayon pool), the run record and the optional
-//! listing. File reads only: no writes, no network, no terminal.
+//! listing. File reads only, each through [`crate::input`] (regular files
+//! only, opened without blocking, size- and line-bounded): no writes, no
+//! network, no terminal.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::{self, BufRead};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde_json::Value;
 
 use super::{ImageRow, Interner, LayersError};
+use crate::input;
 use crate::model::GridId;
 use crate::model::{ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
-use crate::store::{self, InputLayout, LISTING_FILE, MAX_METADATA_BYTES, StoreError};
+use crate::store::{InputLayout, LISTING_FILE, MAX_METADATA_BYTES, StoreError};
 
 /// Why one metadata file (or the run record) could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -190,7 +193,7 @@ pub fn read_record_at(json: &Path, id: ImageId) -> Result<ImageRecord, ReadError
         source,
     };
     BUFFER.with_borrow_mut(|bytes| {
-        store::read_bounded_into(json, MAX_METADATA_BYTES, bytes).map_err(io_err)?;
+        input::read_bounded_into(json, MAX_METADATA_BYTES, bytes).map_err(io_err)?;
         parse_record(bytes, id, path)
     })
 }
@@ -298,14 +301,14 @@ pub fn read_rows<E>(
 
 /// Largest run record read, in bytes (one of a city-wide run with thousands
 /// of grids and failures is a few megabytes).
-const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
+pub const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
 
 /// The run record of `root`: `Ok(None)` when there is none (e.g. the old
 /// Python tool's folder), an error when it exists but cannot be read.
 pub fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
     let path = root.join(RUN_RECORD_FILE);
     let mut bytes = Vec::new();
-    match store::read_bounded_into(&path, MAX_RUN_RECORD_BYTES, &mut bytes) {
+    match input::read_bounded_into(&path, MAX_RUN_RECORD_BYTES, &mut bytes) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(ReadError::Io { path, source }),
@@ -315,14 +318,18 @@ pub fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
         .map_err(|source| ReadError::RunRecord { path, source })
 }
 
-/// Images listed per grid according to `listing.jsonl`, when it exists and
-/// can be read; lines that are not JSON objects with a `grid` are skipped.
+/// Longest `listing.jsonl` line read, in bytes (a listed image is ~300).
+const MAX_LISTING_LINE_BYTES: usize = 1 << 20;
+
+/// Images listed per grid according to `listing.jsonl`, when it exists, is
+/// a regular file and can be read (a line longer than 1 MiB makes it
+/// unreadable); lines that are not JSON objects with a `grid` are skipped.
 pub fn read_listing_counts(root: &Path) -> Option<BTreeMap<String, u64>> {
-    let file = fs::File::open(root.join(LISTING_FILE)).ok()?;
+    let file = input::open_regular(&root.join(LISTING_FILE)).ok()?;
     let mut counts = BTreeMap::new();
-    for line in io::BufReader::new(file).lines() {
-        let line = line.ok()?;
-        let grid = serde_json::from_str::<Value>(&line)
+    let reader = io::BufReader::new(file);
+    input::for_each_line(reader, MAX_LISTING_LINE_BYTES, |line| {
+        let grid = serde_json::from_str::<Value>(line)
             .ok()
             .and_then(|v| match v.get("grid")? {
                 Value::String(s) => Some(s.clone()),
@@ -332,7 +339,8 @@ pub fn read_listing_counts(root: &Path) -> Option<BTreeMap<String, u64>> {
         if let Some(g) = grid {
             *counts.entry(g).or_insert(0) += 1;
         }
-    }
+    })
+    .ok()?;
     Some(counts)
 }
 
@@ -381,7 +389,7 @@ mod tests {
         huge.resize(MAX_METADATA_BYTES as usize + 10, b'a');
         huge.extend_from_slice(br#""}"#);
         fs::write(g.join("5.json"), huge).unwrap();
-        // A FIFO no one writes to reads as empty, instead of blocking.
+        // A FIFO is refused at once, instead of blocking.
         rustix::fs::mknodat(
             rustix::fs::CWD,
             g.join("6.json"),
@@ -415,7 +423,11 @@ mod tests {
             "{:?}",
             out.problems[2]
         );
-        assert!(matches!(out.problems[3], ReadError::Json { .. }));
+        assert!(
+            matches!(&out.problems[3], ReadError::Io { source, .. } if source.to_string().contains("FIFO")),
+            "{:?}",
+            out.problems[3]
+        );
         assert!(read_run_record(dir.path()).unwrap().is_none());
         fs::write(dir.path().join(RUN_RECORD_FILE), "[]").unwrap();
         assert!(read_run_record(dir.path()).is_err());
@@ -425,5 +437,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(read_listing_counts(dir.path()).unwrap()["g1"], 2);
+        // FIFOs as the listing or the run record: refused at once, no hang.
+        for name in [LISTING_FILE, RUN_RECORD_FILE] {
+            fs::remove_file(dir.path().join(name)).unwrap();
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                dir.path().join(name),
+                rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            )
+            .unwrap();
+        }
+        assert!(read_listing_counts(dir.path()).is_none());
+        assert!(read_run_record(dir.path()).is_err());
     }
 }

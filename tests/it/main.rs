@@ -7,6 +7,7 @@ mod common; // TestEnv: temp folders, the simulator, the binary with a clean env
 mod exif; // GPS EXIF embedding
 mod faults; // each fault kind of the simulator
 mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
+mod hostile; // hostile or broken input: no panic, bounded reads, data never markup, redirects
 mod integrity; // open readers during the EXIF pass, folder locks, temp files of live runs, hostile JPEGs
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
