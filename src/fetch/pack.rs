@@ -172,6 +172,74 @@ pub fn outer_sides(cell: &Bbox, m: Margin, covered: impl Fn(LonLat) -> bool) -> 
     }
 }
 
+/// The strips a box is widened by on its outer sides (corners included in
+/// the north and south strips), merged with the strips of other boxes on
+/// the same side and line, and cut under the API's area limit.
+pub fn margin_strips(boxes: impl Iterator<Item = (SearchBox, Margin)>) -> Vec<Bbox> {
+    let mut merged: Vec<(u8, f64, Bbox)> = Vec::new();
+    for (b, m) in boxes {
+        let a = b.asked(m);
+        let c = &b.cell;
+        let o = b.outer;
+        let sides = [
+            (
+                o.north,
+                0u8,
+                c.max_lat(),
+                (a.min_lon(), c.max_lat(), a.max_lon(), a.max_lat()),
+            ),
+            (
+                o.south,
+                1,
+                c.min_lat(),
+                (a.min_lon(), a.min_lat(), a.max_lon(), c.min_lat()),
+            ),
+            (
+                o.west,
+                2,
+                c.min_lon(),
+                (a.min_lon(), c.min_lat(), c.min_lon(), c.max_lat()),
+            ),
+            (
+                o.east,
+                3,
+                c.max_lon(),
+                (c.max_lon(), c.min_lat(), a.max_lon(), c.max_lat()),
+            ),
+        ];
+        for (on, side, line, (w, s, e, n)) in sides {
+            let Ok(strip) = Bbox::new(w, s, e, n) else {
+                continue;
+            };
+            if !on {
+                continue;
+            }
+            match merged.iter_mut().find(|(k, l, _)| *k == side && *l == line) {
+                Some((_, _, u)) => *u = u.union(&strip),
+                None => merged.push((side, line, strip)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (_, _, strip) in merged {
+        let mut todo = vec![strip];
+        while let Some(b) = todo.pop() {
+            if b.area_deg2() < MAX_SEARCH_AREA_DEG2 {
+                out.push(b);
+            } else if b.width() >= b.height() {
+                let mid = (b.min_lon() + b.max_lon()) / 2.0;
+                todo.push(bbox(b.min_lon(), b.min_lat(), mid, b.max_lat()));
+                todo.push(bbox(mid, b.min_lat(), b.max_lon(), b.max_lat()));
+            } else {
+                let mid = (b.min_lat() + b.max_lat()) / 2.0;
+                todo.push(bbox(b.min_lon(), b.min_lat(), b.max_lon(), mid));
+                todo.push(bbox(b.min_lon(), mid, b.max_lon(), b.max_lat()));
+            }
+        }
+    }
+    out
+}
+
 /// Splits a box in quarters until each, as asked, is under the API's area
 /// limit (outer sides widened by `m`).
 pub fn under_area_limit(b: SearchBox, m: Margin) -> Vec<SearchBox> {
@@ -288,8 +356,14 @@ fn strips(b: SearchBox, axis: Axis, coords: &[f64], target: usize, m: Margin) ->
             out.push(rest);
             return out;
         }
-        // The strip ends between the target-th and the next point from `from`.
-        let mut end = (coords[first + target - 1] + coords[first + target]) / 2.0;
+        // The strip ends between the target-th and the next point from
+        // `from`, moved back past points on the same coordinate (tile
+        // positions are quantised), so that no point lies on the cut.
+        let mut j = first + target;
+        while j > first + 1 && coords[j - 1] == coords[j] {
+            j -= 1;
+        }
+        let mut end = (coords[j - 1] + coords[j]) / 2.0;
         if end - start < step {
             end = start + step;
         }
@@ -424,6 +498,45 @@ mod tests {
             half.contains_closed(p) || west.contains_closed(p)
         });
         assert!(o.east && o.north);
+    }
+
+    #[test]
+    fn margin_strips_merge_per_side() {
+        let area = bb(8.50, 47.35, 8.54, 47.38);
+        let m = Margin::metres(100.0, 47.36);
+        let parts = SearchBox::new(area, Outer::ALL).quarters();
+        let strips = margin_strips(parts.iter().map(|p| (*p, m)));
+        assert_eq!(strips.len(), 4, "{strips:?}");
+        let ring: f64 = strips.iter().map(Bbox::area_deg2).sum();
+        let whole = SearchBox::new(area, Outer::ALL).asked(m).area_deg2() - area.area_deg2();
+        assert!((ring - whole).abs() < 1e-12, "{ring} vs {whole}");
+        for s in &strips {
+            assert!(
+                !area.contains_half_open(
+                    LonLat::new(
+                        (s.min_lon() + s.max_lon()) / 2.0,
+                        (s.min_lat() + s.max_lat()) / 2.0
+                    )
+                    .unwrap()
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn quantised_positions_are_not_cut_through() {
+        // Positions on a coarse lattice (as tiles give them): many share a latitude.
+        let area = bb(8.50, 47.35, 8.54, 47.38);
+        let pts: Vec<LonLat> = cloud(12_000, 3)
+            .into_iter()
+            .map(|p| LonLat::new((p.lon * 2e4).round() / 2e4, (p.lat * 2e4).round() / 2e4).unwrap())
+            .collect();
+        let m = Margin::metres(OUTER_MARGIN_M, 47.36);
+        let parts = pack(SearchBox::new(area, Outer::ALL), &pts, 1500, m);
+        assert!(parts.len() <= 10, "{} boxes", parts.len());
+        for p in &parts {
+            assert!(count(&p.asked(m), &pts) <= 1500);
+        }
     }
 
     #[test]

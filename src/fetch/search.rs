@@ -178,53 +178,44 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
         self.confirm_held(cancel, &mut sink).await
     }
 
-    /// Decides on the held images: each box's own cell (not widened) is
-    /// searched once for ids; an image it returns is kept for that box's
-    /// grid, one it does not is left out (it lies in the margin). When that
-    /// answer may itself be cut, the images are kept.
+    /// Decides on the held images: the margin strips of their boxes are
+    /// merged per side of the area (a handful of thin searches, ids only);
+    /// a held image those return lies in a margin, outside the area, and
+    /// is left out; the others are kept for the grid whose box returned
+    /// them. When a strip's answer may be cut, nothing is left out.
     async fn confirm_held(
         &mut self,
         cancel: &CancellationToken,
         sink: &mut impl FnMut(Found),
     ) -> Result<(), ListError> {
-        let mut held = std::mem::take(&mut self.held);
-        held.sort_by(|a, b| {
-            cell_key(&a.0)
-                .partial_cmp(&cell_key(&b.0))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return Ok(());
+        }
         let mut q = self.query.clone();
         q.fields = "id".into();
-        let mut k = 0;
-        while k < held.len() {
-            let job = held[k].0;
-            let end = k + held[k..]
-                .iter()
-                .take_while(|(j, _)| j.sb.cell == job.sb.cell)
-                .count();
+        let mut outside: HashSet<ImageId> = HashSet::new();
+        let mut sure = true;
+        for strip in pack::margin_strips(held.iter().map(|(j, _)| (j.sb, j.margin()))) {
             let answer = tokio::select! {
-                a = self.client.search(&job.sb.cell, &q) => a,
+                a = self.client.search(&strip, &q) => a,
                 () = cancel.cancelled() => return Err(ListError::Interrupted),
             };
-            let inside = match answer {
-                Ok(a) if !self.may_be_cut(a.items.len()) => Some(ids_of(&a)),
+            match answer {
+                Ok(a) if !self.may_be_cut(a.items.len()) => outside.extend(ids_of(&a)),
                 Err(e @ ApiError::Auth { .. }) => return Err(ListError::Fatal(e)),
-                _ => None,
-            };
-            for (job, item) in &held[k..end] {
-                let id = crate::record::ImageRecord::from_slice(item.get().as_bytes())
-                    .ok()
-                    .map(|r| r.id);
-                if inside
-                    .as_ref()
-                    .is_none_or(|s| id.is_some_and(|id| s.contains(&id)))
-                {
-                    self.take(job, item.get(), sink);
-                } else {
-                    self.unplaced_outside += 1;
-                }
+                _ => sure = false,
             }
-            k = end;
+        }
+        for (job, item) in &held {
+            let id = crate::record::ImageRecord::from_slice(item.get().as_bytes())
+                .ok()
+                .map(|r| r.id);
+            if sure && id.is_some_and(|id| outside.contains(&id)) {
+                self.unplaced_outside += 1;
+            } else {
+                self.take(job, item.get(), sink);
+            }
         }
         Ok(())
     }
@@ -479,12 +470,6 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             .grids_listed
             .fetch_add(empty, Ordering::Relaxed);
     }
-}
-
-/// Orders held images by their box's cell.
-fn cell_key(j: &BoxJob) -> [f64; 4] {
-    let c = &j.sb.cell;
-    [c.min_lon(), c.min_lat(), c.max_lon(), c.max_lat()]
 }
 
 fn ids_of(a: &SearchAnswer) -> HashSet<ImageId> {

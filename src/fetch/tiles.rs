@@ -445,7 +445,9 @@ pub async fn list_plan_tiles(
                         progress
                             .malformed
                             .fetch_add(decoded.skipped(), Ordering::Relaxed);
-                        if decoded.drifted() {
+                        // A tile crossed by sequences may hold no image: a
+                        // missing `image` layer alone is not drift here.
+                        if decoded.skipped() > 0 || decoded.bad_types > 0 {
                             let reason = format!(
                                 "tile {} has an unexpected shape ({} unusable features, {} values of an unexpected type, image layer {})",
                                 planned[k].id,
