@@ -649,7 +649,7 @@ fn huge_search(st: &Shared) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json; charset=UTF-8"),
     );
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         h.insert(
             header::CONTENT_LENGTH,
             HeaderValue::from(hostile::HUGE_SEARCH_BYTES),

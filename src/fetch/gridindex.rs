@@ -59,29 +59,6 @@ impl GridIndex {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan;
-
-    #[test]
-    fn agrees_with_the_plan_on_edges_corners_and_outside() {
-        let area: crate::model::Bbox = "8.5,47.3,8.6,47.4".parse().unwrap();
-        let p = Plan::new(plan::cut(&area, 5, 4).unwrap()).unwrap();
-        let idx = GridIndex::new(&p);
-        for i in 0..=40 {
-            for j in 0..=40 {
-                let q =
-                    LonLat::new(8.5 + f64::from(i) * 0.0025, 47.3 + f64::from(j) * 0.0025).unwrap();
-                assert_eq!(idx.owner(&p, q), p.owner(q), "{q:?}");
-                assert_eq!(idx.covers(q), p.owner(q).is_some());
-            }
-        }
-        let out = LonLat::new(8.7, 47.35).unwrap();
-        assert_eq!(idx.owner(&p, out), None);
-    }
-}
-
 /// Known image positions (from the vector tiles), indexed for box queries.
 pub struct PointIndex {
     tree: RTree<[f64; 2]>,
@@ -109,5 +86,28 @@ impl PointIndex {
     /// How many positions lie inside the closed box `b`.
     pub fn count(&self, b: &crate::model::Bbox) -> usize {
         self.tree.locate_in_envelope(&Self::envelope(b)).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan;
+
+    #[test]
+    fn agrees_with_the_plan_on_edges_corners_and_outside() {
+        let area: crate::model::Bbox = "8.5,47.3,8.6,47.4".parse().unwrap();
+        let p = Plan::new(plan::cut(&area, 5, 4).unwrap()).unwrap();
+        let idx = GridIndex::new(&p);
+        for i in 0..=40 {
+            for j in 0..=40 {
+                let q =
+                    LonLat::new(8.5 + f64::from(i) * 0.0025, 47.3 + f64::from(j) * 0.0025).unwrap();
+                assert_eq!(idx.owner(&p, q), p.owner(q), "{q:?}");
+                assert_eq!(idx.covers(q), p.owner(q).is_some());
+            }
+        }
+        let out = LonLat::new(8.7, 47.35).unwrap();
+        assert_eq!(idx.owner(&p, out), None);
     }
 }

@@ -719,10 +719,12 @@ fn load_or_new_record(
     plan: &Plan,
 ) -> Result<RunRecord, FetchError> {
     if path.is_file() {
-        let text = std::fs::read(path).map_err(|e| FetchError::BadRunRecord {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let mut text = Vec::new();
+        crate::input::read_bounded_into(path, crate::layers::read::MAX_RUN_RECORD_BYTES, &mut text)
+            .map_err(|e| FetchError::BadRunRecord {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
         let old: RunRecord =
             serde_json::from_slice(&text).map_err(|e| FetchError::BadRunRecord {
                 path: path.display().to_string(),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::model::{GridId, ImageId};
 use crate::store::{self, ImagePaths};
@@ -92,7 +92,7 @@ pub(crate) fn finished(paths: &ImagePaths, id: ImageId) -> bool {
     named && jpg.is_ok_and(|m| m.is_file() && Some(m.len()) == bytes)
 }
 
-fn read_json(path: &PathBuf) -> Option<serde_json::Value> {
+fn read_json(path: &Path) -> Option<serde_json::Value> {
     let file = store::open_for_reading(path).ok()?;
     if !file.metadata().ok()?.is_file() {
         return None;

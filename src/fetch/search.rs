@@ -26,7 +26,7 @@ use crate::runrecord::FailedBox;
 
 /// Searches in flight at once.
 const LIST_CONCURRENCY: usize = 8;
-/// Answers of at least this many results that are equal make a cap signature.
+/// Answers of fewer results are not watched for a cap signature.
 const SIGNATURE_MIN: usize = 50;
 /// Boxes that must answer with one count before it is taken for the cap.
 const SIGNATURE_BOXES: usize = 2;
@@ -95,6 +95,8 @@ pub struct Searcher<'c, 's, 'a> {
     sizes: BTreeMap<usize, Vec<BoxJob>>,
     /// A cap read from the answers: a signature, a short answer or a refusal.
     seen_cap: Option<usize>,
+    /// The largest search-only answer so far.
+    largest_answer: usize,
     /// Images without any position returned by a box widened at the area's
     /// edge: they may lie in the margin, outside the area; kept only once a
     /// search of the box's own cell returns them too.
@@ -126,6 +128,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             from_search: vec![0; n],
             sizes: BTreeMap::new(),
             seen_cap: None,
+            largest_answer: 0,
             held: Vec::new(),
             unplaced_outside: 0,
         }
@@ -337,6 +340,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
 
     /// A search-only box answered `n`: split it when that may be a cut.
     fn check_cut(&mut self, job: BoxJob, n: usize, has_more: bool) {
+        self.largest_answer = self.largest_answer.max(n);
         let sig = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);
         let cut = has_more || n >= self.split_at || sig;
         if cut && job.sb.can_split() {
@@ -355,7 +359,15 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     fn watch_signature(&mut self, job: BoxJob, n: usize) {
         let same = self.sizes.entry(n).or_default();
         same.push(job);
-        if same.len() < SIGNATURE_BOXES || self.seen_cap.is_some_and(|c| c <= n) {
+        let count = same.len();
+        // A cap is the largest answer there is: a count some box exceeded
+        // is no cap, and small equal counts are mere coincidences.
+        let largest = self.sizes.keys().next_back() == Some(&n) && self.largest_answer <= n;
+        if count < SIGNATURE_BOXES
+            || !largest
+            || n < self.split_at / 2
+            || self.seen_cap.is_some_and(|c| c <= n)
+        {
             return;
         }
         self.note_cap(n);

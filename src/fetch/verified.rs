@@ -128,7 +128,6 @@ pub async fn list_verified(
             .collect();
         searcher.run(jobs, cancel, &mut watch).await?;
     }
-    drop(watch);
     let missing: Vec<(ImageId, usize)> = census
         .ids
         .iter()

@@ -283,3 +283,40 @@ fn tile_schema_drift_is_loud_and_never_verified() {
         assert!(stdout(&o).contains("NOT VERIFIED"), "{drift:?}");
     }
 }
+
+#[test]
+fn a_search_only_listing_splits_on_a_cap_signature() {
+    // A fixed cap of 800, below the search-only split threshold (1,000):
+    // only the equal answers of several boxes give it away.
+    let env = sim(SimConfig {
+        world: WorldSpec::dense(6_000),
+        cap: 800,
+        ..SimConfig::default()
+    });
+    let b = env.sim().world().spec().bbox;
+    let o = env.fetch(&[
+        "--bbox",
+        &bbox_arg(b),
+        "--grid",
+        "2x2",
+        "--dry-run",
+        "--enumerate",
+        "search",
+    ]);
+    assert_success(&o);
+    let truth: BTreeSet<u64> = env
+        .sim()
+        .world()
+        .indexed_truth(b, &TruthFilter::default())
+        .into_iter()
+        .collect();
+    assert_eq!(listed(&env), truth);
+    let rec = run_record(&env.out());
+    assert!(
+        rec["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["listing"] == "assumed_complete")
+    );
+}
