@@ -91,9 +91,12 @@ fn year_table(set: &LayerSet) -> YearTable {
             *i.entry(year).or_default() += 1;
         }
     }
-    let mut all: Vec<i32> = counts.iter().flat_map(|m| m.keys().copied()).collect();
-    all.sort_unstable();
-    all.dedup();
+    let first = counts.iter().filter_map(|m| m.keys().next()).min();
+    let last = counts.iter().filter_map(|m| m.keys().next_back()).max();
+    let all: Vec<i32> = match (first, last) {
+        (Some(&a), Some(&b)) => (a..=b).collect(),
+        _ => Vec::new(),
+    };
     let (years, older) = if all.len() > MAX_YEARS {
         let cut = all[all.len() - MAX_YEARS + 1];
         for m in &mut counts {
@@ -284,7 +287,7 @@ fn source_chart(set: &LayerSet) -> String {
     let bar_w = CHART_W - 20.0;
     let mut out = String::from(
         "<figure><figcaption>Source of the positions</figcaption>\n<svg class=\"chart\" \
-         width=\"540\" height=\"74\" viewBox=\"0 0 540 74\" font-size=\"11\">",
+         width=\"540\" height=\"94\" viewBox=\"0 0 540 94\" font-size=\"11\">",
     );
     let mut x = 10.0;
     let parts = [
@@ -302,12 +305,12 @@ fn source_chart(set: &LayerSet) -> String {
             );
         }
         x += w;
-        let lx = 10.0 + 176.0 * i as f64;
+        let ly = 38.0 + 18.0 * i as f64;
         let _ = write!(
             out,
-            "<rect x=\"{lx}\" y=\"42\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
-             <text x=\"{:.1}\" y=\"52\">{name}: {} ({:.0} %)</text>",
-            lx + 16.0,
+            "<rect x=\"10\" y=\"{ly}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+             <text x=\"28\" y=\"{:.1}\">{name}: {} ({:.0} %)</text>",
+            ly + 10.0,
             thousands(*n),
             *n as f64 / total * 100.0
         );

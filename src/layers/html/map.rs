@@ -63,10 +63,7 @@ impl Proj {
         let (dx, dy) = ((x1 - x0).max(1e-9), (y1 - y0).max(1e-9));
         let scale = ((WIDTH - 2.0 * PAD) / dx).min((MAX_HEIGHT - 2.0 * PAD) / dy);
         let height = (dy * scale + 2.0 * PAD).max(120.0);
-        let off = (
-            (WIDTH - dx * scale) / 2.0,
-            (height - dy * scale) / 2.0,
-        );
+        let off = ((WIDTH - dx * scale) / 2.0, (height - dy * scale) / 2.0);
         Self {
             x0,
             y1,
@@ -99,13 +96,13 @@ fn n1(v: f64) -> String {
     }
 }
 
-/// The smallest of 1, 2, 2.5, 5, 10 times a power of ten that is at least `x`.
+/// The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10 times a power of ten that is at least `x`.
 pub fn nice_ceil(x: f64) -> f64 {
     if !x.is_finite() || x <= 0.0 {
         return 1.0;
     }
     let p = 10f64.powf(x.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * p)
         .find(|v| *v >= x * (1.0 - 1e-12))
@@ -126,7 +123,9 @@ fn nice_floor(x: f64) -> f64 {
 fn extent(set: &LayerSet) -> Option<[f64; 4]> {
     let boxes = set.cells.iter().filter_map(|c| c.bbox);
     let b = boxes.reduce(|a, b| a.union(&b)).map(<[f64; 4]>::from);
-    let mut e = b.or_else(|| crate::layers::extent(set.drawn().filter_map(|r| r.position())).map(Into::into))?;
+    let mut e = b.or_else(|| {
+        crate::layers::extent(set.drawn().filter_map(|r| r.position())).map(Into::into)
+    })?;
     for (lo, hi) in [(0, 2), (1, 3)] {
         if e[hi] - e[lo] < 1e-4 {
             let mid = (e[hi] + e[lo]) / 2.0;
@@ -230,7 +229,8 @@ fn cell_title(c: &CellCoverage) -> String {
         "\nimages per km²: {}\narea: {}\npanorama share: {}\nnewest capture: {}\nmonths since newest: {}\nsequences: {}, creators: {}",
         o(c.images_per_km2, ""),
         o(c.area_km2, " km²"),
-        c.pano_share.map_or("unknown".into(), |s| format!("{:.0} %", s * 100.0)),
+        c.pano_share
+            .map_or("unknown".into(), |s| format!("{:.0} %", s * 100.0)),
         c.last_capture.as_deref().unwrap_or("none"),
         o(c.months_since_newest, ""),
         c.sequences,
@@ -275,31 +275,51 @@ fn labels_svg(cells: &[CellCoverage], p: &Proj) -> String {
         let (Some(shape), Some(b)) = (cell_shape(c), c.bbox) else {
             continue;
         };
-        let Some(at) = shape.interior_point() else {
-            continue;
-        };
         let (x0, y0) = p.xy(b.min_lon(), b.max_lat());
         let (x1, y1) = p.xy(b.max_lon(), b.min_lat());
         let (w, h) = (x1 - x0, y1 - y0);
         if w < 28.0 || h < 16.0 {
             continue;
         }
-        let size = (w / 9.0).clamp(9.0, 17.0);
-        let (x, y) = p.xy(at.x(), at.y());
-        let mut lines = vec![format!("<tspan font-weight=\"700\">Grid {}</tspan>", esc(&c.grid))];
+        let size = (w / 9.0).clamp(9.0, 16.0);
+        // A plain box is labelled near its top (its middle often holds the
+        // images); a clipped one at a point surely inside it.
+        let (x, y) = match (&c.shape, shape.interior_point()) {
+            (Some(_), Some(at)) => p.xy(at.x(), at.y()),
+            (None, _) if h > 6.0 * size => ((x0 + x1) / 2.0, y0 + 2.2 * size),
+            (None, _) => ((x0 + x1) / 2.0, (y0 + y1) / 2.0),
+            (Some(_), None) => continue,
+        };
+        let mut lines = vec![format!(
+            "<tspan font-weight=\"700\">Grid {}</tspan>",
+            esc(&c.grid)
+        )];
         if h > 3.5 * size && w > 6.0 * size {
             lines.push(format!("{} images", thousands(c.downloaded)));
             if let Some(d) = c.images_per_km2 {
                 lines.push(format!("{} /km²", thousands(d.round() as u64)));
             }
             if !is_verified(c) {
-                lines.push(format!("<tspan fill=\"#b2182b\">{}</tspan>", esc(c.listing)));
+                lines.push(format!(
+                    "<tspan fill=\"#b2182b\">{}</tspan>",
+                    esc(c.listing)
+                ));
             }
         }
         let top = y - (lines.len() as f64 - 1.0) * size * 0.6;
-        let _ = write!(out, "<text x=\"{}\" y=\"{}\" font-size=\"{}\">", n1(x), n1(top), n1(size));
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{}\" font-size=\"{}\">",
+            n1(x),
+            n1(top),
+            n1(size)
+        );
         for (i, l) in lines.iter().enumerate() {
-            let dy = if i == 0 { "0.35em".to_string() } else { "1.2em".to_string() };
+            let dy = if i == 0 {
+                "0.35em".to_string()
+            } else {
+                "1.2em".to_string()
+            };
             let _ = write!(out, "<tspan x=\"{}\" dy=\"{dy}\">{l}</tspan>", n1(x));
         }
         out.push_str("</text>\n");
@@ -330,8 +350,8 @@ fn points_svg(set: &LayerSet, p: &Proj) -> Drawn {
         }
     }
     let svg = format!(
-        "<path class=\"points\" d=\"{d}\" stroke=\"{DOT}\" stroke-width=\"3.2\" \
-         stroke-linecap=\"round\" stroke-opacity=\"0.85\" pointer-events=\"none\"/>\n"
+        "<path class=\"points\" d=\"{d}\" stroke=\"{DOT}\" stroke-width=\"2.6\" \
+         stroke-linecap=\"round\" stroke-opacity=\"0.8\" pointer-events=\"none\"/>\n"
     );
     Drawn {
         svg,
@@ -576,7 +596,8 @@ mod tests {
     #[test]
     fn nice_numbers() {
         assert_eq!(nice_ceil(0.0), 1.0);
-        assert_eq!(nice_ceil(3.0), 5.0);
+        assert_eq!(nice_ceil(3.0), 3.0);
+        assert_eq!(nice_ceil(57.7), 60.0);
         assert_eq!(nice_ceil(21.0), 25.0);
         assert_eq!(nice_ceil(100.0), 100.0);
         assert_eq!(nice_floor(370.0), 200.0);

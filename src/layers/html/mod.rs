@@ -312,10 +312,17 @@ mod tests {
 
     #[test]
     fn masks_tokens_in_command_lines() {
-        let args: Vec<String> = ["mlyexport", "fetch", "--token", "abc", "--token=def", "MLY|1|x"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> = [
+            "mlyexport",
+            "fetch",
+            "--token",
+            "abc",
+            "--token=def",
+            "MLY|1|x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             masked_command(&args),
             "mlyexport fetch --token **** --token=**** ****"
