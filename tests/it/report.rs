@@ -177,6 +177,7 @@ fn report_draws_one_shape_per_cell_escapes_every_text_and_stays_offline() {
 }
 
 #[test]
+#[allow(clippy::print_stderr)]
 fn report_stays_under_two_megabytes_at_a_million_images() {
     let start = Instant::now();
     let set = layer_set(1_000_000, 10, 10);
@@ -298,4 +299,36 @@ fn report_renders_in_headless_chromium() {
     // The page below the map (charts) is drawn too.
     let charts = ink_share(&png, [20, 900, 1180, 1200]);
     assert!(charts > 0.02, "no charts ({charts:.3} inked)");
+}
+
+#[test]
+fn report_draws_cells_clipped_to_the_aoi_and_its_outline() {
+    let mut set = layer_set(300, 2, 1);
+    // A triangle over the west half of the area: cell 1 is clipped to it.
+    let aoi = geo::MultiPolygon(vec![geo::Polygon::new(
+        vec![
+            (13.30, 52.45),
+            (13.40, 52.45),
+            (13.30, 52.55),
+            (13.30, 52.45),
+        ]
+        .into(),
+        vec![],
+    )]);
+    set.cells[0].shape = Some(aoi.clone());
+    let html = render(&Report {
+        set: &set,
+        aoi: Some(&aoi),
+        as_of: t("2026-11-30T00:00:00Z"),
+        position: "original",
+        version: "0.1.0",
+    });
+    assert_eq!(html.matches("class=\"cell\"").count(), 2);
+    assert_eq!(html.matches("class=\"aoi\"").count(), 1);
+    assert!(html.contains("study area (AOI)"));
+    // The clipped cell is drawn as its triangle: three corners and the closing one.
+    let cell = html.split("class=\"cell\" d=\"").nth(1).unwrap();
+    let d = &cell[..cell.find('"').unwrap()];
+    assert_eq!(d.matches(['M', 'L']).count(), 4, "{d}");
+    assert_offline(&html);
 }

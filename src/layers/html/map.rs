@@ -145,12 +145,12 @@ pub(super) fn render(set: &LayerSet, aoi: Option<&MultiPolygon<f64>>) -> String 
     let p = Proj::fit(e);
     let step = class_step(&set.cells);
     let mut svg = String::with_capacity(32 * 1024);
-    let _ = write!(
+    let _ = writeln!(
         svg,
         "<svg class=\"map\" role=\"img\" aria-label=\"coverage map\" width=\"{w}\" height=\"{h}\" \
-         viewBox=\"0 0 {w} {h}\"><defs><pattern id=\"hatch\" width=\"7\" height=\"7\" \
-         patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"2.2\" \
-         height=\"7\" fill=\"#b2182b\" fill-opacity=\"0.55\"/></pattern></defs>\n",
+         viewBox=\"0 0 {w} {h}\"><defs><pattern id=\"hatch\" width=\"11\" height=\"11\" \
+         patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"1.6\" \
+         height=\"11\" fill=\"#b2182b\" fill-opacity=\"0.6\"/></pattern></defs>",
         w = WIDTH,
         h = n1(p.height)
     );
@@ -302,7 +302,7 @@ fn labels_svg(cells: &[CellCoverage], p: &Proj) -> String {
             if !is_verified(c) {
                 lines.push(format!(
                     "<tspan fill=\"#b2182b\">{}</tspan>",
-                    esc(c.listing)
+                    short_listing(c.listing)
                 ));
             }
         }
@@ -326,6 +326,15 @@ fn labels_svg(cells: &[CellCoverage], p: &Proj) -> String {
     }
     out.push_str("</g>\n");
     out
+}
+
+/// A listing state short enough for a map label.
+fn short_listing(label: &str) -> String {
+    if label.starts_with("assumed complete") {
+        "not verified".into()
+    } else {
+        esc(label)
+    }
 }
 
 /// What the points layer drew, for the legend.

@@ -66,7 +66,7 @@ h1{font-size:22px;margin:4px 0}h2{font-size:16px;margin:18px 0 6px}\n\
 .note{color:#666;font-size:12px}\n\
 table{border-collapse:collapse;font-size:12px;margin:4px 0}\n\
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;vertical-align:top}\n\
-th{background:#eee}td.t{text-align:left}code{font-size:12px;word-break:break-all}\n\
+th{background:#eee}td.t{text-align:left}td.d{white-space:nowrap}code{font-size:12px;word-break:break-all}\n\
 svg text{font-family:inherit}\n\
 </style></head><body><main>\n";
 
@@ -196,7 +196,11 @@ fn table(cells: &[CellCoverage], out: &mut String) {
         ];
         let _ = write!(out, "<tr><td class=\"t\">{}</td>", esc(&c.grid));
         for (i, v) in vals.iter().enumerate() {
-            let class = if i == 3 { " class=\"t\"" } else { "" };
+            let class = match i {
+                3 => " class=\"t\"",
+                7 | 8 => " class=\"d\"",
+                _ => "",
+            };
             let _ = write!(out, "<td{class}>{}</td>", esc(v));
         }
         out.push_str("</tr>\n");
