@@ -20,10 +20,11 @@ graph_url=$(sed -n 's/^graph_url=//p' "$sim_log")
 # The simulator's fake token; with a real one, use MAPILLARY_TOKEN or --token-file instead.
 export MAPILLARY_TOKEN='MLY|4242|0123456789abcdef0123456789abcdef'
 export MLYEXPORT_API_URL="$graph_url"
+export MLYEXPORT_TILES_URL=$(sed -n 's/^tiles_url=//p' "$sim_log")
 ./target/release/mlyexport fetch --bbox 8.50,47.35,8.56,47.39 --grid 3x1 --size 1024 --output "$out"
-./target/release/mlyexport layers --input "$out" --format gpkg,geojson,csv
+./target/release/mlyexport layers --input "$out" --format gpkg,geojson,csv,html
 
 echo
 echo "demo: images in $out/<grid>/<id>.jpg with <id>.json; provenance in $out/mlyexport-run.json"
 echo "demo: open $out/layers/mapillary.gpkg in QGIS (layers images, sequences, grid_cells, styled);"
-echo "demo: coverage per grid in $out/layers/coverage.md"
+echo "demo: coverage per grid in $out/layers/coverage.md; the map, charts and table in $out/layers/report.html"

@@ -223,6 +223,8 @@ pub enum LayerFormat {
     Gpkg,
     Geojson,
     Csv,
+    /// `report.html`: an offline page with the coverage map, charts and table.
+    Html,
 }
 
 #[derive(Debug, Args)]
@@ -236,7 +238,7 @@ pub struct LayersArgs {
     pub input: PathBuf,
 
     /// Output formats, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "gpkg")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "gpkg,html")]
     pub format: Vec<LayerFormat>,
 
     /// Output folder (default `<input>/layers`).

@@ -33,6 +33,8 @@ use crate::store::{self, InputLayout, TEMP_PREFIX};
 
 /// File name of the GeoPackage inside the output folder.
 pub const GPKG_FILE: &str = "mapillary.gpkg";
+/// File name of the HTML report inside the output folder.
+pub const HTML_FILE: &str = "report.html";
 
 /// Problems printed one by one before the rest are only counted.
 const SHOWN_PROBLEMS: usize = 20;
@@ -109,6 +111,10 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let total = scan.entries.len();
     let gpkg_tmp = output.join(format!("{TEMP_PREFIX}{GPKG_FILE}"));
     let want_gpkg = formats.contains(&LayerFormat::Gpkg);
+    let aoi = run_record
+        .as_ref()
+        .and_then(|r| r.request.area.aoi.as_ref())
+        .and_then(|a| aoi_shape(&a.geometry));
     let inputs = Inputs {
         scan,
         position: args.position,
@@ -168,6 +174,18 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
             LayerFormat::Csv => {
                 written.push(write_stream(&output, "images.csv", |w| {
                     layers::csv::write_images_csv(&set, w)
+                })?);
+            }
+            LayerFormat::Html => {
+                let page = layers::html::render(&layers::html::Report {
+                    set: &set,
+                    aoi: aoi.as_ref(),
+                    as_of,
+                    position: source_name(args.position),
+                    version: env!("CARGO_PKG_VERSION"),
+                });
+                written.push(write_stream(&output, HTML_FILE, |w| {
+                    w.write_all(page.as_bytes())
                 })?);
             }
         }
@@ -239,14 +257,18 @@ fn listing_name(c: Completeness) -> &'static str {
 
 /// The study-area polygon a run record keeps (GeoJSON), when it parses.
 fn aoi_of(geometry: &serde_json::Value) -> Option<Aoi> {
+    Aoi::new(aoi_shape(geometry)?, "run record".into()).ok()
+}
+
+/// The polygon of a run record's study area (GeoJSON), when it parses.
+fn aoi_shape(geometry: &serde_json::Value) -> Option<geo::MultiPolygon<f64>> {
     let g = geojson::Geometry::from_json_value(geometry.clone()).ok()?;
     let shape: geo::Geometry<f64> = g.value.try_into().ok()?;
-    let mp = match shape {
-        geo::Geometry::MultiPolygon(mp) => mp,
-        geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
-        _ => return None,
-    };
-    Aoi::new(mp, "run record".into()).ok()
+    match shape {
+        geo::Geometry::MultiPolygon(mp) => Some(mp),
+        geo::Geometry::Polygon(p) => Some(geo::MultiPolygon(vec![p])),
+        _ => None,
+    }
 }
 
 /// The grid cells: the run record's, in grid order, then any folder found on

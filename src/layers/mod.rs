@@ -6,6 +6,7 @@
 pub mod csv;
 pub mod geojson;
 pub mod gpkg;
+pub mod html;
 pub mod read;
 pub mod rtree;
 pub mod styles;

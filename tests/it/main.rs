@@ -10,6 +10,7 @@ mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
 mod hostile; // hostile or broken input: no panic, bounded reads, data never markup, redirects
 mod integrity; // open readers during the EXIF pass, folder locks, temp files of live runs, hostile JPEGs
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
+mod report; // report.html: structure, size bound, headless Chromium
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
 mod tiles; // --enumerate tiles and --audit against the simulator's vector tiles
 mod verified; // the default listing against every unconfirmed API behaviour
