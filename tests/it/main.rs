@@ -8,6 +8,7 @@ mod exif; // GPS EXIF embedding
 mod faults; // each fault kind of the simulator
 mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
 mod hostile; // hostile or broken input: no panic, bounded reads, data never markup, redirects
+mod hostile_sim; // the simulator's hostile mode: tile bombs, huge bodies, formulas and escapes
 mod integrity; // open readers during the EXIF pass, folder locks, temp files of live runs, hostile JPEGs
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
 mod report; // report.html: structure, size bound, headless Chromium
