@@ -432,7 +432,10 @@ mod tests {
         assert_eq!(r.computed_compass_angle, Some(10.0));
         assert!(r.captured_at.is_some());
         let none = br#"{"image_name": "42.jpg", "latitude": 0, "longitude": 0}"#;
-        assert_eq!(ImageRecord::from_slice(none).unwrap().computed_position, None);
+        assert_eq!(
+            ImageRecord::from_slice(none).unwrap().computed_position,
+            None
+        );
         assert!(ImageRecord::from_slice(br#"{"image_name": "x.png"}"#).is_err());
     }
 }

@@ -58,7 +58,12 @@ impl PyClient {
         let mut base_argv = vec!["mlyexport".to_string(), "fetch".to_string()];
         base_argv.extend(argv);
         let mut probe = base_argv.clone();
-        probe.extend(["--bbox".into(), ANY_BBOX.into(), "--output".into(), scratch_output()]);
+        probe.extend([
+            "--bbox".into(),
+            ANY_BBOX.into(),
+            "--output".into(),
+            scratch_output(),
+        ]);
         let cfg = fetch_config(probe)?;
         let client = runner::runtime()?
             .block_on(async { Client::new(&cfg.api) })
@@ -155,8 +160,8 @@ impl PyClient {
         let id = parse_id(&image_id)?;
         let client = Arc::clone(&self.client);
         let work = move || async move { client.image(id, &fields).await };
-        let mut obj = runner::run(py, &CancellationToken::new(), None, work)?
-            .map_err(|e| errors::api(&e))?;
+        let mut obj =
+            runner::run(py, &CancellationToken::new(), None, work)?.map_err(|e| errors::api(&e))?;
         obj.retain(|k, _| !(k.starts_with("thumb_") && k.ends_with("_url")));
         convert::object(py, &obj)
     }

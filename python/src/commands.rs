@@ -217,7 +217,8 @@ fn columns<'py>(
     column!("grid", |r: &Row, _: &P| r.grid.clone());
     column!("lon", |_: &Row, p: &P| p.map(|(l, _)| l.lon));
     column!("lat", |_: &Row, p: &P| p.map(|(l, _)| l.lat));
-    column!("position_source", |_: &Row, p: &P| p.map(|(_, s)| source(s)));
+    column!("position_source", |_: &Row, p: &P| p
+        .map(|(_, s)| source(s)));
     column!("captured_at", |r: &Row, _: &P| r.record.captured_at);
     column!("compass_angle", |r: &Row, p: &P| heading(&r.record, p));
     column!("sequence", |r: &Row, _: &P| r.record.sequence.clone());
@@ -225,8 +226,14 @@ fn columns<'py>(
     column!("camera_type", |r: &Row, _: &P| r.record.camera_type.clone());
     column!("make", |r: &Row, _: &P| r.record.make.clone());
     column!("model", |r: &Row, _: &P| r.record.model.clone());
-    column!("creator", |r: &Row, _: &P| r.record.creator_username.clone());
-    column!("organization_id", |r: &Row, _: &P| r.record.organization_id.clone());
+    column!("creator", |r: &Row, _: &P| r
+        .record
+        .creator_username
+        .clone());
+    column!("organization_id", |r: &Row, _: &P| r
+        .record
+        .organization_id
+        .clone());
     column!("width", |r: &Row, _: &P| r.record.width);
     column!("height", |r: &Row, _: &P| r.record.height);
     column!("file", |r: &Row, _: &P| r.jpg.clone());

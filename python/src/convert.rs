@@ -24,7 +24,10 @@ pub fn json<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
         }
         Value::String(s) => s.into_bound_py_any(py)?,
         Value::Array(a) => {
-            let items = a.iter().map(|x| json(py, x)).collect::<PyResult<Vec<_>>>()?;
+            let items = a
+                .iter()
+                .map(|x| json(py, x))
+                .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_any()
         }
         Value::Object(o) => object(py, o)?.into_any(),

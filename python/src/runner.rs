@@ -113,7 +113,10 @@ where
                 return Ok(v);
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(raise(Kind::Error, "the mlyexport worker stopped unexpectedly"));
+                return Err(raise(
+                    Kind::Error,
+                    "the mlyexport worker stopped unexpectedly",
+                ));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -150,7 +153,10 @@ where
         match got {
             Ok(v) => return Ok(v),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(raise(Kind::Error, "the mlyexport worker stopped unexpectedly"));
+                return Err(raise(
+                    Kind::Error,
+                    "the mlyexport worker stopped unexpectedly",
+                ));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => py.check_signals()?,
         }

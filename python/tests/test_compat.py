@@ -46,7 +46,8 @@ def test_fields_and_user_filter(env) -> None:
 
 def test_download_image_writes_the_old_layout(env, tmp_path: pathlib.Path) -> None:
     d = MapillaryDownloader()
-    ids = [i["id"] for i in d.get_images_in_bbox("8.52,47.36,8.525,47.365")[:5]]
+    ids = [i["id"] for i in d.get_images_in_bbox("8.52,47.36,8.53,47.37")[:5]]
+    assert len(ids) == 5
     out = tmp_path / "old"
     for image_id in ids:
         path = d.download_image(image_id, str(out))

@@ -911,8 +911,10 @@ pub async fn images_in_bbox_with(
         size,
     };
     let (completeness, not_verified_because) =
-        images_in_bbox_each(client, &search, cancel, &progress, |f| images.push(f.record))
-            .await?;
+        images_in_bbox_each(client, &search, cancel, &progress, |f| {
+            images.push(f.record)
+        })
+        .await?;
     images.sort_by_key(|r| (r.captured_at, r.id));
     Ok(BboxListing {
         images,

@@ -1,12 +1,15 @@
 """Type stubs of the compiled module ``mlyexport._core`` (the Rust engine)."""
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union, final
+
+__all__ = ["__version__", "Client", "fetch", "layers", "read_records"]
 
 __version__: str
 
 _Progress = Optional[Callable[[Dict[str, Any]], Any]]
 
+@final
 class Client:
     def __new__(cls, argv: List[str]) -> "Client": ...
     def images_in_bbox(
