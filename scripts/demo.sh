@@ -24,6 +24,10 @@ export MLYEXPORT_TILES_URL=$(sed -n 's/^tiles_url=//p' "$sim_log")
 ./target/release/mlyexport fetch --bbox 8.50,47.35,8.56,47.39 --grid 3x1 --size 1024 --output "$out"
 ./target/release/mlyexport layers --input "$out" --format gpkg,geojson,csv,html
 
+# The same engine from Python: scripts/python-setup.sh installs the module `mlyexport` into .venv.
+bash scripts/python-setup.sh
+MLYEXPORT_TILES_URL=$(sed -n 's/^tiles_url=//p' "$sim_log") .venv/bin/python python/examples/demo.py "$out"
+
 echo
 echo "demo: images in $out/<grid>/<id>.jpg with <id>.json; provenance in $out/mlyexport-run.json"
 echo "demo: open $out/layers/mapillary.gpkg in QGIS (layers images, sequences, grid_cells, styled);"

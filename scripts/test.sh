@@ -4,5 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo test --workspace
+bash scripts/python-test.sh # the Python module's tests (python/tests)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

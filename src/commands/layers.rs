@@ -41,6 +41,21 @@ const SHOWN_PROBLEMS: usize = 20;
 
 pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
+    let (status, lines) = run_with(args, &reporter)?;
+    reporter.summary(&lines);
+    Ok(status)
+}
+
+/// `layers` printing nothing (for library callers such as the Python
+/// module): its status and the summary lines the command would print.
+pub fn run_quiet(args: LayersArgs) -> anyhow::Result<(ExitStatus, Vec<(String, String)>)> {
+    run_with(args, &Reporter::new(true))
+}
+
+fn run_with(
+    args: LayersArgs,
+    reporter: &Reporter,
+) -> anyhow::Result<(ExitStatus, Vec<(String, String)>)> {
     let input = args.input.clone();
     if !input.is_dir() {
         bail!(
@@ -72,7 +87,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let mut status = ExitStatus::Success;
     let mut exif_lines = Vec::new();
     if !args.no_exif {
-        let summary = crate::commands::exif::embed_folder(&input_lock, args.position, &reporter)?;
+        let summary = crate::commands::exif::embed_folder(&input_lock, args.position, reporter)?;
         if summary.status() != ExitStatus::Success {
             status = ExitStatus::Partial;
         }
@@ -130,7 +145,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
             let handle = scope.spawn(move || gpkg_thread(&tmp, file_layout, as_of, total, rx));
             (tx, handle)
         });
-        build_and_stream(inputs, &reporter, writer)
+        build_and_stream(inputs, reporter, writer)
     });
     let (set, problems, gpkg_done) = match result {
         Ok(v) => v,
@@ -202,8 +217,7 @@ pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
 
     let mut lines = summary_lines(&set, total, &problems, &written, &output);
     lines.extend(exif_lines);
-    reporter.summary(&lines);
-    Ok(status)
+    Ok((status, lines))
 }
 
 /// Whether two paths name one existing folder.

@@ -902,9 +902,54 @@ pub async fn images_in_bbox_with(
     size: ThumbSize,
     cancel: &CancellationToken,
 ) -> Result<BboxListing, ApiError> {
-    let plan = Plan::single(bbox);
-    let progress = Arc::new(Progress::default());
     let mut images = Vec::new();
+    let progress = Arc::new(Progress::default());
+    let search = BboxSearch {
+        tiles_cfg,
+        bbox,
+        filters,
+        size,
+    };
+    let (completeness, not_verified_because) =
+        images_in_bbox_each(client, &search, cancel, &progress, |f| {
+            images.push(f.record)
+        })
+        .await?;
+    images.sort_by_key(|r| (r.captured_at, r.id));
+    Ok(BboxListing {
+        images,
+        completeness,
+        not_verified_because,
+    })
+}
+
+/// What [`images_in_bbox_each`] lists.
+#[derive(Debug, Clone, Copy)]
+pub struct BboxSearch<'a> {
+    pub tiles_cfg: &'a crate::config::TilesConfig,
+    pub bbox: Bbox,
+    pub filters: &'a Filters,
+    pub size: ThumbSize,
+}
+
+/// The listing of [`images_in_bbox_with`], handing each image to `sink` as
+/// it is found (unsorted; its `object` is the API's without signed URLs) and
+/// counting into `progress`. Returns the completeness and why the listing is
+/// not verified, when it is not.
+pub async fn images_in_bbox_each(
+    client: &Client,
+    search: &BboxSearch<'_>,
+    cancel: &CancellationToken,
+    progress: &Arc<Progress>,
+    sink: impl FnMut(listing::Found),
+) -> Result<(Completeness, Option<String>), ApiError> {
+    let BboxSearch {
+        tiles_cfg,
+        bbox,
+        filters,
+        size,
+    } = *search;
+    let plan = Plan::single(bbox);
     let sel = listing::Selector::new(&plan, filters, size, PositionSource::Original, None);
     let usable = match tiles::plan_tiles(&plan, None, u64::from(tiles_cfg.budget)) {
         Ok(planned) => tiles::preflight(client, tiles_cfg, PositionSource::Original)
@@ -916,7 +961,6 @@ pub async fn images_in_bbox_with(
             budget: tiles_cfg.budget,
         }),
     };
-    let sink = |f: listing::Found| images.push(f.record);
     let (grids, why) = match usable {
         Ok(planned) => {
             let vp = verified::VerifiedPlan {
@@ -927,14 +971,14 @@ pub async fn images_in_bbox_with(
             };
             let mut sel = sel.strict_creator();
             (
-                verified::list_verified(client, &vp, &mut sel, &progress, cancel, sink).await,
+                verified::list_verified(client, &vp, &mut sel, progress, cancel, sink).await,
                 None,
             )
         }
         Err(tiles::TilesError::Preflight(e @ ApiError::Auth { .. })) => return Err(e),
         Err(e) => {
             let mut sel = sel;
-            let r = listing::list_plan(client, &mut sel, 2000, &progress, cancel, sink).await;
+            let r = listing::list_plan(client, &mut sel, 2000, progress, cancel, sink).await;
             (r, Some(format!("the vector tiles could not be used ({e})")))
         }
     };
@@ -946,16 +990,14 @@ pub async fn images_in_bbox_with(
             message: m,
         },
     })?;
-    images.sort_by_key(|r| (r.captured_at, r.id));
     let g = grids.first();
-    Ok(BboxListing {
-        images,
-        completeness: g.map_or(Completeness::Pending, |g| g.completeness),
-        not_verified_because: why.or_else(|| {
+    Ok((
+        g.map_or(Completeness::Pending, |g| g.completeness),
+        why.or_else(|| {
             g.and_then(|g| g.verification.as_ref())
                 .and_then(|v| v.not_verified_because.clone())
         }),
-    })
+    ))
 }
 
 /// The grid id a library caller's folder stands for: its name when valid, else `1`.
