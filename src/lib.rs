@@ -15,6 +15,7 @@ pub mod exif; // GPS EXIF bytes for a JPEG (pure)
 pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
 pub mod input; // opening input files: regular files only, non-blocking, bounded
 pub mod layers; // layer rows and writers (GeoPackage, GeoJSON, CSV)
+pub mod legacy; // the old Python tool's folders and JSON, mapped (pure)
 pub mod lock; // one run per output folder: an exclusive flock naming its holder
 pub mod model; // domain value types
 pub mod plan; // grids, cells, ownership and subdivision (pure)
