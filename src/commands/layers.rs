@@ -86,7 +86,9 @@ fn run_with(
 
     let mut status = ExitStatus::Success;
     let mut exif_lines = Vec::new();
-    if !args.no_exif {
+    if layout == InputLayout::Legacy && !args.no_exif {
+        reporter.info("the old tool's folder: its JPEGs are left as they are (no EXIF pass); run `mlyexport adopt` first to convert it");
+    } else if !args.no_exif {
         let summary = crate::commands::exif::embed_folder(&input_lock, args.position, reporter)?;
         if summary.status() != ExitStatus::Success {
             status = ExitStatus::Partial;
@@ -109,9 +111,10 @@ fn run_with(
     let as_of = as_of_flag
         .or_else(|| run_record.as_ref().and_then(last_run_time))
         .unwrap_or_else(today);
-    let file_layout = match layout {
-        InputLayout::Mlyexport => FileLayout::Grid,
-        InputLayout::Legacy => FileLayout::Legacy,
+    let file_layout = match (layout, scan.segments) {
+        (InputLayout::Mlyexport, _) => FileLayout::Grid,
+        (InputLayout::Legacy, false) => FileLayout::Legacy,
+        (InputLayout::Legacy, true) => FileLayout::LegacySegments,
     };
     let formats = dedup_formats(&args.format);
     fs::create_dir_all(&output)
@@ -293,6 +296,7 @@ fn grid_infos(
     listing: Option<&BTreeMap<String, u64>>,
     rows: &[ImageRow],
     strings: &Interner,
+    legacy: Option<&LegacyGrids>,
 ) -> Vec<GridInfo> {
     let mut infos: Vec<GridInfo> = record
         .map(|r| {
@@ -324,20 +328,53 @@ fn grid_infos(
             v.extend(r.position());
         }
     }
-    let legacy = layout == InputLayout::Legacy;
+    if let Some(l) = legacy {
+        let segments = l.boxes.iter().flat_map(|b| b.keys());
+        for g in l.broken.keys().chain(segments) {
+            if !known.contains_key(g.as_str()) {
+                extra.entry(g.as_str()).or_default();
+            }
+        }
+    }
+    let is_legacy = layout == InputLayout::Legacy;
     let extra: Vec<GridInfo> = extra
         .into_iter()
         .map(|(g, points)| GridInfo {
             grid: g.to_string(),
-            bbox: extent(points.into_iter()),
+            bbox: match legacy {
+                // The old tool's segments: boxes from its segments file, or unknown.
+                Some(l) => l.boxes.as_ref().and_then(|b| b.get(g).copied()),
+                None => extent(points.into_iter()),
+            },
             shape: None,
             listing: "unknown",
             listed: listing.and_then(|l| l.get(g).copied()),
-            failed: (!legacy && record.is_some()).then_some(0),
+            failed: match legacy {
+                Some(l) => Some(l.broken.get(g).copied().unwrap_or(0)),
+                None => (!is_legacy && record.is_some()).then_some(0),
+            },
         })
         .collect();
     infos.extend(extra);
     infos
+}
+
+/// What the old tool's folder tells about its segments.
+struct LegacyGrids {
+    /// Boxes from `study_area_segments.txt`, when it is there and parses.
+    boxes: Option<BTreeMap<String, crate::model::Bbox>>,
+    /// Broken JPEGs per segment (counted as failed in the coverage).
+    broken: BTreeMap<String, u64>,
+}
+
+fn broken_per_grid(problems: &[ReadError]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for p in problems {
+        if let ReadError::BrokenJpeg { grid, .. } = p {
+            *out.entry(grid.clone()).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 fn report_problems(reporter: &Reporter, problems: &[ReadError]) {
@@ -497,12 +534,17 @@ fn build_and_stream(
     } else {
         None
     };
+    let legacy = (scan.layout == InputLayout::Legacy).then(|| LegacyGrids {
+        boxes: read::read_segment_boxes(&scan.root),
+        broken: broken_per_grid(&problems),
+    });
     let grids = grid_infos(
         scan.layout,
         run_record.as_ref(),
         listing.as_ref(),
         &rows,
         &strings,
+        legacy.as_ref(),
     );
     drop(scan);
     let mut done = Finished {

@@ -116,8 +116,10 @@ impl Interner {
 pub enum FileLayout {
     /// `<grid>/<id>.jpg` (written by `mlyexport fetch`).
     Grid,
-    /// `images/<id>.jpg` (the old Python tool).
+    /// `images/<id>.jpg` (the old Python tool, a single run).
     Legacy,
+    /// `<grid>/images/<id>.jpg` (the old Python tool's batch of segments).
+    LegacySegments,
 }
 
 /// One image as a layer row: what every output needs, kept compact for a
@@ -265,6 +267,7 @@ pub fn write_file_path(layout: FileLayout, grid: &str, row: &ImageRow, out: &mut
     let _ = match layout {
         FileLayout::Grid => write!(out, "{grid}/{}.jpg", row.id),
         FileLayout::Legacy => write!(out, "images/{}.jpg", row.id),
+        FileLayout::LegacySegments => write!(out, "{grid}/images/{}.jpg", row.id),
     };
     true
 }

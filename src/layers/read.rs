@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{ImageRow, Interner, LayersError};
 use crate::input;
+use crate::legacy::{self, BrokenJpeg, IMAGES_DIR, JSONS_DIR};
 use crate::model::GridId;
 use crate::model::{ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
@@ -39,9 +40,23 @@ pub enum ReadError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("`{path}` is not an old tool's image JSON: {source}")]
+    Legacy {
+        path: PathBuf,
+        source: legacy::LegacyError,
+    },
+    #[error("`{path}` is not drawn: {reason}")]
+    BrokenJpeg {
+        path: PathBuf,
+        grid: String,
+        reason: BrokenJpeg,
+    },
     #[error(transparent)]
     Layers(#[from] LayersError),
 }
+
+/// Largest JPEG checked, in bytes (an original upload is rarely above 30 MB).
+const MAX_JPEG_BYTES: u64 = 256 << 20;
 
 /// Images handed to rayon at once; bounds the memory of parsed records.
 const CHUNK: usize = 8192;
@@ -61,17 +76,32 @@ pub struct Entry {
 pub struct Scan {
     pub root: PathBuf,
     pub layout: InputLayout,
-    /// Grid ids (folder names; `1` for the old tool's layout), sorted.
+    /// Grid ids (folder names; `1` for the old tool's single run), sorted.
     pub grids: Vec<String>,
     pub entries: Vec<Entry>,
+    /// The old tool's batch layout: `<grid>/jsons/` and `<grid>/images/`.
+    pub segments: bool,
 }
 
 impl Scan {
     /// The folder holding the metadata files of grid number `grid`.
     pub fn folder(&self, grid: u32) -> PathBuf {
+        match (self.layout, self.segments) {
+            (InputLayout::Legacy, false) => self.root.join(JSONS_DIR),
+            (InputLayout::Legacy, true) => {
+                self.root.join(&self.grids[grid as usize]).join(JSONS_DIR)
+            }
+            (InputLayout::Mlyexport, _) => self.root.join(&self.grids[grid as usize]),
+        }
+    }
+
+    /// The path of an entry's `<id>.jpg`.
+    pub fn jpg_path(&self, e: &Entry) -> PathBuf {
+        let folder = self.folder(e.grid);
+        let name = format!("{}.jpg", e.id);
         match self.layout {
-            InputLayout::Legacy => self.root.join("jsons"),
-            InputLayout::Mlyexport => self.root.join(&self.grids[grid as usize]),
+            InputLayout::Legacy => folder.with_file_name(IMAGES_DIR).join(name),
+            InputLayout::Mlyexport => folder.join(name),
         }
     }
 
@@ -116,62 +146,84 @@ fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
 /// when `jsons/` exists; otherwise every sub-folder named like a grid id), but
 /// compactly: see [`Entry`].
 pub fn scan(root: &Path) -> Result<Scan, StoreError> {
+    let mut out = Scan {
+        root: root.to_path_buf(),
+        layout: InputLayout::Mlyexport,
+        grids: Vec::new(),
+        entries: Vec::new(),
+        segments: false,
+    };
+    if root.join(JSONS_DIR).is_dir() {
+        out.layout = InputLayout::Legacy;
+        add_grid(&mut out, "1", &root.join(JSONS_DIR), &root.join(IMAGES_DIR))?;
+        return Ok(out);
+    }
+    let names = grid_folders(root)?;
+    // The old tool's batch: segment folders holding `jsons/`.
+    let legacy: Vec<&String> = names
+        .iter()
+        .filter(|n| root.join(n).join(JSONS_DIR).is_dir())
+        .collect();
+    if !legacy.is_empty() {
+        out.layout = InputLayout::Legacy;
+        out.segments = true;
+        for name in legacy {
+            let dir = root.join(name);
+            add_grid(&mut out, name, &dir.join(JSONS_DIR), &dir.join(IMAGES_DIR))?;
+        }
+        return Ok(out);
+    }
+    for name in &names {
+        let dir = root.join(name);
+        add_grid(&mut out, name, &dir, &dir)?;
+    }
+    Ok(out)
+}
+
+/// Sub-folders of `root` named like a grid id, sorted.
+fn grid_folders(root: &Path) -> Result<Vec<String>, StoreError> {
+    let read_err = |source| StoreError::Read {
+        path: root.to_path_buf(),
+        source,
+    };
+    let mut names = Vec::new();
+    for e in fs::read_dir(root).map_err(read_err)? {
+        let e = e.map_err(read_err)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().is_ok_and(|t| t.is_dir()) && name.parse::<GridId>().is_ok() {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Adds grid `name` (its `<id>.json` files in `jsons`, JPEGs in `jpgs`) to
+/// the scan, unless it holds no metadata file.
+fn add_grid(out: &mut Scan, name: &str, jsons: &Path, jpgs: &Path) -> Result<(), StoreError> {
     let read_err = |path: &Path, source| StoreError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let mut grids = Vec::new();
-    let mut entries = Vec::new();
-    let jsons_dir = root.join("jsons");
-    let layout = if jsons_dir.is_dir() {
-        let (jsons, _) = list_ids(&jsons_dir).map_err(|e| read_err(&jsons_dir, e))?;
-        let images_dir = root.join("images");
-        let jpgs = if images_dir.is_dir() {
-            list_ids(&images_dir)
-                .map_err(|e| read_err(&images_dir, e))?
-                .1
-        } else {
-            Vec::new()
+    let (ids, mut jpg_ids) = list_ids(jsons).map_err(|e| read_err(jsons, e))?;
+    if jsons != jpgs {
+        jpg_ids = match list_ids(jpgs) {
+            Ok((_, j)) => j,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(read_err(jpgs, e)),
         };
-        grids.push("1".to_string());
-        entries.extend(jsons.into_iter().map(|id| Entry {
-            id,
-            grid: 0,
-            has_jpg: jpgs.binary_search(&id).is_ok(),
-        }));
-        InputLayout::Legacy
-    } else {
-        let mut names = Vec::new();
-        for e in fs::read_dir(root).map_err(|e| read_err(root, e))? {
-            let e = e.map_err(|e| read_err(root, e))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().is_ok_and(|t| t.is_dir()) && name.parse::<GridId>().is_ok() {
-                names.push(name);
-            }
-        }
-        names.sort();
-        for name in names {
-            let dir = root.join(&name);
-            let (jsons, jpgs) = list_ids(&dir).map_err(|e| read_err(&dir, e))?;
-            if jsons.is_empty() {
-                continue;
-            }
-            let grid = u32::try_from(grids.len()).unwrap_or(u32::MAX);
-            entries.extend(jsons.into_iter().map(|id| Entry {
-                id,
-                grid,
-                has_jpg: jpgs.binary_search(&id).is_ok(),
-            }));
-            grids.push(name);
-        }
-        InputLayout::Mlyexport
-    };
-    Ok(Scan {
-        root: root.to_path_buf(),
-        layout,
-        grids,
-        entries,
-    })
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let grid = u32::try_from(out.grids.len()).unwrap_or(u32::MAX);
+    out.entries.extend(ids.into_iter().map(|id| Entry {
+        id,
+        grid,
+        has_jpg: jpg_ids.binary_search(&id).is_ok(),
+    }));
+    out.grids.push(name.to_string());
+    Ok(())
 }
 
 thread_local! {
@@ -182,6 +234,48 @@ thread_local! {
 /// Reads and parses `<id>.json` in `folder`, checking it holds the image `id`.
 fn read_record(folder: &Path, id: ImageId) -> Result<ImageRecord, ReadError> {
     read_record_at(&folder.join(format!("{id}.json")), id)
+}
+
+/// Reads one entry of the old tool's layout: its JSON mapped to the API's
+/// field names ([`legacy::to_api_fields`]), and its JPEG checked complete
+/// (a broken one is a [`ReadError::BrokenJpeg`]: not drawn, counted).
+fn read_legacy(scan: &Scan, e: &Entry) -> Result<(ImageRecord, bool), ReadError> {
+    let json = scan.json_path(e);
+    let path = || json.clone();
+    let io_err = |source| ReadError::Io {
+        path: path(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    input::read_bounded_into(&json, MAX_METADATA_BYTES, &mut bytes).map_err(io_err)?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|source| ReadError::Json {
+        path: path(),
+        source,
+    })?;
+    let fields = legacy::to_api_fields(&value, e.id).map_err(|source| ReadError::Legacy {
+        path: path(),
+        source,
+    })?;
+    let rec = ImageRecord::from_map(&fields).map_err(|source| ReadError::Record {
+        path: path(),
+        source,
+    })?;
+    if e.has_jpg {
+        let jpg = scan.jpg_path(e);
+        let mut bytes = Vec::new();
+        input::read_bounded_into(&jpg, MAX_JPEG_BYTES, &mut bytes).map_err(|source| {
+            ReadError::Io {
+                path: jpg.clone(),
+                source,
+            }
+        })?;
+        legacy::check_jpeg(&bytes).map_err(|reason| ReadError::BrokenJpeg {
+            path: jpg.clone(),
+            grid: scan.grids[e.grid as usize].clone(),
+            reason,
+        })?;
+    }
+    Ok((rec, e.has_jpg))
 }
 
 /// Reads and parses the metadata file `path` (size-bounded, into this
@@ -272,7 +366,10 @@ pub fn read_rows<E>(
         };
         let parsed: Vec<Result<ImageRecord, ReadError>> = chunk
             .par_iter()
-            .map(|e| read_record(folder(e.grid), e.id))
+            .map(|e| match scan.layout {
+                InputLayout::Legacy => read_legacy(scan, e).map(|(r, _)| r),
+                InputLayout::Mlyexport => read_record(folder(e.grid), e.id),
+            })
             .collect();
         let start = out.rows.len();
         for (e, r) in chunk.iter().zip(parsed) {
@@ -316,6 +413,23 @@ pub fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|source| ReadError::RunRecord { path, source })
+}
+
+/// Largest segments file read, in bytes.
+const MAX_SEGMENTS_BYTES: u64 = 64 << 20;
+
+/// Grid boxes from the old tool's `study_area_segments.txt` in `root`, by
+/// segment id; `None` when it is missing or does not parse.
+pub fn read_segment_boxes(root: &Path) -> Option<BTreeMap<String, crate::model::Bbox>> {
+    let text =
+        input::read_text_bounded(&root.join(legacy::SEGMENTS_FILE), MAX_SEGMENTS_BYTES).ok()?;
+    let grids = crate::plan::parse_grid_file(&text).ok()?;
+    Some(
+        grids
+            .into_iter()
+            .map(|g| (g.id.to_string(), g.bbox))
+            .collect(),
+    )
 }
 
 /// Longest `listing.jsonl` line read, in bytes (a listed image is ~300).

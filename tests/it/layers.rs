@@ -665,10 +665,12 @@ fn old_python_layout_is_read() {
     fs::create_dir_all(root.join("jsons")).unwrap();
     fs::create_dir_all(root.join("images")).unwrap();
     for (id, lon, lat) in [(11_u64, 2.35, 48.85), (12, 2.36, 48.86)] {
-        let mut v = image_json(id, "x", "q", 1_600_000_000_000 + id as i64, lon, lat, false);
-        v.as_object_mut().unwrap().remove("mlyexport");
+        // The old tool's real JSON: computed position, no `id` key.
+        let v = json!({"image_name": format!("{id}.jpg"), "latitude": lat, "longitude": lon,
+            "captured_at": 1_600_000_000_000_i64 + id as i64, "heading": 10.0,
+            "camera_type": "perspective", "annotations": []});
         fs::write(root.join(format!("jsons/{id}.json")), v.to_string()).unwrap();
-        fs::write(root.join(format!("images/{id}.jpg")), b"\xFF\xD8\xFF\xD9").unwrap();
+        fs::write(root.join(format!("images/{id}.jpg")), tiny_jpeg()).unwrap();
     }
     let out = layers(
         root,
@@ -689,13 +691,14 @@ fn old_python_layout_is_read() {
     );
     assert_eq!(
         files.into_iter().flatten().collect::<Vec<_>>(),
-        ["images/11.jpg 1 original", "images/12.jpg 1 original"]
+        ["images/11.jpg 1 computed", "images/12.jpg 1 computed"]
     );
     let doc: Value =
         serde_json::from_slice(&fs::read(root.join("layers/coverage.json")).unwrap()).unwrap();
     let g = &doc["grids"][0];
     assert_eq!(g["grid"], "1");
-    assert_eq!(g["bbox"], json!([2.35, 48.85, 2.36, 48.86]));
+    // No segments file: the box is unknown.
+    assert!(g["bbox"].is_null());
     assert_eq!(g["listing"], "unknown");
     assert!(g["listed"].is_null() && g["listing_complete"].is_null());
     assert_eq!(doc["as_of"], "2024-01-01T00:00:00.000Z");

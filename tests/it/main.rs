@@ -1,6 +1,7 @@
 //! The one integration-test binary: each module runs the real `mlyexport`
 //! binary, most against the in-process Mapillary simulator (`mlysim`).
 
+mod adopt; // the old tool's folders: layers reads them, adopt converts them
 mod aoi; // polygon study areas and thinning
 mod cli; // bad inputs: clear errors, exit 2, nothing written
 mod common; // TestEnv: temp folders, the simulator, the binary with a clean environment

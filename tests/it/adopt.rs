@@ -1,0 +1,164 @@
+//! The old tool's (mapillary-download) folders as it really writes them:
+//! `layers` reads them, `adopt` converts them in place.
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// The segments of the hand-made old folder: id and box.
+pub const SEGMENTS: &[(&str, [f64; 4])] = &[
+    ("1", [13.0, 52.0, 13.1, 52.1]),
+    ("2", [13.1, 52.0, 13.2, 52.1]),
+    ("3", [13.2, 52.0, 13.3, 52.1]),
+];
+
+/// A real JPEG of `w` x `h` pixels.
+pub fn jpeg(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb([90, 120, 150]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+/// The old tool's JSON for image `id` (`indent=2`, its keys, computed values).
+pub fn old_json(id: u64, lon: f64, lat: f64) -> String {
+    let v = json!({
+        "image_name": format!("{id}.jpg"),
+        "latitude": lat,
+        "longitude": lon,
+        "captured_at": 1_600_000_000_000_i64 + id as i64,
+        "heading": 45.5,
+        "camera_parameters": [0.85, 0.0, 0.0],
+        "camera_type": "perspective",
+        "computed_rotation": [0.1, 0.2, 0.3],
+        "annotations": []
+    });
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+/// Writes one old image: `<seg>/jsons/<id>.json` and `<seg>/images/<id>.jpg`.
+pub fn put(seg: &Path, id: u64, lon: f64, lat: f64, jpg: &[u8]) {
+    fs::create_dir_all(seg.join("jsons")).unwrap();
+    fs::create_dir_all(seg.join("images")).unwrap();
+    fs::write(seg.join(format!("jsons/{id}.json")), old_json(id, lon, lat)).unwrap();
+    fs::write(seg.join(format!("images/{id}.jpg")), jpg).unwrap();
+}
+
+/// The HTML page a CDN answers for an expired URL, as the old tool saved it.
+pub const HTML_PAGE: &[u8] =
+    b"<!DOCTYPE html><html><body><h1>403 Forbidden</h1>URL signature expired</body></html>";
+
+/// An old folder: three segments and the segments file; segment 1 holds a
+/// good image, one at (0, 0) and an HTML page saved as `.jpg`; segment 2 a
+/// good image and a truncated JPEG; segment 3 empty `images/` and `jsons/`;
+/// a stray file in segment 1 and one at the top.
+pub fn make_old_folder(root: &Path, segments_file: bool) {
+    if segments_file {
+        let lines: Vec<String> = SEGMENTS
+            .iter()
+            .map(|(id, b)| format!("{id},{},{},{},{}", b[0], b[1], b[2], b[3]))
+            .collect();
+        fs::create_dir_all(root).unwrap();
+        fs::write(
+            root.join("study_area_segments.txt"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+    let good = jpeg(32, 24);
+    let s1 = root.join("1");
+    put(&s1, 101, 13.05, 52.05, &good);
+    put(&s1, 102, 0.0, 0.0, &good);
+    put(&s1, 103, 13.06, 52.06, HTML_PAGE);
+    fs::write(s1.join("images/notes.txt"), b"my notes").unwrap();
+    let s2 = root.join("2");
+    put(&s2, 201, 13.15, 52.05, &good);
+    put(&s2, 202, 13.16, 52.06, &good[..good.len() / 2]);
+    fs::create_dir_all(root.join("3/jsons")).unwrap();
+    fs::create_dir_all(root.join("3/images")).unwrap();
+    fs::write(root.join("readme.txt"), b"downloaded in 2023").unwrap();
+}
+
+fn layers(env: &TestEnv, input: &Path) -> std::process::Output {
+    env.cmd()
+        .args([
+            "layers",
+            "--format",
+            "geojson",
+            "--as-of",
+            "2024-01-01",
+            "--input",
+        ])
+        .arg(input)
+        .output()
+        .unwrap()
+}
+
+fn coverage_grid<'a>(doc: &'a Value, grid: &str) -> &'a Value {
+    doc["grids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grid"] == grid)
+        .unwrap_or_else(|| panic!("grid {grid} in {doc}"))
+}
+
+#[test]
+fn layers_reads_the_old_tools_segments() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, true);
+    let out = layers(&env, &root);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}\n{}", stdout(&out));
+    assert!(err.contains("103.jpg") && err.contains("HTML"), "{err}");
+    assert!(
+        err.contains("202.jpg") && err.contains("truncated"),
+        "{err}"
+    );
+    let gj = read_json(&root.join("layers/images.geojson"));
+    let feats = gj["features"].as_array().unwrap();
+    let ids: Vec<String> = feats
+        .iter()
+        .map(|f| f["properties"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["101", "201"], "{gj}");
+    let f = &feats[0]["properties"];
+    assert_eq!(f["position_source"], "computed");
+    assert_eq!(f["file"], "1/images/101.jpg");
+    assert_eq!(feats[0]["geometry"]["coordinates"], json!([13.05, 52.05]));
+    let cov = read_json(&root.join("layers/coverage.json"));
+    let g1 = coverage_grid(&cov, "1");
+    assert_eq!(g1["bbox"], json!([13.0, 52.0, 13.1, 52.1]));
+    assert_eq!(g1["failed"], 1, "{g1}");
+    assert_eq!(coverage_grid(&cov, "2")["failed"], 1);
+    assert_eq!(
+        coverage_grid(&cov, "3")["bbox"],
+        json!([13.2, 52.0, 13.3, 52.1])
+    );
+    // Nothing of the user's was changed.
+    assert_eq!(fs::read(root.join("1/images/103.jpg")).unwrap(), HTML_PAGE);
+}
+
+#[test]
+fn layers_without_segments_file_shows_unknown_boxes() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, false);
+    let out = layers(&env, &root);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let cov = read_json(&root.join("layers/coverage.json"));
+    assert!(coverage_grid(&cov, "1")["bbox"].is_null(), "{cov}");
+    // A single run: `jsons/` and `images/` at the top, grid `1`.
+    let single = env.path().join("single");
+    put(&single, 7, 2.35, 48.85, &jpeg(8, 8));
+    let out = layers(&env, &single);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let gj = read_json(&single.join("layers/images.geojson"));
+    assert_eq!(gj["features"][0]["properties"]["file"], "images/7.jpg");
+}
