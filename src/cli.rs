@@ -28,6 +28,8 @@ pub enum Command {
     Layers(LayersArgs),
     /// Embed GPS EXIF tags into every downloaded JPEG (also done by `layers`).
     Exif(ExifArgs),
+    /// Convert the old tool's (mapillary-download) folder into mlyexport's, in place.
+    Adopt(AdoptArgs),
 }
 
 /// Parses a bbox flag value (allows a leading minus).
@@ -274,6 +276,29 @@ pub struct ExifArgs {
     /// Position and direction to use.
     #[arg(long, value_enum, default_value_t = PositionSource::Computed)]
     pub position: PositionSource,
+
+    /// Print nothing but errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mlyexport adopt --input downloads --dry-run
+  mlyexport adopt --input downloads
+
+Moves each good image of the old tool's `<segment>/images/` into `<segment>/<id>.jpg` with an
+`<id>.json` in mlyexport's format; the old JSONs go to `.mlyexport-adopted/`. Nothing is
+deleted; broken images and files not understood stay where they are, named in
+`adopt-report.json`. A killed run is finished by running it again.")]
+pub struct AdoptArgs {
+    /// The old tool's downloads folder (with `study_area_segments.txt` and one folder per segment).
+    #[arg(long, short, value_name = "DIR", default_value = "downloads")]
+    pub input: PathBuf,
+
+    /// Show what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 
     /// Print nothing but errors.
     #[arg(long, short)]

@@ -5,6 +5,7 @@
 //! against the vector tiles) and [`fetch::download_image`] downloads one
 //! image into a folder.
 
+pub mod adopt; // the old tool's folder converted in place
 pub mod aoi; // polygon study areas (GDAL read, geo tests)
 pub mod api; // Graph API client: requests, retries, rate limits (network only)
 pub mod cli; // clap flags and help text
@@ -58,6 +59,7 @@ pub fn run(cli: cli::Cli) -> ExitStatus {
         cli::Command::Fetch(args) => commands::fetch::run(*args),
         cli::Command::Layers(args) => commands::layers::run(args),
         cli::Command::Exif(args) => commands::exif::run(args),
+        cli::Command::Adopt(args) => commands::adopt::run(args),
     };
     match result {
         Ok(status) => status,

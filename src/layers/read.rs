@@ -153,7 +153,10 @@ pub fn scan(root: &Path) -> Result<Scan, StoreError> {
         entries: Vec::new(),
         segments: false,
     };
-    if root.join(JSONS_DIR).is_dir() {
+    // Once `mlyexport adopt` ran, the folder is mlyexport's (its leftovers
+    // in `jsons/` are broken or not understood, and named in its report).
+    let adopted = root.join(crate::adopt::REPORT_FILE).is_file();
+    if !adopted && root.join(JSONS_DIR).is_dir() {
         out.layout = InputLayout::Legacy;
         add_grid(&mut out, "1", &root.join(JSONS_DIR), &root.join(IMAGES_DIR))?;
         return Ok(out);
@@ -162,7 +165,7 @@ pub fn scan(root: &Path) -> Result<Scan, StoreError> {
     // The old tool's batch: segment folders holding `jsons/`.
     let legacy: Vec<&String> = names
         .iter()
-        .filter(|n| root.join(n).join(JSONS_DIR).is_dir())
+        .filter(|n| !adopted && root.join(n).join(JSONS_DIR).is_dir())
         .collect();
     if !legacy.is_empty() {
         out.layout = InputLayout::Legacy;

@@ -162,3 +162,146 @@ fn layers_without_segments_file_shows_unknown_boxes() {
     let gj = read_json(&single.join("layers/images.geojson"));
     assert_eq!(gj["features"][0]["properties"]["file"], "images/7.jpg");
 }
+
+fn adopt(env: &TestEnv, root: &Path, extra: &[&str]) -> std::process::Output {
+    env.cmd()
+        .arg("adopt")
+        .arg("--input")
+        .arg(root)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    all_files(dir)
+        .into_iter()
+        .filter(|p| !p.ends_with(".mlyexport.lock"))
+        .map(|p| {
+            let b = fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+#[test]
+fn adopt_dry_run_changes_nothing() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, true);
+    let before = snapshot(&root);
+    let out = adopt(&env, &root, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("would adopt: 3"), "{}", stdout(&out));
+    assert_eq!(snapshot(&root), before);
+}
+
+#[test]
+fn adopt_converts_in_place_and_loses_nothing() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, true);
+    let before = snapshot(&root);
+    let out = adopt(&env, &root, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(stdout(&out).contains("adopted: 3"), "{}", stdout(&out));
+    assert!(
+        err.contains("1/images/103.jpg") && err.contains("HTML"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2/images/202.jpg") && err.contains("truncated"),
+        "{err}"
+    );
+    assert!(err.contains("notes.txt"), "{err}");
+    assert_adopted(&root);
+    // Nothing lost: every old file's bytes are somewhere in the folder.
+    let after = snapshot(&root);
+    for (path, bytes) in &before {
+        assert!(
+            after.iter().any(|(_, b)| b == bytes),
+            "{} lost",
+            path.display()
+        );
+    }
+    // A re-run changes nothing more.
+    let out = adopt(&env, &root, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_adopted(&root);
+    // layers now reads it as mlyexport's folder.
+    let out = layers(&env, &root);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let gj = read_json(&root.join("layers/images.geojson"));
+    // 102 has no position: counted, not drawn.
+    assert_eq!(gj["features"].as_array().unwrap().len(), 2, "{gj}");
+    let cov = read_json(&root.join("layers/coverage.json"));
+    assert_eq!(coverage_grid(&cov, "1")["downloaded"], 2, "{cov}");
+}
+
+fn assert_adopted(root: &Path) {
+    let good = jpeg(32, 24);
+    for (grid, id) in [("1", 101), ("1", 102), ("2", 201)] {
+        let jpg = root.join(format!("{grid}/{id}.jpg"));
+        assert_eq!(fs::read(&jpg).unwrap(), good, "{}", jpg.display());
+        let rec = read_json(&root.join(format!("{grid}/{id}.json")));
+        assert_schema("image.schema.json", &rec);
+        assert_eq!(rec["id"], id.to_string());
+        let m = &rec["mlyexport"];
+        assert_eq!(m["imported_from"], "old tool");
+        assert_eq!(m["original_path"], format!("{grid}/images/{id}.jpg"));
+        assert_eq!(m["bytes"], good.len());
+        assert_eq!(
+            (m["pixel_width"].as_u64(), m["pixel_height"].as_u64()),
+            (Some(32), Some(24))
+        );
+        assert_eq!(m["grid"], grid);
+        assert!(
+            root.join(format!(".mlyexport-adopted/{grid}/jsons/{id}.json"))
+                .is_file()
+        );
+    }
+    let zero = read_json(&root.join("1/102.json"));
+    assert!(zero.get("computed_geometry").is_none(), "{zero}");
+    assert_eq!(zero["mlyexport"]["warnings"], json!(["no_position"]));
+    let one = read_json(&root.join("1/101.json"));
+    assert_eq!(
+        one["computed_geometry"]["coordinates"],
+        json!([13.05, 52.05])
+    );
+    assert_eq!(one["computed_compass_angle"], 45.5);
+    // Broken ones and the stray file stay where they were.
+    assert_eq!(fs::read(root.join("1/images/103.jpg")).unwrap(), HTML_PAGE);
+    assert!(root.join("1/jsons/103.json").is_file());
+    assert!(root.join("2/images/202.jpg").is_file());
+    assert!(root.join("1/images/notes.txt").is_file());
+    let report = read_json(&root.join("adopt-report.json"));
+    let broken: Vec<&str> = report["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(broken, ["1/images/103.jpg", "2/images/202.jpg"]);
+}
+
+#[test]
+fn adopt_finishes_what_a_killed_run_left_half_done() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, true);
+    // A run killed between the JPEG's rename and its JSON: 101 moved, no JSON;
+    // and one killed after the JSON, before moving the old JSON: 201.
+    fs::rename(root.join("1/images/101.jpg"), root.join("1/101.jpg")).unwrap();
+    let out = adopt(&env, &root, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    fs::rename(
+        root.join(".mlyexport-adopted/2/jsons/201.json"),
+        root.join("2/jsons/201.json"),
+    )
+    .unwrap();
+    let out = adopt(&env, &root, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_adopted(&root);
+}

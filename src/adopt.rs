@@ -1,0 +1,420 @@
+//! `mlyexport adopt`: converts the old tool's folder (see [`crate::legacy`])
+//! into mlyexport's layout in place. Per image, in this order (so a run
+//! killed at any point is finished by the next): rename the JPEG to
+//! `<grid>/<id>.jpg`, write `<grid>/<id>.json` atomically, then move the old
+//! JSON into `.mlyexport-adopted/<grid>/jsons/`. Nothing is deleted; broken
+//! JPEGs and anything not understood stay where they are and are reported.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::legacy::{self, IMAGES_DIR, JSONS_DIR};
+use crate::model::{GridId, ImageId};
+use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, TOOL_KEY};
+use crate::store::{self, StoreError};
+
+/// The hidden folder the old JSONs are moved into (never scanned).
+pub const ADOPTED_DIR: &str = ".mlyexport-adopted";
+/// The report written at the top of the folder.
+pub const REPORT_FILE: &str = "adopt-report.json";
+/// Largest old JSON or JPEG read, in bytes.
+const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// Why adopt stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("cannot read `{path}`: {source}; check the folder's permissions")]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot move `{from}` to `{to}`: {source}; the folder must be writable and on one file system"
+    )]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A file left where it was, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Left {
+    /// Relative to the folder.
+    pub path: String,
+    pub reason: String,
+}
+
+/// Per segment: what was adopted and left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SegmentReport {
+    pub grid: String,
+    pub adopted: u64,
+    pub broken: u64,
+    /// Old JSONs without an image (left for `fetch` to download).
+    pub without_image: u64,
+}
+
+/// What adopt did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AdoptReport {
+    pub dry_run: bool,
+    pub adopted: u64,
+    /// Of them, already adopted by an earlier (possibly killed) run.
+    pub already_done: u64,
+    pub segments: Vec<SegmentReport>,
+    /// Broken JPEGs (not a complete JPEG): left in place, not adopted.
+    pub broken: Vec<Left>,
+    /// Files not understood (and old JSONs that could not be used): left in place.
+    pub left: Vec<Left>,
+}
+
+/// One segment of the old folder: its grid id and its two folders.
+#[derive(Debug, Clone)]
+struct Segment {
+    grid: String,
+    jsons: PathBuf,
+    images: PathBuf,
+}
+
+/// The segments of an old folder: `jsons/` at the top (a single run, grid
+/// `1`), otherwise every folder named like a grid id holding `jsons/` or
+/// `images/`. Other folders are reported as not understood.
+fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, AdoptError> {
+    if root.join(JSONS_DIR).is_dir() || root.join(IMAGES_DIR).is_dir() {
+        return Ok(vec![Segment {
+            grid: "1".into(),
+            jsons: root.join(JSONS_DIR),
+            images: root.join(IMAGES_DIR),
+        }]);
+    }
+    let read_err = |source| AdoptError::Read {
+        path: root.to_path_buf(),
+        source,
+    };
+    let mut out = Vec::new();
+    for e in fs::read_dir(root).map_err(read_err)? {
+        let e = e.map_err(read_err)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let dir = e.path();
+        if !e.file_type().is_ok_and(|t| t.is_dir()) || name.starts_with('.') {
+            continue;
+        }
+        let old = dir.join(JSONS_DIR).is_dir() || dir.join(IMAGES_DIR).is_dir();
+        match name.parse::<GridId>() {
+            Ok(_) if old => out.push(Segment {
+                grid: name,
+                jsons: dir.join(JSONS_DIR),
+                images: dir.join(IMAGES_DIR),
+            }),
+            Ok(_) => {}
+            Err(e) => report.left.push(Left {
+                path: name,
+                reason: format!("folder not understood: {e}"),
+            }),
+        }
+    }
+    out.sort_by(|a, b| a.grid.cmp(&b.grid));
+    Ok(out)
+}
+
+/// Image ids named `<id>.<ext>` in `dir` (none when it is missing), and
+/// the other file names.
+fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError> {
+    let mut ids = Vec::new();
+    let mut other = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((ids, other)),
+        Err(source) => {
+            return Err(AdoptError::Read {
+                path: dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    for e in entries {
+        let e = e.map_err(|source| AdoptError::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let id = name
+            .strip_suffix(ext)
+            .and_then(|s| s.parse::<ImageId>().ok())
+            .filter(|_| e.file_type().is_ok_and(|t| t.is_file()));
+        match id {
+            Some(id) => ids.push(id),
+            None => other.push(name),
+        }
+    }
+    ids.sort_unstable();
+    other.sort();
+    Ok((ids, other))
+}
+
+/// Adopts the old folder `root` in place (or, with `dry_run`, only says
+/// what it would do). The caller holds the folder lock.
+pub fn adopt(root: &Path, dry_run: bool) -> Result<AdoptReport, AdoptError> {
+    let mut report = AdoptReport {
+        dry_run,
+        ..AdoptReport::default()
+    };
+    for seg in segments(root, &mut report)? {
+        let seg_report = adopt_segment(root, &seg, dry_run, &mut report)?;
+        report.adopted += seg_report.adopted;
+        report.segments.push(seg_report);
+    }
+    if !dry_run {
+        let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        store::atomic_write(&root.join(REPORT_FILE), &bytes)?;
+    }
+    Ok(report)
+}
+
+/// `path` relative to `root`, as text.
+fn rel(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn adopt_segment(
+    root: &Path,
+    seg: &Segment,
+    dry_run: bool,
+    report: &mut AdoptReport,
+) -> Result<SegmentReport, AdoptError> {
+    let mut out = SegmentReport {
+        grid: seg.grid.clone(),
+        ..SegmentReport::default()
+    };
+    let grid_dir = root.join(&seg.grid);
+    let hidden = root.join(ADOPTED_DIR).join(&seg.grid).join(JSONS_DIR);
+    let (json_ids, other_jsons) = list(&seg.jsons, ".json")?;
+    let (jpg_ids, other_jpgs) = list(&seg.images, ".jpg")?;
+    for (dir, names) in [(&seg.jsons, other_jsons), (&seg.images, other_jpgs)] {
+        for n in names {
+            report.left.push(Left {
+                path: rel(root, &dir.join(n)),
+                reason: "not an old tool's `<id>.json` or `<id>.jpg`: left where it is".into(),
+            });
+        }
+    }
+    for &id in &jpg_ids {
+        if json_ids.binary_search(&id).is_err() && !grid_dir.join(format!("{id}.json")).is_file() {
+            report.left.push(Left {
+                path: rel(root, &seg.images.join(format!("{id}.jpg"))),
+                reason: "no `<id>.json` beside it in `jsons/`: left where it is".into(),
+            });
+        }
+    }
+    // Half-done images of a killed run: JPEG moved, JSON not yet written.
+    let (moved, _) = list(&grid_dir, ".jpg")?;
+    for id in json_ids {
+        let item = Item {
+            id,
+            old_json: seg.jsons.join(format!("{id}.json")),
+            old_jpg: seg.images.join(format!("{id}.jpg")),
+            jpg: grid_dir.join(format!("{id}.jpg")),
+            json: grid_dir.join(format!("{id}.json")),
+            hidden_json: hidden.join(format!("{id}.json")),
+            grid: &seg.grid,
+        };
+        let has_old_jpg = jpg_ids.binary_search(&id).is_ok();
+        let half_done = moved.binary_search(&id).is_ok();
+        adopt_one(
+            root,
+            &item,
+            has_old_jpg || half_done,
+            dry_run,
+            report,
+            &mut out,
+        )?;
+    }
+    if !dry_run {
+        // Only empty folders go: `remove_dir` refuses any other.
+        let _ = fs::remove_dir(&seg.jsons);
+        let _ = fs::remove_dir(&seg.images);
+    }
+    Ok(out)
+}
+
+/// The paths of one image, before and after.
+struct Item<'a> {
+    id: ImageId,
+    old_json: PathBuf,
+    old_jpg: PathBuf,
+    jpg: PathBuf,
+    json: PathBuf,
+    hidden_json: PathBuf,
+    grid: &'a str,
+}
+
+fn adopt_one(
+    root: &Path,
+    item: &Item<'_>,
+    has_jpg: bool,
+    dry_run: bool,
+    report: &mut AdoptReport,
+    out: &mut SegmentReport,
+) -> Result<(), AdoptError> {
+    let old = match read_old_json(&item.old_json) {
+        Ok(v) => v,
+        Err(reason) => {
+            report.left.push(Left {
+                path: rel(root, &item.old_json),
+                reason,
+            });
+            return Ok(());
+        }
+    };
+    if !has_jpg {
+        out.without_image += 1;
+        report.left.push(Left {
+            path: rel(root, &item.old_json),
+            reason: "no image in `images/`: `mlyexport fetch` downloads it".into(),
+        });
+        return Ok(());
+    }
+    // Resume: the JPEG may already be in place from a killed run.
+    let in_place = item.jpg.is_file() && !item.old_jpg.is_file();
+    let jpg_now = if in_place { &item.jpg } else { &item.old_jpg };
+    let bytes = read_file(jpg_now)?;
+    let (w, h) = match legacy::check_jpeg(&bytes) {
+        Ok(d) => d,
+        Err(reason) => {
+            out.broken += 1;
+            report.broken.push(Left {
+                path: rel(root, jpg_now),
+                reason: reason.to_string(),
+            });
+            return Ok(());
+        }
+    };
+    if in_place && item.json.is_file() {
+        report.already_done += 1;
+    }
+    out.adopted += 1;
+    if dry_run {
+        return Ok(());
+    }
+    if !in_place {
+        rename(&item.old_jpg, &item.jpg)?;
+    }
+    let mtime = fs::metadata(&item.jpg)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or_else(|_| Utc::now());
+    let info = Info {
+        grid: item.grid,
+        bytes: &bytes,
+        size: (w, h),
+        mtime,
+        original: rel(root, &item.old_jpg),
+    };
+    let record = new_record(&old, item.id, &info);
+    store::atomic_write(
+        &item.json,
+        &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+    )?;
+    create_dir(item.hidden_json.parent())?;
+    rename(&item.old_json, &item.hidden_json)
+}
+
+fn read_old_json(path: &Path) -> Result<Value, String> {
+    let mut bytes = Vec::new();
+    crate::input::read_bounded_into(path, MAX_FILE_BYTES, &mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("not valid JSON: {e}; left where it is"))?;
+    if !v.is_object() {
+        return Err("not a JSON object: left where it is".into());
+    }
+    Ok(v)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, AdoptError> {
+    let mut bytes = Vec::new();
+    crate::input::read_bounded_into(path, MAX_FILE_BYTES, &mut bytes).map_err(|source| {
+        AdoptError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    Ok(bytes)
+}
+
+fn create_dir(dir: Option<&Path>) -> Result<(), AdoptError> {
+    let Some(dir) = dir else { return Ok(()) };
+    fs::create_dir_all(dir).map_err(|source| AdoptError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// An atomic rename (same file system), refusing to replace a file.
+fn rename(from: &Path, to: &Path) -> Result<(), AdoptError> {
+    let err = |source| AdoptError::Move {
+        from: from.to_path_buf(),
+        to: to.to_path_buf(),
+        source,
+    };
+    if to.exists() {
+        return Err(err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the target exists; move it away and re-run",
+        )));
+    }
+    fs::rename(from, to).map_err(err)
+}
+
+/// What adopt knows about one image's JPEG.
+pub struct Info<'a> {
+    pub grid: &'a str,
+    pub bytes: &'a [u8],
+    /// Pixel width and height.
+    pub size: (u32, u32),
+    pub mtime: DateTime<Utc>,
+    /// The JPEG's path in the old folder, relative to it.
+    pub original: String,
+}
+
+/// The `<id>.json` of an adopted image: the old keys mapped to the API's
+/// names, and a `mlyexport` object with the provenance. Pure.
+pub fn new_record(old: &Value, id: ImageId, info: &Info<'_>) -> Value {
+    let mut map = legacy::to_api_fields(old, id).unwrap_or_default();
+    let mut warnings = Vec::new();
+    if !map.contains_key("computed_geometry") {
+        warnings.push("no_position".to_string());
+    }
+    let dl = DownloadInfo {
+        schema_version: IMAGE_SCHEMA_VERSION,
+        grid: info.grid.to_string(),
+        // A guess: the old tool's thumbnail size is not recorded.
+        size: "original".into(),
+        file: format!("{id}.jpg"),
+        bytes: info.bytes.len() as u64,
+        sha256: hex::encode(Sha256::digest(info.bytes)),
+        pixel_width: info.size.0,
+        pixel_height: info.size.1,
+        downloaded_at: info.mtime,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        warnings,
+        altitude_repaired: None,
+    };
+    let mut tool = serde_json::to_value(dl).unwrap_or(Value::Null);
+    if let Some(t) = tool.as_object_mut() {
+        t.insert("imported_from".into(), legacy::IMPORTED_FROM.into());
+        t.insert("original_path".into(), info.original.clone().into());
+    }
+    map.insert(TOOL_KEY.into(), tool);
+    Value::Object(map)
+}
