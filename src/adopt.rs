@@ -15,8 +15,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::legacy::{self, IMAGES_DIR, JSONS_DIR};
-use crate::model::{GridId, ImageId};
+use crate::model::{GridId, ImageId, PanoFilter, PositionSource, ThumbSize};
+use crate::plan::Grid;
 use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, TOOL_KEY};
+use crate::runrecord::{
+    Area, Completeness, Counts, Filters, GridState, Outcome, RUN_RECORD_FILE, RUN_SCHEMA_VERSION,
+    Request, RunEntry, RunRecord,
+};
 use crate::store::{self, StoreError};
 
 /// The hidden folder the old JSONs are moved into (never scanned).
@@ -62,7 +67,7 @@ pub struct SegmentReport {
 }
 
 /// What adopt did (or, with `--dry-run`, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct AdoptReport {
     pub dry_run: bool,
     pub adopted: u64,
@@ -73,6 +78,13 @@ pub struct AdoptReport {
     pub broken: Vec<Left>,
     /// Files not understood (and old JSONs that could not be used): left in place.
     pub left: Vec<Left>,
+    /// The segments from `study_area_segments.txt`, written as the run
+    /// record's grids; `None` when the file is missing or unusable (no run record).
+    #[serde(skip)]
+    pub run_record: Option<Vec<Grid>>,
+    /// Why no run record was written, when none was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_run_record: Option<String>,
 }
 
 /// One segment of the old folder: its grid id and its two folders.
@@ -171,7 +183,16 @@ pub fn adopt(root: &Path, dry_run: bool) -> Result<AdoptReport, AdoptError> {
         report.adopted += seg_report.adopted;
         report.segments.push(seg_report);
     }
+    report.run_record = segment_grids(root, &mut report);
     if !dry_run {
+        if let Some(record) = report
+            .run_record
+            .clone()
+            .and_then(|g| run_record(root, g, &report))
+        {
+            let bytes = serde_json::to_vec_pretty(&record).unwrap_or_default();
+            store::atomic_write(&root.join(RUN_RECORD_FILE), &bytes)?;
+        }
         let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
         store::atomic_write(&root.join(REPORT_FILE), &bytes)?;
     }
@@ -417,4 +438,102 @@ pub fn new_record(old: &Value, id: ImageId, info: &Info<'_>) -> Value {
     }
     map.insert(TOOL_KEY.into(), tool);
     Value::Object(map)
+}
+
+/// Largest segments file read, in bytes.
+const MAX_SEGMENTS_BYTES: u64 = 64 << 20;
+
+/// The grids of `study_area_segments.txt`; `None` (and the reason in the
+/// report) when it is missing or does not parse.
+fn segment_grids(root: &Path, report: &mut AdoptReport) -> Option<Vec<Grid>> {
+    let path = root.join(legacy::SEGMENTS_FILE);
+    let why = match crate::input::read_text_bounded(&path, MAX_SEGMENTS_BYTES) {
+        Ok(text) => match crate::plan::parse_grid_file(&text) {
+            Ok(grids) => return Some(grids),
+            Err(e) => format!("`{}` does not parse: {e}", path.display()),
+        },
+        Err(e) => format!("no usable `{}` ({e})", path.display()),
+    };
+    report.no_run_record = Some(format!(
+        "{why}: images converted, but no run record written (the grid boxes are unknown)"
+    ));
+    None
+}
+
+/// The run record of an adopted folder: the segments as grids, each with
+/// listing `unknown (imported)`, and one run with outcome `imported`.
+fn run_record(root: &Path, grids: Vec<Grid>, report: &AdoptReport) -> Option<RunRecord> {
+    let adopted = |g: &str| {
+        report
+            .segments
+            .iter()
+            .find(|s| s.grid == g)
+            .map_or(0, |s| s.adopted)
+    };
+    let bbox = grids.iter().map(|g| g.bbox).reduce(|a, b| a.union(&b))?;
+    let states: Vec<GridState> = grids
+        .iter()
+        .map(|g| GridState {
+            grid: g.id.to_string(),
+            bbox: g.bbox,
+            listing: Completeness::Imported,
+            search_calls: 0,
+            listed: 0,
+            downloaded: adopted(&g.id.to_string()),
+            failed: report
+                .segments
+                .iter()
+                .find(|s| s.grid == g.id.to_string())
+                .map_or(0, |s| s.broken),
+            thinned: 0,
+            truncated_boxes: Vec::new(),
+            failed_boxes: Vec::new(),
+            verification: None,
+        })
+        .collect();
+    let counts = Counts {
+        downloaded: report.adopted,
+        failed: report.broken.len() as u64,
+        ..Counts::default()
+    };
+    let now = Utc::now();
+    Some(RunRecord {
+        schema_version: RUN_SCHEMA_VERSION,
+        tool: "mlyexport".into(),
+        request: Request {
+            area: Area {
+                kind: "grid_file".into(),
+                bbox,
+                grid_file: Some(root.join(legacy::SEGMENTS_FILE).display().to_string()),
+                grid_spec: None,
+                aoi: None,
+            },
+            filters: Filters {
+                since: None,
+                until: None,
+                pano: PanoFilter::Include,
+                creator: None,
+                organization: None,
+                max_images: None,
+            },
+            // A guess: the old tool's thumbnail size is not recorded.
+            size: ThumbSize::Original,
+            enumerate: crate::cli::Enumerate::Auto,
+            position: PositionSource::Computed,
+            min_spacing_m: None,
+        },
+        grids: states,
+        totals: counts.clone(),
+        failures: Vec::new(),
+        runs: vec![RunEntry {
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            command_line: std::env::args().collect(),
+            api_url: String::new(),
+            started_at: now,
+            finished_at: Some(now),
+            outcome: Outcome::Imported,
+            dry_run: false,
+            counts,
+        }],
+    })
 }

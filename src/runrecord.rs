@@ -121,6 +121,9 @@ pub enum Completeness {
     Failed,
     /// Not listed yet (interrupted, or `--max-images` stopped early).
     Pending,
+    /// Adopted from the old tool's folder (`mlyexport adopt`): its listing
+    /// was cut by the API's cap and its limit, so completeness is unknown.
+    Imported,
 }
 
 impl Completeness {
@@ -134,6 +137,7 @@ impl Completeness {
             Completeness::Truncated => "truncated",
             Completeness::Failed => "failed",
             Completeness::Pending => "pending",
+            Completeness::Imported => "unknown (imported)",
         }
     }
 
@@ -283,6 +287,8 @@ pub enum Outcome {
     Failed,
     /// `--dry-run`: listed only.
     Listed,
+    /// `mlyexport adopt` converted the old tool's folder.
+    Imported,
 }
 
 /// One invocation.

@@ -48,6 +48,9 @@ fn print_report(reporter: &Reporter, r: &AdoptReport) {
     if hidden > 0 {
         reporter.warn(&format!("{hidden} more not shown; see {REPORT_FILE}"));
     }
+    if let Some(why) = &r.no_run_record {
+        reporter.warn(why);
+    }
     let verb = if r.dry_run { "would adopt" } else { "adopted" };
     let per_grid: Vec<String> = r
         .segments
@@ -73,6 +76,14 @@ fn print_report(reporter: &Reporter, r: &AdoptReport) {
         lines.push(("dry run".into(), "nothing was changed".into()));
     } else {
         lines.push(("report".into(), REPORT_FILE.to_string()));
+        if r.run_record.is_some() {
+            lines.push((
+                "next".into(),
+                "mlyexport fetch --grid-file <folder>/study_area_segments.txt --output <folder> \
+                 (downloads what the old tool missed or broke)"
+                    .into(),
+            ));
+        }
     }
     reporter.summary(&lines);
 }

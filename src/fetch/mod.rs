@@ -743,6 +743,16 @@ fn load_or_new_record(
                 summary(&new_cells)
             ));
         }
+        // A folder adopted from the old tool: its record's request is a
+        // guess, so the first real fetch's request replaces it (same cells).
+        let imported =
+            !old.runs.is_empty() && old.runs.iter().all(|r| r.outcome == Outcome::Imported);
+        if imported && old_cells == new_cells {
+            return Ok(RunRecord {
+                request: request.clone(),
+                ..old
+            });
+        }
         if !diffs.is_empty() {
             return Err(FetchError::RequestChanged {
                 dir: path.parent().unwrap_or(path).display().to_string(),

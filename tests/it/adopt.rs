@@ -305,3 +305,105 @@ fn adopt_finishes_what_a_killed_run_left_half_done() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_adopted(&root);
 }
+
+/// The old tool's JSON for a record `mlyexport fetch` wrote (its computed
+/// position, or (0, 0) without one).
+fn old_json_of(rec: &Value) -> String {
+    let c = &rec["computed_geometry"]["coordinates"];
+    let v = json!({
+        "image_name": format!("{}.jpg", rec["id"].as_str().unwrap()),
+        "latitude": c[1].as_f64().unwrap_or(0.0),
+        "longitude": c[0].as_f64().unwrap_or(0.0),
+        "captured_at": rec["captured_at"],
+        "heading": rec["computed_compass_angle"],
+        "camera_parameters": [], "camera_type": rec["camera_type"],
+        "computed_rotation": [], "annotations": []
+    });
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+#[test]
+fn fetch_after_adopt_fills_only_the_gaps() {
+    use mlysim::{SimConfig, TruthFilter};
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = env.sim().world().spec().bbox;
+    let mid = ((b[0] + b[2]) / 2.0 * 1000.0).round() / 1000.0;
+    let segments = format!(
+        "1,{},{},{mid},{}\n2,{mid},{},{},{}\n",
+        b[0], b[1], b[3], b[1], b[2], b[3]
+    );
+    // A reference fetch gives real JPEGs and records to build the old folder from.
+    let reference = env.path().join("reference");
+    fs::create_dir_all(&reference).unwrap();
+    fs::write(reference.join("segs.txt"), &segments).unwrap();
+    let o = env.fetch(&["--grid-file", "reference/segs.txt", "--output", "reference"]);
+    assert_success(&o);
+    // The old folder: every other image of each grid (the cap and limit lost
+    // the rest), one saved as an HTML page.
+    let old = env.path().join("downloads");
+    fs::create_dir_all(&old).unwrap();
+    fs::write(old.join("study_area_segments.txt"), &segments).unwrap();
+    let mut kept = Vec::new();
+    let mut html = None;
+    for (id, grids) in downloaded_ids(&reference) {
+        let grid = &grids[0];
+        if id % 2 == 0 {
+            continue;
+        }
+        let seg = old.join(grid);
+        fs::create_dir_all(seg.join("jsons")).unwrap();
+        fs::create_dir_all(seg.join("images")).unwrap();
+        let rec = read_json(&reference.join(format!("{grid}/{id}.json")));
+        fs::write(seg.join(format!("jsons/{id}.json")), old_json_of(&rec)).unwrap();
+        let jpg = if html.is_none() {
+            html = Some(id);
+            HTML_PAGE.to_vec()
+        } else {
+            kept.push((grid.clone(), id));
+            fs::read(reference.join(format!("{grid}/{id}.jpg"))).unwrap()
+        };
+        fs::write(seg.join(format!("images/{id}.jpg")), jpg).unwrap();
+    }
+    assert!(kept.len() > 10, "{kept:?}");
+    let o = env
+        .cmd()
+        .args(["adopt", "--input", "downloads"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let rec = run_record(&old);
+    assert_schema("run.schema.json", &rec);
+    assert_eq!(rec["grids"][0]["listing"], "imported");
+    assert_eq!(rec["runs"][0]["outcome"], "imported");
+    let o = env.fetch(&[
+        "--grid-file",
+        "downloads/study_area_segments.txt",
+        "--output",
+        "downloads",
+    ]);
+    assert_success(&o);
+    // Complete against the simulator's ground truth, each image once.
+    let got = downloaded_ids(&old);
+    let truth = env.sim().world().indexed_truth(b, &TruthFilter::default());
+    assert_eq!(got.len(), truth.len());
+    assert!(got.values().all(|g| g.len() == 1), "{got:?}");
+    // Adopted good images were not downloaded again; the broken one was.
+    for (grid, id) in &kept {
+        let r = read_json(&old.join(format!("{grid}/{id}.json")));
+        assert_eq!(r["mlyexport"]["imported_from"], "old tool", "{r}");
+    }
+    let h = html.unwrap();
+    let g = &got[&h][0];
+    let r = read_json(&old.join(format!("{g}/{h}.json")));
+    assert!(r["mlyexport"].get("imported_from").is_none(), "{r}");
+    // The first real fetch downloaded exactly what the old tool missed or broke.
+    let missed = truth.len() - kept.len();
+    assert!(
+        stdout(&o).contains(&format!("downloaded: {missed}\n")),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains(&format!("skipped (already there): {}\n", kept.len())));
+    let rec = run_record(&old);
+    assert_eq!(rec["runs"][1]["counts"]["downloaded"], missed as u64);
+}
