@@ -347,7 +347,7 @@ fn fetch_after_adopt_fills_only_the_gaps() {
     let mut html = None;
     for (id, grids) in downloaded_ids(&reference) {
         let grid = &grids[0];
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             continue;
         }
         let seg = old.join(grid);
@@ -406,4 +406,35 @@ fn fetch_after_adopt_fills_only_the_gaps() {
     assert!(stdout(&o).contains(&format!("skipped (already there): {}\n", kept.len())));
     let rec = run_record(&old);
     assert_eq!(rec["runs"][1]["counts"]["downloaded"], missed as u64);
+}
+
+/// Copies `from` into `to`, recursively.
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_hand_made_fixture_is_read_and_adopted() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/old-tool"),
+        &root,
+    );
+    let out = layers(&env, &root);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("103.jpg") && err.contains("202.jpg"), "{err}");
+    let out = adopt(&env, &root, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("adopted: 3"), "{}", stdout(&out));
+    assert_schema("run.schema.json", &run_record(&root));
 }
