@@ -74,7 +74,10 @@ fn a_tile_bomb_is_refused_and_the_grid_is_listed_by_searches_not_verified() {
     let g = &rec["grids"][0];
     assert_eq!(g["listing"], "assumed_complete", "{g:#}");
     let why = g["verification"]["not_verified_because"].as_str().unwrap();
-    assert!(why.contains("not decoded") || why.contains("larger than"), "{why}");
+    assert!(
+        why.contains("not decoded") || why.contains("larger than"),
+        "{why}"
+    );
     assert!(
         stderr(&o).contains("could not be verified"),
         "{}",
