@@ -186,6 +186,14 @@ impl Reporter {
         } else {
             lines.push(("downloaded".into(), c.downloaded.to_string()));
             lines.push(("skipped (already there)".into(), c.skipped.to_string()));
+            if r.grids.len() > 1 {
+                let per: Vec<String> = r
+                    .new_per_grid
+                    .iter()
+                    .map(|(g, n)| format!("{g}: {n}"))
+                    .collect();
+                lines.push(("downloaded per grid".into(), per.join(", ")));
+            }
             if c.moved > 0 {
                 lines.push((
                     "kept in their first grid (moved)".into(),

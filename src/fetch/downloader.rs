@@ -37,6 +37,8 @@ pub(super) struct Downloads<'a> {
 pub(super) struct Downloaded {
     /// Images on disk per grid (downloaded or already there).
     pub done: Vec<u64>,
+    /// Images downloaded by this run, per grid.
+    pub fresh: Vec<u64>,
     /// Images that failed, with their grid index.
     pub failures: Vec<(u32, Failure)>,
 }
@@ -52,13 +54,19 @@ impl Downloads<'_> {
     /// Downloads every image of `listed`; `Err` only for a refused token.
     pub async fn run(&self, listed: &[Listed]) -> Result<Downloaded, ApiError> {
         let mut done = vec![0u64; self.plan.grids().len()];
+        let mut fresh = vec![0u64; self.plan.grids().len()];
         let all: Vec<usize> = (0..listed.len()).collect();
-        let first = self.round(listed, &all, false, &mut done).await?;
+        let first = self
+            .round(listed, &all, false, &mut done, &mut fresh)
+            .await?;
         let (again, mut lasting): (Vec<Failed>, Vec<Failed>) =
             first.into_iter().partition(|f| f.transient);
         if !again.is_empty() && !self.cancel.is_cancelled() {
             let idx: Vec<usize> = again.iter().map(|f| f.index).collect();
-            lasting.extend(self.round(listed, &idx, true, &mut done).await?);
+            lasting.extend(
+                self.round(listed, &idx, true, &mut done, &mut fresh)
+                    .await?,
+            );
         } else {
             lasting.extend(again);
         }
@@ -69,7 +77,11 @@ impl Downloads<'_> {
             .into_iter()
             .map(|f| (listed[f.index].grid, f.failure))
             .collect();
-        Ok(Downloaded { done, failures })
+        Ok(Downloaded {
+            done,
+            fresh,
+            failures,
+        })
     }
 
     /// One round over `which`; `fresh` asks a new URL for each image.
@@ -79,18 +91,25 @@ impl Downloads<'_> {
         which: &[usize],
         fresh: bool,
         done: &mut [u64],
+        new: &mut [u64],
     ) -> Result<Vec<Failed>, ApiError> {
         let fails = Mutex::new(Vec::new());
         let ok = Mutex::new(vec![0u64; done.len()]);
+        let got = Mutex::new(vec![0u64; done.len()]);
         let auth: Mutex<Option<ApiError>> = Mutex::new(None);
         stream::iter(which.iter().copied())
             .for_each_concurrent(self.concurrency, |i| {
-                let (fails, ok, auth) = (&fails, &ok, &auth);
+                let (fails, ok, auth, got) = (&fails, &ok, &auth, &got);
                 async move {
                     let l = &listed[i];
                     match self.one(l, fresh).await {
                         None => {}
-                        Some(Ok(())) => ok.lock().expect("lock")[l.grid as usize] += 1,
+                        Some(Ok(downloaded)) => {
+                            ok.lock().expect("lock")[l.grid as usize] += 1;
+                            if downloaded {
+                                got.lock().expect("lock")[l.grid as usize] += 1;
+                            }
+                        }
                         Some(Err(DownloadError::Api(e @ ApiError::Auth { .. }))) => {
                             auth.lock().expect("lock").get_or_insert(e);
                             self.cancel.cancel();
@@ -110,11 +129,15 @@ impl Downloads<'_> {
         for (d, n) in done.iter_mut().zip(ok.into_inner().expect("lock")) {
             *d += n;
         }
+        for (d, n) in new.iter_mut().zip(got.into_inner().expect("lock")) {
+            *d += n;
+        }
         Ok(fails.into_inner().expect("lock"))
     }
 
-    /// One image: `None` when interrupted before it finished.
-    async fn one(&self, l: &Listed, fresh: bool) -> Option<Result<(), DownloadError>> {
+    /// One image: `Some(Ok(true))` when downloaded now, `Some(Ok(false))`
+    /// when already there, `None` when interrupted before it finished.
+    async fn one(&self, l: &Listed, fresh: bool) -> Option<Result<bool, DownloadError>> {
         // An image already stored stays in its folder, even when its
         // position now falls in another grid: it is never stored twice.
         let listed_in = &self.plan.grids()[l.grid as usize].id;
@@ -125,7 +148,7 @@ impl Downloads<'_> {
         let paths = ImagePaths::new(self.out, grid, l.id);
         if resume::finished(&paths, l.id) {
             self.progress.skipped.fetch_add(1, Ordering::Relaxed);
-            return Some(Ok(()));
+            return Some(Ok(false));
         }
         if self.cancel.is_cancelled() {
             return None;
@@ -153,6 +176,7 @@ impl Downloads<'_> {
         Some(result.map(|info| {
             self.progress.downloaded.fetch_add(1, Ordering::Relaxed);
             self.progress.bytes.fetch_add(info.bytes, Ordering::Relaxed);
+            true
         }))
     }
 

@@ -116,6 +116,9 @@ pub struct FetchReport {
     pub audit: Option<audit::AuditSummary>,
     /// What could not be verified, one line each (printed as warnings).
     pub warnings: Vec<String>,
+    /// Images downloaded by this run, per grid id (after an `adopt`: what
+    /// the old tool had missed or left broken).
+    pub new_per_grid: Vec<(String, u64)>,
 }
 
 /// How this run lists.
@@ -356,6 +359,7 @@ pub async fn run(
                 tile_needs,
                 audit: None,
                 warnings,
+                new_per_grid: Vec::new(),
             });
         }
     };
@@ -422,6 +426,7 @@ pub async fn run(
 
     let mut failures: Vec<Failure> = Vec::new();
     let mut done_per_grid = vec![0u64; cfg.plan.grids().len()];
+    let mut new_per_grid = vec![0u64; cfg.plan.grids().len()];
     let mut failed_per_grid = vec![0u64; cfg.plan.grids().len()];
     if !cfg.dry_run {
         progress
@@ -451,6 +456,7 @@ pub async fn run(
             }
         };
         done_per_grid = got.done;
+        new_per_grid = got.fresh;
         for (gi, f) in got.failures {
             failed_per_grid[gi as usize] += 1;
             failures.push(f);
@@ -525,6 +531,13 @@ pub async fn run(
         tile_needs,
         audit,
         warnings,
+        new_per_grid: cfg
+            .plan
+            .grids()
+            .iter()
+            .map(|g| g.id.to_string())
+            .zip(new_per_grid)
+            .collect(),
     })
 }
 

@@ -406,6 +406,16 @@ fn fetch_after_adopt_fills_only_the_gaps() {
     assert!(stdout(&o).contains(&format!("skipped (already there): {}\n", kept.len())));
     let rec = run_record(&old);
     assert_eq!(rec["runs"][1]["counts"]["downloaded"], missed as u64);
+    // Per grid: what the old tool had missed (or left broken) there.
+    let per = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("downloaded per grid: ").map(String::from))
+        .unwrap_or_else(|| panic!("no per-grid line: {}", stdout(&o)));
+    let sum: usize = per
+        .split(", ")
+        .map(|kv| kv.rsplit(": ").next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(sum, missed, "{per}");
 }
 
 /// Copies `from` into `to`, recursively.
