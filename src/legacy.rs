@@ -74,6 +74,13 @@ pub fn position(obj: &Map<String, Value>) -> Option<(f64, f64)> {
     (valid && !(lat == 0.0 && lon == 0.0)).then_some((lon, lat))
 }
 
+/// Whether JSON text is an old tool's image JSON: an object with
+/// `image_name` and without `id`.
+pub fn is_old_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Map<String, Value>>(bytes)
+        .is_ok_and(|o| o.contains_key("image_name") && !o.contains_key("id"))
+}
+
 /// Whether the old JSON says (0, 0): a missing position, not a place.
 pub fn is_zero_position(old: &Value) -> bool {
     let num = |k: &str| old.get(k).and_then(Value::as_f64);
@@ -201,5 +208,12 @@ mod tests {
             check_jpeg(&good[..good.len() - 100]),
             Err(BrokenJpeg::Truncated)
         );
+    }
+
+    #[test]
+    fn old_json_is_told_from_ours() {
+        assert!(is_old_json(br#"{"image_name": "42.jpg", "latitude": 0}"#));
+        assert!(!is_old_json(br#"{"id": "42", "image_name": "42.jpg"}"#));
+        assert!(!is_old_json(br#"[1]"#));
     }
 }

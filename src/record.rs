@@ -156,17 +156,6 @@ struct RawFields<'a> {
     height: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "mlyexport")]
     tool: Option<&'a RawValue>,
-    /// The old Python tool's keys: `image_name` is `<id>.jpg`; `latitude`,
-    /// `longitude` and `heading` are the computed position and direction
-    /// (0, 0 when it had no position).
-    #[serde(borrow, default)]
-    image_name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    latitude: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    longitude: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    heading: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -200,7 +189,6 @@ impl ImageRecord {
                 Value::Number(n) => n.as_u64().and_then(ImageId::new),
                 _ => None,
             })
-            .or_else(|| legacy_id(raw.image_name))
             .ok_or_else(|| {
                 RecordError::Id(raw.id.map(|r| r.get().to_string()).unwrap_or_default())
             })?;
@@ -222,12 +210,9 @@ impl ImageRecord {
                 .captured_at
                 .and_then(|r| parse_time(&serde_json::from_str(r.get()).ok()?)),
             original_position: point(raw.geometry),
-            computed_position: point(raw.computed_geometry)
-                .or_else(|| legacy_point(raw.longitude, raw.latitude)),
+            computed_position: point(raw.computed_geometry),
             compass_angle: num(raw.compass_angle).and_then(angle),
-            computed_compass_angle: num(raw.computed_compass_angle)
-                .or_else(|| num(raw.heading))
-                .and_then(angle),
+            computed_compass_angle: num(raw.computed_compass_angle).and_then(angle),
             altitude,
             computed_altitude: num(raw.computed_altitude).and_then(|a| repair_altitude(a).0),
             sequence: text(raw.sequence),
@@ -352,20 +337,6 @@ fn point(r: Option<&RawValue>) -> Option<LonLat> {
     }
 }
 
-/// The id in the old tool's `image_name` (`<id>.jpg`).
-fn legacy_id(r: Option<&RawValue>) -> Option<ImageId> {
-    text(r)?.strip_suffix(".jpg")?.parse().ok()
-}
-
-/// The old tool's `longitude`/`latitude`; its 0, 0 means no position.
-fn legacy_point(lon: Option<&RawValue>, lat: Option<&RawValue>) -> Option<LonLat> {
-    let (lon, lat) = (num(lon)?, num(lat)?);
-    if lon == 0.0 && lat == 0.0 {
-        return None;
-    }
-    LonLat::new(lon, lat)
-}
-
 fn angle(a: f64) -> Option<f64> {
     a.is_finite().then(|| a.rem_euclid(360.0))
 }
@@ -420,22 +391,5 @@ mod tests {
         assert_eq!(repair_altitude(12.0), (Some(12.0), false));
         assert_eq!(repair_altitude(4_294_967_286.0), (Some(-10.0), true));
         assert_eq!(repair_altitude(1e30), (None, false));
-    }
-
-    #[test]
-    fn reads_the_old_tools_json() {
-        let old = br#"{"image_name": "42.jpg", "latitude": 52.5, "longitude": 13.4,
-            "captured_at": 1563721072184, "heading": 370.0, "annotations": []}"#;
-        let r = ImageRecord::from_slice(old).unwrap();
-        assert_eq!(r.id, ImageId::new(42).unwrap());
-        assert_eq!(r.computed_position, LonLat::new(13.4, 52.5));
-        assert_eq!(r.computed_compass_angle, Some(10.0));
-        assert!(r.captured_at.is_some());
-        let none = br#"{"image_name": "42.jpg", "latitude": 0, "longitude": 0}"#;
-        assert_eq!(
-            ImageRecord::from_slice(none).unwrap().computed_position,
-            None
-        );
-        assert!(ImageRecord::from_slice(br#"{"image_name": "x.png"}"#).is_err());
     }
 }

@@ -251,18 +251,7 @@ fn read_legacy(scan: &Scan, e: &Entry) -> Result<(ImageRecord, bool), ReadError>
     };
     let mut bytes = Vec::new();
     input::read_bounded_into(&json, MAX_METADATA_BYTES, &mut bytes).map_err(io_err)?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|source| ReadError::Json {
-        path: path(),
-        source,
-    })?;
-    let fields = legacy::to_api_fields(&value, e.id).map_err(|source| ReadError::Legacy {
-        path: path(),
-        source,
-    })?;
-    let rec = ImageRecord::from_map(&fields).map_err(|source| ReadError::Record {
-        path: path(),
-        source,
-    })?;
+    let rec = parse_old(&bytes, e.id, &path)?;
     if e.has_jpg {
         let jpg = scan.jpg_path(e);
         let mut bytes = Vec::new();
@@ -300,16 +289,24 @@ fn parse_record(
     id: ImageId,
     path: impl Fn() -> PathBuf,
 ) -> Result<ImageRecord, ReadError> {
-    let rec = ImageRecord::from_slice(bytes).map_err(|e| match e {
-        RecordError::NotObject(source) => ReadError::Json {
-            path: path(),
-            source,
-        },
-        source => ReadError::Record {
-            path: path(),
-            source,
-        },
-    })?;
+    let rec = match ImageRecord::from_slice(bytes) {
+        Ok(rec) => rec,
+        // The old tool's JSON has no `id` (the file name is the id): read
+        // it through the one mapping of its keys.
+        Err(RecordError::Id(_)) if legacy::is_old_json(bytes) => parse_old(bytes, id, &path)?,
+        Err(RecordError::NotObject(source)) => {
+            return Err(ReadError::Json {
+                path: path(),
+                source,
+            });
+        }
+        Err(source) => {
+            return Err(ReadError::Record {
+                path: path(),
+                source,
+            });
+        }
+    };
     if rec.id != id {
         return Err(ReadError::IdMismatch {
             path: path(),
@@ -317,6 +314,27 @@ fn parse_record(
         });
     }
     Ok(rec)
+}
+
+/// An old tool's JSON of image `id`, with its keys mapped by
+/// [`legacy::to_api_fields`].
+fn parse_old(
+    bytes: &[u8],
+    id: ImageId,
+    path: &impl Fn() -> PathBuf,
+) -> Result<ImageRecord, ReadError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|source| ReadError::Json {
+        path: path(),
+        source,
+    })?;
+    let fields = legacy::to_api_fields(&value, id).map_err(|source| ReadError::Legacy {
+        path: path(),
+        source,
+    })?;
+    ImageRecord::from_map(&fields).map_err(|source| ReadError::Record {
+        path: path(),
+        source,
+    })
 }
 
 /// Rows read from a folder, and the files that could not be used.
@@ -464,6 +482,25 @@ pub fn read_listing_counts(root: &Path) -> Option<BTreeMap<String, u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_old_tools_json() {
+        let id = ImageId::new(42).unwrap();
+        let path = || PathBuf::from("jsons/42.json");
+        let old = br#"{"image_name": "42.jpg", "latitude": 52.5, "longitude": 13.4,
+            "captured_at": 1563721072184, "heading": 370.0, "annotations": []}"#;
+        let r = parse_record(old, id, path).unwrap();
+        assert_eq!(r.id, id);
+        assert_eq!(r.computed_position, crate::model::LonLat::new(13.4, 52.5));
+        assert_eq!(r.computed_compass_angle, Some(10.0));
+        assert!(r.captured_at.is_some());
+        let none = br#"{"image_name": "42.jpg", "latitude": 0, "longitude": 0}"#;
+        assert_eq!(
+            parse_record(none, id, path).unwrap().computed_position,
+            None
+        );
+        assert!(parse_record(br#"{"name": "42.jpg"}"#, id, path).is_err());
+    }
     use std::fs;
 
     #[test]
