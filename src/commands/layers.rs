@@ -28,7 +28,7 @@ use crate::lock::FolderLock;
 use crate::model::PositionSource;
 use crate::report::Reporter;
 use crate::runrecord::RunEntry;
-use crate::runrecord::{Completeness, RunRecord};
+use crate::runrecord::RunRecord;
 use crate::store::{self, InputLayout, TEMP_PREFIX};
 
 /// File name of the GeoPackage inside the output folder.
@@ -268,10 +268,6 @@ fn today() -> DateTime<Utc> {
         .map_or_else(Utc::now, |t| t.and_utc())
 }
 
-fn listing_name(c: Completeness) -> &'static str {
-    c.label()
-}
-
 /// The study-area polygon a run record keeps (GeoJSON), when it parses.
 fn aoi_of(geometry: &serde_json::Value) -> Option<Aoi> {
     Aoi::new(aoi_shape(geometry)?, "run record".into()).ok()
@@ -312,7 +308,7 @@ fn grid_infos(
                     grid: g.grid.clone(),
                     bbox: Some(g.bbox),
                     shape: aoi.as_ref().map(|a| a.clip_box(&g.bbox)),
-                    listing: listing_name(g.listing),
+                    listing: g.listing.label(),
                     listed: Some(g.listed),
                     failed: Some(g.failed),
                 })

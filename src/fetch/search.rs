@@ -98,11 +98,9 @@ pub struct Searcher<'c, 's, 'a> {
     /// The largest search-only answer so far.
     largest_answer: usize,
     /// Images without any position returned by a box widened at the area's
-    /// edge: they may lie in the margin, outside the area; kept only once a
-    /// search of the box's own cell returns them too.
+    /// edge: they may lie in the margin, outside the area; left out when a
+    /// search of the margin strips returns them (see `confirm_held`).
     held: Vec<(BoxJob, Box<RawValue>)>,
-    /// Held images dropped: only the widened box returned them.
-    pub unplaced_outside: u64,
 }
 
 impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
@@ -130,7 +128,6 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             seen_cap: None,
             largest_answer: 0,
             held: Vec::new(),
-            unplaced_outside: 0,
         }
     }
 
@@ -214,9 +211,8 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             let id = crate::record::ImageRecord::from_slice(item.get().as_bytes())
                 .ok()
                 .map(|r| r.id);
-            if sure && id.is_some_and(|id| outside.contains(&id)) {
-                self.unplaced_outside += 1;
-            } else {
+            // One in a margin strip lies outside the area: left out.
+            if !(sure && id.is_some_and(|id| outside.contains(&id))) {
                 self.take(job, item.get(), sink);
             }
         }

@@ -148,7 +148,7 @@ pub async fn list_verified(
     .await?;
     let from_search = searcher.from_search.clone();
     let grids = searcher.finish();
-    Ok(assemble(grids, &census, &tally, &from_search, sel))
+    Ok(assemble(grids, &census, &tally, &from_search))
 }
 
 /// Per-grid counts of the reconciliation.
@@ -446,7 +446,6 @@ fn assemble(
     census: &Census,
     tally: &Tally,
     from_search: &[u64],
-    sel: &Selector<'_>,
 ) -> Vec<GridListing> {
     let mut tile_points = vec![0u64; grids.len()];
     for &gi in &census.grid_of {
@@ -472,7 +471,6 @@ fn assemble(
             not_verified_because: why,
         });
     }
-    let _ = sel;
     grids
 }
 
