@@ -272,8 +272,8 @@ fn a_token_revoked_during_the_downloads_stops_the_run_with_exit_2() {
         },
         ..SimConfig::default()
     });
-    let bin = assert_cmd::cargo::cargo_bin("mlyexport");
-    let child = std::process::Command::new(bin)
+    let child = env
+        .std_cmd(None)
         .args([
             "fetch",
             "--bbox",
@@ -285,12 +285,6 @@ fn a_token_revoked_during_the_downloads_stops_the_run_with_exit_2() {
             "--retries",
             "20",
         ])
-        .env_clear()
-        .env("MLYEXPORT_API_URL", env.sim().graph_url())
-        .env("MLYEXPORT_TILES_URL", env.sim().tiles_url())
-        .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
-        .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
-        .current_dir(env.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -5,7 +5,8 @@
 //! or the terminal as markup.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 use mlysim::{Hostile, SimConfig, TruthFilter};
 
@@ -26,19 +27,13 @@ fn hostile(h: Hostile) -> TestEnv {
 fn run_measured(env: &TestEnv, args: &[&str]) -> (Output, u64) {
     let bin = assert_cmd::cargo::cargo_bin("mlyexport");
     let report = env.path().join("rss.txt");
-    let out = Command::new("/usr/bin/time")
+    let out = env
+        .std_cmd(Some(Path::new("/usr/bin/time")))
         .arg("-o")
         .arg(&report)
         .args(["-f", "%M"])
         .arg(bin)
         .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("MLYEXPORT_API_URL", env.sim().graph_url())
-        .env("MLYEXPORT_TILES_URL", env.sim().tiles_url())
-        .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
-        .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
-        .current_dir(env.path())
         .output()
         .expect("runs under /usr/bin/time");
     let kb: u64 = std::fs::read_to_string(&report)

@@ -131,14 +131,9 @@ fn a_lock_file_of_a_dead_run_does_not_block() {
 
 /// A fetch that runs for a while: the simulator answers slowly.
 fn slow_fetch(env: &TestEnv) -> Child {
-    Command::new(assert_cmd::cargo::cargo_bin("mlyexport"))
+    env.std_cmd(None)
         .args(["fetch", "--bbox", "8.5305,47.3705,8.533,47.373"])
         .args(["--grid", "2x2", "--size", "256", "--quiet"])
-        .env_clear()
-        .env("MLYEXPORT_API_URL", env.sim().graph_url())
-        .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
-        .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
-        .current_dir(env.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -21,8 +21,7 @@ fn sim_config() -> SimConfig {
 }
 
 fn spawn(env: &TestEnv) -> std::process::Child {
-    let bin = assert_cmd::cargo::cargo_bin("mlyexport");
-    Command::new(bin)
+    env.std_cmd(None)
         .args([
             "fetch",
             "--bbox",
@@ -35,12 +34,6 @@ fn spawn(env: &TestEnv) -> std::process::Child {
             "8",
             "--quiet",
         ])
-        .env_clear()
-        .env("MLYEXPORT_API_URL", env.sim().graph_url())
-        .env("MLYEXPORT_TILES_URL", env.sim().tiles_url())
-        .env("MAPILLARY_TOKEN", mlysim::DEMO_TOKEN)
-        .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
-        .current_dir(env.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -61,6 +61,25 @@ impl TestEnv {
         c
     }
 
+    /// `program` (by default the `mlyexport` binary) as a plain process, for
+    /// tests that spawn, signal or wrap it: the same clean environment as
+    /// [`TestEnv::cmd`], the simulator's Graph and tiles URLs and the token.
+    pub fn std_cmd(&self, program: Option<&Path>) -> std::process::Command {
+        let bin = assert_cmd::cargo::cargo_bin("mlyexport");
+        let mut c = std::process::Command::new(program.unwrap_or(&bin));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("MLYEXPORT_TEST_NO_RETRY_DELAY", "1")
+            .current_dir(self.dir.path());
+        if let Some(sim) = &self.sim {
+            c.env("MLYEXPORT_API_URL", sim.graph_url())
+                .env("MLYEXPORT_TILES_URL", sim.tiles_url())
+                .env("MAPILLARY_TOKEN", DEMO_TOKEN);
+        }
+        c
+    }
+
     /// Runs `mlyexport fetch ARGS`.
     pub fn fetch(&self, args: &[&str]) -> Output {
         self.cmd().arg("fetch").args(args).output().expect("runs")
