@@ -7,3 +7,4 @@ cargo test --workspace
 bash scripts/python-test.sh # the Python module's tests (python/tests)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p mlyexport -p mlysim

@@ -25,15 +25,15 @@ use crate::runrecord::{
 use crate::store::{self, StoreError};
 
 /// The hidden folder the old JSONs are moved into (never scanned).
-pub const ADOPTED_DIR: &str = ".mlyexport-adopted";
+pub(crate) const ADOPTED_DIR: &str = ".mlyexport-adopted";
 /// The report written at the top of the folder.
-pub const REPORT_FILE: &str = "adopt-report.json";
+pub(crate) const REPORT_FILE: &str = "adopt-report.json";
 /// Largest old JSON or JPEG read, in bytes.
 const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// Why adopt stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum AdoptError {
+pub(crate) enum AdoptError {
     #[error("cannot read `{path}`: {source}; check the folder's permissions")]
     Read { path: PathBuf, source: io::Error },
     #[error(
@@ -50,7 +50,7 @@ pub enum AdoptError {
 
 /// A file left where it was, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Left {
+pub(crate) struct Left {
     /// Relative to the folder.
     pub path: String,
     pub reason: String,
@@ -58,7 +58,7 @@ pub struct Left {
 
 /// Per segment: what was adopted and left.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SegmentReport {
+pub(crate) struct SegmentReport {
     pub grid: String,
     pub adopted: u64,
     pub broken: u64,
@@ -68,7 +68,7 @@ pub struct SegmentReport {
 
 /// What adopt did (or, with `--dry-run`, would do).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct AdoptReport {
+pub(crate) struct AdoptReport {
     pub dry_run: bool,
     pub adopted: u64,
     /// Of them, already adopted by an earlier (possibly killed) run.
@@ -173,7 +173,7 @@ fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError
 
 /// Adopts the old folder `root` in place (or, with `dry_run`, only says
 /// what it would do). The caller holds the folder lock.
-pub fn adopt(root: &Path, dry_run: bool) -> Result<AdoptReport, AdoptError> {
+pub(crate) fn adopt(root: &Path, dry_run: bool) -> Result<AdoptReport, AdoptError> {
     let mut report = AdoptReport {
         dry_run,
         ..AdoptReport::default()
@@ -398,7 +398,7 @@ fn rename(from: &Path, to: &Path) -> Result<(), AdoptError> {
 }
 
 /// What adopt knows about one image's JPEG.
-pub struct Info<'a> {
+pub(crate) struct Info<'a> {
     pub grid: &'a str,
     pub bytes: &'a [u8],
     /// Pixel width and height.
@@ -410,7 +410,7 @@ pub struct Info<'a> {
 
 /// The `<id>.json` of an adopted image: the old keys mapped to the API's
 /// names, and a `mlyexport` object with the provenance. Pure.
-pub fn new_record(old: &Value, id: ImageId, info: &Info<'_>) -> Value {
+pub(crate) fn new_record(old: &Value, id: ImageId, info: &Info<'_>) -> Value {
     let mut map = legacy::to_api_fields(old, id).unwrap_or_default();
     let mut warnings = Vec::new();
     if !map.contains_key("computed_geometry") {

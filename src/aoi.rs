@@ -1,6 +1,7 @@
 //! Polygon study areas: reading a Polygon/MultiPolygon layer with GDAL
 //! (reprojected to EPSG:4326) is the only I/O here; testing points and boxes
 //! against the polygon is pure. Knows nothing of the network or grids.
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::path::{Path, PathBuf};
 
@@ -69,7 +70,7 @@ pub enum AoiError {
 
 /// Polygons of less than this many square degrees (about 0.01 m²) have no
 /// usable area.
-pub const MIN_AREA_DEG2: f64 = 1e-12;
+pub(crate) const MIN_AREA_DEG2: f64 = 1e-12;
 
 /// What is wrong with one polygon's numbers, if anything: a NaN or infinite
 /// vertex, or no area (collinear or too few points, or less area than
@@ -261,7 +262,7 @@ impl Aoi {
     /// with a NaN or infinite vertex, one of zero area, and an extent out of
     /// range or under 0.1 m wide or high. Validity (self-intersection) is
     /// checked by [`Aoi::read`] with GEOS.
-    pub fn new(shape: MultiPolygon<f64>, source: String) -> Result<Aoi, AoiError> {
+    pub(crate) fn new(shape: MultiPolygon<f64>, source: String) -> Result<Aoi, AoiError> {
         let path = || PathBuf::from(&source);
         for (i, poly) in shape.0.iter().enumerate() {
             if let Some(make) = polygon_problem(poly) {
@@ -292,7 +293,7 @@ impl Aoi {
     }
 
     /// The box around the polygon.
-    pub fn bbox(&self) -> Bbox {
+    pub(crate) fn bbox(&self) -> Bbox {
         self.bbox
     }
 
@@ -302,18 +303,18 @@ impl Aoi {
     }
 
     /// True when the box and the polygon share any point.
-    pub fn intersects_box(&self, b: &Bbox) -> bool {
+    pub(crate) fn intersects_box(&self, b: &Bbox) -> bool {
         self.shape.intersects(&rect(b))
     }
 
     /// The part of `b` inside the polygon.
-    pub fn clip_box(&self, b: &Bbox) -> MultiPolygon<f64> {
+    pub(crate) fn clip_box(&self, b: &Bbox) -> MultiPolygon<f64> {
         self.shape
             .intersection(&MultiPolygon(vec![rect(b).to_polygon()]))
     }
 
     /// The polygon as a GeoJSON geometry object (for the run record).
-    pub fn to_geojson(&self) -> serde_json::Value {
+    pub(crate) fn to_geojson(&self) -> serde_json::Value {
         let geom = geojson::Geometry::new(geojson::Value::from(&self.shape));
         serde_json::to_value(geom).unwrap_or(serde_json::Value::Null)
     }

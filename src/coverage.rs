@@ -12,11 +12,11 @@ use crate::layers::{GridInfo, ImageRow, Interner, Sym, iso_ms, round_to};
 use crate::model::{Bbox, LonLat};
 
 /// Version of `coverage.json` (`schemas/coverage.schema.json`).
-pub const COVERAGE_SCHEMA_VERSION: u32 = 1;
+pub(crate) const COVERAGE_SCHEMA_VERSION: u32 = 1;
 
 /// Errors of the coverage renderings.
 #[derive(Debug, thiserror::Error)]
-pub enum CoverageError {
+pub(crate) enum CoverageError {
     #[error("cannot serialise the coverage of grid `{grid}` to JSON: {source}")]
     Json {
         grid: String,
@@ -30,7 +30,7 @@ const DAYS_PER_MONTH: f64 = 365.2425 / 12.0;
 /// The coverage of one grid cell. Figures that cannot be known are `None`
 /// (e.g. `listed` without a run record, densities without a cell box).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CellCoverage {
+pub(crate) struct CellCoverage {
     pub grid: String,
     /// `[min_lon, min_lat, max_lon, max_lat]`.
     pub bbox: Option<Bbox>,
@@ -85,7 +85,7 @@ struct Acc {
 /// Folds the rows into one [`CellCoverage`] per grid, in the order of
 /// `grids`; rows of a grid not in `grids` are ignored (the caller lists every
 /// grid). `as_of` is the reference time for `months_since_newest`.
-pub fn compute(
+pub(crate) fn compute(
     grids: &[GridInfo],
     rows: &[ImageRow],
     strings: &Interner,
@@ -179,7 +179,7 @@ fn finish(g: &GridInfo, mut acc: Acc, as_of: DateTime<Utc>) -> CellCoverage {
 }
 
 /// The median (mean of the two middle values for an even count).
-pub fn median(v: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }
@@ -193,7 +193,7 @@ pub fn median(v: &mut [f64]) -> Option<f64> {
 }
 
 /// The column names of `coverage.csv`, in order (also the Markdown table's).
-pub const CSV_COLUMNS: &[&str] = &[
+pub(crate) const CSV_COLUMNS: &[&str] = &[
     "grid",
     "min_lon",
     "min_lat",
@@ -250,7 +250,7 @@ fn cells_text(c: &CellCoverage) -> Vec<String> {
 /// `coverage.csv`: a header line, then one line per grid (RFC 4180 quoting;
 /// text neutralised for spreadsheets, numbers kept, see
 /// [`crate::layers::csv::text_cell`]).
-pub fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
+pub(crate) fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
     let mut out = String::new();
     out.push_str(&CSV_COLUMNS.join(","));
     out.push_str("\r\n");
@@ -266,7 +266,7 @@ pub fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
 }
 
 /// `coverage.md`: a Markdown table with one row per grid.
-pub fn to_markdown(cells: &[CellCoverage], as_of: DateTime<Utc>) -> Vec<u8> {
+pub(crate) fn to_markdown(cells: &[CellCoverage], as_of: DateTime<Utc>) -> Vec<u8> {
     let mut out = format!(
         "# Coverage per grid cell\n\nAs of {}. Empty cells mean unknown. `listing` is `verified` when the listing was checked against the vector tiles, `assumed complete (not verified)` when it was not; `listing_complete` is false when images may be missing.\n\n",
         iso_ms(as_of)
@@ -303,7 +303,7 @@ struct CoverageDoc<'a> {
 }
 
 /// `coverage.json`: `{schema_version, as_of, position, grids: [...]}`, pretty-printed.
-pub fn to_json(
+pub(crate) fn to_json(
     cells: &[CellCoverage],
     as_of: DateTime<Utc>,
     position: &str,

@@ -11,7 +11,7 @@ use std::path::Path;
 /// Opens `path` for reading without blocking (a FIFO without a writer would
 /// otherwise wait forever) and refuses anything that is not a regular file
 /// (symbolic links are followed). The error says what the path is instead.
-pub fn open_regular(path: &Path) -> io::Result<fs::File> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
     let file = fs::OpenOptions::new()
@@ -50,7 +50,7 @@ fn kind_name(kind: &fs::FileType) -> &'static str {
 /// (a FIFO, a device, a socket), without opening it. A path that does not
 /// exist is let through: the caller's own open reports it (GDAL also takes
 /// virtual paths such as `/vsizip/...`).
-pub fn check_not_special(path: &Path) -> io::Result<()> {
+pub(crate) fn check_not_special(path: &Path) -> io::Result<()> {
     match fs::metadata(path) {
         Ok(m) if !m.is_file() && !m.is_dir() => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -63,7 +63,7 @@ pub fn check_not_special(path: &Path) -> io::Result<()> {
 /// Reads the whole of the regular file `path` into `buf` (cleared first); a
 /// file of more than `max` bytes is an `InvalidData` error and is not read
 /// whole.
-pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
+pub(crate) fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
     let read = open_regular(path)?
         .take(max.saturating_add(1))
@@ -75,7 +75,7 @@ pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result
 }
 
 /// Reads the regular file `path` of at most `max` bytes as UTF-8 text.
-pub fn read_text_bounded(path: &Path, max: u64) -> io::Result<String> {
+pub(crate) fn read_text_bounded(path: &Path, max: u64) -> io::Result<String> {
     let mut buf = Vec::new();
     read_bounded_into(path, max, &mut buf)?;
     String::from_utf8(buf).map_err(|e| {
@@ -99,7 +99,7 @@ fn too_large(max: u64) -> io::Error {
 /// Calls `f` with each line (without its line ending) of `reader`; a line of
 /// more than `max_line` bytes is an `InvalidData` error, never buffered
 /// whole. Bytes that are not UTF-8 are replaced.
-pub fn for_each_line<R: BufRead>(
+pub(crate) fn for_each_line<R: BufRead>(
     reader: R,
     max_line: usize,
     mut f: impl FnMut(&str),

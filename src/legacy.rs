@@ -17,15 +17,13 @@ use serde_json::{Map, Value, json};
 use crate::model::ImageId;
 
 /// The old tool's segments file, at the top of its downloads folder.
-pub const SEGMENTS_FILE: &str = "study_area_segments.txt";
+pub(crate) const SEGMENTS_FILE: &str = "study_area_segments.txt";
 /// The old tool's folder of JSONs (in a segment folder or at the top).
-pub const JSONS_DIR: &str = "jsons";
+pub(crate) const JSONS_DIR: &str = "jsons";
 /// The old tool's folder of images (in a segment folder or at the top).
-pub const IMAGES_DIR: &str = "images";
+pub(crate) const IMAGES_DIR: &str = "images";
 /// The provenance `imported_from` value of an adopted image.
-pub const IMPORTED_FROM: &str = "old tool";
-/// The warning recorded for an image the old tool wrote at (0, 0).
-pub const NO_POSITION_WARNING: &str = "old_tool_zero_position";
+pub(crate) const IMPORTED_FROM: &str = "old tool";
 
 /// Why an old JSON cannot be mapped.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -39,7 +37,7 @@ pub enum LegacyError {
 /// left out at (0, 0) or when not numbers), `computed_compass_angle` (from
 /// `heading`), and `captured_at`, `camera_parameters`, `camera_type`,
 /// `computed_rotation` as they are. Other keys are dropped.
-pub fn to_api_fields(old: &Value, id: ImageId) -> Result<Map<String, Value>, LegacyError> {
+pub(crate) fn to_api_fields(old: &Value, id: ImageId) -> Result<Map<String, Value>, LegacyError> {
     let obj = old.as_object().ok_or(LegacyError::NotObject)?;
     let mut out = Map::new();
     out.insert("id".into(), Value::String(id.to_string()));
@@ -67,7 +65,7 @@ pub fn to_api_fields(old: &Value, id: ImageId) -> Result<Map<String, Value>, Leg
 
 /// The old JSON's position as (lon, lat); `None` at (0, 0), the old tool's
 /// mark for "the API had no computed position", or when not numbers.
-pub fn position(obj: &Map<String, Value>) -> Option<(f64, f64)> {
+pub(crate) fn position(obj: &Map<String, Value>) -> Option<(f64, f64)> {
     let lat = obj.get("latitude")?.as_f64()?;
     let lon = obj.get("longitude")?.as_f64()?;
     let valid = lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0;
@@ -76,13 +74,14 @@ pub fn position(obj: &Map<String, Value>) -> Option<(f64, f64)> {
 
 /// Whether JSON text is an old tool's image JSON: an object with
 /// `image_name` and without `id`.
-pub fn is_old_json(bytes: &[u8]) -> bool {
+pub(crate) fn is_old_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<Map<String, Value>>(bytes)
         .is_ok_and(|o| o.contains_key("image_name") && !o.contains_key("id"))
 }
 
 /// Whether the old JSON says (0, 0): a missing position, not a place.
-pub fn is_zero_position(old: &Value) -> bool {
+#[cfg(test)]
+pub(crate) fn is_zero_position(old: &Value) -> bool {
     let num = |k: &str| old.get(k).and_then(Value::as_f64);
     num("latitude") == Some(0.0) && num("longitude") == Some(0.0)
 }
@@ -105,7 +104,7 @@ pub enum BrokenJpeg {
 /// Checks that `bytes` are a complete JPEG: starts with FF D8, ends with
 /// FF D9 (trailing NUL padding or whitespace is not accepted), and its
 /// header gives the pixel size, returned as (width, height).
-pub fn check_jpeg(bytes: &[u8]) -> Result<(u32, u32), BrokenJpeg> {
+pub(crate) fn check_jpeg(bytes: &[u8]) -> Result<(u32, u32), BrokenJpeg> {
     if bytes.is_empty() {
         return Err(BrokenJpeg::Empty);
     }

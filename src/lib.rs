@@ -4,28 +4,37 @@
 //! directly: [`fetch::images_in_bbox`] lists every image in a bbox (verified
 //! against the vector tiles) and [`fetch::download_image`] downloads one
 //! image into a folder.
+//!
+//! The library's public surface is deliberate: [`fetch`] (the engine and the
+//! bbox functions), [`api::Client`], [`config`] (flags and environment to one
+//! validated config), [`model`] and [`record`] (value types), [`runrecord`]
+//! (the run record's format), [`layers::read`] (reading a downloads folder),
+//! [`aoi`] and [`lock`]. Everything else is crate-private.
 
-pub mod adopt; // the old tool's folder converted in place
+#![warn(unreachable_pub, missing_docs)]
+
+mod adopt; // the old tool's folder converted in place
 pub mod aoi; // polygon study areas (GDAL read, geo tests)
 pub mod api; // Graph API client: requests, retries, rate limits (network only)
 pub mod cli; // clap flags and help text
+#[doc(hidden)]
 pub mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
 pub mod config; // flags + environment -> one validated Config
-pub mod coverage; // per-grid coverage figures (pure)
-pub mod exif; // GPS EXIF bytes for a JPEG (pure)
+mod coverage; // per-grid coverage figures (pure)
+mod exif; // GPS EXIF bytes for a JPEG (pure)
 pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
-pub mod input; // opening input files: regular files only, non-blocking, bounded
+mod input; // opening input files: regular files only, non-blocking, bounded
 pub mod layers; // layer rows and writers (GeoPackage, GeoJSON, CSV)
-pub mod legacy; // the old Python tool's folders and JSON, mapped (pure)
+mod legacy; // the old Python tool's folders and JSON, mapped (pure)
 pub mod lock; // one run per output folder: an exclusive flock naming its holder
 pub mod model; // domain value types
-pub mod plan; // grids, cells, ownership and subdivision (pure)
+mod plan; // grids, cells, ownership and subdivision (pure)
 pub mod record; // the per-image record, parsed defensively
-pub mod report; // the only owner of the terminal
+mod report; // the only owner of the terminal
 pub mod runrecord; // the run record's data types
-pub mod store; // output folder layout and atomic writes
-pub mod thin; // spatial thinning along sequences (pure)
-pub mod tiles; // XYZ tile maths and MVT `image` layer decoding (pure)
+mod store; // output folder layout and atomic writes
+mod thin; // spatial thinning along sequences (pure)
+mod tiles; // XYZ tile maths and MVT `image` layer decoding (pure)
 
 use std::process::ExitCode;
 
@@ -53,7 +62,7 @@ impl From<ExitStatus> for ExitCode {
     }
 }
 
-/// Runs a parsed command line; errors are printed by [`report`] and become exit 2.
+/// Runs a parsed command line; errors are printed by the `report` module and become exit 2.
 pub fn run(cli: cli::Cli) -> ExitStatus {
     let result = match cli.command {
         cli::Command::Fetch(args) => commands::fetch::run(*args),

@@ -6,6 +6,7 @@
 //!
 //! The lock file's name is a parameter ([`FolderLock::acquire_named`]), so a
 //! folder can later be locked in parts (one lock file per shard).
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -16,8 +17,10 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::store::temp_name_prefix;
+
 /// Name of the lock file of a whole folder.
-pub const LOCK_FILE: &str = ".mlyexport.lock";
+pub(crate) const LOCK_FILE: &str = ".mlyexport.lock";
 
 /// Errors from taking a folder lock.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +39,7 @@ pub enum LockError {
 
 /// Who holds a lock: the note written into the lock file once it is locked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Holder {
+pub(crate) struct Holder {
     pub pid: u32,
     pub host: String,
     pub command: String,
@@ -55,7 +58,7 @@ impl Holder {
     }
 
     /// `fetch, pid 1234 on host h, started 2026-11-30T09:00:00Z`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{}, pid {} on host {}, started {}",
             self.command,
@@ -150,13 +153,13 @@ impl FolderLock {
     }
 
     /// The folder locked.
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// Whether this lock covers the whole folder (its file is [`LOCK_FILE`]),
     /// so no other mlyexport run can be working in it.
-    pub fn covers_folder(&self) -> bool {
+    pub(crate) fn covers_folder(&self) -> bool {
         self.path.file_name() == Some(LOCK_FILE.as_ref())
     }
 

@@ -2,6 +2,7 @@
 //!
 //! Conventions: longitude is x, latitude is y, both in decimal degrees (WGS 84,
 //! EPSG:4326). Distances are metres unless a name says otherwise.
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::fmt;
 use std::str::FromStr;
@@ -45,11 +46,11 @@ pub enum ModelError {
 
 /// The least width and height, in degrees, of a study area or grid cell
 /// (about 0.1 m): smaller boxes cannot be searched or split.
-pub const MIN_AREA_SIDE_DEG: f64 = 1e-6;
+pub(crate) const MIN_AREA_SIDE_DEG: f64 = 1e-6;
 
 /// True when a side of `deg` degrees is under [`MIN_AREA_SIDE_DEG`], with
 /// a little slack: `10.000001 - 10` is a hair under 1e-6 in floating point.
-pub fn below_min_side(deg: f64) -> bool {
+pub(crate) fn below_min_side(deg: f64) -> bool {
     deg.is_nan() || deg < MIN_AREA_SIDE_DEG * 0.9999
 }
 
@@ -137,7 +138,7 @@ impl Bbox {
     pub fn max_lat(&self) -> f64 {
         self.max_lat
     }
-    /// Refuses a box narrower or lower than [`MIN_AREA_SIDE_DEG`]: the
+    /// Refuses a box narrower or lower than `MIN_AREA_SIDE_DEG`: the
     /// check for every user-given study area and grid cell.
     pub fn check_min_side(&self) -> Result<(), ModelError> {
         if below_min_side(self.width()) || below_min_side(self.height()) {
@@ -492,7 +493,7 @@ pub enum PositionSource {
 }
 
 /// A Mapillary access token. It never prints itself: `Debug` and `Display`
-/// show `MLY|****`. Use [`AccessToken::expose`] only to build the
+/// show `MLY|****`. Use `AccessToken::expose` only to build the
 /// `Authorization` header.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);
@@ -500,12 +501,12 @@ pub struct AccessToken(String);
 impl AccessToken {
     /// Accepts any non-empty token without whitespace; the server decides
     /// whether it is valid.
-    pub fn new(raw: &str) -> Option<Self> {
+    pub(crate) fn new(raw: &str) -> Option<Self> {
         let t = raw.trim();
         (!t.is_empty() && !t.chars().any(char::is_whitespace)).then(|| Self(t.to_string()))
     }
     /// The secret itself, for the `Authorization: OAuth` header only.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }

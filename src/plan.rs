@@ -3,19 +3,19 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Bbox, GridId, LonLat, MIN_AREA_SIDE_DEG, ModelError, below_min_side};
+use crate::model::{Bbox, GridId, MIN_AREA_SIDE_DEG, ModelError, below_min_side};
 
 /// The API refuses boxes of this many square degrees or more.
-pub const MAX_SEARCH_AREA_DEG2: f64 = 0.01;
+pub(crate) const MAX_SEARCH_AREA_DEG2: f64 = 0.01;
 /// A search box narrower or lower than this (degrees, about 1.1 m at the
 /// equator) is not split any further; if still at the cap it is `truncated`.
-pub const MIN_SEARCH_SIDE_DEG: f64 = 0.00001;
+pub(crate) const MIN_SEARCH_SIDE_DEG: f64 = 0.00001;
 /// Most cells a grid may have.
-pub const MAX_CELLS: usize = 100_000;
+pub(crate) const MAX_CELLS: usize = 100_000;
 /// Largest grid file read, in bytes.
-pub const MAX_GRID_FILE_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_GRID_FILE_BYTES: u64 = 16 << 20;
 /// Most lines a grid file may have (comments and blank lines included).
-pub const MAX_GRID_FILE_LINES: usize = 1_000_000;
+pub(crate) const MAX_GRID_FILE_LINES: usize = 1_000_000;
 
 /// Errors in a study-area description.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -57,7 +57,7 @@ pub enum PlanError {
 
 /// One grid cell: an id (its folder name) and its box.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Grid {
+pub(crate) struct Grid {
     pub id: GridId,
     pub bbox: Bbox,
 }
@@ -71,13 +71,13 @@ pub struct Plan {
 
 impl Plan {
     /// A plan from cells in order (not empty).
-    pub fn new(grids: Vec<Grid>) -> Option<Self> {
+    pub(crate) fn new(grids: Vec<Grid>) -> Option<Self> {
         let area = grids.iter().map(|g| g.bbox).reduce(|a, b| a.union(&b))?;
         Some(Self { grids, area })
     }
 
     /// A bbox alone: one grid named `1`.
-    pub fn single(bbox: Bbox) -> Self {
+    pub(crate) fn single(bbox: Bbox) -> Self {
         let id = GridId::numbered(1);
         Self {
             grids: vec![Grid { id, bbox }],
@@ -85,12 +85,12 @@ impl Plan {
         }
     }
 
-    pub fn grids(&self) -> &[Grid] {
+    pub(crate) fn grids(&self) -> &[Grid] {
         &self.grids
     }
 
     /// The box around every cell.
-    pub fn area(&self) -> Bbox {
+    pub(crate) fn area(&self) -> Bbox {
         self.area
     }
 
@@ -102,7 +102,8 @@ impl Plan {
     /// box contains it. So every point of the area belongs to exactly one
     /// cell, and an image on an edge shared by two cells belongs to the cell
     /// east or north of the edge.
-    pub fn owner(&self, p: LonLat) -> Option<usize> {
+    #[cfg(test)]
+    pub(crate) fn owner(&self, p: crate::model::LonLat) -> Option<usize> {
         self.grids
             .iter()
             .position(|g| g.bbox.contains_half_open(p))
@@ -113,7 +114,7 @@ impl Plan {
 /// Parses a grid file: `ID,min_lon,min_lat,max_lon,max_lat` per line. Blank
 /// lines and lines starting with `#` are skipped; a first line whose second
 /// field is not a number is a header.
-pub fn parse_grid_file(text: &str) -> Result<Vec<Grid>, PlanError> {
+pub(crate) fn parse_grid_file(text: &str) -> Result<Vec<Grid>, PlanError> {
     let mut grids: Vec<Grid> = Vec::new();
     // Folded id -> (line, index into `grids`): duplicates in O(1) each.
     let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
@@ -187,7 +188,7 @@ fn parse_grid_line(line: &str, line_no: usize, first: bool) -> Result<Option<Gri
 }
 
 /// Parses `COLSxROWS`.
-pub fn parse_grid_spec(s: &str) -> Result<(u32, u32), PlanError> {
+pub(crate) fn parse_grid_spec(s: &str) -> Result<(u32, u32), PlanError> {
     let err = || PlanError::GridSpec(s.to_string());
     let (c, r) = s.trim().split_once(['x', 'X']).ok_or_else(err)?;
     let c: u32 = c.trim().parse().map_err(|_| err())?;
@@ -199,7 +200,7 @@ pub fn parse_grid_spec(s: &str) -> Result<(u32, u32), PlanError> {
 }
 
 /// Parses a cell size such as `500m` or `2km` into metres (at least 10 m).
-pub fn parse_cell_size(s: &str) -> Result<f64, PlanError> {
+pub(crate) fn parse_cell_size(s: &str) -> Result<f64, PlanError> {
     parse_length_m(s)
         .filter(|m| *m >= 10.0)
         .ok_or_else(|| PlanError::CellSize(s.to_string()))
@@ -207,7 +208,7 @@ pub fn parse_cell_size(s: &str) -> Result<f64, PlanError> {
 
 /// Parses a length with a unit, `500m`, `2km` or `0.5 km`, into metres.
 /// `None` when it is not a finite, positive length with `m` or `km`.
-pub fn parse_length_m(s: &str) -> Option<f64> {
+pub(crate) fn parse_length_m(s: &str) -> Option<f64> {
     let t = s.trim().to_ascii_lowercase();
     let (num, scale) = if let Some(n) = t.strip_suffix("km") {
         (n, 1000.0)
@@ -220,7 +221,7 @@ pub fn parse_length_m(s: &str) -> Option<f64> {
 
 /// Columns and rows of cells about `metres` on a side over `bbox`, measured
 /// at the box's middle latitude.
-pub fn grid_for_cell_size(bbox: &Bbox, metres: f64) -> Result<(u32, u32), PlanError> {
+pub(crate) fn grid_for_cell_size(bbox: &Bbox, metres: f64) -> Result<(u32, u32), PlanError> {
     let mid = bbox.min_lat() + bbox.height() / 2.0;
     let m_per_deg_lat = 111_320.0;
     let m_per_deg_lon = 111_320.0 * mid.to_radians().cos().max(1e-6);
@@ -239,7 +240,7 @@ pub fn grid_for_cell_size(bbox: &Bbox, metres: f64) -> Result<(u32, u32), PlanEr
 /// Cuts `bbox` into `cols` x `rows` equal cells numbered 1..N in reading
 /// order: row by row from the north-west corner, west to east, then north
 /// to south.
-pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
+pub(crate) fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
     let n = cols as usize * rows as usize;
     if n > MAX_CELLS {
         return Err(PlanError::TooManyCells {
@@ -288,7 +289,8 @@ pub fn cut(bbox: &Bbox, cols: u32, rows: u32) -> Result<Vec<Grid>, PlanError> {
 
 /// Splits a box into quarters until each, widened by `margin_deg` on every
 /// side (as it will be searched), is under the API's area limit.
-pub fn initial_boxes(bbox: Bbox, margin_deg: f64) -> Vec<Bbox> {
+#[cfg(test)]
+pub(crate) fn initial_boxes(bbox: Bbox, margin_deg: f64) -> Vec<Bbox> {
     let mut out = Vec::new();
     let mut todo = vec![bbox];
     while let Some(b) = todo.pop() {
@@ -306,14 +308,10 @@ pub fn initial_boxes(bbox: Bbox, margin_deg: f64) -> Vec<Bbox> {
     out
 }
 
-/// True when a box may still be split in four.
-pub fn can_split(b: &Bbox) -> bool {
-    b.width() / 2.0 >= MIN_SEARCH_SIDE_DEG && b.height() / 2.0 >= MIN_SEARCH_SIDE_DEG
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::LonLat;
 
     fn bb(s: &str) -> Bbox {
         s.parse().unwrap()

@@ -6,6 +6,7 @@
 //! and one object `"mlyexport"` with what the tool adds ([`DownloadInfo`]). A
 //! file written by the old Python tool (`jsons/<id>.json`) has the API fields
 //! only; it parses too, with `download` left `None`.
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,15 +16,15 @@ use serde_json::{Map, Value};
 use crate::model::{ImageId, LonLat, PositionSource};
 
 /// The key under which mlyexport's own fields live in `<id>.json`.
-pub const TOOL_KEY: &str = "mlyexport";
+pub(crate) const TOOL_KEY: &str = "mlyexport";
 
 /// Version of the `<id>.json` layout (`schemas/image.schema.json`).
-pub const IMAGE_SCHEMA_VERSION: u32 = 1;
+pub(crate) const IMAGE_SCHEMA_VERSION: u32 = 1;
 
 /// The Graph API fields mlyexport asks for in a search (besides one
 /// `thumb_*_url`). Enough to download and describe an image without a
 /// per-image entity call.
-pub const SEARCH_FIELDS: &[&str] = &[
+pub(crate) const SEARCH_FIELDS: &[&str] = &[
     "id",
     "captured_at",
     "geometry",
@@ -174,7 +175,7 @@ struct RawPoint {
 impl ImageRecord {
     /// Parses one image object from JSON text. Only `id` is required; every
     /// other field is read defensively (wrong types count as absent).
-    pub fn from_slice(json: &[u8]) -> Result<Self, RecordError> {
+    pub(crate) fn from_slice(json: &[u8]) -> Result<Self, RecordError> {
         // serde would also accept an array for a struct: only objects are records.
         if json.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(RecordError::NotObject(serde::de::Error::custom(
@@ -238,12 +239,13 @@ impl ImageRecord {
     }
 
     /// Parses one image object (see [`ImageRecord::from_slice`]).
-    pub fn from_value(v: &Value) -> Result<Self, RecordError> {
+    #[cfg(test)]
+    pub(crate) fn from_value(v: &Value) -> Result<Self, RecordError> {
         Self::from_slice(&serde_json::to_vec(v).unwrap_or_default())
     }
 
     /// Parses one image object given as a map (see [`ImageRecord::from_slice`]).
-    pub fn from_map(obj: &Map<String, Value>) -> Result<Self, RecordError> {
+    pub(crate) fn from_map(obj: &Map<String, Value>) -> Result<Self, RecordError> {
         Self::from_slice(&serde_json::to_vec(obj).unwrap_or_default())
     }
 
@@ -263,7 +265,7 @@ impl ImageRecord {
     }
 
     /// The compass angle matching [`ImageRecord::position`]'s choice.
-    pub fn direction(&self, prefer: PositionSource) -> Option<f64> {
+    pub(crate) fn direction(&self, prefer: PositionSource) -> Option<f64> {
         match prefer {
             PositionSource::Computed => self.computed_compass_angle.or(self.compass_angle),
             PositionSource::Original => self.compass_angle.or(self.computed_compass_angle),
@@ -271,7 +273,7 @@ impl ImageRecord {
     }
 
     /// Distance in metres between the original and computed positions.
-    pub fn position_offset_m(&self) -> Option<f64> {
+    pub(crate) fn position_offset_m(&self) -> Option<f64> {
         Some(self.original_position?.distance_m(self.computed_position?))
     }
 }
@@ -279,7 +281,7 @@ impl ImageRecord {
 /// Repairs an altitude the API returned as an unsigned-wrapped integer
 /// (a negative altitude read as 2^32 - x or 2^64 - x). Returns the value
 /// (or `None` when it is not plausible) and whether it was wrapped.
-pub fn repair_altitude(a: f64) -> (Option<f64>, bool) {
+pub(crate) fn repair_altitude(a: f64) -> (Option<f64>, bool) {
     const TWO32: f64 = 4_294_967_296.0;
     const TWO64: f64 = 18_446_744_073_709_551_616.0;
     let plausible = |x: f64| x.is_finite() && (-12_000.0..=100_000.0).contains(&x);

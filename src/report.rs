@@ -23,7 +23,7 @@ use crate::fetch::{FetchReport, Progress};
 /// like, with their parameters and payload), other C0 and C1 control
 /// characters, DEL and Unicode bidirectional overrides are removed; a tab
 /// becomes a space; a line break is kept only when `keep_newlines`.
-pub fn sanitize(text: &str, keep_newlines: bool) -> Cow<'_, str> {
+pub(crate) fn sanitize(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     let clean = |c: char| {
         (!c.is_control() || c == '\t' || (c == '\n' && keep_newlines)) && !is_bidi_control(c)
     };
@@ -79,7 +79,7 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 }
 
 /// Prints an error chain once: `error: …` then indented `caused by: …` lines.
-pub fn print_error(err: &anyhow::Error) {
+pub(crate) fn print_error(err: &anyhow::Error) {
     eprintln!("error: {}", sanitize(&err.to_string(), true));
     let mut shown = err.to_string();
     for cause in err.chain().skip(1) {
@@ -99,19 +99,19 @@ pub fn print_error(err: &anyhow::Error) {
 
 /// Where a command's human output goes.
 #[derive(Debug, Clone)]
-pub struct Reporter {
+pub(crate) struct Reporter {
     quiet: bool,
     tty: bool,
 }
 
 /// A running progress display; `finish` stops it.
-pub struct ProgressDisplay {
+pub(crate) struct ProgressDisplay {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl ProgressDisplay {
-    pub fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -120,29 +120,29 @@ impl ProgressDisplay {
 }
 
 impl Reporter {
-    pub fn new(quiet: bool) -> Self {
+    pub(crate) fn new(quiet: bool) -> Self {
         Self {
             quiet,
             tty: std::io::stderr().is_terminal(),
         }
     }
-    pub fn is_tty(&self) -> bool {
+    pub(crate) fn is_tty(&self) -> bool {
         self.tty && !self.quiet
     }
     /// A progress or status line on stderr (suppressed by `--quiet`).
-    pub fn info(&self, line: &str) {
+    pub(crate) fn info(&self, line: &str) {
         if !self.quiet {
             eprintln!("{}", sanitize(line, true));
         }
     }
     /// A warning on stderr (suppressed by `--quiet`).
-    pub fn warn(&self, line: &str) {
+    pub(crate) fn warn(&self, line: &str) {
         if !self.quiet {
             eprintln!("warning: {}", sanitize(line, true));
         }
     }
     /// The final summary on stdout, `key: value` lines (suppressed by `--quiet`).
-    pub fn summary(&self, lines: &[(String, String)]) {
+    pub(crate) fn summary(&self, lines: &[(String, String)]) {
         if self.quiet {
             return;
         }
@@ -153,7 +153,7 @@ impl Reporter {
 
     /// Shows fetch progress until `finish`: bars on a TTY (grids listed,
     /// images, bytes, rate, ETA), a plain line every 10 s otherwise.
-    pub fn fetch_progress(&self, p: Arc<Progress>) -> ProgressDisplay {
+    pub(crate) fn fetch_progress(&self, p: Arc<Progress>) -> ProgressDisplay {
         let stop = Arc::new(AtomicBool::new(false));
         if self.quiet {
             return ProgressDisplay { stop, thread: None };
@@ -174,7 +174,7 @@ impl Reporter {
     }
 
     /// The summary of a fetch.
-    pub fn fetch_summary(&self, r: &FetchReport, out: &Path) {
+    pub(crate) fn fetch_summary(&self, r: &FetchReport, out: &Path) {
         let c = &r.counts;
         let mut lines = vec![
             ("listed".to_string(), c.listed.to_string()),
@@ -313,7 +313,7 @@ fn list_or_zero(v: &[&str]) -> String {
 }
 
 /// Bytes in binary units, e.g. `12.3 MiB`.
-pub fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;

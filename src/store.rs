@@ -1,6 +1,7 @@
 //! The output folder: its layout, atomic writes (temp file + rename), what is
 //! already done, and finding the images in a folder for post-processing.
 //! File system only: no network, no policy about what to download.
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::fs;
 use std::io::{self, Write};
@@ -13,10 +14,10 @@ use crate::model::{GridId, ImageId};
 /// says which run wrote it (`<pid>-<host>-<boot>-<random>`, see
 /// [`temp_name_prefix`]), so cleanup ([`remove_stale_temp_files`]) removes
 /// only the temp files of runs that are gone.
-pub const TEMP_PREFIX: &str = ".mlyexport-tmp-";
+pub(crate) const TEMP_PREFIX: &str = ".mlyexport-tmp-";
 
 /// Name of the listing written by `fetch` (one JSON object per line).
-pub const LISTING_FILE: &str = "listing.jsonl";
+pub(crate) const LISTING_FILE: &str = "listing.jsonl";
 
 /// Errors from the output folder.
 #[derive(Debug, thiserror::Error)]
@@ -31,13 +32,13 @@ pub enum StoreError {
 /// flushed and synced, then renamed over `path`. A crash leaves either the
 /// old file or the new one, never a partial file (only a temp file, which
 /// the next run removes).
-pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     atomic_write_with(path, |w| w.write_all(bytes))
 }
 
 /// Like [`atomic_write`], streaming: `fill` writes the content through a
 /// buffered writer, so a large file needs no buffer of its own size.
-pub fn atomic_write_with(
+pub(crate) fn atomic_write_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), StoreError> {
@@ -71,14 +72,14 @@ pub fn atomic_write_with(
 /// before its rename, so a power cut before that leaves each file whole, old
 /// or new, plus temp files of a dead run that the next run removes.
 #[derive(Debug, Default)]
-pub struct Replacer {
+pub(crate) struct Replacer {
     /// The folder written last, and the owner and group a file created
     /// there gets (to skip `fchown` when the replaced file has them too).
     new_owner: Option<(PathBuf, (u32, u32))>,
 }
 
 impl Replacer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
@@ -88,7 +89,7 @@ impl Replacer {
     /// keeping the owner, group and permission bits of the file replaced,
     /// minus setuid and setgid (0644 for a new one). `old` is the metadata of
     /// the file being replaced as it was read (through any symlink), when it was.
-    pub fn replace(
+    pub(crate) fn replace(
         &mut self,
         path: &Path,
         old: Option<&fs::Metadata>,
@@ -149,7 +150,7 @@ impl Replacer {
 const KEPT_MODE_BITS: u32 = 0o1777;
 
 /// Makes the renames done in the folder `dir` durable (`fsync` of the folder).
-pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|source| StoreError::Write {
@@ -317,31 +318,16 @@ fn next_temp_name() -> String {
 
 /// Largest metadata file read, in bytes (the API's records are about 1 KB);
 /// a bigger file is reported and skipped, never read whole.
-pub const MAX_METADATA_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_METADATA_BYTES: u64 = 1 << 20;
 
 /// Opens a file to read it without blocking when it is not a regular file (a
 /// FIFO with no writer reads as empty instead of waiting forever).
-pub fn open_for_reading(path: &Path) -> io::Result<fs::File> {
+pub(crate) fn open_for_reading(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)
-}
-
-/// Reads the whole of a file of at most `max` bytes into `buf` (cleared
-/// first); a bigger file is an `InvalidData` error and is not read whole.
-pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
-    use std::io::Read;
-    buf.clear();
-    let read = open_for_reading(path)?.take(max + 1).read_to_end(buf)?;
-    if read as u64 > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {max} bytes; not read"),
-        ));
-    }
-    Ok(())
 }
 
 /// Removes the temp files of runs that are gone (killed, crashed, or from
@@ -351,7 +337,7 @@ pub fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result
 /// without an owner (older versions), are left alone (see
 /// [`remove_stale_temp_files_locked`]). Returns how many were removed. Files
 /// are unlinked, never emptied.
-pub fn remove_stale_temp_files(dir: &Path) -> usize {
+pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
     remove_temp_files(dir, false)
 }
 
@@ -360,7 +346,7 @@ pub fn remove_stale_temp_files(dir: &Path) -> usize {
 /// files and names without an owner are removed, in the folder and in each
 /// direct subfolder without a lock file of its own. A live process's temp
 /// files on this host are still kept.
-pub fn remove_stale_temp_files_locked(lock: &crate::lock::FolderLock) -> usize {
+pub(crate) fn remove_stale_temp_files_locked(lock: &crate::lock::FolderLock) -> usize {
     remove_temp_files(lock.dir(), lock.covers_folder())
 }
 
@@ -406,24 +392,18 @@ fn remove_temp_files_in(dir: &Path, idle: bool, me: TempOwner) -> usize {
 /// Paths of one image in the `fetch` layout: `<root>/<grid>/<id>.jpg` and
 /// `<root>/<grid>/<id>.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImagePaths {
+pub(crate) struct ImagePaths {
     pub jpg: PathBuf,
     pub json: PathBuf,
 }
 
 impl ImagePaths {
-    pub fn new(root: &Path, grid: &GridId, id: ImageId) -> Self {
+    pub(crate) fn new(root: &Path, grid: &GridId, id: ImageId) -> Self {
         let dir = root.join(grid.as_str());
         Self {
             jpg: dir.join(format!("{id}.jpg")),
             json: dir.join(format!("{id}.json")),
         }
-    }
-
-    /// An image is done when both files exist: the JPEG is renamed into place
-    /// first, the JSON last, so the JSON marks a finished download.
-    pub fn is_done(&self) -> bool {
-        self.json.is_file() && self.jpg.is_file()
     }
 }
 
@@ -438,7 +418,7 @@ pub enum InputLayout {
 
 /// One image found in an input folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FoundImage {
+pub(crate) struct FoundImage {
     pub id: ImageId,
     /// The grid id (folder name); `1` for the legacy layout.
     pub grid: String,
@@ -449,7 +429,7 @@ pub struct FoundImage {
 
 /// Finds every `<id>.json` in a downloads folder (either layout), sorted by
 /// grid then id. Files whose name is not a valid image id are ignored.
-pub fn scan_input(root: &Path) -> Result<(InputLayout, Vec<FoundImage>), StoreError> {
+pub(crate) fn scan_input(root: &Path) -> Result<(InputLayout, Vec<FoundImage>), StoreError> {
     let read_err = |path: &Path, source| StoreError::Read {
         path: path.to_path_buf(),
         source,

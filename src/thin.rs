@@ -5,7 +5,7 @@ use crate::model::{ImageId, LonLat};
 
 /// One listed image, as thinning sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct ThinInput {
+pub(crate) struct ThinInput {
     /// Index of the image's sequence (any stable number), `None` when unknown.
     pub sequence: Option<u32>,
     pub captured_ms: i64,
@@ -17,7 +17,7 @@ pub struct ThinInput {
 /// capture order (ties by id) the first image is kept, then each image at
 /// least `min_m` metres from the last kept one. Images without a sequence
 /// or a position are kept. Deterministic: the input order does not matter.
-pub fn thin(items: &[ThinInput], min_m: f64) -> Vec<bool> {
+pub(crate) fn thin(items: &[ThinInput], min_m: f64) -> Vec<bool> {
     let mut keep = vec![true; items.len()];
     let mut order: Vec<usize> = (0..items.len())
         .filter(|&i| items[i].sequence.is_some() && items[i].position.is_some())

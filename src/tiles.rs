@@ -12,20 +12,20 @@ use geozero::{ColumnValue, FeatureProcessor, GeomProcessor, PropertyProcessor};
 use crate::model::{Bbox, LonLat};
 
 /// The zoom of the tiles whose `image` layer lists every image.
-pub const IMAGE_ZOOM: u8 = 14;
+pub(crate) const IMAGE_ZOOM: u8 = 14;
 /// Web Mercator's latitude limit; tiles hold nothing beyond it.
-pub const MAX_LAT: f64 = 85.051_128_779_806_59;
+pub(crate) const MAX_LAT: f64 = 85.051_128_779_806_59;
 /// The layer of z14 tiles with one point per image.
-pub const IMAGE_LAYER: &str = "image";
+pub(crate) const IMAGE_LAYER: &str = "image";
 /// Largest tile body accepted after inflating gzip (a 34,000-image tile is ~2 MB).
-pub const MAX_TILE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_TILE_BYTES: usize = 64 * 1024 * 1024;
 /// Most features a tile may hold over all its layers (a real 31,000-image
 /// tile holds about 31,600); counted before anything is decoded.
-pub const MAX_TILE_FEATURES: u64 = 1_000_000;
+pub(crate) const MAX_TILE_FEATURES: u64 = 1_000_000;
 /// Most property values (and keys) a tile may hold over all its layers.
-pub const MAX_TILE_VALUES: u64 = 1_000_000;
+pub(crate) const MAX_TILE_VALUES: u64 = 1_000_000;
 /// Most geometry and tag integers a tile may hold over all its layers.
-pub const MAX_TILE_INTS: u64 = 16_000_000;
+pub(crate) const MAX_TILE_INTS: u64 = 16_000_000;
 
 /// Tiles whose edge lies within this many tile widths of a box edge are
 /// included, so floating-point noise never drops a tile (it may add one).
@@ -33,7 +33,7 @@ const EDGE_EPS: f64 = 1e-9;
 
 /// One XYZ tile (y grows southwards).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TileId {
+pub(crate) struct TileId {
     pub z: u8,
     pub x: u32,
     pub y: u32,
@@ -47,7 +47,7 @@ impl fmt::Display for TileId {
 
 /// Fractional tile coordinates of a position at zoom `z`; latitudes beyond
 /// [`MAX_LAT`] are clamped to it.
-pub fn mercator(lon: f64, lat: f64, z: u8) -> (f64, f64) {
+pub(crate) fn mercator(lon: f64, lat: f64, z: u8) -> (f64, f64) {
     let n = f64::from(1u32 << z);
     let phi = lat.clamp(-MAX_LAT, MAX_LAT).to_radians();
     let x = (lon + 180.0) / 360.0 * n;
@@ -56,7 +56,7 @@ pub fn mercator(lon: f64, lat: f64, z: u8) -> (f64, f64) {
 }
 
 /// The position of fractional tile coordinates at zoom `z`.
-pub fn unmercator(x: f64, y: f64, z: u8) -> (f64, f64) {
+pub(crate) fn unmercator(x: f64, y: f64, z: u8) -> (f64, f64) {
     let n = f64::from(1u32 << z);
     let lon = x / n * 360.0 - 180.0;
     let lat = (std::f64::consts::PI * (1.0 - 2.0 * y / n))
@@ -68,7 +68,7 @@ pub fn unmercator(x: f64, y: f64, z: u8) -> (f64, f64) {
 
 impl TileId {
     /// The tile holding a position (half-open: a tile owns its west and north edges).
-    pub fn of(p: LonLat, z: u8) -> TileId {
+    pub(crate) fn of(p: LonLat, z: u8) -> TileId {
         let (x, y) = mercator(p.lon, p.lat, z);
         TileId {
             z,
@@ -78,7 +78,7 @@ impl TileId {
     }
 
     /// The tile's box in degrees.
-    pub fn bbox(&self) -> Bbox {
+    pub(crate) fn bbox(&self) -> Bbox {
         let (w, n) = unmercator(f64::from(self.x), f64::from(self.y), self.z);
         let (e, s) = unmercator(f64::from(self.x) + 1.0, f64::from(self.y) + 1.0, self.z);
         Bbox::new(w, s, e, n).expect("a tile's box is valid")
@@ -87,7 +87,7 @@ impl TileId {
     /// The position of a point given in tile units (0..`extent`, y down).
     /// Points slightly outside the tile (a rounded edge point reads `extent`)
     /// are converted all the same; `None` only for positions off the globe.
-    pub fn point(&self, px: f64, py: f64, extent: u32) -> Option<LonLat> {
+    pub(crate) fn point(&self, px: f64, py: f64, extent: u32) -> Option<LonLat> {
         let e = f64::from(extent.max(1));
         let (lon, lat) = unmercator(
             f64::from(self.x) + px / e,
@@ -105,7 +105,7 @@ fn clamp_index(v: f64, z: u8) -> u32 {
 
 /// A rectangle of tiles at one zoom, bounds inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TileRange {
+pub(crate) struct TileRange {
     pub z: u8,
     pub x0: u32,
     pub x1: u32,
@@ -115,12 +115,12 @@ pub struct TileRange {
 
 impl TileRange {
     /// How many tiles the rectangle holds.
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         (u64::from(self.x1 - self.x0) + 1) * (u64::from(self.y1 - self.y0) + 1)
     }
 
     /// The tiles, row by row from the north-west.
-    pub fn iter(&self) -> impl Iterator<Item = TileId> + use<> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = TileId> + use<> {
         let r = *self;
         (r.y0..=r.y1).flat_map(move |y| (r.x0..=r.x1).map(move |x| TileId { z: r.z, x, y }))
     }
@@ -129,7 +129,7 @@ impl TileRange {
 /// The tiles at zoom `z` that together hold every point of the closed box
 /// `b`. Tiles own their west and north edges, so a box ending exactly on a
 /// tile's east or south edge also needs the next tile.
-pub fn covering(b: &Bbox, z: u8) -> TileRange {
+pub(crate) fn covering(b: &Bbox, z: u8) -> TileRange {
     let (fx0, fy0) = mercator(b.min_lon(), b.max_lat(), z);
     let (fx1, fy1) = mercator(b.max_lon(), b.min_lat(), z);
     TileRange {
@@ -143,7 +143,7 @@ pub fn covering(b: &Bbox, z: u8) -> TileRange {
 
 /// One image point of a z14 `image` layer, with the properties mlyexport uses.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TileImage {
+pub(crate) struct TileImage {
     pub id: u64,
     /// The position as the tile carries it (quantised to a tile unit, ~0.6 m at z14).
     pub position: LonLat,
@@ -158,7 +158,7 @@ pub struct TileImage {
 /// The images of one tile, and what in it did not have the expected shape
 /// (schema drift: each is counted, never silently dropped).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct DecodedTile {
+pub(crate) struct DecodedTile {
     pub images: Vec<TileImage>,
     /// Features of the `image` layer that are not a well-formed point.
     pub bad_geometry: u64,
@@ -174,19 +174,19 @@ pub struct DecodedTile {
 
 impl DecodedTile {
     /// Features of the `image` layer that could not be used at all.
-    pub fn skipped(&self) -> u64 {
+    pub(crate) fn skipped(&self) -> u64 {
         self.bad_geometry + self.bad_ids
     }
 
     /// Whether anything in the tile did not have the shape we expect.
-    pub fn drifted(&self) -> bool {
+    pub(crate) fn drifted(&self) -> bool {
         self.skipped() > 0 || self.bad_types > 0 || self.missing_image_layer
     }
 }
 
 /// Why a tile body could not be read.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum TileError {
+pub(crate) enum TileError {
     #[error("tile {tile}: the gzip body cannot be inflated ({message})")]
     Gzip { tile: TileId, message: String },
     #[error("tile {tile}: the body is larger than {max} bytes once inflated")]
@@ -204,7 +204,7 @@ pub enum TileError {
 /// Decodes the `image` layer of a tile body. An empty body, or a tile
 /// without an `image` layer, holds no images. A body still gzipped (a server
 /// that compresses without saying so) is inflated first.
-pub fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<DecodedTile, TileError> {
+pub(crate) fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<DecodedTile, TileError> {
     let inflated;
     let bytes = if body.starts_with(&[0x1f, 0x8b]) {
         inflated = gunzip(tile_id, body)?;

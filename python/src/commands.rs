@@ -151,11 +151,11 @@ fn jpg_path(
     root: &std::path::Path,
     folder: &std::path::Path,
     e: &read::Entry,
-    layout: mlyexport::store::InputLayout,
+    layout: mlyexport::layers::read::InputLayout,
 ) -> Option<PathBuf> {
     let dir = match layout {
-        mlyexport::store::InputLayout::Legacy => root.join("images"),
-        mlyexport::store::InputLayout::Mlyexport => folder.to_path_buf(),
+        mlyexport::layers::read::InputLayout::Legacy => root.join("images"),
+        mlyexport::layers::read::InputLayout::Mlyexport => folder.to_path_buf(),
     };
     Some(dir.join(format!("{}.jpg", e.id)))
 }

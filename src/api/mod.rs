@@ -11,11 +11,11 @@
 //! redirect from https to http; the credentialed Graph client follows
 //! redirects only within its origin, so the token never goes elsewhere.
 //! Memory: thumbnail bodies in memory are bounded in total
-//! ([`MAX_THUMB_BYTES_IN_FLIGHT`]), whatever the concurrency.
+//! (`MAX_THUMB_BYTES_IN_FLIGHT`), whatever the concurrency.
 
-pub mod retry;
-pub mod tiles;
-pub mod wire;
+pub(crate) mod retry;
+pub(crate) mod tiles;
+pub(crate) mod wire;
 
 use std::io::Cursor;
 use std::num::NonZeroU32;
@@ -38,22 +38,22 @@ use crate::model::{Bbox, ImageId};
 use wire::{Collection, ErrorBody};
 
 /// Largest Graph API body accepted (a full 2,000-image search is ~2 MB).
-pub const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_JSON_BYTES: usize = 64 * 1024 * 1024;
 /// Largest thumbnail accepted.
-pub const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_IMAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Most thumbnail bytes held in memory at once, over all downloads in
 /// flight: a download reserves its announced length (or
 /// [`MAX_IMAGE_BYTES`] when none is announced) before reading its body, and
 /// keeps it until its [`Thumbnail`] is dropped (after it is written).
-pub const MAX_THUMB_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+pub(crate) const MAX_THUMB_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
 /// Most redirects followed for one request.
-pub const MAX_REDIRECTS: usize = 3;
+pub(crate) const MAX_REDIRECTS: usize = 3;
 /// The unit of the thumbnail memory budget's permits.
 const BUDGET_UNIT: usize = 1024;
 
 /// Request counters, readable while a run goes on.
 #[derive(Debug, Default)]
-pub struct ApiStats {
+pub(crate) struct ApiStats {
     pub search_calls: AtomicU64,
     pub entity_calls: AtomicU64,
     pub retries: AtomicU64,
@@ -65,7 +65,7 @@ pub struct ApiStats {
 
 /// Search parameters besides the bbox.
 #[derive(Debug, Clone, Default)]
-pub struct SearchQuery {
+pub(crate) struct SearchQuery {
     /// Comma-separated field list.
     pub fields: String,
     pub limit: u32,
@@ -78,7 +78,7 @@ pub struct SearchQuery {
 
 /// One bbox search's answer.
 #[derive(Debug)]
-pub struct SearchAnswer {
+pub(crate) struct SearchAnswer {
     /// The image objects, unparsed.
     pub items: Vec<Box<serde_json::value::RawValue>>,
     /// The answer pointed to a next page.
@@ -88,7 +88,7 @@ pub struct SearchAnswer {
 /// A downloaded, verified JPEG. While it lives, its bytes count against
 /// [`MAX_THUMB_BYTES_IN_FLIGHT`].
 #[derive(Debug, Clone)]
-pub struct Thumbnail {
+pub(crate) struct Thumbnail {
     pub bytes: Bytes,
     pub width: u32,
     pub height: u32,
@@ -129,7 +129,7 @@ fn limiter(per_min: u32) -> DefaultDirectRateLimiter {
 /// `hops` (1-based). Never from https to http, never to a scheme other than
 /// http(s), never more than [`MAX_REDIRECTS`]; a client that sends
 /// credentials (`same_origin_only`) only within the origin it started at.
-pub fn redirect_verdict(
+pub(crate) fn redirect_verdict(
     origin: &reqwest::Url,
     from: &reqwest::Url,
     to: &reqwest::Url,
@@ -178,7 +178,7 @@ impl std::fmt::Display for RedirectRefused {
 impl std::error::Error for RedirectRefused {}
 
 /// True when `url`'s host is a loopback address or `localhost`.
-pub fn is_loopback(url: &reqwest::Url) -> bool {
+pub(crate) fn is_loopback(url: &reqwest::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -227,12 +227,12 @@ impl Client {
     }
 
     /// Attempts per request, including the first.
-    pub fn retry_attempts(&self) -> u32 {
+    pub(crate) fn retry_attempts(&self) -> u32 {
         self.retry.attempts
     }
 
     /// Counters of requests made so far.
-    pub fn stats(&self) -> Arc<ApiStats> {
+    pub(crate) fn stats(&self) -> Arc<ApiStats> {
         Arc::clone(&self.stats)
     }
 
@@ -240,7 +240,11 @@ impl Client {
     /// collection counts as one). Returns the image objects as sent, and
     /// whether the answer said more pages exist (bbox searches are not
     /// documented to page: such an answer is treated as cut).
-    pub async fn search(&self, bbox: &Bbox, q: &SearchQuery) -> Result<SearchAnswer, ApiError> {
+    pub(crate) async fn search(
+        &self,
+        bbox: &Bbox,
+        q: &SearchQuery,
+    ) -> Result<SearchAnswer, ApiError> {
         let mut params: Vec<(&str, String)> = vec![
             ("bbox", bbox.to_param()),
             ("fields", q.fields.clone()),
@@ -299,7 +303,7 @@ impl Client {
 
     /// Downloads a thumbnail once (no retry: the caller may need a fresh URL)
     /// and verifies it is a complete JPEG of the promised length.
-    pub async fn thumbnail(&self, url: &str) -> Result<Thumbnail, ApiError> {
+    pub(crate) async fn thumbnail(&self, url: &str) -> Result<Thumbnail, ApiError> {
         let url = reqwest::Url::parse(url)
             .map_err(|_| ApiError::Body("the thumbnail URL is not a URL".into()))?;
         match url.scheme() {
@@ -378,12 +382,13 @@ impl Client {
     }
 
     /// Thumbnail bytes that may still be reserved now (for tests).
-    pub fn thumb_budget_available(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn thumb_budget_available(&self) -> usize {
         self.thumb_budget.available_permits() * BUDGET_UNIT
     }
 
     /// Runs `f` until it succeeds, fails for good, or attempts run out.
-    pub async fn with_retry<T, F, Fut>(&self, mut f: F) -> Result<T, ApiError>
+    pub(crate) async fn with_retry<T, F, Fut>(&self, mut f: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
@@ -404,7 +409,7 @@ impl Client {
 
     /// The wait before retry `attempt`: `Retry-After` when the API sent one,
     /// else exponential backoff with jitter (half fixed, half random).
-    pub fn delay(&self, e: &ApiError, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, e: &ApiError, attempt: u32) -> Duration {
         if let ApiError::RateLimited {
             retry_after: Some(ra),
             ..

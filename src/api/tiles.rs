@@ -16,7 +16,7 @@ use crate::model::ImageId;
 use crate::tiles::{MAX_TILE_BYTES, TileId};
 
 /// Most ids in one `/images?image_ids=` lookup.
-pub const MAX_BATCH: usize = 100;
+pub(crate) const MAX_BATCH: usize = 100;
 
 /// A rate-limit answer asking to wait longer than this is the daily tile
 /// budget running out: it fails the tile instead of sleeping for hours.
@@ -24,7 +24,7 @@ const LONGEST_TILE_WAIT: Duration = Duration::from_secs(120);
 
 /// Which coverage tileset to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tileset {
+pub(crate) enum Tileset {
     /// `mly1_public`: images at their original GPS position.
     Public,
     /// `mly1_computed_public`: images at their SfM-computed position
@@ -33,7 +33,7 @@ pub enum Tileset {
 }
 
 impl Tileset {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Tileset::Public => "mly1_public",
             Tileset::ComputedPublic => "mly1_computed_public",
@@ -46,7 +46,7 @@ impl Client {
     /// transient errors. `None` when the server has no such tile (404, 204);
     /// an empty body is returned as such (it holds no images). gzip is
     /// undone by the HTTP client when the server says it used it.
-    pub async fn tile(
+    pub(crate) async fn tile(
         &self,
         root: &reqwest::Url,
         tileset: Tileset,
@@ -110,7 +110,7 @@ impl Client {
     /// The image objects of up to [`MAX_BATCH`] ids with the given fields,
     /// retried on transient errors. The API answers in its own order and
     /// leaves out ids it does not know: the caller matches them up.
-    pub async fn images_by_ids(
+    pub(crate) async fn images_by_ids(
         &self,
         ids: &[ImageId],
         fields: &str,

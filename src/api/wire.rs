@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 /// The fields of the Meta error envelope `{"error": {...}}` that matter.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     pub message: String,
     pub code: Option<i64>,
     pub subcode: Option<i64>,
@@ -15,7 +15,7 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     /// Parses an error envelope; `None` when the body is not one.
-    pub fn parse(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn parse(bytes: &[u8]) -> Option<Self> {
         let v: Value = serde_json::from_slice(bytes).ok()?;
         let e = v.get("error")?.as_object()?;
         let mut message: String = e
@@ -40,7 +40,7 @@ impl ErrorBody {
 
 /// A collection answer `{"data": [...]}` with optional cursor paging.
 #[derive(Debug, Deserialize)]
-pub struct Collection {
+pub(crate) struct Collection {
     /// The items, unparsed: a full answer held as raw JSON costs a fraction
     /// of the memory of parsed values. Required: an answer without `data`
     /// is not a (possibly empty) collection.
@@ -50,14 +50,14 @@ pub struct Collection {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct Paging {
+pub(crate) struct Paging {
     #[serde(default)]
     pub next: Option<String>,
 }
 
 /// Takes the signed URL field out of an image object, so the object can be
 /// stored without the secret. Removes every `thumb_*_url` field.
-pub fn take_thumb_url(obj: &mut Map<String, Value>, field: &str) -> Option<String> {
+pub(crate) fn take_thumb_url(obj: &mut Map<String, Value>, field: &str) -> Option<String> {
     let url = obj.get(field).and_then(Value::as_str).map(str::to_string);
     obj.retain(|k, _| !(k.starts_with("thumb_") && k.ends_with("_url")));
     url

@@ -12,7 +12,7 @@ use crate::report::Reporter;
 /// Broken or left files printed one by one before the rest are only counted.
 const SHOWN: usize = 20;
 
-pub fn run(args: AdoptArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) fn run(args: AdoptArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
     let root = args.input;
     if !root.is_dir() {

@@ -29,7 +29,7 @@ const PROGRESS_FROM: usize = 1000;
 
 /// `mlyexport exif`: the folder pass, then its summary on stdout. Exit 0 when
 /// every image was handled, 1 when some files were skipped.
-pub fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
     if !args.input.is_dir() {
         anyhow::bail!(
@@ -45,14 +45,14 @@ pub fn run(args: ExifArgs) -> anyhow::Result<ExitStatus> {
 
 /// A JPEG or JSON that was left untouched, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skipped {
+pub(crate) struct Skipped {
     pub path: PathBuf,
     pub reason: String,
 }
 
 /// What an EXIF pass over a folder did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExifSummary {
+pub(crate) struct ExifSummary {
     /// Image JSON files found.
     pub images: usize,
     /// JPEGs rewritten with new tags.
@@ -74,7 +74,7 @@ pub struct ExifSummary {
 
 impl ExifSummary {
     /// `Partial` when any file was skipped, else `Success`.
-    pub fn status(&self) -> ExitStatus {
+    pub(crate) fn status(&self) -> ExitStatus {
         if self.skipped.is_empty() {
             ExitStatus::Success
         } else {
@@ -83,7 +83,7 @@ impl ExifSummary {
     }
 
     /// `key: value` lines for [`Reporter::summary`].
-    pub fn lines(&self) -> Vec<(String, String)> {
+    pub(crate) fn lines(&self) -> Vec<(String, String)> {
         let l = |k: &str, v: String| (k.to_string(), v);
         vec![
             l("images", self.images.to_string()),
@@ -127,7 +127,7 @@ struct Done {
 ///
 /// Errors (exit 2) only when the folder cannot be read, holds no image JSON,
 /// or cannot be synced at the end.
-pub fn embed_folder(
+pub(crate) fn embed_folder(
     lock: &FolderLock,
     position: PositionSource,
     reporter: &Reporter,

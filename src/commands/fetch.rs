@@ -13,7 +13,7 @@ use crate::fetch::{self, Progress};
 use crate::lock::FolderLock;
 use crate::report::Reporter;
 
-pub fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
     // Lossy: a non-UTF-8 argument (a path) must not panic; the run record
     // keeps a readable form of it.
     let argv: Vec<String> = std::env::args_os()

@@ -2,7 +2,7 @@
 //! rayon (`layers::read`) while one thread writes the GeoPackage (every GDAL
 //! call on that thread, in one transaction), builds the sequences and coverage
 //! (pure modules), then writes each other format to a temp name and renames
-//! it into place. Prints only through [`Reporter`]; never writes inside the
+//! it into place. Prints only through `Reporter`; never writes inside the
 //! input's grid folders.
 
 use crate::aoi::Aoi;
@@ -32,14 +32,14 @@ use crate::runrecord::RunRecord;
 use crate::store::{self, InputLayout, TEMP_PREFIX};
 
 /// File name of the GeoPackage inside the output folder.
-pub const GPKG_FILE: &str = "mapillary.gpkg";
+pub(crate) const GPKG_FILE: &str = "mapillary.gpkg";
 /// File name of the HTML report inside the output folder.
-pub const HTML_FILE: &str = "report.html";
+pub(crate) const HTML_FILE: &str = "report.html";
 
 /// Problems printed one by one before the rest are only counted.
 const SHOWN_PROBLEMS: usize = 20;
 
-pub fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
+pub(crate) fn run(args: LayersArgs) -> anyhow::Result<ExitStatus> {
     let reporter = Reporter::new(args.quiet);
     let (status, lines) = run_with(args, &reporter)?;
     reporter.summary(&lines);

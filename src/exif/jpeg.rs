@@ -35,10 +35,10 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub fn payload<'a>(&self, jpeg: &'a [u8]) -> &'a [u8] {
+    pub(super) fn payload<'a>(&self, jpeg: &'a [u8]) -> &'a [u8] {
         &jpeg[self.payload..self.end]
     }
-    pub fn is_app1_with(&self, jpeg: &[u8], header: &[u8]) -> bool {
+    pub(super) fn is_app1_with(&self, jpeg: &[u8], header: &[u8]) -> bool {
         self.marker == 0xE1 && self.payload(jpeg).starts_with(header)
     }
 }
@@ -110,6 +110,7 @@ fn is_sof(marker: u8) -> bool {
 /// Walks the markers of `jpeg` up to the first scan and checks that the file
 /// ends with the end-of-image marker (`FF D9`), which catches truncated files
 /// that a decoder would accept.
+#[cfg(test)]
 pub(crate) fn parse(jpeg: &[u8]) -> Result<Layout, ExifError> {
     let last_two = [jpeg.len().saturating_sub(2), jpeg.len().saturating_sub(1)]
         .map(|i| jpeg.get(i).copied().unwrap_or(0));

@@ -15,19 +15,19 @@ use exif::{Field, In, Rational, Tag, Value};
 use crate::model::{ImageId, LonLat, PositionSource};
 use crate::record::ImageRecord;
 
-pub use tz::{LocalTime, TimeZones};
+pub(crate) use tz::{LocalTime, TimeZones};
 
 /// Most bytes of a JPEG read before its image data: a file whose segments
 /// run further is refused ([`ExifError::HeadTooLong`]), so tagging one file
 /// takes at most about twice this much memory, whatever the file holds.
-pub const MAX_HEAD_BYTES: usize = jpeg::MAX_HEAD;
+pub(crate) const MAX_HEAD_BYTES: usize = jpeg::MAX_HEAD;
 
 /// The licence and attribution Mapillary imagery is published under.
-pub const LICENCE: &str = "CC BY-SA 4.0, Mapillary contributors";
+pub(crate) const LICENCE: &str = "CC BY-SA 4.0, Mapillary contributors";
 
 /// Why a JPEG could not be tagged. The file is then left untouched.
 #[derive(Debug, thiserror::Error)]
-pub enum ExifError {
+pub(crate) enum ExifError {
     #[error("not a JPEG: it starts with `{0}`, not `FF D8`")]
     NotJpeg(String),
     #[error("truncated JPEG: it ends with `{0}`, not the end-of-image marker `FF D9`")]
@@ -62,7 +62,7 @@ pub enum ExifError {
 
 /// Where the position and direction written come from.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GpsFix {
+pub(crate) struct GpsFix {
     pub position: LonLat,
     /// The source actually used (the preferred one or its fallback).
     pub source: PositionSource,
@@ -82,7 +82,7 @@ pub struct GpsFix {
 /// requires of a JPEG; ExifVersion is raised to 0232 when it is older than
 /// the 0231 that OffsetTimeOriginal needs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExifTags {
+pub(crate) struct ExifTags {
     pub id: ImageId,
     /// `None` when the record has no position: no GPS tags are written then.
     pub gps: Option<GpsFix>,
@@ -103,7 +103,11 @@ impl ExifTags {
     /// The tags for one image. `prefer` picks the position and direction
     /// (falling back to the other source); the altitude follows the source
     /// actually used. The local time is found offline from the position.
-    pub fn from_record(rec: &ImageRecord, prefer: PositionSource, zones: &TimeZones) -> Self {
+    pub(crate) fn from_record(
+        rec: &ImageRecord,
+        prefer: PositionSource,
+        zones: &TimeZones,
+    ) -> Self {
         let gps = rec.position(prefer).map(|(position, source)| GpsFix {
             position,
             source,
@@ -130,7 +134,7 @@ impl ExifTags {
     }
 
     /// The Copyright tag: the licence, and the creator when known.
-    pub fn copyright(&self) -> String {
+    pub(crate) fn copyright(&self) -> String {
         match &self.artist {
             Some(a) => format!("{LICENCE} (creator: {a})"),
             None => LICENCE.to_string(),
@@ -138,7 +142,7 @@ impl ExifTags {
     }
 
     /// The ImageDescription tag, which names the Mapillary image.
-    pub fn description(&self) -> String {
+    pub(crate) fn description(&self) -> String {
         format!("Mapillary image {}", self.id)
     }
 
@@ -250,7 +254,7 @@ fn dms(deg: f64) -> Vec<Rational> {
 
 /// What happened to the XMP segment of a JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XmpOutcome {
+pub(crate) enum XmpOutcome {
     /// Not a panorama: any XMP is left as it is.
     NotPano,
     /// GPano tags written in mlyexport's own XMP packet.
@@ -265,7 +269,8 @@ pub enum XmpOutcome {
 
 /// A tagged JPEG and what was done to its XMP.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Embedded {
+#[cfg(test)]
+pub(crate) struct Embedded {
     pub bytes: Vec<u8>,
     pub xmp: XmpOutcome,
 }
@@ -275,12 +280,14 @@ pub struct Embedded {
 /// other segment and the compressed data are copied unchanged. Existing EXIF
 /// tags that mlyexport does not set are kept, the IFD1 thumbnail too.
 /// Idempotent: embedding into the result gives the same bytes.
-pub fn embed(jpeg: &[u8], tags: &ExifTags) -> Result<Vec<u8>, ExifError> {
+#[cfg(test)]
+pub(crate) fn embed(jpeg: &[u8], tags: &ExifTags) -> Result<Vec<u8>, ExifError> {
     embed_detailed(jpeg, tags).map(|e| e.bytes)
 }
 
 /// [`embed`], also telling what was done to the XMP segment.
-pub fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifError> {
+#[cfg(test)]
+pub(crate) fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifError> {
     let layout = jpeg::parse(jpeg)?;
     let head = new_head(jpeg, layout, tags)?;
     let mut bytes = head.bytes;
@@ -295,7 +302,7 @@ pub fn embed_detailed(jpeg: &[u8], tags: &ExifTags) -> Result<Embedded, ExifErro
 /// EXIF (and panorama XMP) segments written. The file's bytes from
 /// `scan_start` on stay as they are, so they can be copied without reading them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewHead {
+pub(crate) struct NewHead {
     pub bytes: Vec<u8>,
     /// Where the first scan starts in the old file.
     pub scan_start: usize,
@@ -305,7 +312,7 @@ pub struct NewHead {
 /// [`embed_detailed`] from the start of a file (`head`, its first bytes), its
 /// length and its last two bytes. `Ok(None)`: the segments before the scan
 /// run past `head`; read more of the file and ask again.
-pub fn plan_head(
+pub(crate) fn plan_head(
     head: &[u8],
     file_len: u64,
     last_two: [u8; 2],

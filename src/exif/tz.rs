@@ -9,7 +9,7 @@ use crate::model::LonLat;
 
 /// The time zone finder. Build it once and share it between threads: it
 /// queries the bundled boundary data in place, so it is cheap to build.
-pub struct TimeZones {
+pub(crate) struct TimeZones {
     finder: tzf_rs::EmbeddedFinder,
 }
 
@@ -27,7 +27,7 @@ impl Default for TimeZones {
 
 /// A capture time in the local time of the place where it was taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalTime {
+pub(crate) struct LocalTime {
     /// The IANA zone name, e.g. `Europe/Berlin`, or `Etc/GMT-3` for a
     /// nautical zone at sea.
     pub zone: String,
@@ -36,7 +36,7 @@ pub struct LocalTime {
 }
 
 impl TimeZones {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             finder: tzf_rs::EmbeddedFinder::new(),
         }
@@ -45,7 +45,7 @@ impl TimeZones {
     /// The local time at `at` of the instant `t`. Outside every land zone
     /// (at sea) the nautical zone of the longitude is used (15° wide,
     /// `Etc/GMT±N`).
-    pub fn local_time(&self, at: LonLat, t: DateTime<Utc>) -> LocalTime {
+    pub(crate) fn local_time(&self, at: LonLat, t: DateTime<Utc>) -> LocalTime {
         let name = self.finder.get_tz_name(at.lon, at.lat);
         if let Ok(tz) = name.parse::<Tz>() {
             return LocalTime {

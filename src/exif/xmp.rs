@@ -44,7 +44,7 @@ impl Pano {
     }
 
     /// A complete XMP APP1 payload (header included) owned by mlyexport.
-    pub fn payload(&self) -> Vec<u8> {
+    pub(super) fn payload(&self) -> Vec<u8> {
         let packet = format!(
             "<?xpacket begin=\"\u{feff}\" id=\"W5M0MpCehiHzreSzNTczkc9d\"?>\n\
              <x:xmpmeta xmlns:x=\"adobe:ns:meta/\" x:xmptk=\"{TOOLKIT}\">\n\

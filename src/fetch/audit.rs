@@ -23,17 +23,17 @@ use crate::plan::Plan;
 use crate::runrecord::{Completeness, Filters};
 
 /// File name of the audit report inside the output folder.
-pub const AUDIT_FILE: &str = "audit.json";
+pub(crate) const AUDIT_FILE: &str = "audit.json";
 /// Version of the audit layout (`schemas/audit.schema.json`).
-pub const AUDIT_SCHEMA_VERSION: u32 = 1;
+pub(crate) const AUDIT_SCHEMA_VERSION: u32 = 1;
 /// Most boxes audited.
-pub const MAX_BOXES: usize = 8;
+pub(crate) const MAX_BOXES: usize = 8;
 /// Largest side of an audited box, degrees.
-pub const BOX_SIDE_DEG: f64 = 0.005;
+pub(crate) const BOX_SIDE_DEG: f64 = 0.005;
 
 /// The whole audit, as written to `audit.json`.
 #[derive(Debug, Clone, Serialize)]
-pub struct AuditReport {
+pub(crate) struct AuditReport {
     pub schema_version: u32,
     pub tool: String,
     pub created_at: DateTime<Utc>,
@@ -63,7 +63,7 @@ pub struct AuditTotals {
 
 /// One audited box.
 #[derive(Debug, Clone, Serialize)]
-pub struct AuditBox {
+pub(crate) struct AuditBox {
     /// The grid the box lies in.
     pub grid: String,
     pub bbox: Bbox,
@@ -83,7 +83,7 @@ pub struct AuditBox {
 
 /// How one way of listing a box went.
 #[derive(Debug, Clone, Serialize)]
-pub struct AuditSide {
+pub(crate) struct AuditSide {
     pub listed: u64,
     pub completeness: Completeness,
     pub calls: u64,
@@ -101,7 +101,7 @@ pub struct AuditSummary {
 /// Up to [`MAX_BOXES`] boxes of at most [`BOX_SIDE_DEG`] a side, spread
 /// over the grids: evenly chosen grids, and in each, the centres of an
 /// even split of the grid. Deterministic; boxes outside the AOI are left out.
-pub fn sample_boxes(plan: &Plan, aoi: Option<&Aoi>) -> Vec<(usize, Bbox)> {
+pub(crate) fn sample_boxes(plan: &Plan, aoi: Option<&Aoi>) -> Vec<(usize, Bbox)> {
     let wanted = |b: &Bbox| aoi.is_none_or(|a| a.intersects_box(b));
     let eligible: Vec<usize> = (0..plan.grids().len())
         .filter(|&i| wanted(&plan.grids()[i].bbox))
@@ -153,7 +153,7 @@ pub fn sample_boxes(plan: &Plan, aoi: Option<&Aoi>) -> Vec<(usize, Bbox)> {
 }
 
 /// The z14 tiles the audit will read, for the budget check.
-pub fn tiles_needed(plan: &Plan, aoi: Option<&Aoi>) -> u64 {
+pub(crate) fn tiles_needed(plan: &Plan, aoi: Option<&Aoi>) -> u64 {
     sample_boxes(plan, aoi)
         .iter()
         .map(|(_, b)| {
@@ -163,7 +163,7 @@ pub fn tiles_needed(plan: &Plan, aoi: Option<&Aoi>) -> u64 {
 }
 
 /// What the audit needs besides the client.
-pub struct AuditInput<'a> {
+pub(crate) struct AuditInput<'a> {
     pub plan: &'a Plan,
     pub aoi: Option<&'a Aoi>,
     pub filters: &'a Filters,
@@ -175,7 +175,7 @@ pub struct AuditInput<'a> {
 
 /// Lists every sampled box both ways and compares. Listing errors are kept
 /// per box; only an interruption stops the audit.
-pub async fn run(
+pub(crate) async fn run(
     client: &Client,
     input: &AuditInput<'_>,
     cancel: &CancellationToken,

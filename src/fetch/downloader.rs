@@ -52,7 +52,7 @@ struct Failed {
 
 impl Downloads<'_> {
     /// Downloads every image of `listed`; `Err` only for a refused token.
-    pub async fn run(&self, listed: &[Listed]) -> Result<Downloaded, ApiError> {
+    pub(super) async fn run(&self, listed: &[Listed]) -> Result<Downloaded, ApiError> {
         let mut done = vec![0u64; self.plan.grids().len()];
         let mut fresh = vec![0u64; self.plan.grids().len()];
         let all: Vec<usize> = (0..listed.len()).collect();

@@ -10,12 +10,12 @@ use crate::plan::Plan;
 type Entry = GeomWithData<Rectangle<[f64; 2]>, usize>;
 
 /// The grid boxes of a plan, indexed.
-pub struct GridIndex {
+pub(crate) struct GridIndex {
     tree: RTree<Entry>,
 }
 
 impl GridIndex {
-    pub fn new(plan: &Plan) -> Self {
+    pub(crate) fn new(plan: &Plan) -> Self {
         let entries = plan
             .grids()
             .iter()
@@ -35,7 +35,7 @@ impl GridIndex {
     /// The index of the grid owning `p` in `plan` (the plan this index was
     /// built from): the first grid whose half-open box holds it, else the
     /// first whose closed box does.
-    pub fn owner(&self, plan: &Plan, p: LonLat) -> Option<usize> {
+    pub(crate) fn owner(&self, plan: &Plan, p: LonLat) -> Option<usize> {
         let at = AABB::from_point([p.lon, p.lat]);
         let mut half_open = None::<usize>;
         let mut closed = None::<usize>;
@@ -50,7 +50,7 @@ impl GridIndex {
     }
 
     /// Whether any grid's closed box holds `p`.
-    pub fn covers(&self, p: LonLat) -> bool {
+    pub(crate) fn covers(&self, p: LonLat) -> bool {
         let at = AABB::from_point([p.lon, p.lat]);
         self.tree
             .locate_in_envelope_intersecting(&at)
@@ -60,12 +60,12 @@ impl GridIndex {
 }
 
 /// Known image positions (from the vector tiles), indexed for box queries.
-pub struct PointIndex {
+pub(super) struct PointIndex {
     tree: RTree<[f64; 2]>,
 }
 
 impl PointIndex {
-    pub fn new(points: &[LonLat]) -> Self {
+    pub(super) fn new(points: &[LonLat]) -> Self {
         PointIndex {
             tree: RTree::bulk_load(points.iter().map(|p| [p.lon, p.lat]).collect()),
         }
@@ -76,7 +76,7 @@ impl PointIndex {
     }
 
     /// The positions inside the closed box `b`.
-    pub fn within(&self, b: &crate::model::Bbox) -> Vec<LonLat> {
+    pub(super) fn within(&self, b: &crate::model::Bbox) -> Vec<LonLat> {
         self.tree
             .locate_in_envelope(&Self::envelope(b))
             .filter_map(|p| LonLat::new(p[0], p[1]))
@@ -84,7 +84,7 @@ impl PointIndex {
     }
 
     /// How many positions lie inside the closed box `b`.
-    pub fn count(&self, b: &crate::model::Bbox) -> usize {
+    pub(super) fn count(&self, b: &crate::model::Bbox) -> usize {
         self.tree.locate_in_envelope(&Self::envelope(b)).count()
     }
 }

@@ -18,14 +18,14 @@ use crate::plan::{MAX_SEARCH_AREA_DEG2, MIN_SEARCH_SIDE_DEG};
 /// ends: twice the largest offset between an image's computed and GPS
 /// positions seen in real data (30–50 m), so that an API filtering on either
 /// position returns every image of the area.
-pub const OUTER_MARGIN_M: f64 = 100.0;
+pub(crate) const OUTER_MARGIN_M: f64 = 100.0;
 
 /// Metres per degree of latitude (and of longitude at the equator).
 const M_PER_DEG: f64 = 111_320.0;
 
 /// Which sides of a box face the outside of the searched area.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Outer {
+pub(crate) struct Outer {
     pub west: bool,
     pub south: bool,
     pub east: bool,
@@ -34,7 +34,8 @@ pub struct Outer {
 
 impl Outer {
     /// Every side faces out (a lone box).
-    pub const ALL: Outer = Outer {
+    #[cfg(test)]
+    pub(crate) const ALL: Outer = Outer {
         west: true,
         south: true,
         east: true,
@@ -44,14 +45,14 @@ impl Outer {
 
 /// A margin in degrees: `lon` is wider than `lat` away from the equator.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Margin {
+pub(crate) struct Margin {
     pub lon: f64,
     pub lat: f64,
 }
 
 impl Margin {
     /// `metres` at latitude `lat` (degrees); capped near the poles.
-    pub fn metres(metres: f64, lat: f64) -> Margin {
+    pub(crate) fn metres(metres: f64, lat: f64) -> Margin {
         let cos = lat.to_radians().cos().max(0.01);
         Margin {
             lon: metres / (M_PER_DEG * cos),
@@ -59,13 +60,14 @@ impl Margin {
         }
     }
 
-    pub const ZERO: Margin = Margin { lon: 0.0, lat: 0.0 };
+    #[cfg(test)]
+    pub(crate) const ZERO: Margin = Margin { lon: 0.0, lat: 0.0 };
 }
 
 /// One box to search: the part of the area it covers (`cell`) and which of
 /// its sides face outside (those are widened when asked).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SearchBox {
+pub(crate) struct SearchBox {
     pub cell: Bbox,
     pub outer: Outer,
 }
@@ -78,13 +80,13 @@ enum Axis {
 }
 
 impl SearchBox {
-    pub fn new(cell: Bbox, outer: Outer) -> Self {
+    pub(crate) fn new(cell: Bbox, outer: Outer) -> Self {
         SearchBox { cell, outer }
     }
 
     /// The box sent to the API: the cell widened by `m` on its outer sides,
     /// clamped to the globe.
-    pub fn asked(&self, m: Margin) -> Bbox {
+    pub(crate) fn asked(&self, m: Margin) -> Bbox {
         let o = self.outer;
         let grow = |on: bool, d: f64| if on { d } else { 0.0 };
         let c = &self.cell;
@@ -98,13 +100,13 @@ impl SearchBox {
     }
 
     /// Whether the box can still be cut in two along both axes.
-    pub fn can_split(&self) -> bool {
+    pub(crate) fn can_split(&self) -> bool {
         self.cell.width() >= 2.0 * MIN_SEARCH_SIDE_DEG
             && self.cell.height() >= 2.0 * MIN_SEARCH_SIDE_DEG
     }
 
     /// The four quarters; each keeps the outer sides it shares with this box.
-    pub fn quarters(&self) -> [SearchBox; 4] {
+    pub(crate) fn quarters(&self) -> [SearchBox; 4] {
         let mid_lon = (self.cell.min_lon() + self.cell.max_lon()) / 2.0;
         let (w, e) = self.cut(Axis::Lon, mid_lon);
         let split_lat =
@@ -149,7 +151,7 @@ fn bbox(a: f64, b: f64, c: f64, d: f64) -> Bbox {
 /// Which sides of `cell` face outside the area, where `covered` says whether
 /// a position is inside the area: a side faces out when any of nine points
 /// just beyond it (half the margin out) is not covered.
-pub fn outer_sides(cell: &Bbox, m: Margin, covered: impl Fn(LonLat) -> bool) -> Outer {
+pub(crate) fn outer_sides(cell: &Bbox, m: Margin, covered: impl Fn(LonLat) -> bool) -> Outer {
     let beyond = |along: &dyn Fn(f64) -> (f64, f64)| {
         (0..=8).any(|i| {
             let (lon, lat) = along(f64::from(i) / 8.0);
@@ -175,7 +177,7 @@ pub fn outer_sides(cell: &Bbox, m: Margin, covered: impl Fn(LonLat) -> bool) -> 
 /// The strips a box is widened by on its outer sides (corners included in
 /// the north and south strips), merged with the strips of other boxes on
 /// the same side and line, and cut under the API's area limit.
-pub fn margin_strips(boxes: impl Iterator<Item = (SearchBox, Margin)>) -> Vec<Bbox> {
+pub(crate) fn margin_strips(boxes: impl Iterator<Item = (SearchBox, Margin)>) -> Vec<Bbox> {
     let mut merged: Vec<(u8, f64, Bbox)> = Vec::new();
     for (b, m) in boxes {
         let a = b.asked(m);
@@ -242,7 +244,7 @@ pub fn margin_strips(boxes: impl Iterator<Item = (SearchBox, Margin)>) -> Vec<Bb
 
 /// Splits a box in quarters until each, as asked, is under the API's area
 /// limit (outer sides widened by `m`).
-pub fn under_area_limit(b: SearchBox, m: Margin) -> Vec<SearchBox> {
+pub(crate) fn under_area_limit(b: SearchBox, m: Margin) -> Vec<SearchBox> {
     let mut out = Vec::new();
     let mut todo = vec![b];
     while let Some(b) = todo.pop() {
@@ -261,7 +263,7 @@ pub fn under_area_limit(b: SearchBox, m: Margin) -> Vec<SearchBox> {
 /// then the same inside any strip still over the target. A box is left over
 /// the target only where the points cannot be told apart (many at one
 /// coordinate) or the box is at the smallest size.
-pub fn pack(b: SearchBox, points: &[LonLat], target: usize, m: Margin) -> Vec<SearchBox> {
+pub(crate) fn pack(b: SearchBox, points: &[LonLat], target: usize, m: Margin) -> Vec<SearchBox> {
     let asked = b.asked(m);
     let mine: Vec<LonLat> = points
         .iter()

@@ -24,7 +24,7 @@ pub(crate) struct OnDisk {
 impl OnDisk {
     /// Lists `<out>/<grid>/<id>.json` for every folder whose name is a grid
     /// id (names only; nothing is read). A missing folder holds nothing.
-    pub(crate) fn scan(out: &Path) -> std::io::Result<OnDisk> {
+    pub(super) fn scan(out: &Path) -> std::io::Result<OnDisk> {
         let mut on = OnDisk::default();
         let entries = match std::fs::read_dir(out) {
             Ok(e) => e,

@@ -37,7 +37,7 @@ const SHORT_SLACK: usize = 10;
 
 /// One box to search, for grid `grid`.
 #[derive(Debug, Clone, Copy)]
-pub struct BoxJob {
+pub(super) struct BoxJob {
     pub grid: usize,
     pub sb: SearchBox,
     /// Images the tiles list inside the asked box (verified listings only).
@@ -46,7 +46,7 @@ pub struct BoxJob {
 
 impl BoxJob {
     /// The margin of this box's outer sides, at its latitude.
-    pub fn margin(&self) -> Margin {
+    pub(super) fn margin(&self) -> Margin {
         let c = &self.sb.cell;
         Margin::metres(OUTER_MARGIN_M, (c.min_lat() + c.max_lat()) / 2.0)
     }
@@ -54,7 +54,7 @@ impl BoxJob {
     /// Every grid's box, cut under the API's area limit, with the sides that
     /// face outside the plan's grids marked outer; boxes that do not touch
     /// the AOI (widened by the margin) are left out. `expected` is `None`.
-    pub fn initial(plan: &Plan, aoi: Option<&Aoi>, index: &GridIndex) -> Vec<BoxJob> {
+    pub(super) fn initial(plan: &Plan, aoi: Option<&Aoi>, index: &GridIndex) -> Vec<BoxJob> {
         let mut out = Vec::new();
         for (gi, g) in plan.grids().iter().enumerate() {
             let c = g.bbox;
@@ -75,7 +75,7 @@ impl BoxJob {
 }
 
 /// Runs searches for boxes and keeps what each grid's listing came to.
-pub struct Searcher<'c, 's, 'a> {
+pub(super) struct Searcher<'c, 's, 'a> {
     client: &'c Client,
     sel: &'s mut Selector<'a>,
     query: SearchQuery,
@@ -104,7 +104,7 @@ pub struct Searcher<'c, 's, 'a> {
 }
 
 impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
-    pub fn new(
+    pub(super) fn new(
         client: &'c Client,
         sel: &'s mut Selector<'a>,
         query: SearchQuery,
@@ -132,19 +132,19 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     }
 
     /// Verified listings: boxes are packed again from these positions.
-    pub fn with_points(mut self, points: &'s PointIndex) -> Self {
+    pub(super) fn with_points(mut self, points: &'s PointIndex) -> Self {
         self.points = Some(points);
         self
     }
 
     /// The selector (for the reconciliation that follows the searches).
-    pub fn selector(&mut self) -> &mut Selector<'a> {
+    pub(super) fn selector(&mut self) -> &mut Selector<'a> {
         self.sel
     }
 
     /// Searches `jobs` and every box they are split into; each kept image
     /// goes to `sink` once.
-    pub async fn run(
+    pub(super) async fn run(
         &mut self,
         jobs: Vec<BoxJob>,
         cancel: &CancellationToken,
@@ -459,7 +459,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
 
     /// Each grid's listing as the searches left it (completeness as for a
     /// search-only listing; a verified listing decides it afterwards).
-    pub fn finish(self) -> Vec<GridListing> {
+    pub(super) fn finish(self) -> Vec<GridListing> {
         let mut grids = self.grids;
         for g in &mut grids {
             g.completeness = completeness(g);
@@ -468,7 +468,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     }
 
     /// Grids with no box at all (outside the AOI) count as listed at once.
-    pub fn mark_empty_grids(&self, jobs: &[BoxJob]) {
+    pub(super) fn mark_empty_grids(&self, jobs: &[BoxJob]) {
         let mut has = vec![false; self.grids.len()];
         for j in jobs {
             has[j.grid] = true;

@@ -42,7 +42,7 @@ const BATCH_CONCURRENCY: usize = 8;
 /// How far (degrees) a tile's quantised position may be from a grid's box
 /// for the image to be looked up (exact clipping is done by the `Selector`
 /// on the Graph geometry). A z14 tile unit is about 5e-6 degrees.
-pub const POSITION_MARGIN_DEG: f64 = 1e-4;
+pub(crate) const POSITION_MARGIN_DEG: f64 = 1e-4;
 /// Failed ids quoted in one failure reason.
 const QUOTED_IDS: usize = 5;
 
@@ -69,7 +69,7 @@ pub enum TilesError {
 /// tileset has), so that a wrong `--tiles-url` or a refused token ends the
 /// run instead of reading as an area without images (404 means "no images"
 /// for the z14 tiles).
-pub async fn preflight(
+pub(crate) async fn preflight(
     client: &Client,
     tiles: &TilesConfig,
     position: PositionSource,
@@ -89,7 +89,7 @@ pub async fn preflight(
 /// One tile to read and the grids (by index) whose box, widened by
 /// [`POSITION_MARGIN_DEG`], it touches.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlannedTile {
+pub(crate) struct PlannedTile {
     pub id: TileId,
     pub grids: Vec<usize>,
 }
@@ -97,7 +97,11 @@ pub struct PlannedTile {
 /// The z14 tiles that hold every image of the plan's grids, each once, in
 /// grid order. Tiles outside the AOI are left out. Stops counting once more
 /// than `limit` tiles are needed: `Err(upper bound)`.
-pub fn plan_tiles(plan: &Plan, aoi: Option<&Aoi>, limit: u64) -> Result<Vec<PlannedTile>, u64> {
+pub(crate) fn plan_tiles(
+    plan: &Plan,
+    aoi: Option<&Aoi>,
+    limit: u64,
+) -> Result<Vec<PlannedTile>, u64> {
     let mut index: HashMap<TileId, usize> = HashMap::new();
     let mut tiles: Vec<PlannedTile> = Vec::new();
     for (gi, g) in plan.grids().iter().enumerate() {
@@ -150,7 +154,7 @@ fn push_grid(v: &mut Vec<usize>, gi: usize) {
 }
 
 /// The common part of two boxes, if it has an area.
-pub fn intersection(a: &Bbox, b: &Bbox) -> Option<Bbox> {
+pub(crate) fn intersection(a: &Bbox, b: &Bbox) -> Option<Bbox> {
     Bbox::new(
         a.min_lon().max(b.min_lon()),
         a.min_lat().max(b.min_lat()),
@@ -162,7 +166,7 @@ pub fn intersection(a: &Bbox, b: &Bbox) -> Option<Bbox> {
 
 /// How many tiles `plan` needs, checked against `budget`; `what` names the
 /// listing in the error.
-pub fn count_tiles(
+pub(crate) fn count_tiles(
     plan: &Plan,
     aoi: Option<&Aoi>,
     budget: u32,
@@ -191,7 +195,7 @@ pub struct TileNeeds {
 
 /// Counts the tiles a fetch needs and refuses a fetch that needs more than
 /// `--tile-budget`.
-pub fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
+pub(crate) fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
     let budget = cfg.tiles.budget;
     let aoi = cfg.aoi.as_deref();
     let mut needs = TileNeeds::default();
@@ -227,7 +231,7 @@ pub fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
 }
 
 /// The tileset for a position choice.
-pub fn tileset_for(position: PositionSource) -> Tileset {
+pub(crate) fn tileset_for(position: PositionSource) -> Tileset {
     match position {
         PositionSource::Computed => Tileset::ComputedPublic,
         PositionSource::Original => Tileset::Public,
@@ -237,7 +241,7 @@ pub fn tileset_for(position: PositionSource) -> Tileset {
 /// Whether a tile's image passes the filters on what the tile carries
 /// (capture time, panorama, organization). Creator is judged later on the
 /// Graph object.
-pub fn passes_tile_filters(f: &Filters, img: &TileImage) -> bool {
+pub(crate) fn passes_tile_filters(f: &Filters, img: &TileImage) -> bool {
     if let Some(ms) = img.captured_at_ms
         && (f.since.is_some_and(|s| ms < s.timestamp_millis())
             || f.until.is_some_and(|u| ms > u.timestamp_millis()))
@@ -281,7 +285,7 @@ enum Done {
 
 /// Lists every grid of the selector's plan through vector tiles. Each kept
 /// image goes to `sink` exactly once; one `GridListing` per grid, in order.
-pub async fn list_plan_tiles(
+pub(crate) async fn list_plan_tiles(
     client: &Client,
     tiles: &TilesConfig,
     sel: &mut Selector<'_>,

@@ -40,7 +40,7 @@ const COUNT_MARGIN_DEG: f64 = 0.006;
 
 /// What the tiles say the area holds.
 #[derive(Debug, Default)]
-pub struct Census {
+pub(crate) struct Census {
     /// Every tile image that passes the filters the tiles carry, in (or
     /// within a tile unit of) a grid: what the listing must hold.
     pub ids: Vec<ImageId>,
@@ -60,7 +60,7 @@ pub struct Census {
 }
 
 /// What a verified listing needs besides the selector.
-pub struct VerifiedPlan<'a> {
+pub(crate) struct VerifiedPlan<'a> {
     pub tiles: &'a TilesConfig,
     /// The z14 tiles covering the plan (counted against the budget by the caller).
     pub planned: &'a [PlannedTile],
@@ -72,7 +72,7 @@ pub struct VerifiedPlan<'a> {
 
 /// Lists the selector's plan by a verified listing; each kept image goes to
 /// `sink` once. One `GridListing` per grid, in plan order.
-pub async fn list_verified(
+pub(crate) async fn list_verified(
     client: &Client,
     vp: &VerifiedPlan<'_>,
     sel: &mut Selector<'_>,

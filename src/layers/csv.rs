@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use super::{ImageRow, LayerSet, iso_ms_from_millis, round_coord, source_name};
 
 /// The columns of `images.csv`, in order.
-pub const COLUMNS: &[&str] = &[
+pub(crate) const COLUMNS: &[&str] = &[
     "id",
     "lon",
     "lat",
@@ -34,7 +34,7 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 /// Quotes a CSV value when it holds a comma, a quote or a line break (RFC 4180).
-pub fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     if v.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", v.replace('"', "\"\""))
     } else {
@@ -47,12 +47,12 @@ pub fn quote(v: &str) -> String {
 /// OWASP advice), so that a spreadsheet shows it as text instead of running
 /// it as a formula. A plain decimal number such as `-73.9` or `+1e-3` is
 /// left alone: it is a number, and spreadsheets read it as one.
-pub fn text_cell(v: &str) -> String {
+pub(crate) fn text_cell(v: &str) -> String {
     quote(&neutralise(v))
 }
 
 /// `v` with a leading `'` when a spreadsheet could take it for a formula.
-pub fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
     let risky = v.starts_with(['=', '+', '-', '@', '\t', '\r']);
     if risky && !is_plain_number(v) {
         format!("'{v}").into()
@@ -63,7 +63,7 @@ pub fn neutralise(v: &str) -> std::borrow::Cow<'_, str> {
 
 /// True for `[+-]digits[.digits][e[+-]digits]` (at least one digit before
 /// the exponent), what spreadsheets read as a number and nothing else.
-pub fn is_plain_number(v: &str) -> bool {
+pub(crate) fn is_plain_number(v: &str) -> bool {
     let b = v.as_bytes();
     let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
     let digits = |i: &mut usize| {
@@ -131,12 +131,13 @@ fn line(set: &LayerSet, r: &ImageRow, out: &mut String) {
 }
 
 /// The whole CSV: a header, then the drawn images in id order.
-pub fn images_csv(set: &LayerSet) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn images_csv(set: &LayerSet) -> Vec<u8> {
     super::geojson::to_vec(|w| write_images_csv(set, w))
 }
 
 /// Streams `images.csv` into `w`, one line in memory at a time.
-pub fn write_images_csv<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub(crate) fn write_images_csv<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     w.write_all(COLUMNS.join(",").as_bytes())?;
     w.write_all(b"\r\n")?;
     let mut buf = String::with_capacity(512);

@@ -38,7 +38,8 @@ fn collection<W: Write + ?Sized>(
 }
 
 /// The bytes a writer function produces, in memory (for tests and small sets).
-pub fn to_vec(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn to_vec(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<u8> {
     let mut v = Vec::new();
     // Writing into a Vec cannot fail.
     let _ = write(&mut v);
@@ -80,12 +81,13 @@ fn image_properties(set: &LayerSet, r: &ImageRow) -> Map<String, Value> {
 }
 
 /// `images.geojson`: a Point per image with a position, in id order.
-pub fn images(set: &LayerSet) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn images(set: &LayerSet) -> Vec<u8> {
     to_vec(|w| write_images(set, w))
 }
 
 /// Streams `images.geojson` into `w`.
-pub fn write_images<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub(crate) fn write_images<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set.drawn().filter_map(|r| {
         let p = r.position()?;
         Some(json!({
@@ -98,12 +100,13 @@ pub fn write_images<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<
 }
 
 /// `sequences.geojson`: a LineString per sequence, in capture order.
-pub fn sequences(set: &LayerSet) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn sequences(set: &LayerSet) -> Vec<u8> {
     to_vec(|w| write_sequences(set, w))
 }
 
 /// Streams `sequences.geojson` into `w`.
-pub fn write_sequences<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub(crate) fn write_sequences<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set
         .sequences
         .iter()
@@ -126,12 +129,13 @@ pub fn write_sequences<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Resu
 
 /// `grid_cells.geojson`: a Polygon (counter-clockwise ring) per grid cell
 /// with its coverage figures; a cell without a known box has a null geometry.
-pub fn grid_cells(set: &LayerSet) -> Vec<u8> {
+#[cfg(test)]
+pub(crate) fn grid_cells(set: &LayerSet) -> Vec<u8> {
     to_vec(|w| write_grid_cells(set, w))
 }
 
 /// Streams `grid_cells.geojson` into `w`.
-pub fn write_grid_cells<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
+pub(crate) fn write_grid_cells<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
     let features = set.cells.iter().map(|c| {
         let rings = |p: &geo::Polygon<f64>| -> Vec<Value> {
             std::iter::once(p.exterior())

@@ -16,8 +16,7 @@ use gdal_sys::{OGRFieldSubType, OGRFieldType, OGRwkbGeometryType};
 use super::rtree;
 use super::styles;
 use super::{
-    FileLayout, ImageRow, LayerSet, SequenceLine, iso_ms, round_coord, round_to, source_name,
-    write_file_path,
+    FileLayout, ImageRow, SequenceLine, iso_ms, round_coord, round_to, source_name, write_file_path,
 };
 use crate::coverage::CellCoverage;
 use crate::model::{LonLat, PositionSource};
@@ -25,7 +24,7 @@ use crate::runrecord::RunEntry;
 
 /// Errors while writing the GeoPackage.
 #[derive(Debug, thiserror::Error)]
-pub enum GpkgError {
+pub(crate) enum GpkgError {
     #[error("cannot write `{path}`: {message}")]
     Other { path: PathBuf, message: String },
     #[error("GDAL failed to {what} in `{path}`: {source}")]
@@ -44,7 +43,7 @@ pub enum GpkgError {
 
 /// The type of one attribute column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Str,
     Int,
     Int64,
@@ -56,12 +55,12 @@ pub enum Kind {
 
 /// One attribute column of a layer.
 #[derive(Debug, Clone, Copy)]
-pub struct Col(pub &'static str, pub Kind);
+pub(crate) struct Col(pub &'static str, pub Kind);
 
 use Kind::{Bool, DateTime as Dt, Int, Int64, Real, Str};
 
 /// Columns of `images`, in order.
-pub const IMAGE_COLS: &[Col] = &[
+pub(crate) const IMAGE_COLS: &[Col] = &[
     Col("id", Str),
     Col("sequence", Str),
     Col("captured_at", Dt),
@@ -85,7 +84,7 @@ pub const IMAGE_COLS: &[Col] = &[
 ];
 
 /// Columns of `sequences`.
-pub const SEQUENCE_COLS: &[Col] = &[
+pub(crate) const SEQUENCE_COLS: &[Col] = &[
     Col("sequence", Str),
     Col("image_count", Int),
     Col("start_time", Dt),
@@ -94,7 +93,7 @@ pub const SEQUENCE_COLS: &[Col] = &[
 ];
 
 /// Columns of `grid_cells`.
-pub const CELL_COLS: &[Col] = &[
+pub(crate) const CELL_COLS: &[Col] = &[
     Col("grid", Str),
     Col("listed", Int64),
     Col("downloaded", Int64),
@@ -115,7 +114,7 @@ pub const CELL_COLS: &[Col] = &[
 ];
 
 /// Columns of `runs`.
-pub const RUN_COLS: &[Col] = &[
+pub(crate) const RUN_COLS: &[Col] = &[
     Col("run", Int),
     Col("tool_version", Str),
     Col("command_line", Str),
@@ -402,7 +401,7 @@ fn layer_options(identifier: &str, description: &str, geom: Geom) -> Vec<String>
 /// transaction; images are added in batches, the rest at [`GpkgWriter::finish`],
 /// which commits. Dropped without `finish`, nothing is committed. Lives on one
 /// thread: its raw layer handles are not `Send`.
-pub struct GpkgWriter {
+pub(crate) struct GpkgWriter {
     ds: Dataset,
     path: PathBuf,
     layout: FileLayout,
@@ -430,7 +429,7 @@ impl GpkgWriter {
     /// layer, and starts the transaction. `as_of` is stamped as the
     /// GeoPackage's `last_change` and the styles' `update_time`, so a re-run
     /// writes the same bytes.
-    pub fn create(
+    pub(crate) fn create(
         path: &Path,
         layout: FileLayout,
         as_of: DateTime<Utc>,
@@ -538,19 +537,19 @@ impl GpkgWriter {
 
     /// Makes room for the spatial index of `images` image points at once
     /// (a growing list would briefly hold twice its size).
-    pub fn reserve(&mut self, images: usize) {
+    pub(crate) fn reserve(&mut self, images: usize) {
         self.index.reserve_exact(images);
     }
 
     /// Adds strings interned by the reader since the last call, in order.
-    pub fn add_strings(&mut self, new: &[Box<str>]) {
+    pub(crate) fn add_strings(&mut self, new: &[Box<str>]) {
         self.cstrings.extend(new.iter().map(|s| cstring(s)));
     }
 
     /// Appends the drawn images among `rows` (those with a position). One
     /// feature is reused for every row, and interned strings are passed as
     /// C strings made once: this loop is the GeoPackage's hot path.
-    pub fn write_images(&mut self, rows: &[ImageRow]) -> Result<(), GpkgError> {
+    pub(crate) fn write_images(&mut self, rows: &[ImageRow]) -> Result<(), GpkgError> {
         let w = Writer { path: &self.path };
         let cs = &self.cstrings;
         let c = |sym: super::Sym| cs.get(sym.0 as usize).map(CString::as_c_str);
@@ -607,7 +606,7 @@ impl GpkgWriter {
     }
 
     /// Writes the sequences, grid cells, runs and styles, and commits.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         sequences: &[SequenceLine],
         cells: &[CellCoverage],
@@ -1000,7 +999,12 @@ impl GpkgWriter {
 }
 
 /// Writes every layer of `set` to a new GeoPackage at `path` in one go.
-pub fn write(path: &Path, set: &LayerSet, as_of: DateTime<Utc>) -> Result<(), GpkgError> {
+#[cfg(test)]
+pub(crate) fn write(
+    path: &Path,
+    set: &super::LayerSet,
+    as_of: DateTime<Utc>,
+) -> Result<(), GpkgError> {
     let mut g = GpkgWriter::create(path, set.layout, as_of)?;
     g.reserve(set.rows.len());
     g.add_strings(set.strings.strings_from(0));

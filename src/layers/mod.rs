@@ -2,14 +2,15 @@
 //! sequence lines through them, and the writers of each format. This module is
 //! pure: no files, no GDAL, no threads (those live in `read`, `gpkg` and
 //! `commands::layers`); it must not touch the terminal or the network.
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
-pub mod csv;
-pub mod geojson;
-pub mod gpkg;
-pub mod html;
+pub(crate) mod csv;
+pub(crate) mod geojson;
+pub(crate) mod gpkg;
+pub(crate) mod html;
 pub mod read;
-pub mod rtree;
-pub mod styles;
+pub(crate) mod rtree;
+pub(crate) mod styles;
 
 use std::collections::HashMap;
 
@@ -29,36 +30,36 @@ pub enum LayersError {
 }
 
 /// Decimal places of every coordinate written (about 1 cm at the equator).
-pub const COORD_DECIMALS: i32 = 7;
+pub(crate) const COORD_DECIMALS: i32 = 7;
 
 /// Rounds a coordinate to [`COORD_DECIMALS`] places.
-pub fn round_coord(v: f64) -> f64 {
+pub(crate) fn round_coord(v: f64) -> f64 {
     round_to(v, COORD_DECIMALS)
 }
 
 /// Rounds `v` to `places` decimals (ties away from zero).
-pub fn round_to(v: f64, places: i32) -> f64 {
+pub(crate) fn round_to(v: f64, places: i32) -> f64 {
     let f = 10f64.powi(places);
     (v * f).round() / f
 }
 
 /// Formats a UTC time as `YYYY-MM-DDTHH:MM:SS.SSSZ` (milliseconds, `Z`).
-pub fn iso_ms(t: DateTime<Utc>) -> String {
+pub(crate) fn iso_ms(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Formats milliseconds since the epoch as [`iso_ms`]; `None` out of range.
-pub fn iso_ms_from_millis(ms: i64) -> Option<String> {
+pub(crate) fn iso_ms_from_millis(ms: i64) -> Option<String> {
     DateTime::from_timestamp_millis(ms).map(iso_ms)
 }
 
 /// A handle to an interned string; [`Sym::NONE`] stands for "absent".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sym(u32);
+pub(crate) struct Sym(u32);
 
 impl Sym {
-    pub const NONE: Sym = Sym(u32::MAX);
-    pub fn is_none(self) -> bool {
+    pub(crate) const NONE: Sym = Sym(u32::MAX);
+    pub(crate) fn is_none(self) -> bool {
         self == Sym::NONE
     }
 }
@@ -66,14 +67,14 @@ impl Sym {
 /// A string table: each distinct string (grid, sequence, make, creator, ...)
 /// is kept once, so a million rows stay small.
 #[derive(Debug, Default, Clone)]
-pub struct Interner {
+pub(crate) struct Interner {
     strings: Vec<Box<str>>,
     index: HashMap<Box<str>, u32>,
 }
 
 impl Interner {
     /// The handle of `s`, adding it when new.
-    pub fn intern(&mut self, s: &str) -> Result<Sym, LayersError> {
+    pub(crate) fn intern(&mut self, s: &str) -> Result<Sym, LayersError> {
         if let Some(&i) = self.index.get(s) {
             return Ok(Sym(i));
         }
@@ -87,33 +88,29 @@ impl Interner {
     }
 
     /// Like [`Interner::intern`] for an optional string.
-    pub fn intern_opt(&mut self, s: Option<&str>) -> Result<Sym, LayersError> {
+    pub(crate) fn intern_opt(&mut self, s: Option<&str>) -> Result<Sym, LayersError> {
         s.map_or(Ok(Sym::NONE), |s| self.intern(s))
     }
 
     /// How many strings are interned.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.strings.len()
-    }
-    /// True when nothing is interned.
-    pub fn is_empty(&self) -> bool {
-        self.strings.is_empty()
     }
     /// The strings interned from position `start` on, in order: interning
     /// them in that order into another table gives the same handles.
-    pub fn strings_from(&self, start: usize) -> &[Box<str>] {
+    pub(crate) fn strings_from(&self, start: usize) -> &[Box<str>] {
         self.strings.get(start..).unwrap_or(&[])
     }
 
     /// The string of a handle, `None` for [`Sym::NONE`].
-    pub fn get(&self, sym: Sym) -> Option<&str> {
+    pub(crate) fn get(&self, sym: Sym) -> Option<&str> {
         self.strings.get(sym.0 as usize).map(|s| &**s)
     }
 }
 
 /// How the JPEG of a row is found relative to the input folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileLayout {
+pub(crate) enum FileLayout {
     /// `<grid>/<id>.jpg` (written by `mlyexport fetch`).
     Grid,
     /// `images/<id>.jpg` (the old Python tool, a single run).
@@ -127,7 +124,7 @@ pub enum FileLayout {
 /// [`Interner`], and absent numbers are stored as NaN or a sentinel behind
 /// accessors that return `Option` (hence no `PartialEq`: NaN is not equal to itself).
 #[derive(Debug, Clone)]
-pub struct ImageRow {
+pub(crate) struct ImageRow {
     pub id: ImageId,
     /// lon, lat; NaN when the image has no position (counted, not drawn).
     pos: [f64; 2],
@@ -160,7 +157,7 @@ fn finite(v: f64) -> Option<f64> {
 impl ImageRow {
     /// Builds a row from a parsed record found in `grid`, using the position
     /// preferred by `prefer` (falling back to the other one).
-    pub fn from_record(
+    pub(crate) fn from_record(
         rec: &ImageRecord,
         grid: &str,
         has_jpg: bool,
@@ -196,52 +193,52 @@ impl ImageRow {
     }
 
     /// The position drawn, `None` when the image has none.
-    pub fn position(&self) -> Option<LonLat> {
+    pub(crate) fn position(&self) -> Option<LonLat> {
         LonLat::new(self.pos[0], self.pos[1])
     }
     /// Capture time, milliseconds since the epoch, UTC.
-    pub fn captured_ms(&self) -> Option<i64> {
+    pub(crate) fn captured_ms(&self) -> Option<i64> {
         (self.captured != i64::MIN).then_some(self.captured)
     }
     /// Camera compass angle, degrees clockwise from north.
-    pub fn compass_angle(&self) -> Option<f64> {
+    pub(crate) fn compass_angle(&self) -> Option<f64> {
         finite(self.nums[0])
     }
     /// SfM compass angle, degrees clockwise from north.
-    pub fn computed_compass_angle(&self) -> Option<f64> {
+    pub(crate) fn computed_compass_angle(&self) -> Option<f64> {
         finite(self.nums[1])
     }
     /// The compass angle matching the position used (falling back to the other).
-    pub fn direction(&self) -> Option<f64> {
+    pub(crate) fn direction(&self) -> Option<f64> {
         match self.source {
             PositionSource::Computed => self.computed_compass_angle().or(self.compass_angle()),
             PositionSource::Original => self.compass_angle().or(self.computed_compass_angle()),
         }
     }
     /// Metres above sea level.
-    pub fn altitude(&self) -> Option<f64> {
+    pub(crate) fn altitude(&self) -> Option<f64> {
         finite(self.nums[2])
     }
     /// Metres between the original and the computed position.
-    pub fn offset_m(&self) -> Option<f64> {
+    pub(crate) fn offset_m(&self) -> Option<f64> {
         finite(self.nums[3])
     }
     /// Width of the original upload, pixels.
-    pub fn width(&self) -> Option<u32> {
+    pub(crate) fn width(&self) -> Option<u32> {
         (self.size[0] > 0).then_some(self.size[0])
     }
     /// Height of the original upload, pixels.
-    pub fn height(&self) -> Option<u32> {
+    pub(crate) fn height(&self) -> Option<u32> {
         (self.size[1] > 0).then_some(self.size[1])
     }
     /// Size of the JPEG as downloaded.
-    pub fn bytes(&self) -> Option<u64> {
+    pub(crate) fn bytes(&self) -> Option<u64> {
         (self.jpg_bytes != u64::MAX).then_some(self.jpg_bytes)
     }
 }
 
 /// `computed` or `original`, as written in the layers.
-pub fn source_name(s: PositionSource) -> &'static str {
+pub(crate) fn source_name(s: PositionSource) -> &'static str {
     match s {
         PositionSource::Computed => "computed",
         PositionSource::Original => "original",
@@ -250,7 +247,7 @@ pub fn source_name(s: PositionSource) -> &'static str {
 
 /// The relative path of a row's JPEG inside the input folder, `None` when it
 /// is not on disk.
-pub fn file_path(layout: FileLayout, strings: &Interner, row: &ImageRow) -> Option<String> {
+pub(crate) fn file_path(layout: FileLayout, strings: &Interner, row: &ImageRow) -> Option<String> {
     let mut path = String::new();
     let grid = strings.get(row.grid).unwrap_or("");
     write_file_path(layout, grid, row, &mut path).then_some(path)
@@ -258,7 +255,12 @@ pub fn file_path(layout: FileLayout, strings: &Interner, row: &ImageRow) -> Opti
 
 /// [`file_path`] into `out` (cleared first), for a row of grid `grid`;
 /// false when the JPEG is not on disk.
-pub fn write_file_path(layout: FileLayout, grid: &str, row: &ImageRow, out: &mut String) -> bool {
+pub(crate) fn write_file_path(
+    layout: FileLayout,
+    grid: &str,
+    row: &ImageRow,
+    out: &mut String,
+) -> bool {
     use std::fmt::Write as _;
     out.clear();
     if !row.has_jpg {
@@ -274,7 +276,7 @@ pub fn write_file_path(layout: FileLayout, grid: &str, row: &ImageRow, out: &mut
 
 /// A grid cell as the layers and the coverage see it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GridInfo {
+pub(crate) struct GridInfo {
     pub grid: String,
     /// The cell's box; `None` when unknown (no run record and no positioned image).
     pub bbox: Option<Bbox>,
@@ -288,7 +290,7 @@ pub struct GridInfo {
 
 /// Everything the writers need, built once and shared by every format.
 #[derive(Debug, Clone)]
-pub struct LayerSet {
+pub(crate) struct LayerSet {
     /// Image rows in scan order (grid, then id), including those without a position.
     pub rows: Vec<ImageRow>,
     pub strings: Interner,
@@ -300,22 +302,22 @@ pub struct LayerSet {
 
 impl LayerSet {
     /// The relative path of a row's JPEG, `None` when it is not on disk.
-    pub fn file_of(&self, row: &ImageRow) -> Option<String> {
+    pub(crate) fn file_of(&self, row: &ImageRow) -> Option<String> {
         file_path(self.layout, &self.strings, row)
     }
     /// The string of a handle.
-    pub fn s(&self, sym: Sym) -> Option<&str> {
+    pub(crate) fn s(&self, sym: Sym) -> Option<&str> {
         self.strings.get(sym)
     }
     /// Rows that have a position, in row order.
-    pub fn drawn(&self) -> impl Iterator<Item = &ImageRow> {
+    pub(crate) fn drawn(&self) -> impl Iterator<Item = &ImageRow> {
         self.rows.iter().filter(|r| r.position().is_some())
     }
 }
 
 /// One sequence drawn as a line through its images in capture order.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SequenceLine {
+pub(crate) struct SequenceLine {
     pub sequence: Sym,
     /// The vertices, in capture order (ties by image id).
     pub points: Vec<LonLat>,
@@ -328,7 +330,7 @@ pub struct SequenceLine {
 /// The capture-ordered lines of every sequence with at least two positioned,
 /// timed images; sorted by sequence id. Images without a sequence, a position
 /// or a capture time are left out of the lines.
-pub fn sequence_lines(rows: &[ImageRow], strings: &Interner) -> Vec<SequenceLine> {
+pub(crate) fn sequence_lines(rows: &[ImageRow], strings: &Interner) -> Vec<SequenceLine> {
     let mut groups: HashMap<Sym, Vec<(i64, ImageId, LonLat)>> = HashMap::new();
     for r in rows {
         if let (false, Some(p), Some(t)) = (r.sequence.is_none(), r.position(), r.captured_ms()) {
@@ -357,7 +359,7 @@ pub fn sequence_lines(rows: &[ImageRow], strings: &Interner) -> Vec<SequenceLine
 
 /// The box around the given positions, `None` when there are fewer than two
 /// distinct ones on each axis.
-pub fn extent(points: impl Iterator<Item = LonLat>) -> Option<Bbox> {
+pub(crate) fn extent(points: impl Iterator<Item = LonLat>) -> Option<Bbox> {
     let mut b: Option<[f64; 4]> = None;
     for p in points {
         let e = b.get_or_insert([p.lon, p.lat, p.lon, p.lat]);
@@ -372,7 +374,7 @@ pub fn extent(points: impl Iterator<Item = LonLat>) -> Option<Bbox> {
 
 /// A cell's drawn shape: its AOI-clipped polygon, else its box;
 /// exterior rings counter-clockwise, holes clockwise (RFC 7946 / OGC).
-pub fn cell_shape(c: &crate::coverage::CellCoverage) -> Option<geo::MultiPolygon<f64>> {
+pub(crate) fn cell_shape(c: &crate::coverage::CellCoverage) -> Option<geo::MultiPolygon<f64>> {
     use geo::orient::{Direction, Orient};
     let shape = match (&c.shape, c.bbox) {
         (Some(s), _) => s.clone(),

@@ -1,8 +1,9 @@
 //! Reads a downloads folder for `layers`: the per-image metadata files (in
 //! parallel, on the caller's rayon pool), the run record and the optional
-//! listing. File reads only, each through [`crate::input`] (regular files
+//! listing. File reads only, each through `crate::input` (regular files
 //! only, opened without blocking, size- and line-bounded): no writes, no
 //! network, no terminal.
+#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -19,7 +20,8 @@ use crate::model::GridId;
 use crate::model::{ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
-use crate::store::{InputLayout, LISTING_FILE, MAX_METADATA_BYTES, StoreError};
+pub use crate::store::{InputLayout, StoreError};
+use crate::store::{LISTING_FILE, MAX_METADATA_BYTES};
 
 /// Why one metadata file (or the run record) could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +144,7 @@ fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
 }
 
 /// Finds every image metadata file in a downloads folder, in either layout,
-/// with the same rules as [`crate::store::scan_input`] (the old tool's layout
+/// with the same rules as `store::scan_input` (the old tool's layout
 /// when `jsons/` exists; otherwise every sub-folder named like a grid id), but
 /// compactly: see [`Entry`].
 pub fn scan(root: &Path) -> Result<Scan, StoreError> {
@@ -339,7 +341,7 @@ fn parse_old(
 
 /// Rows read from a folder, and the files that could not be used.
 #[derive(Debug, Default)]
-pub struct ReadOutcome {
+pub(crate) struct ReadOutcome {
     /// In scan order (grid, then id); not yet de-duplicated.
     pub rows: Vec<ImageRow>,
     pub strings: Interner,
@@ -352,7 +354,7 @@ pub struct ReadOutcome {
 /// abort; so does a second copy of an image id (the first is kept). After
 /// each chunk, `on_chunk` gets the chunk's new rows, the string table and the
 /// number of files done; its error stops the reading.
-pub fn read_rows<E>(
+pub(crate) fn read_rows<E>(
     scan: &Scan,
     prefer: PositionSource,
     mut on_chunk: impl FnMut(&[ImageRow], &Interner, usize) -> Result<(), E>,
@@ -419,11 +421,11 @@ pub fn read_rows<E>(
 
 /// Largest run record read, in bytes (one of a city-wide run with thousands
 /// of grids and failures is a few megabytes).
-pub const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
+pub(crate) const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
 
 /// The run record of `root`: `Ok(None)` when there is none (e.g. the old
 /// Python tool's folder), an error when it exists but cannot be read.
-pub fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
+pub(crate) fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
     let path = root.join(RUN_RECORD_FILE);
     let mut bytes = Vec::new();
     match input::read_bounded_into(&path, MAX_RUN_RECORD_BYTES, &mut bytes) {
@@ -441,7 +443,7 @@ const MAX_SEGMENTS_BYTES: u64 = 64 << 20;
 
 /// Grid boxes from the old tool's `study_area_segments.txt` in `root`, by
 /// segment id; `None` when it is missing or does not parse.
-pub fn read_segment_boxes(root: &Path) -> Option<BTreeMap<String, crate::model::Bbox>> {
+pub(crate) fn read_segment_boxes(root: &Path) -> Option<BTreeMap<String, crate::model::Bbox>> {
     let text =
         input::read_text_bounded(&root.join(legacy::SEGMENTS_FILE), MAX_SEGMENTS_BYTES).ok()?;
     let grids = crate::plan::parse_grid_file(&text).ok()?;
@@ -459,7 +461,7 @@ const MAX_LISTING_LINE_BYTES: usize = 1 << 20;
 /// Images listed per grid according to `listing.jsonl`, when it exists, is
 /// a regular file and can be read (a line longer than 1 MiB makes it
 /// unreadable); lines that are not JSON objects with a `grid` are skipped.
-pub fn read_listing_counts(root: &Path) -> Option<BTreeMap<String, u64>> {
+pub(crate) fn read_listing_counts(root: &Path) -> Option<BTreeMap<String, u64>> {
     let file = input::open_regular(&root.join(LISTING_FILE)).ok()?;
     let mut counts = BTreeMap::new();
     let reader = io::BufReader::new(file);

@@ -12,7 +12,7 @@
 /// One box to index: a row id and its bounds as 32-bit floats
 /// (`[minx, maxx, miny, maxy]`, degrees), rounded outwards.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub id: i64,
     pub bounds: [f32; 4],
 }
@@ -21,7 +21,7 @@ impl Entry {
     /// The entry of a point (x = lon, y = lat), with its coordinates rounded
     /// to 32-bit floats the way SQLite's R*Tree rounds them (down for the
     /// minimum, up for the maximum), so the box always contains the point.
-    pub fn point(id: i64, x: f64, y: f64) -> Self {
+    pub(crate) fn point(id: i64, x: f64, y: f64) -> Self {
         Self {
             id,
             bounds: [down(x), up(x), down(y), up(y)],
@@ -62,7 +62,7 @@ const CELL: usize = 8 + 4 * 4;
 
 /// One node of the packed tree.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     /// Its number (the `nodeno` of `<rtree>_node`); the root is 1.
     pub number: i64,
     /// Whether its cells are entries (else child nodes).
@@ -73,7 +73,7 @@ pub struct Node {
 
 impl Node {
     /// The ids in its cells: entry ids in a leaf, child node numbers above.
-    pub fn ids(&self) -> impl Iterator<Item = i64> + '_ {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = i64> + '_ {
         let n = usize::from(u16::from_be_bytes([self.data[2], self.data[3]]));
         (0..n).map(|i| {
             let at = 4 + i * CELL;
@@ -89,7 +89,7 @@ impl Node {
 /// as soon as it is made (so the nodes never all sit in memory), the root
 /// last. Nodes are filled evenly, as full as they can be. `None` when
 /// `node_size` holds fewer than two cells; an error of `emit` stops the packing.
-pub fn pack<E>(
+pub(crate) fn pack<E>(
     mut entries: Vec<Entry>,
     node_size: usize,
     mut emit: impl FnMut(Node) -> Result<(), E>,
@@ -124,7 +124,8 @@ pub fn pack<E>(
 }
 
 /// [`pack`] into a list, the root first.
-pub fn pack_all(entries: Vec<Entry>, node_size: usize) -> Option<Vec<Node>> {
+#[cfg(test)]
+pub(crate) fn pack_all(entries: Vec<Entry>, node_size: usize) -> Option<Vec<Node>> {
     let mut nodes = Vec::new();
     pack(entries, node_size, |n| {
         nodes.push(n);

@@ -5,7 +5,7 @@
 
 /// A default style of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LayerStyle {
+pub(crate) struct LayerStyle {
     pub table: &'static str,
     /// The geometry column, empty for a table without geometry.
     pub geometry_column: &'static str,
@@ -58,7 +58,7 @@ fn fill(name: &str, color: &str) -> String {
 }
 
 /// Classes of images per km² for the grid cells: (lower, upper, colour).
-pub const DENSITY_CLASSES: &[(f64, f64, &str)] = &[
+pub(crate) const DENSITY_CLASSES: &[(f64, f64, &str)] = &[
     (0.0, 1.0, "255,255,204,255"),
     (1.0, 10.0, "255,237,160,255"),
     (10.0, 50.0, "254,217,118,255"),
@@ -69,7 +69,7 @@ pub const DENSITY_CLASSES: &[(f64, f64, &str)] = &[
 ];
 
 /// The QML of the `images` layer.
-pub fn images_qml() -> String {
+pub(crate) fn images_qml() -> String {
     let rules = "<rules key=\"{mlyexport-root}\">\
 <rule key=\"{mlyexport-pano}\" filter=\"&quot;is_pano&quot;\" label=\"Panorama\" symbol=\"0\"/>\
 <rule key=\"{mlyexport-image}\" filter=\"ELSE\" label=\"Image (arrow: viewing direction)\" symbol=\"1\"/>\
@@ -83,7 +83,7 @@ pub fn images_qml() -> String {
 }
 
 /// The QML of the `sequences` layer.
-pub fn sequences_qml() -> String {
+pub(crate) fn sequences_qml() -> String {
     format!(
         "{HEAD}<renderer-v2 type=\"singleSymbol\" symbollevels=\"0\" enableorderby=\"0\" forceraster=\"0\"><symbols>\
 <symbol type=\"line\" name=\"0\" alpha=\"0.8\" clip_to_extent=\"1\" force_rhr=\"0\">\
@@ -97,7 +97,7 @@ pub fn sequences_qml() -> String {
 }
 
 /// The QML of the `grid_cells` layer: graduated by `images_per_km2`.
-pub fn grid_cells_qml() -> String {
+pub(crate) fn grid_cells_qml() -> String {
     let mut ranges = String::new();
     let mut symbols = String::new();
     for (i, (lo, hi, color)) in DENSITY_CLASSES.iter().enumerate() {
@@ -119,14 +119,14 @@ pub fn grid_cells_qml() -> String {
 }
 
 /// The QML of the non-spatial `runs` table (field aliases only).
-pub fn runs_qml() -> String {
+pub(crate) fn runs_qml() -> String {
     format!(
         "{HEAD}<aliases><alias field=\"command_line\" index=\"2\" name=\"Command line\"/></aliases>\n</qgis>\n"
     )
 }
 
 /// Every default style, one per layer.
-pub fn all() -> Vec<(LayerStyle, String)> {
+pub(crate) fn all() -> Vec<(LayerStyle, String)> {
     let s = |table, geometry_column, description, qml: String| {
         (
             LayerStyle {

@@ -205,8 +205,8 @@ fn temp_files_of_live_runs_survive_and_those_of_dead_runs_go() {
         .arg("30")
         .spawn()
         .expect("runs `sleep`");
-    let live_name = format!("{}a", mlyexport::store::temp_name_prefix(live.id()));
-    let dead_name = format!("{}b", mlyexport::store::temp_name_prefix(dead_pid()));
+    let live_name = format!("{}a", mlyexport::lock::temp_name_prefix(live.id()));
+    let dead_name = format!("{}b", mlyexport::lock::temp_name_prefix(dead_pid()));
     // No owner in the name (an older version's): the lock proves it is stale.
     let legacy_name = ".mlyexport-tmp-x7Hq2a";
     for dir in [&f.root(), &g1] {

@@ -14,9 +14,9 @@ use crate::layers::{LayerSet, Sym};
 use crate::model::PositionSource;
 
 /// Most grids drawn per chart (the others are summed or noted).
-pub const MAX_GRIDS: usize = 24;
+pub(super) const MAX_GRIDS: usize = 24;
 /// Most years drawn (older ones are summed into one column).
-pub const MAX_YEARS: usize = 16;
+pub(super) const MAX_YEARS: usize = 16;
 const CHART_W: f64 = 540.0;
 const ROW_H: f64 = 19.0;
 const LABEL_W: f64 = 96.0;

@@ -21,11 +21,11 @@ const MAX_HEIGHT: f64 = 720.0;
 /// Margin inside the map frame.
 const PAD: f64 = 14.0;
 /// Above this many positioned images, points are binned into hexagons.
-pub const MAX_DOTS: usize = 3_000;
+pub(super) const MAX_DOTS: usize = 3_000;
 /// Hexagon columns across the map when binning.
 const HEX_COLUMNS: f64 = 46.0;
 /// Most sequence vertices drawn in all.
-pub const MAX_SEQUENCE_VERTICES: usize = 12_000;
+pub(super) const MAX_SEQUENCE_VERTICES: usize = 12_000;
 /// Shades of images per km², light to dark (ColorBrewer YlGnBu).
 const RAMP: [&str; 6] = [
     "#ffffcc", "#c7e9b4", "#7fcdbb", "#41b6c4", "#2c7fb8", "#253494",
@@ -97,7 +97,7 @@ fn n1(v: f64) -> String {
 }
 
 /// The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10 times a power of ten that is at least `x`.
-pub fn nice_ceil(x: f64) -> f64 {
+pub(super) fn nice_ceil(x: f64) -> f64 {
     if !x.is_finite() || x <= 0.0 {
         return 1.0;
     }
@@ -370,7 +370,7 @@ fn points_svg(set: &LayerSet, p: &Proj) -> Drawn {
 }
 
 /// The centre of the pointy-top hexagon (radius `r`) holding `(x, y)`, as (column, row).
-pub fn hex_of(x: f64, y: f64, r: f64) -> (i32, i32) {
+pub(super) fn hex_of(x: f64, y: f64, r: f64) -> (i32, i32) {
     let w = 3f64.sqrt() * r;
     let row = (y / (1.5 * r)).round() as i32;
     let mut best = (0, 0, f64::INFINITY);

@@ -17,13 +17,13 @@ use crate::layers::{LayerSet, iso_ms};
 use crate::runrecord::RunEntry;
 
 /// Most coverage-table rows written (the rest are in `coverage.csv`).
-pub const MAX_TABLE_ROWS: usize = 500;
+pub(crate) const MAX_TABLE_ROWS: usize = 500;
 /// Most runs listed in the provenance (the newest ones).
-pub const MAX_RUNS: usize = 20;
+pub(crate) const MAX_RUNS: usize = 20;
 
 /// What the report shows.
 #[derive(Debug, Clone, Copy)]
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     pub set: &'a LayerSet,
     /// The study-area polygon (`fetch --aoi`), drawn as an outline.
     pub aoi: Option<&'a geo::MultiPolygon<f64>>,
@@ -36,7 +36,7 @@ pub struct Report<'a> {
 }
 
 /// The whole page.
-pub fn render(r: &Report<'_>) -> String {
+pub(crate) fn render(r: &Report<'_>) -> String {
     let mut out = String::with_capacity(64 * 1024);
     out.push_str(HEAD);
     header(r, &mut out);
@@ -76,7 +76,7 @@ Give this attribution, and share derived data under the same licence.</p></foote
 </main></body></html>\n";
 
 /// Escapes `&`, `<`, `>`, `"` and `'` for text and attribute values.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -93,7 +93,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Thousands separated by a thin space: `1 234 567`.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
@@ -106,7 +106,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// Whether a grid's listing was verified against the vector tiles.
-pub fn is_verified(c: &CellCoverage) -> bool {
+pub(crate) fn is_verified(c: &CellCoverage) -> bool {
     c.listing == "verified"
 }
 
@@ -218,7 +218,7 @@ fn table(cells: &[CellCoverage], out: &mut String) {
 
 /// A command line as shown: any token value replaced by `****` (the run
 /// record hides it already; this is a second guard).
-pub fn masked_command(args: &[String]) -> String {
+pub(crate) fn masked_command(args: &[String]) -> String {
     let mut out: Vec<String> = Vec::with_capacity(args.len());
     let mut hide_next = false;
     for a in args {
@@ -300,6 +300,9 @@ fn provenance(r: &Report<'_>, out: &mut String) {
         .collect();
     let _ = writeln!(out, "<p>Listing per grid cell: {}.</p>", text.join(", "));
 }
+
+#[cfg(test)]
+mod scale_tests;
 
 #[cfg(test)]
 mod tests {
