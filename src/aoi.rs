@@ -1,7 +1,6 @@
 //! Polygon study areas: reading a Polygon/MultiPolygon layer with GDAL
 //! (reprojected to EPSG:4326) is the only I/O here; testing points and boxes
 //! against the polygon is pure. Knows nothing of the network or grids.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +13,7 @@ use crate::model::{Bbox, LonLat};
 
 /// Why an AOI file cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum AoiError {
     #[error(
         "cannot open `{path}` as a vector file ({message}); give a GeoJSON, GeoPackage or Shapefile"

@@ -6,7 +6,6 @@
 //!
 //! The lock file's name is a parameter ([`FolderLock::acquire_named`]), so a
 //! folder can later be locked in parts (one lock file per shard).
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -24,6 +23,7 @@ pub(crate) const LOCK_FILE: &str = ".mlyexport.lock";
 
 /// Errors from taking a folder lock.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum LockError {
     #[error(
         "`{dir}` is in use by another mlyexport run ({holder}); wait for it to finish, or stop it"

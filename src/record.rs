@@ -6,7 +6,6 @@
 //! and one object `"mlyexport"` with what the tool adds ([`DownloadInfo`]). A
 //! file written by the old Python tool (`jsons/<id>.json`) has the API fields
 //! only; it parses too, with `download` left `None`.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -48,6 +47,7 @@ pub(crate) const SEARCH_FIELDS: &[&str] = &[
 /// What mlyexport adds to an image's record after downloading it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DownloadInfo {
+    /// Version of this block's layout (see `schemas/image.schema.json`).
     pub schema_version: u32,
     /// The grid id, which is also the folder name.
     pub grid: String,
@@ -59,11 +59,13 @@ pub struct DownloadInfo {
     pub bytes: u64,
     /// SHA-256 of the JPEG as downloaded, lowercase hex.
     pub sha256: String,
-    /// Pixel width and height of the downloaded JPEG (not of the original upload).
+    /// Pixel width of the downloaded JPEG (not of the original upload).
     pub pixel_width: u32,
+    /// Pixel height of the downloaded JPEG.
     pub pixel_height: u32,
     /// When the download finished, UTC.
     pub downloaded_at: DateTime<Utc>,
+    /// The mlyexport version that downloaded it.
     pub tool_version: String,
     /// Problems found in the API's data and how they were handled,
     /// e.g. `altitude_unsigned_wrapped`, `no_position`.
@@ -78,6 +80,7 @@ pub struct DownloadInfo {
 /// A typed view of one image. Every field may be missing in the API's data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRecord {
+    /// The image's Mapillary id.
     pub id: ImageId,
     /// Capture time, UTC, millisecond precision.
     pub captured_at: Option<DateTime<Utc>>,
@@ -87,21 +90,33 @@ pub struct ImageRecord {
     pub computed_position: Option<LonLat>,
     /// Degrees clockwise from true north, 0..360.
     pub compass_angle: Option<f64>,
+    /// The SfM camera heading, degrees clockwise from true north, 0..360.
     pub computed_compass_angle: Option<f64>,
     /// Metres above sea level, repaired when the API wrapped a negative value.
     pub altitude: Option<f64>,
+    /// The SfM altitude, metres.
     pub computed_altitude: Option<f64>,
+    /// The sequence (capture session) id.
     pub sequence: Option<String>,
+    /// Whether the image is a 360° panorama.
     pub is_pano: Option<bool>,
+    /// The API's camera projection (`perspective`, `fisheye`, `equirectangular`, `spherical`).
     pub camera_type: Option<String>,
+    /// Camera maker, as uploaded.
     pub make: Option<String>,
+    /// Camera model, as uploaded.
     pub model: Option<String>,
+    /// The uploader's user name (untrusted text: neutralise before display).
     pub creator_username: Option<String>,
+    /// The uploader's user id.
     pub creator_id: Option<String>,
+    /// The organisation the image belongs to, if any.
     pub organization_id: Option<String>,
-    /// Width and height of the original upload, pixels.
+    /// Width of the original upload, pixels.
     pub width: Option<u32>,
+    /// Height of the original upload, pixels.
     pub height: Option<u32>,
+    /// What mlyexport added when it downloaded the image (none for a bare listing).
     pub download: Option<DownloadInfo>,
     /// Problems found while parsing (e.g. `altitude_unsigned_wrapped`).
     pub warnings: Vec<String>,
@@ -109,6 +124,7 @@ pub struct ImageRecord {
 
 /// Why a JSON object is not an image record.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum RecordError {
     #[error("not a JSON object ({0})")]
     NotObject(#[source] serde_json::Error),

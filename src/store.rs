@@ -1,7 +1,6 @@
 //! The output folder: its layout, atomic writes (temp file + rename), what is
 //! already done, and finding the images in a folder for post-processing.
 //! File system only: no network, no policy about what to download.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::fs;
 use std::io::{self, Write};
@@ -21,6 +20,7 @@ pub(crate) const LISTING_FILE: &str = "listing.jsonl";
 
 /// Errors from the output folder.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum StoreError {
     #[error("cannot write `{path}`: {source}")]
     Write { path: PathBuf, source: io::Error },
