@@ -501,7 +501,7 @@ pub struct AccessToken(String);
 impl AccessToken {
     /// Accepts any non-empty token without whitespace; the server decides
     /// whether it is valid.
-    pub(crate) fn new(raw: &str) -> Option<Self> {
+    pub fn new(raw: &str) -> Option<Self> {
         let t = raw.trim();
         (!t.is_empty() && !t.chars().any(char::is_whitespace)).then(|| Self(t.to_string()))
     }
