@@ -19,6 +19,7 @@ use crate::ExitStatus;
 use crate::cli::{LayerFormat, LayersArgs};
 use crate::coverage;
 use crate::coverage::CellCoverage;
+use crate::layers::ogr::OgrError;
 use crate::layers::read::{self, ReadError};
 use crate::layers::{
     self, FileLayout, GridInfo, ImageRow, Interner, LayerSet, SequenceLine, extent, gpkg,
@@ -426,7 +427,7 @@ struct Finished {
 
 type Writer<'s> = (
     mpsc::SyncSender<ToWriter>,
-    std::thread::ScopedJoinHandle<'s, Result<Option<Finished>, gpkg::GpkgError>>,
+    std::thread::ScopedJoinHandle<'s, Result<Option<Finished>, OgrError>>,
 );
 
 /// The GeoPackage thread: every GDAL call happens here, in one transaction.
@@ -439,9 +440,9 @@ fn gpkg_thread(
     as_of: DateTime<Utc>,
     images: usize,
     rx: mpsc::Receiver<ToWriter>,
-) -> Result<Option<Finished>, gpkg::GpkgError> {
+) -> Result<Option<Finished>, OgrError> {
     // A killed run's temp GeoPackage and journal went with the other temp files.
-    let mut g = gpkg::GpkgWriter::create(tmp, layout, as_of)?;
+    let mut g = gpkg::create(tmp, layout, as_of)?;
     g.reserve(images);
     for msg in rx {
         match msg {
@@ -460,7 +461,7 @@ fn gpkg_thread(
 
 /// Waits for the GeoPackage thread: what it handed back, or why it failed.
 fn join_writer(
-    handle: std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, gpkg::GpkgError>>,
+    handle: std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, OgrError>>,
 ) -> anyhow::Result<Option<Finished>> {
     match handle.join() {
         Ok(Ok(done)) => Ok(done),

@@ -7,10 +7,14 @@
 pub(crate) mod csv;
 pub(crate) mod geojson;
 pub(crate) mod gpkg;
+mod gpkg_index;
 pub(crate) mod html;
+pub(crate) mod ogr;
 pub mod read;
 pub(crate) mod rtree;
+pub(crate) mod schema;
 pub(crate) mod styles;
+pub(crate) mod writer;
 
 use std::collections::HashMap;
 
