@@ -183,86 +183,15 @@ impl FetchConfig {
             .as_deref()
             .map(|s| parse_distance(s, "--min-spacing", 0.5))
             .transpose()?;
-        let since = args
-            .since
-            .as_deref()
-            .map(|s| parse_date(s, "--since", false))
-            .transpose()?;
-        let until = args
-            .until
-            .as_deref()
-            .map(|s| parse_date(s, "--until", true))
-            .transpose()?;
-        if let (Some(s), Some(u)) = (since, until)
-            && s > u
-        {
-            return Err(ConfigError::DateOrder {
-                since: args.since.clone().unwrap_or_default(),
-                until: args.until.clone().unwrap_or_default(),
-            });
-        }
-        if let Some(c) = &args.creator {
-            let ok = !c.is_empty()
-                && c.len() <= 100
-                && c.chars()
-                    .all(|ch| ch.is_alphanumeric() || "-_.".contains(ch));
-            if !ok {
-                return Err(ConfigError::Creator(c.clone()));
-            }
-        }
-        if let Some(o) = &args.organization
-            && (o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()))
-        {
-            return Err(ConfigError::Organization(o.clone()));
-        }
-        if args.max_images == Some(0) {
-            return Err(ConfigError::TooSmall {
-                flag: "--max-images",
-                value: 0,
-                min: 1,
-            });
-        }
-        check_range("--concurrency", args.concurrency as u64, 1, 256)?;
-        check_range("--search-rate", u64::from(args.search_rate), 1, 10_000)?;
-        check_range("--entity-rate", u64::from(args.entity_rate), 1, 60_000)?;
-        check_range("--search-cap", u64::from(args.search_cap), 10, 2000)?;
-        check_range("--timeout", args.timeout, 1, 600)?;
-        check_range("--retries", u64::from(args.retries), 1, 20)?;
-
-        let base_url = parse_api_url(&args.api_url)?;
-        let tiles_url = parse_api_url(&args.tiles_url).map_err(|e| match e {
-            ConfigError::InsecureApiUrl(u) => ConfigError::InsecureTilesUrl(u),
-            ConfigError::ApiUrl(u) => ConfigError::TilesUrl(u),
-            other => other,
-        })?;
-        check_range("--tile-budget", u64::from(args.tile_budget), 1, 1_000_000)?;
-        check_range("--box-target", u64::from(args.box_target), 10, 2000)?;
+        let filters = filters_from_args(&args)?;
+        check_fetch_ranges(&args)?;
+        let (base_url, tiles) = urls_from_args(&args)?;
         let token = load_token(&args, env, cwd)?;
-        let fast = env(EnvVars::TEST_NO_RETRY_DELAY).is_some_and(|v| v == "1");
-        let retry = RetryPolicy {
-            attempts: args.retries,
-            base: if fast {
-                Duration::from_millis(1)
-            } else {
-                Duration::from_millis(500)
-            },
-            max: if fast {
-                Duration::from_millis(5)
-            } else {
-                Duration::from_secs(60)
-            },
-        };
+        let retry = retry_policy(args.retries, env);
         check_output(&args.output)?;
         let request = Request {
             area,
-            filters: Filters {
-                since,
-                until,
-                pano: args.pano,
-                creator: args.creator.clone(),
-                organization: args.organization.clone(),
-                max_images: args.max_images,
-            },
+            filters,
             size: args.size,
             enumerate: args.enumerate,
             position: args.position,
@@ -271,10 +200,7 @@ impl FetchConfig {
         Ok(FetchConfig {
             plan,
             aoi: aoi.map(std::sync::Arc::new),
-            tiles: TilesConfig {
-                base_url: tiles_url,
-                budget: args.tile_budget,
-            },
+            tiles,
             audit: args.audit,
             box_target: (args.box_target.min(args.search_cap * 3 / 4).max(1)) as usize,
             request,
@@ -298,6 +224,104 @@ impl FetchConfig {
 
     pub(crate) fn size(&self) -> ThumbSize {
         self.request.size
+    }
+}
+
+/// The listing filters of `fetch`'s flags: dates (in order), creator,
+/// organization, `--max-images`.
+fn filters_from_args(args: &FetchArgs) -> Result<Filters, ConfigError> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_date(s, "--since", false))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|s| parse_date(s, "--until", true))
+        .transpose()?;
+    if let (Some(s), Some(u)) = (since, until)
+        && s > u
+    {
+        return Err(ConfigError::DateOrder {
+            since: args.since.clone().unwrap_or_default(),
+            until: args.until.clone().unwrap_or_default(),
+        });
+    }
+    if let Some(c) = &args.creator {
+        let ok = !c.is_empty()
+            && c.len() <= 100
+            && c.chars()
+                .all(|ch| ch.is_alphanumeric() || "-_.".contains(ch));
+        if !ok {
+            return Err(ConfigError::Creator(c.clone()));
+        }
+    }
+    if let Some(o) = &args.organization
+        && (o.is_empty() || o.len() > 20 || !o.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(ConfigError::Organization(o.clone()));
+    }
+    if args.max_images == Some(0) {
+        return Err(ConfigError::TooSmall {
+            flag: "--max-images",
+            value: 0,
+            min: 1,
+        });
+    }
+    Ok(Filters {
+        since,
+        until,
+        pano: args.pano,
+        creator: args.creator.clone(),
+        organization: args.organization.clone(),
+        max_images: args.max_images,
+    })
+}
+
+/// The numeric flags of `fetch` that must lie in a range.
+fn check_fetch_ranges(args: &FetchArgs) -> Result<(), ConfigError> {
+    check_range("--concurrency", args.concurrency as u64, 1, 256)?;
+    check_range("--search-rate", u64::from(args.search_rate), 1, 10_000)?;
+    check_range("--entity-rate", u64::from(args.entity_rate), 1, 60_000)?;
+    check_range("--search-cap", u64::from(args.search_cap), 10, 2000)?;
+    check_range("--timeout", args.timeout, 1, 600)?;
+    check_range("--retries", u64::from(args.retries), 1, 20)
+}
+
+/// The Graph API root and the tiles host (with `--tile-budget`); also
+/// checks `--box-target`.
+fn urls_from_args(args: &FetchArgs) -> Result<(reqwest::Url, TilesConfig), ConfigError> {
+    let base_url = parse_api_url(&args.api_url)?;
+    let tiles_url = parse_api_url(&args.tiles_url).map_err(|e| match e {
+        ConfigError::InsecureApiUrl(u) => ConfigError::InsecureTilesUrl(u),
+        ConfigError::ApiUrl(u) => ConfigError::TilesUrl(u),
+        other => other,
+    })?;
+    check_range("--tile-budget", u64::from(args.tile_budget), 1, 1_000_000)?;
+    check_range("--box-target", u64::from(args.box_target), 10, 2000)?;
+    let tiles = TilesConfig {
+        base_url: tiles_url,
+        budget: args.tile_budget,
+    };
+    Ok((base_url, tiles))
+}
+
+/// `attempts` in all; a millisecond apart under the test knob.
+fn retry_policy(attempts: u32, env: &dyn Fn(&str) -> Option<String>) -> RetryPolicy {
+    let fast = env(EnvVars::TEST_NO_RETRY_DELAY).is_some_and(|v| v == "1");
+    RetryPolicy {
+        attempts,
+        base: if fast {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(500)
+        },
+        max: if fast {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_secs(60)
+        },
     }
 }
 

@@ -1,7 +1,7 @@
 //! `fetch --audit`: lists a deterministic sample of small boxes both ways
 //! (bbox search with splitting, and vector tiles) and reports, per box, the
 //! images only one way found. Each listing uses its own `Selector`, so the
-//! main listing and the downloads are untouched. Network through `listing`
+//! main listing and the downloads are untouched. Network through `search`
 //! and `tiles`; the caller writes `audit.json` and prints the summary.
 
 use std::collections::BTreeSet;
@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::Progress;
 use super::listing::{self, ListError, Selector};
-use super::tiles::{self, tileset_for};
+use super::progress::Progress;
+use super::tiles::{self, PlannedTile, tileset_for};
+use super::{search, tilelister};
 use crate::aoi::Aoi;
 use crate::api::Client;
 use crate::config::TilesConfig;
@@ -152,14 +153,39 @@ pub(crate) fn sample_boxes(plan: &Plan, aoi: Option<&Aoi>) -> Vec<(usize, Bbox)>
     out
 }
 
-/// The z14 tiles the audit will read, for the budget check.
-pub(crate) fn tiles_needed(plan: &Plan, aoi: Option<&Aoi>) -> u64 {
-    sample_boxes(plan, aoi)
-        .iter()
-        .map(|(_, b)| {
-            tiles::plan_tiles(&Plan::single(*b), aoi, u64::MAX).map_or(0, |t| t.len() as u64)
-        })
-        .sum()
+/// The audit's boxes, each with the z14 tiles it will read: planned once,
+/// counted against the budget, then listed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AuditPlan {
+    boxes: Vec<AuditTarget>,
+}
+
+/// One sampled box: its grid (index), its bbox and its tiles.
+#[derive(Debug, Clone, PartialEq)]
+struct AuditTarget {
+    grid: usize,
+    bbox: Bbox,
+    tiles: Vec<PlannedTile>,
+}
+
+impl AuditPlan {
+    /// The sampled boxes of `plan` ([`sample_boxes`]) and their tiles.
+    pub(crate) fn new(plan: &Plan, aoi: Option<&Aoi>) -> Self {
+        let boxes = sample_boxes(plan, aoi)
+            .into_iter()
+            .map(|(grid, bbox)| AuditTarget {
+                grid,
+                bbox,
+                tiles: tiles::plan_tiles(&Plan::single(bbox), aoi, u64::MAX).unwrap_or_default(),
+            })
+            .collect();
+        AuditPlan { boxes }
+    }
+
+    /// The z14 tiles the audit will read, for the budget check.
+    pub(crate) fn tiles(&self) -> u64 {
+        self.boxes.iter().map(|b| b.tiles.len() as u64).sum()
+    }
 }
 
 /// What the audit needs besides the client.
@@ -178,85 +204,19 @@ pub(crate) struct AuditInput<'a> {
 pub(crate) async fn run(
     client: &Client,
     input: &AuditInput<'_>,
+    planned: &AuditPlan,
     cancel: &CancellationToken,
 ) -> Result<AuditReport, ListError> {
-    let stats = client.stats();
     let mut boxes = Vec::new();
     let mut totals = AuditTotals::default();
-    for (gi, b) in sample_boxes(input.plan, input.aoi) {
-        let plan = Plan::single(b);
-        let progress = Arc::new(Progress::default());
-
-        let mut sel = Selector::new(&plan, input.filters, input.size, input.position, input.aoi);
-        let mut search_ids = BTreeSet::new();
-        let mut no_position = BTreeSet::new();
-        let mut no_computed = BTreeSet::new();
-        let before = stats.search_calls.load(Ordering::Relaxed);
-        let result =
-            listing::list_plan(client, &mut sel, input.search_cap, &progress, cancel, |f| {
-                let id = f.id.get();
-                if f.record.original_position.is_none() && f.record.computed_position.is_none() {
-                    no_position.insert(id);
-                } else if input.position == PositionSource::Computed
-                    && f.record.computed_position.is_none()
-                {
-                    no_computed.insert(id);
-                } else {
-                    search_ids.insert(id);
-                }
-            })
-            .await;
-        let search = side(
-            result,
-            (search_ids.len() + no_position.len() + no_computed.len()) as u64,
-            stats.search_calls.load(Ordering::Relaxed) - before,
-        )?;
-
-        let mut sel = Selector::new(&plan, input.filters, input.size, input.position, input.aoi);
-        let mut tile_ids = BTreeSet::new();
-        let (t0, b0) = (
-            stats.tile_calls.load(Ordering::Relaxed),
-            stats.batch_calls.load(Ordering::Relaxed),
-        );
-        let result =
-            tiles::list_plan_tiles(client, input.tiles, &mut sel, &progress, cancel, |f| {
-                tile_ids.insert(f.id.get());
-            })
-            .await;
-        let (dt, db) = (
-            stats.tile_calls.load(Ordering::Relaxed) - t0,
-            stats.batch_calls.load(Ordering::Relaxed) - b0,
-        );
-        let tiles_side = side(result, tile_ids.len() as u64, dt + db)?;
-
-        let strings = |s: &mut dyn Iterator<Item = &u64>| s.map(ToString::to_string).collect();
-        let only_search: Vec<String> = strings(&mut search_ids.difference(&tile_ids));
-        let only_tiles: Vec<String> = strings(&mut tile_ids.difference(&search_ids));
-        totals.boxes += 1;
-        totals.only_search += only_search.len() as u64;
-        totals.only_tiles += only_tiles.len() as u64;
-        totals.search_without_position += no_position.len() as u64;
-        totals.search_without_computed_position += no_computed.len() as u64;
-        totals.search_calls += search.calls;
-        totals.tile_calls += dt;
-        totals.batch_calls += db;
-        let differs = !only_search.is_empty()
-            || !only_tiles.is_empty()
-            || search.error.is_some()
-            || tiles_side.error.is_some();
-        if differs {
-            totals.boxes_with_differences += 1;
-        }
-        boxes.push(AuditBox {
-            grid: input.plan.grids()[gi].id.to_string(),
-            bbox: b,
-            search,
-            tiles: tiles_side,
-            only_search,
-            only_tiles,
-            search_without_position: strings(&mut no_position.iter()),
-            search_without_computed_position: strings(&mut no_computed.iter()),
-        });
+    for target in &planned.boxes {
+        let plan = Plan::single(target.bbox);
+        let (search, found) = search_side(client, input, &plan, cancel).await?;
+        let (tiles, tile_ids, calls) = tiles_side(client, input, target, cancel).await?;
+        let grid = input.plan.grids()[target.grid].id.to_string();
+        let b = compare(grid, target.bbox, (search, found), (tiles, tile_ids));
+        totals.add(&b, calls);
+        boxes.push(b);
     }
     Ok(AuditReport {
         schema_version: AUDIT_SCHEMA_VERSION,
@@ -273,6 +233,118 @@ pub(crate) async fn run(
             "search_without_computed_position: with --position computed, images without a computed position; the computed tiles leave them out by design".into(),
         ],
     })
+}
+
+/// The ids one box's search listing found, in three kinds.
+#[derive(Debug, Default)]
+struct SearchIds {
+    /// Images the tiles can hold.
+    placed: BTreeSet<u64>,
+    /// Images without any position.
+    no_position: BTreeSet<u64>,
+    /// With `--position computed`: images without a computed position.
+    no_computed: BTreeSet<u64>,
+}
+
+/// Lists one box by bbox searches alone.
+async fn search_side(
+    client: &Client,
+    input: &AuditInput<'_>,
+    plan: &Plan,
+    cancel: &CancellationToken,
+) -> Result<(AuditSide, SearchIds), ListError> {
+    let stats = client.stats();
+    let progress = Arc::new(Progress::default());
+    let mut sel = Selector::new(plan, input.filters, input.size, input.position, input.aoi);
+    let mut ids = SearchIds::default();
+    let before = stats.search_calls.load(Ordering::Relaxed);
+    let sink = |f: listing::Found| {
+        let id = f.id.get();
+        if f.record.original_position.is_none() && f.record.computed_position.is_none() {
+            ids.no_position.insert(id);
+        } else if input.position == PositionSource::Computed && f.record.computed_position.is_none()
+        {
+            ids.no_computed.insert(id);
+        } else {
+            ids.placed.insert(id);
+        }
+    };
+    let cap = input.search_cap;
+    let result = search::list_plan(client, &mut sel, cap, &progress, cancel, sink).await;
+    let listed = (ids.placed.len() + ids.no_position.len() + ids.no_computed.len()) as u64;
+    let calls = stats.search_calls.load(Ordering::Relaxed) - before;
+    Ok((side(result, listed, calls)?, ids))
+}
+
+/// Lists one box by its vector tiles then `image_ids` lookups; also the
+/// tile and batch calls it made.
+async fn tiles_side(
+    client: &Client,
+    input: &AuditInput<'_>,
+    target: &AuditTarget,
+    cancel: &CancellationToken,
+) -> Result<(AuditSide, BTreeSet<u64>, (u64, u64)), ListError> {
+    let stats = client.stats();
+    let progress = Arc::new(Progress::default());
+    let plan = Plan::single(target.bbox);
+    let mut sel = Selector::new(&plan, input.filters, input.size, input.position, input.aoi);
+    let mut ids = BTreeSet::new();
+    let (t0, b0) = (
+        stats.tile_calls.load(Ordering::Relaxed),
+        stats.batch_calls.load(Ordering::Relaxed),
+    );
+    let sink = |f: listing::Found| {
+        ids.insert(f.id.get());
+    };
+    let (t, planned) = (input.tiles, &target.tiles);
+    let result =
+        tilelister::list_plan_tiles(client, t, planned, &mut sel, &progress, cancel, sink).await;
+    let (dt, db) = (
+        stats.tile_calls.load(Ordering::Relaxed) - t0,
+        stats.batch_calls.load(Ordering::Relaxed) - b0,
+    );
+    Ok((side(result, ids.len() as u64, dt + db)?, ids, (dt, db)))
+}
+
+/// One box's two listings compared.
+fn compare(
+    grid: String,
+    bbox: Bbox,
+    (search, found): (AuditSide, SearchIds),
+    (tiles, tile_ids): (AuditSide, BTreeSet<u64>),
+) -> AuditBox {
+    let strings = |s: &mut dyn Iterator<Item = &u64>| s.map(ToString::to_string).collect();
+    AuditBox {
+        grid,
+        bbox,
+        search,
+        tiles,
+        only_search: strings(&mut found.placed.difference(&tile_ids)),
+        only_tiles: strings(&mut tile_ids.difference(&found.placed)),
+        search_without_position: strings(&mut found.no_position.iter()),
+        search_without_computed_position: strings(&mut found.no_computed.iter()),
+    }
+}
+
+impl AuditTotals {
+    /// Adds one box, whose tiles side made `(tile, batch)` calls.
+    fn add(&mut self, b: &AuditBox, (tile_calls, batch_calls): (u64, u64)) {
+        self.boxes += 1;
+        self.only_search += b.only_search.len() as u64;
+        self.only_tiles += b.only_tiles.len() as u64;
+        self.search_without_position += b.search_without_position.len() as u64;
+        self.search_without_computed_position += b.search_without_computed_position.len() as u64;
+        self.search_calls += b.search.calls;
+        self.tile_calls += tile_calls;
+        self.batch_calls += batch_calls;
+        let differs = !b.only_search.is_empty()
+            || !b.only_tiles.is_empty()
+            || b.search.error.is_some()
+            || b.tiles.error.is_some();
+        if differs {
+            self.boxes_with_differences += 1;
+        }
+    }
 }
 
 fn side(

@@ -168,7 +168,7 @@ pub async fn download_image(
     let fields = format!("{},{field}", SEARCH_FIELDS.join(","));
     let mut object = client.image(id, &fields).await?;
     let url = wire::take_thumb_url(&mut object, field);
-    let grid = super::grid_of_dir(dir);
+    let grid = grid_of_dir(dir);
     let paths = ImagePaths {
         jpg: dir.join(format!("{id}.jpg")),
         json: dir.join(format!("{id}.json")),
@@ -185,4 +185,12 @@ pub async fn download_image(
         },
     )
     .await
+}
+
+/// The grid id a library caller's folder stands for: its name when valid, else `1`.
+fn grid_of_dir(dir: &Path) -> GridId {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| "1".parse().expect("valid"))
 }

@@ -1,28 +1,23 @@
 //! What every listing shares: the fields asked, the filters judged on the
 //! client, the `Selector` that gives each returned image to exactly one grid
 //! (by its documented position, whichever box returned it) and de-duplicates
-//! by id, and the search-only listing (`--enumerate search`, and the fallback
-//! when the tiles cannot be used), which splits boxes at a fraction of the
-//! cap and watches for a cap signature. Network through `api::Client` only;
-//! results go to a caller's sink (no file system here).
+//! by id, and when a search answer may have been cut. No network: the
+//! listings (`search`, `tiles`, `verified`) use it and hand what it keeps to
+//! a caller's sink.
 #![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
 
 use crate::aoi::Aoi;
-use crate::api::{ApiError, Client, SearchQuery, wire};
+use crate::api::{ApiError, SearchQuery, wire};
 use crate::model::{Bbox, ImageId, PanoFilter, PositionSource, ThumbSize};
 use crate::plan::Plan;
 use crate::record::{ImageRecord, SEARCH_FIELDS};
 use crate::runrecord::{Completeness, FailedBox, Filters, Verification};
 
-use super::Progress;
 use super::gridindex::GridIndex;
-use super::search::{BoxJob, Searcher};
 
 /// One image the lister kept.
 #[derive(Debug)]
@@ -69,8 +64,6 @@ pub enum ListError {
     Fatal(ApiError),
     #[error("interrupted")]
     Interrupted,
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 /// The search parameters for the filters and rendition.
@@ -299,31 +292,6 @@ pub(crate) fn completeness(g: &GridListing) -> Completeness {
     } else {
         Completeness::AssumedComplete
     }
-}
-
-/// Lists every grid of the selector's plan by bbox searches alone (not
-/// verified): boxes are split at [`split_threshold`] of `cap`, on a refusal,
-/// and when several boxes answer with the same count (a cap signature).
-/// Each kept image goes to `sink` exactly once. One `GridListing` per grid,
-/// in plan order.
-pub(crate) async fn list_plan(
-    client: &Client,
-    sel: &mut Selector<'_>,
-    cap: u32,
-    progress: &Arc<Progress>,
-    cancel: &CancellationToken,
-    sink: impl FnMut(Found),
-) -> Result<Vec<GridListing>, ListError> {
-    let query = search_query(sel.filters(), sel.size(), cap);
-    let jobs = BoxJob::initial(sel.plan(), sel.aoi(), sel.index());
-    progress.grids_total.store(
-        sel.plan().grids().len() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let mut searcher = Searcher::new(client, sel, query, split_threshold(cap), progress);
-    searcher.mark_empty_grids(&jobs);
-    searcher.run(jobs, cancel, sink).await?;
-    Ok(searcher.finish())
 }
 
 #[cfg(test)]

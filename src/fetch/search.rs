@@ -1,5 +1,6 @@
-//! The bbox-search executor shared by the search-only and the verified
-//! listings: a queue of boxes, searches in flight, and what each answer
+//! The bbox-search executor shared by the search-only listing
+//! ([`list_plan`]: `--enumerate search`, and the fallback when the tiles
+//! cannot be used) and the verified listing: a queue of boxes, searches in flight, and what each answer
 //! means. A search-only box is split when its answer reaches the split
 //! threshold, on a refusal, and when several boxes answer with the same count
 //! (a cap signature). A verified box knows how many images the tiles put in
@@ -14,10 +15,12 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::Progress;
 use super::gridindex::{GridIndex, PointIndex};
-use super::listing::{Found, GridListing, ListError, Selector, completeness};
+use super::listing::{
+    Found, GridListing, ListError, Selector, completeness, search_query, split_threshold,
+};
 use super::pack::{self, Margin, OUTER_MARGIN_M, Outer, SearchBox};
+use super::progress::Progress;
 use crate::aoi::Aoi;
 use crate::api::{ApiError, Client, SearchAnswer, SearchQuery};
 use crate::model::ImageId;
@@ -486,4 +489,29 @@ fn ids_of(a: &SearchAnswer) -> HashSet<ImageId> {
         .filter_map(|i| crate::record::ImageRecord::from_slice(i.get().as_bytes()).ok())
         .map(|r| r.id)
         .collect()
+}
+
+/// Lists every grid of the selector's plan by bbox searches alone (not
+/// verified): boxes are split at [`split_threshold`] of `cap`, on a refusal,
+/// and when several boxes answer with the same count (a cap signature).
+/// Each kept image goes to `sink` exactly once. One `GridListing` per grid,
+/// in plan order.
+pub(crate) async fn list_plan(
+    client: &Client,
+    sel: &mut Selector<'_>,
+    cap: u32,
+    progress: &Arc<Progress>,
+    cancel: &CancellationToken,
+    sink: impl FnMut(Found),
+) -> Result<Vec<GridListing>, ListError> {
+    let query = search_query(sel.filters(), sel.size(), cap);
+    let jobs = BoxJob::initial(sel.plan(), sel.aoi(), sel.index());
+    progress.grids_total.store(
+        sel.plan().grids().len() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let mut searcher = Searcher::new(client, sel, query, split_threshold(cap), progress);
+    searcher.mark_empty_grids(&jobs);
+    searcher.run(jobs, cancel, sink).await?;
+    Ok(searcher.finish())
 }

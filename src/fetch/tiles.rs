@@ -1,8 +1,10 @@
 //! Enumeration by z14 vector tiles (`--enumerate tiles`): which tiles cover
-//! the grids (counted against `--tile-budget` before anything is asked),
-//! reading and decoding them, filtering on what they carry, then batched
-//! Graph lookups (`/images?image_ids=`) of the kept ids, each object judged by
-//! the shared `Selector`. Network through `api` only; no files, no printing.
+//! the grids (planned once, counted against `--tile-budget` by the caller
+//! before anything is asked), the preflight tile, and the filters the tiles
+//! carry. Reading and decoding them, then batched Graph lookups
+//! (`/images?image_ids=`) of the kept ids, each object judged by the shared
+//! `Selector`, is `tilelister`. Network through `api` only; no files, no
+//! printing.
 //!
 //! Search or tiles? Measured on the simulator (`scripts/bench-tiles.sh`):
 //! search needs fewer calls where boxes can hold up to the cap (one answer
@@ -13,38 +15,21 @@
 //! without a position, and the computed tileset leaves out images without a
 //! computed position (search places those by their original one).
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
 
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
-use serde_json::value::RawValue;
-use tokio_util::sync::CancellationToken;
-
-use super::Progress;
-use super::listing::{Found, GridListing, ListError, Selector, completeness, fields_for};
 use crate::aoi::Aoi;
-use crate::api::tiles::{MAX_BATCH, Tileset};
+use crate::api::tiles::Tileset;
 use crate::api::{ApiError, Client};
-use crate::cli::Enumerate;
-use crate::config::{FetchConfig, TilesConfig};
-use crate::model::{Bbox, ImageId, LonLat, PositionSource};
+use crate::config::TilesConfig;
+use crate::model::{Bbox, PositionSource};
 use crate::plan::Plan;
-use crate::record::ImageRecord;
-use crate::runrecord::{Completeness, FailedBox, Filters};
-use crate::tiles::{self as tmath, DecodedTile, IMAGE_ZOOM, TileId, TileImage};
+use crate::runrecord::Filters;
+use crate::tiles::{self as tmath, IMAGE_ZOOM, TileId, TileImage};
 
-/// Tile reads in flight at once.
-const TILES_CONCURRENCY: usize = 8;
-/// `image_ids` lookups in flight at once (besides the tile reads).
-const BATCH_CONCURRENCY: usize = 8;
 /// How far (degrees) a tile's quantised position may be from a grid's box
 /// for the image to be looked up (exact clipping is done by the `Selector`
 /// on the Graph geometry). A z14 tile unit is about 5e-6 degrees.
 pub(crate) const POSITION_MARGIN_DEG: f64 = 1e-4;
-/// Failed ids quoted in one failure reason.
-const QUOTED_IDS: usize = 5;
 
 /// Why a tiles listing cannot start.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -147,7 +132,8 @@ pub(crate) fn plan_tiles(
     Ok(tiles)
 }
 
-fn push_grid(v: &mut Vec<usize>, gi: usize) {
+/// Adds grid `gi` to `v` once.
+pub(crate) fn push_grid(v: &mut Vec<usize>, gi: usize) {
     if !v.contains(&gi) {
         v.push(gi);
     }
@@ -164,70 +150,25 @@ pub(crate) fn intersection(a: &Bbox, b: &Bbox) -> Option<Bbox> {
     .ok()
 }
 
-/// How many tiles `plan` needs, checked against `budget`; `what` names the
-/// listing in the error.
-pub(crate) fn count_tiles(
+/// The tiles of [`plan_tiles`] within `budget`; `what` names the listing in
+/// the error.
+pub(crate) fn budgeted_tiles(
     plan: &Plan,
     aoi: Option<&Aoi>,
     budget: u32,
     what: &str,
-) -> Result<u64, TilesError> {
-    plan_tiles(plan, aoi, u64::from(budget))
-        .map(|t| t.len() as u64)
-        .map_err(|upper| TilesError::OverBudget {
-            what: what.to_string(),
-            needed: format!("up to {upper}"),
-            budget,
-        })
+) -> Result<Vec<PlannedTile>, TilesError> {
+    plan_tiles(plan, aoi, u64::from(budget)).map_err(|upper| TilesError::OverBudget {
+        what: what.to_string(),
+        needed: format!("up to {upper}"),
+        budget,
+    })
 }
 
-/// The tiles a fetch will read, counted before anything is asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TileNeeds {
-    /// Tiles of the listing itself (`--enumerate tiles`), else 0.
-    pub listing: u64,
-    /// Tiles of `--audit`, else 0.
-    pub audit: u64,
-    /// For a search listing: the tiles `--enumerate tiles` would read
-    /// (`Err(upper bound)` when more than the budget).
-    pub if_tiles: Option<Result<u64, u64>>,
-}
-
-/// Counts the tiles a fetch needs and refuses a fetch that needs more than
-/// `--tile-budget`.
-pub(crate) fn check_budget(cfg: &FetchConfig) -> Result<TileNeeds, TilesError> {
-    let budget = cfg.tiles.budget;
-    let aoi = cfg.aoi.as_deref();
-    let mut needs = TileNeeds::default();
-    match cfg.request.enumerate {
-        Enumerate::Tiles => {
-            needs.listing = count_tiles(&cfg.plan, aoi, budget, "--enumerate tiles")?;
-        }
-        Enumerate::Search | Enumerate::Auto if cfg.dry_run => {
-            needs.if_tiles =
-                Some(plan_tiles(&cfg.plan, aoi, u64::from(budget)).map(|t| t.len() as u64));
-        }
-        Enumerate::Search | Enumerate::Auto => {}
-    }
-    if cfg.audit {
-        needs.audit = super::audit::tiles_needed(&cfg.plan, aoi);
-    }
-    if needs.listing > 0 || cfg.audit {
-        // One more for the preflight tile.
-        let total = needs.listing + needs.audit + 1;
-        if total > u64::from(budget) {
-            return Err(TilesError::OverBudget {
-                what: match (needs.listing > 0, cfg.audit) {
-                    (true, true) => "--enumerate tiles with --audit".into(),
-                    (true, false) => "--enumerate tiles".into(),
-                    _ => "--audit".into(),
-                },
-                needed: total.to_string(),
-                budget,
-            });
-        }
-    }
-    Ok(needs)
+/// How many tiles `plan` needs, checked against `budget`.
+#[cfg(test)]
+fn count_tiles(plan: &Plan, aoi: Option<&Aoi>, budget: u32, what: &str) -> Result<u64, TilesError> {
+    budgeted_tiles(plan, aoi, budget, what).map(|t| t.len() as u64)
 }
 
 /// The tileset for a position choice.
@@ -259,376 +200,12 @@ pub(crate) fn passes_tile_filters(f: &Filters, img: &TileImage) -> bool {
     true
 }
 
-/// An image of a tile waiting for its Graph lookup.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    id: ImageId,
-    /// Index of its tile in the tile list.
-    tile: usize,
-    /// The tile's (quantised) position.
-    position: LonLat,
-    /// Already missing from one answer.
-    retried: bool,
-}
-
-enum Done {
-    Tile {
-        k: usize,
-        result: Result<Option<DecodedTile>, String>,
-        fatal: Option<ApiError>,
-    },
-    Batch {
-        batch: Vec<Candidate>,
-        result: Result<Vec<Box<serde_json::value::RawValue>>, ApiError>,
-    },
-}
-
-/// Lists every grid of the selector's plan through vector tiles. Each kept
-/// image goes to `sink` exactly once; one `GridListing` per grid, in order.
-pub(crate) async fn list_plan_tiles(
-    client: &Client,
-    tiles: &TilesConfig,
-    sel: &mut Selector<'_>,
-    progress: &Arc<Progress>,
-    cancel: &CancellationToken,
-    mut sink: impl FnMut(Found),
-) -> Result<Vec<GridListing>, ListError> {
-    let plan = sel.plan();
-    let n = plan.grids().len();
-    let planned = plan_tiles(plan, sel.aoi(), u64::from(tiles.budget)).map_err(|upper| {
-        ListError::Unsupported(
-            TilesError::OverBudget {
-                what: "the listing".into(),
-                needed: format!("up to {upper}"),
-                budget: tiles.budget,
-            }
-            .to_string(),
-        )
-    })?;
-    let tileset = tileset_for(sel.position());
-    let fields = fields_for(sel.size());
-    let filters = sel.filters();
-
-    let mut grids = vec![GridListing::default(); n];
-    // Work left per grid: tiles not yet read, candidates not yet judged.
-    let mut open_tiles = vec![0usize; n];
-    let mut open_ids = vec![0usize; n];
-    for t in &planned {
-        for &gi in &t.grids {
-            open_tiles[gi] += 1;
-        }
-    }
-    progress.grids_total.store(n as u64, Ordering::Relaxed);
-    let mut finished = vec![false; n];
-    let mut finish = |gi: usize, grids: &mut [GridListing], ot: &[usize], oi: &[usize]| {
-        if !finished[gi] && ot[gi] == 0 && oi[gi] == 0 {
-            finished[gi] = true;
-            grids[gi].completeness = completeness(&grids[gi]);
-            progress.grids_listed.fetch_add(1, Ordering::Relaxed);
-        }
-    };
-    for gi in 0..n {
-        finish(gi, &mut grids, &open_tiles, &open_ids);
-    }
-
-    let mut next_tile = 0usize;
-    let mut tiles_in_flight = 0usize;
-    let mut batches_in_flight = 0usize;
-    let mut pending: VecDeque<Candidate> = VecDeque::new();
-    let mut queued: HashSet<ImageId> = HashSet::new();
-    let mut in_flight: FuturesUnordered<BoxFuture<'_, Done>> = FuturesUnordered::new();
-    let mut fatal: Option<ApiError> = None;
-    let root = &tiles.base_url;
-
-    // The grids an image at `p` of tile `k` may belong to.
-    let candidates = |k: usize, p: LonLat| -> Vec<usize> {
-        planned[k]
-            .grids
-            .iter()
-            .copied()
-            .filter(|&gi| {
-                plan.grids()[gi]
-                    .bbox
-                    .expanded(POSITION_MARGIN_DEG)
-                    .contains_closed(p)
-            })
-            .collect()
-    };
-    // Records a failure for the grids of tile `k`.
-    let fail = |grids: &mut [GridListing], k: usize, gis: &[usize], reason: String| {
-        let tb = planned[k].id.bbox();
-        for &gi in gis {
-            let gb = plan.grids()[gi].bbox;
-            grids[gi].failed_boxes.push(FailedBox {
-                bbox: intersection(&tb, &gb).unwrap_or(gb),
-                reason: reason.clone(),
-            });
-        }
-    };
-
-    loop {
-        while fatal.is_none() && !cancel.is_cancelled() {
-            let tiles_to_come = next_tile < planned.len() || tiles_in_flight > 0;
-            let batch_ready = pending.len() >= MAX_BATCH || (!pending.is_empty() && !tiles_to_come);
-            if batch_ready && batches_in_flight < BATCH_CONCURRENCY {
-                batches_in_flight += 1;
-                let take = pending.len().min(MAX_BATCH);
-                let batch: Vec<Candidate> = pending.drain(..take).collect();
-                let fields = &fields;
-                in_flight.push(Box::pin(async move {
-                    let ids: Vec<ImageId> = batch.iter().map(|c| c.id).collect();
-                    let result = client.images_by_ids(&ids, fields).await;
-                    Done::Batch { batch, result }
-                }));
-            } else if next_tile < planned.len() && tiles_in_flight < TILES_CONCURRENCY {
-                let k = next_tile;
-                next_tile += 1;
-                tiles_in_flight += 1;
-                let t = planned[k].id;
-                in_flight.push(Box::pin(async move {
-                    match client.tile(root, tileset, t).await {
-                        Ok(Some(body)) => {
-                            let decoded = tokio::task::spawn_blocking(move || {
-                                tmath::decode_image_layer(t, &body)
-                            })
-                            .await;
-                            let result = match decoded {
-                                Ok(Ok(d)) => Ok(Some(d)),
-                                Ok(Err(e)) => Err(e.to_string()),
-                                Err(e) => Err(format!("tile {t}: decoding stopped: {e}")),
-                            };
-                            Done::Tile {
-                                k,
-                                result,
-                                fatal: None,
-                            }
-                        }
-                        Ok(None) => Done::Tile {
-                            k,
-                            result: Ok(None),
-                            fatal: None,
-                        },
-                        // A refused token, or the daily tile budget used up:
-                        // every other tile would fail the same way.
-                        Err(
-                            e @ (ApiError::Auth { .. } | ApiError::Rejected { status: 429, .. }),
-                        ) => Done::Tile {
-                            k,
-                            result: Err(e.to_string()),
-                            fatal: Some(e),
-                        },
-                        Err(e) => Done::Tile {
-                            k,
-                            result: Err(format!("tile {t}: {e}")),
-                            fatal: None,
-                        },
-                    }
-                }));
-            } else {
-                break;
-            }
-        }
-        let next = tokio::select! {
-            n = in_flight.next() => n,
-            () = cancel.cancelled(), if !in_flight.is_empty() => None,
-        };
-        let Some(done) = next else { break };
-        match done {
-            Done::Tile {
-                k,
-                result,
-                fatal: f,
-            } => {
-                tiles_in_flight -= 1;
-                if let Some(e) = f {
-                    fatal.get_or_insert(e);
-                }
-                match result {
-                    Ok(None) => {}
-                    Ok(Some(decoded)) => {
-                        progress
-                            .malformed
-                            .fetch_add(decoded.skipped(), Ordering::Relaxed);
-                        // A tile crossed by sequences may hold no image: a
-                        // missing `image` layer alone is not drift here.
-                        if decoded.skipped() > 0 || decoded.bad_types > 0 {
-                            let reason = format!(
-                                "tile {} has an unexpected shape ({} unusable features, {} values of an unexpected type, image layer {})",
-                                planned[k].id,
-                                decoded.skipped(),
-                                decoded.bad_types,
-                                if decoded.missing_image_layer {
-                                    "missing"
-                                } else {
-                                    "present"
-                                }
-                            );
-                            fail(&mut grids, k, &planned[k].grids, reason);
-                        }
-                        for img in decoded.images {
-                            let Some(id) = ImageId::new(img.id) else {
-                                continue;
-                            };
-                            if !passes_tile_filters(filters, &img) {
-                                continue;
-                            }
-                            let Some(&first) = candidates(k, img.position).first() else {
-                                continue;
-                            };
-                            if !queued.insert(id) {
-                                continue;
-                            }
-                            open_ids[first] += 1;
-                            pending.push_back(Candidate {
-                                id,
-                                tile: k,
-                                position: img.position,
-                                retried: false,
-                            });
-                        }
-                    }
-                    Err(reason) => fail(&mut grids, k, &planned[k].grids, reason),
-                }
-                for &gi in &planned[k].grids {
-                    open_tiles[gi] -= 1;
-                    finish(gi, &mut grids, &open_tiles, &open_ids);
-                }
-            }
-            Done::Batch { batch, result } => {
-                batches_in_flight -= 1;
-                // Kept as JSON text: the full object is built only for the
-                // grid that keeps the image (`Selector::accept_json`).
-                let mut objects: HashMap<ImageId, Box<RawValue>> = HashMap::new();
-                let mut failed: Result<(), ApiError> = Ok(());
-                match result {
-                    Ok(items) => {
-                        for item in items {
-                            match ImageRecord::from_slice(item.get().as_bytes()) {
-                                Ok(r) => {
-                                    objects.insert(r.id, item);
-                                }
-                                Err(_) => {
-                                    progress.malformed.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        }
-                    }
-                    Err(e @ ApiError::Auth { .. }) => {
-                        fatal.get_or_insert(e.clone());
-                        failed = Err(e);
-                    }
-                    Err(e) => failed = Err(e),
-                }
-                // Failures grouped by tile, so one bad batch is a few entries.
-                let mut lost: HashMap<usize, (Vec<ImageId>, Vec<usize>)> = HashMap::new();
-                let mut touched: Vec<usize> = Vec::new();
-                for c in batch {
-                    let cands = candidates(c.tile, c.position);
-                    let first = cands[0];
-                    push_grid(&mut touched, first);
-                    let gone = if failed.is_err() {
-                        true
-                    } else if let Some(object) = objects.remove(&c.id) {
-                        accept_any(
-                            sel,
-                            plan,
-                            &cands,
-                            object.get(),
-                            &mut grids,
-                            progress,
-                            &mut sink,
-                        );
-                        false
-                    } else if !c.retried {
-                        // Asked once more, in a later batch, before it counts as lost.
-                        open_ids[first] += 1;
-                        pending.push_back(Candidate { retried: true, ..c });
-                        false
-                    } else {
-                        true
-                    };
-                    if gone {
-                        let e = lost.entry(c.tile).or_default();
-                        e.0.push(c.id);
-                        for gi in cands {
-                            push_grid(&mut e.1, gi);
-                        }
-                    }
-                    open_ids[first] -= 1;
-                }
-                let mut lost: Vec<_> = lost.into_iter().collect();
-                lost.sort_unstable_by_key(|(k, _)| *k);
-                for (k, (ids, gis)) in lost {
-                    let mut quoted: Vec<String> = ids
-                        .iter()
-                        .take(QUOTED_IDS)
-                        .map(ToString::to_string)
-                        .collect();
-                    if ids.len() > QUOTED_IDS {
-                        quoted.push("...".into());
-                    }
-                    let reason = match &failed {
-                        Err(e) => format!(
-                            "image_ids lookup of {} images of tile {} failed: {e}",
-                            ids.len(),
-                            planned[k].id
-                        ),
-                        Ok(()) => format!(
-                            "{} images of tile {} are missing from the Graph API's image_ids answer: {}",
-                            ids.len(),
-                            planned[k].id,
-                            quoted.join(", ")
-                        ),
-                    };
-                    fail(&mut grids, k, &gis, reason);
-                }
-                for gi in touched {
-                    finish(gi, &mut grids, &open_tiles, &open_ids);
-                }
-            }
-        }
-    }
-    if let Some(e) = fatal {
-        return Err(ListError::Fatal(e));
-    }
-    if cancel.is_cancelled() {
-        return Err(ListError::Interrupted);
-    }
-    for g in &mut grids {
-        if g.completeness == Completeness::Pending {
-            g.completeness = completeness(g);
-        }
-    }
-    Ok(grids)
-}
-
-/// Offers an object to each candidate grid until one keeps it (the
-/// `Selector` keeps it only for the grid owning its exact position).
-fn accept_any(
-    sel: &mut Selector<'_>,
-    plan: &Plan,
-    cands: &[usize],
-    json: &str,
-    grids: &mut [GridListing],
-    progress: &Progress,
-    sink: &mut impl FnMut(Found),
-) {
-    for &gi in cands {
-        let b = plan.grids()[gi].bbox;
-        if let Some(found) = sel.accept_json(gi, &b, json) {
-            grids[gi].listed += 1;
-            progress.listed.fetch_add(1, Ordering::Relaxed);
-            sink(found);
-            return;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::PanoFilter;
+    use crate::model::{LonLat, PanoFilter};
     use crate::plan;
+    use std::collections::HashSet;
 
     fn bbox(a: f64, b: f64, c: f64, d: f64) -> Bbox {
         Bbox::new(a, b, c, d).unwrap()

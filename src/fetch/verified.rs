@@ -17,14 +17,14 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::Progress;
 use super::gridindex::PointIndex;
 use super::listing::{Found, GridListing, ListError, Selector, fields_for, search_query};
 use super::pack;
+use super::progress::Progress;
 use super::search::{BoxJob, Searcher};
 use super::tiles::{POSITION_MARGIN_DEG, PlannedTile, passes_tile_filters, tileset_for};
 use crate::api::tiles::MAX_BATCH;
-use crate::api::{ApiError, Client};
+use crate::api::{ApiError, Client, SearchQuery};
 use crate::config::TilesConfig;
 use crate::model::{Bbox, ImageId, LonLat};
 use crate::runrecord::{Completeness, Filters, Verification};
@@ -88,9 +88,7 @@ pub(crate) async fn list_verified(
     let jobs = plan_boxes(sel, &census, &index, target);
     let known: HashSet<ImageId> = census.ids.iter().copied().collect();
     let mut tally = Tally::new(n);
-    let mut filters: Filters = sel.filters().clone();
-    filters.creator = None; // filtered on the client: the tiles cannot tell
-    let query = search_query(&filters, sel.size(), vp.cap);
+    let query = verified_query(sel, vp.cap);
     let fields = fields_for(sel.size());
     let split_at = super::listing::split_threshold(vp.cap);
     let mut searcher = Searcher::new(client, sel, query, split_at, progress).with_points(&index);
@@ -117,24 +115,10 @@ pub(crate) async fn list_verified(
     if !again.is_empty() {
         // Those grids were planned from tiles that lost their images: list
         // them again by searches alone, split by answer size.
-        let jobs = BoxJob::initial(
-            searcher.selector().plan(),
-            searcher.selector().aoi(),
-            searcher.selector().index(),
-        );
-        let jobs = jobs
-            .into_iter()
-            .filter(|j| again.contains(&j.grid))
-            .collect();
+        let jobs = search_only_jobs(searcher.selector(), &again);
         searcher.run(jobs, cancel, &mut watch).await?;
     }
-    let missing: Vec<(ImageId, usize)> = census
-        .ids
-        .iter()
-        .zip(&census.grid_of)
-        .filter(|(id, _)| !searcher.returned.contains(id))
-        .map(|(id, g)| (*id, *g))
-        .collect();
+    let missing = census.missing(&searcher.returned);
     reconcile(
         client,
         searcher.selector(),
@@ -149,6 +133,34 @@ pub(crate) async fn list_verified(
     let from_search = searcher.from_search.clone();
     let grids = searcher.finish();
     Ok(assemble(grids, &census, &tally, &from_search))
+}
+
+/// The searches of a verified listing: not filtered by creator (the tiles
+/// cannot tell, so the creator is filtered on the client).
+fn verified_query(sel: &Selector<'_>, cap: u32) -> SearchQuery {
+    let mut filters: Filters = sel.filters().clone();
+    filters.creator = None;
+    search_query(&filters, sel.size(), cap)
+}
+
+/// The search-only boxes of the grids in `grids`.
+fn search_only_jobs(sel: &Selector<'_>, grids: &HashSet<usize>) -> Vec<BoxJob> {
+    BoxJob::initial(sel.plan(), sel.aoi(), sel.index())
+        .into_iter()
+        .filter(|j| grids.contains(&j.grid))
+        .collect()
+}
+
+impl Census {
+    /// The ids the tiles list that no search returned, with their grid.
+    fn missing(&self, returned: &HashSet<ImageId>) -> Vec<(ImageId, usize)> {
+        self.ids
+            .iter()
+            .zip(&self.grid_of)
+            .filter(|(id, _)| !returned.contains(id))
+            .map(|(id, g)| (*id, *g))
+            .collect()
+    }
 }
 
 /// Per-grid counts of the reconciliation.

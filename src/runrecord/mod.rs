@@ -1,6 +1,7 @@
 //! The run record `downloads/mlyexport-run.json`: the provenance of a fetch
 //! (what was asked, when, by which version, and how complete each grid's
-//! listing was). Pure data types; reading and writing live in `store`.
+//! listing was). The data types here; their life during a fetch (load or
+//! start, compare, close, write) in `lifecycle`.
 #![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::collections::BTreeMap;
@@ -10,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::Enumerate;
 use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
+
+mod lifecycle;
+pub use lifecycle::RecordError;
+pub(crate) use lifecycle::RecordFile;
 
 /// File name of the run record inside the output folder.
 pub(crate) const RUN_RECORD_FILE: &str = "mlyexport-run.json";

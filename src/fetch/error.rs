@@ -1,0 +1,50 @@
+//! What stops a fetch (one image failing never does).
+
+use super::listing::ListError;
+use super::spill::ScratchError;
+use super::tiles::TilesError;
+use crate::api::ApiError;
+use crate::runrecord::RecordError;
+use crate::store::StoreError;
+
+/// Errors that stop a fetch (one image failing never does).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The run record cannot be used (another request, unreadable, unwritable).
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Listing(ListError),
+    #[error("the first request to the API failed, so nothing was written")]
+    Preflight(#[source] ApiError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tiles(#[from] TilesError),
+    #[error("cannot create `{path}`: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot list what `{path}` already holds: {source}")]
+    Scan {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot use a scratch file in `{path}`: {source}")]
+    Scratch {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl From<ScratchError> for FetchError {
+    fn from(e: ScratchError) -> Self {
+        FetchError::Scratch {
+            path: e.dir,
+            source: e.source,
+        }
+    }
+}
