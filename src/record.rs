@@ -396,6 +396,47 @@ mod tests {
         assert_eq!(r.creator_username.as_deref(), Some("alice"));
     }
 
+    /// `fixtures/api/images.json`: a search answer as the Graph API sends it
+    /// (`docs/mapillary-api.md` §1.2), one image with every field and one
+    /// unprocessed panorama without the optional ones.
+    #[test]
+    fn parses_the_api_answer_fixture() {
+        let answer: Value =
+            serde_json::from_str(include_str!("../fixtures/api/images.json")).unwrap();
+        let items = answer["data"].as_array().unwrap();
+        let full = ImageRecord::from_value(&items[0]).unwrap();
+        assert_eq!(full.id.get(), 135511895288847);
+        assert_eq!(full.captured_at.unwrap().timestamp_millis(), 1563721072184);
+        let gps = full.original_position.unwrap();
+        assert_eq!((gps.lon, gps.lat), (8.53051597222, 47.37054972222));
+        let (sfm, from) = full.position(PositionSource::Computed).unwrap();
+        assert_eq!(from, PositionSource::Computed);
+        assert_eq!((sfm.lon, sfm.lat), (8.53051597085, 47.37054912098));
+        assert_eq!(full.compass_angle, Some(336.74));
+        assert_eq!(full.computed_compass_angle, Some(1.2865829255371));
+        assert_eq!(full.altitude, Some(1364.617));
+        assert_eq!(full.computed_altitude, Some(1399.5043095825));
+        assert_eq!(full.sequence.as_deref(), Some("7nfcwfvjdtphz7yj6zat6a"));
+        assert_eq!(full.is_pano, Some(false));
+        assert_eq!(full.camera_type.as_deref(), Some("perspective"));
+        assert_eq!(full.make.as_deref(), Some("GoPro"));
+        assert_eq!(full.model.as_deref(), Some("HERO8 Black"));
+        assert_eq!(full.creator_username.as_deref(), Some("fixture_user"));
+        assert_eq!(full.creator_id.as_deref(), Some("104214208486349"));
+        assert_eq!(full.organization_id.as_deref(), Some("1805883732926354"));
+        assert_eq!((full.width, full.height), (Some(4160), Some(3120)));
+        assert!(full.warnings.is_empty(), "{:?}", full.warnings);
+
+        let pano = ImageRecord::from_value(&items[1]).unwrap();
+        assert_eq!(pano.id.get(), 4235112816526838);
+        assert_eq!(pano.is_pano, Some(true));
+        assert!(pano.computed_position.is_none() && pano.altitude.is_none());
+        assert!(pano.make.is_none() && pano.organization_id.is_none());
+        let (p, from) = pano.position(PositionSource::Computed).unwrap();
+        assert_eq!(from, PositionSource::Original);
+        assert_eq!((p.lon, p.lat), (8.5312, 47.3661));
+    }
+
     #[test]
     fn never_invents_a_position() {
         let r = ImageRecord::from_value(&json!({"id": "7"})).unwrap();

@@ -419,7 +419,7 @@ fn fetch_after_adopt_fills_only_the_gaps() {
 }
 
 /// Copies `from` into `to`, recursively.
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         let target = to.join(e.file_name());

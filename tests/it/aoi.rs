@@ -6,13 +6,10 @@ use std::path::Path;
 use mlysim::{SimConfig, TruthFilter};
 
 use crate::common::*;
+use crate::fixtures::fixture;
 
-/// The demo world is around 8.50..8.56, 47.35..47.39 (Zurich).
-const POLY_WITH_HOLE: &str = r#"{"type":"FeatureCollection","features":[
- {"type":"Feature","properties":{"name":"ring"},"geometry":{"type":"Polygon","coordinates":[
-   [[8.522,47.362],[8.540,47.362],[8.540,47.378],[8.522,47.378],[8.522,47.362]],
-   [[8.5300,47.3700],[8.5310,47.3700],[8.5310,47.3710],[8.5300,47.3710],[8.5300,47.3700]]]}}]}"#;
-
+/// The demo world is around 8.50..8.56, 47.35..47.39 (Zurich); the polygon
+/// with a hole is `fixtures/aoi/zurich-wgs84.geojson`.
 const MULTI: &str = r#"{"type":"FeatureCollection","features":[
  {"type":"Feature","properties":{"name":"west"},"geometry":{"type":"Polygon","coordinates":[
    [[8.505,47.355],[8.515,47.355],[8.515,47.365],[8.505,47.365],[8.505,47.355]]]}},
@@ -71,7 +68,7 @@ fn rect_truth(env: &TestEnv, include: &[[f64; 4]], exclude: &[[f64; 4]]) -> BTre
 fn a_polygon_with_a_hole_keeps_exactly_the_images_inside() {
     let env = TestEnv::with_sim(SimConfig::default());
     let f = env.path().join("area.geojson");
-    std::fs::write(&f, POLY_WITH_HOLE).unwrap();
+    std::fs::copy(fixture("aoi/zurich-wgs84.geojson"), &f).unwrap();
     let o = env.fetch(&["--aoi", "area.geojson", "--dry-run"]);
     assert_success(&o);
     let truth = truth_in(&env, &f, None);
@@ -160,22 +157,18 @@ fn a_multipolygon_with_a_where_filter_and_grid_cells_that_keep_their_numbers() {
 #[test]
 fn a_polygon_in_a_projected_crs_is_reprojected() {
     let env = TestEnv::with_sim(SimConfig::default());
-    std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
-    // The same polygon as a Swiss LV95 (EPSG:2056) Shapefile.
-    let st = std::process::Command::new("ogr2ogr")
-        .args([
-            "-t_srs",
-            "EPSG:2056",
-            "-f",
-            "ESRI Shapefile",
-            "lv95.shp",
-            "area.geojson",
-        ])
-        .current_dir(env.path())
-        .status()
-        .expect("ogr2ogr runs");
-    assert!(st.success());
-    let o = env.fetch(&["--aoi", "lv95.shp", "--dry-run", "--output", "lv95"]);
+    std::fs::copy(
+        fixture("aoi/zurich-wgs84.geojson"),
+        env.path().join("area.geojson"),
+    )
+    .unwrap();
+    // The same polygon in Swiss LV95 (EPSG:2056), made with ogr2ogr.
+    std::fs::copy(
+        fixture("aoi/zurich-lv95.geojson"),
+        env.path().join("lv95.geojson"),
+    )
+    .unwrap();
+    let o = env.fetch(&["--aoi", "lv95.geojson", "--dry-run", "--output", "lv95"]);
     assert_success(&o);
     let o = env.fetch(&["--aoi", "area.geojson", "--dry-run", "--output", "wgs84"]);
     assert_success(&o);
@@ -202,7 +195,11 @@ fn bad_aoi_files_are_clear_errors() {
     )
     .unwrap();
     std::fs::write(env.path().join("garbage.geojson"), "this is not geojson").unwrap();
-    std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
+    std::fs::copy(
+        fixture("aoi/zurich-wgs84.geojson"),
+        env.path().join("area.geojson"),
+    )
+    .unwrap();
     let st = std::process::Command::new("ogr2ogr")
         .args(["-f", "ESRI Shapefile", "nocrs.shp", "area.geojson"])
         .current_dir(env.path())
@@ -294,7 +291,11 @@ fn thinning_keeps_spacing_along_sequences_and_is_repeatable() {
 #[test]
 fn layers_draw_grid_cells_clipped_to_the_polygon_with_areas_to_match() {
     let env = TestEnv::with_sim(SimConfig::default());
-    std::fs::write(env.path().join("area.geojson"), POLY_WITH_HOLE).unwrap();
+    std::fs::copy(
+        fixture("aoi/zurich-wgs84.geojson"),
+        env.path().join("area.geojson"),
+    )
+    .unwrap();
     let o = env.fetch(&["--aoi", "area.geojson", "--grid", "2x2", "--size", "256"]);
     assert_success(&o);
     let o = env

@@ -50,7 +50,7 @@ fn with_app1(jpeg: &[u8], payload: &[u8]) -> Vec<u8> {
 
 /// A JPEG carrying camera EXIF: Orientation, Software, an old GPS latitude
 /// and an IFD1 thumbnail. Returns the file and the thumbnail.
-fn jpeg_with_camera_exif() -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn jpeg_with_camera_exif() -> (Vec<u8>, Vec<u8>) {
     let thumb = make_jpeg(16, 12, 9, 80);
     let fields = [
         exif::Field {

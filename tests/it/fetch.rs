@@ -241,11 +241,12 @@ fn a_grid_file_gives_each_edge_image_to_one_grid() {
     let env = TestEnv::with_sim(SimConfig::default());
     let b = world_bbox(&env);
     let mid = ((b[0] + b[2]) / 2.0 * 1000.0).round() / 1000.0;
-    let grid_file = format!(
-        "ID,min_lon,min_lat,max_lon,max_lat\n# west and east halves share an edge\nwest,{},{},{mid},{}\n\neast,{mid},{},{},{}\n",
-        b[0], b[1], b[3], b[1], b[2], b[3]
-    );
-    std::fs::write(env.path().join("segments.csv"), grid_file).unwrap();
+    // West and east halves of the demo world, sharing the edge lon = `mid`.
+    std::fs::copy(
+        crate::fixtures::fixture("grid/segments.csv"),
+        env.path().join("segments.csv"),
+    )
+    .unwrap();
     let o = env.fetch(&["--grid-file", "segments.csv", "--size", "256"]);
     assert_success(&o);
     let got = downloaded_ids(&env.out());

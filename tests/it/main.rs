@@ -8,6 +8,7 @@ mod common; // TestEnv: temp folders, the simulator, the binary with a clean env
 mod exif; // GPS EXIF embedding
 mod faults; // each fault kind of the simulator
 mod fetch; // listing completeness, downloads, layout, schemas, token secrecy
+mod fixtures; // fixtures/ are what fixtures/README.md says (and the JPEGs' generator)
 mod hostile; // hostile or broken input: no panic, bounded reads, data never markup, redirects
 mod hostile_sim; // the simulator's hostile mode: tile bombs, huge bodies, formulas and escapes
 mod integrity; // open readers during the EXIF pass, folder locks, temp files of live runs, hostile JPEGs
