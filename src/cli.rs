@@ -14,7 +14,15 @@ use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
     version,
     about = "Turn Mapillary street-level imagery into GIS-ready research data",
     long_about = None,
-    after_help = "Exit codes: 0 everything done, 1 partial (some images or cells failed or were truncated), 2 error (nothing or not all could be done; see the message), 130 interrupted (Ctrl-C; state saved, re-run to resume)."
+    after_help = "Exit codes: 0 everything done, 1 partial (some images or cells failed or were \
+truncated), 2 error (nothing or not all could be done; see the message), 130 interrupted \
+(Ctrl-C; state saved, re-run to resume).
+
+Examples:
+  mlyexport fetch --bbox 8.52,47.36,8.54,47.38 --size 1024
+  mlyexport layers --format gpkg,geojson,csv,html
+  mlyexport exif --input downloads --position original
+  mlyexport adopt --input old-downloads --dry-run"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,16 +47,18 @@ fn parse_bbox(s: &str) -> Result<Bbox, String> {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
-  mlyexport fetch --bbox 13.40,52.51,13.42,52.52
-  mlyexport fetch --bbox=-73.99,40.70,-73.97,40.72 --grid 4x4 --size 1024
-  mlyexport fetch --bbox 2.33,48.85,2.36,48.87 --cell-size 500m --since 2022-01-01 --pano exclude
-  mlyexport fetch --grid-file segments.csv --token-file ~/.mapillary-token --dry-run
-
-Grid cells cut from a bbox are numbered 1..N in reading order: row by row from the
+#[command(
+    after_help = "Grid cells cut from a bbox are numbered 1..N in reading order: row by row from the
 north-west corner, west to east, then north to south. An image on an edge shared by
 two cells belongs to exactly one: cells are half-open [min, max) in lon and lat, and
-the outer north and east edges of the area are included.")]
+the outer north and east edges of the area are included.
+
+Examples:
+  mlyexport fetch --bbox=-73.99,40.70,-73.97,40.72 --grid 4x4 --size 1024
+  mlyexport fetch --bbox 2.33,48.85,2.36,48.87 --cell-size 500m --since 2022-01-01 --pano exclude
+  mlyexport fetch --grid-file fixtures/grid/segments.csv --token-file ~/.mapillary-token --dry-run
+  mlyexport fetch --aoi fixtures/aoi/zurich-lv95.geojson --min-spacing 10m --size 2048"
+)]
 pub struct FetchArgs {
     /// Study area: min_lon,min_lat,max_lon,max_lat in degrees (WGS 84).
     #[arg(long, value_parser = parse_bbox, allow_hyphen_values = true, value_name = "BBOX",
@@ -233,8 +243,9 @@ pub enum LayerFormat {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   mlyexport layers
-  mlyexport layers --input downloads --format gpkg,geojson,csv
-  mlyexport layers --input old-python-output --no-exif")]
+  mlyexport layers --input downloads --format gpkg,geojson,csv,html --as-of 2026-01-01
+  mlyexport layers --input downloads --output study-layers --position original --no-exif
+  mlyexport layers --input old-python-output --format gpkg,csv")]
 pub struct LayersArgs {
     /// Folder written by `mlyexport fetch` (or by the old Python tool).
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]
@@ -269,6 +280,14 @@ pub struct LayersArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "`exiftool -n -a -G1 fixtures/jpeg/mlyexport-gps.jpg` shows the tags a JPEG gets.
+
+Examples:
+  mlyexport exif
+  mlyexport exif --input downloads --position original
+  mlyexport exif --input old-python-output --quiet"
+)]
 pub struct ExifArgs {
     /// Folder written by `mlyexport fetch`.
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]
@@ -284,14 +303,18 @@ pub struct ExifArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
-  mlyexport adopt --input downloads --dry-run
-  mlyexport adopt --input downloads
-
-Moves each good image of the old tool's `<segment>/images/` into `<segment>/<id>.jpg` with an
+#[command(
+    after_help = "Moves each good image of the old tool's `<segment>/images/` into `<segment>/<id>.jpg` with an
 `<id>.json` in mlyexport's format; the old JSONs go to `.mlyexport-adopted/`. Nothing is
 deleted; broken images and files not understood stay where they are, named in
-`adopt-report.json`. A killed run is finished by running it again.")]
+`adopt-report.json`. A killed run is finished by running it again.
+
+Examples:
+  cp -r fixtures/old-tool /tmp/old && mlyexport adopt --input /tmp/old --dry-run
+  mlyexport adopt --input downloads --dry-run
+  mlyexport adopt --input downloads
+  mlyexport fetch --grid-file downloads/study_area_segments.txt --output downloads"
+)]
 pub struct AdoptArgs {
     /// The old tool's downloads folder (with `study_area_segments.txt` and one folder per segment).
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]

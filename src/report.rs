@@ -332,40 +332,198 @@ fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
 
+/// The terminal's width in columns (80 when stderr is not a terminal).
+fn term_width() -> usize {
+    terminal_size::terminal_size_of(std::io::stderr()).map_or(80, |(w, _)| usize::from(w.0))
+}
+
+/// Draws the listing and download lines, each fitted to the terminal's
+/// current width (see [`fit_line`]), until `stop`.
 fn bars(p: &Progress, stop: &AtomicBool) {
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
-    let style = |t: &str| ProgressStyle::with_template(t).expect("valid template");
-    let grids = multi.add(ProgressBar::new(0));
-    grids.set_style(style("{prefix:>10} [{bar:30}] {pos}/{len} grids  {msg}"));
-    grids.set_prefix("listing");
-    let images = multi.add(ProgressBar::new(0));
-    images.set_style(style(
-        "{prefix:>10} [{bar:30}] {pos}/{len} images  ETA {eta}  {msg}",
-    ));
-    images.set_prefix("download");
-    let started = Instant::now();
+    let line = || {
+        let bar = ProgressBar::new(0);
+        bar.set_style(ProgressStyle::with_template("{msg}").expect("valid template"));
+        bar
+    };
+    let grids = multi.add(line());
+    let mut images: Option<(ProgressBar, Instant)> = None;
     while !stop.load(Ordering::Relaxed) {
-        grids.set_length(load(&p.grids_total));
-        grids.set_position(load(&p.grids_listed));
-        grids.set_message(format!("{} images listed", load(&p.listed)));
+        let width = term_width();
+        grids.set_message(listing_status_line(
+            load(&p.grids_listed),
+            load(&p.grids_total),
+            load(&p.listed),
+            width,
+        ));
         if load(&p.phase) >= 1 {
-            images.set_length(load(&p.to_download));
-            images.set_position(load(&p.downloaded) + load(&p.skipped) + load(&p.failed));
-            let secs = started.elapsed().as_secs_f64().max(0.1);
-            images.set_message(format!(
-                "{:.1} images/s, {} new, {} skipped, {} failed, {} ({}/s)",
-                load(&p.downloaded) as f64 / secs,
-                load(&p.downloaded),
-                load(&p.skipped),
-                load(&p.failed),
-                human_bytes(load(&p.bytes)),
-                human_bytes((load(&p.bytes) as f64 / secs) as u64)
-            ));
+            let (bar, started) = images.get_or_insert_with(|| (multi.add(line()), Instant::now()));
+            bar.set_message(download_status_line(&download_status(p, *started), width));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     grids.finish_and_clear();
-    images.finish_and_clear();
+    if let Some((bar, _)) = images {
+        bar.finish_and_clear();
+    }
+}
+
+/// The download counters now, `started` being when the downloads began.
+fn download_status(p: &Progress, started: Instant) -> DownloadStatus {
+    DownloadStatus {
+        done: load(&p.downloaded) + load(&p.skipped) + load(&p.failed),
+        total: load(&p.to_download),
+        new: load(&p.downloaded),
+        skipped: load(&p.skipped),
+        failed: load(&p.failed),
+        bytes: load(&p.bytes),
+        elapsed: started.elapsed(),
+    }
+}
+/// Narrowest and widest progress bar drawn in a status line, in columns.
+const BAR_MIN: usize = 10;
+const BAR_MAX: usize = 30;
+
+/// The download counters at one moment, as the status line shows them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct DownloadStatus {
+    /// Images handled (downloaded, skipped or failed) and to handle.
+    pub(crate) done: u64,
+    pub(crate) total: u64,
+    pub(crate) new: u64,
+    pub(crate) skipped: u64,
+    pub(crate) failed: u64,
+    pub(crate) bytes: u64,
+    /// Time since the downloads started.
+    pub(crate) elapsed: Duration,
+}
+
+/// The listing status line: `listing [bar] 3/12 grids  2600 images listed`,
+/// shortened to fit `width` columns (see [`fit_line`]).
+pub(crate) fn listing_status_line(
+    grids_done: u64,
+    grids: u64,
+    images: u64,
+    width: usize,
+) -> String {
+    let parts = vec![
+        (0, format!("{grids_done}/{grids} grids")),
+        (1, format!("{images} images listed")),
+    ];
+    fit_line(" listing", fraction(grids_done, grids), parts, width)
+}
+
+/// The download status line, shortened to fit `width` columns (see
+/// [`fit_line`]): the count first, then failures, the time left, the rate,
+/// the new and skipped counts and the bytes, dropped in the reverse order.
+pub(crate) fn download_status_line(s: &DownloadStatus, width: usize) -> String {
+    let secs = s.elapsed.as_secs_f64().max(0.1);
+    let mut parts = vec![(0, format!("{}/{} images", s.done, s.total))];
+    if let Some(eta) = eta(s.done, s.total, secs) {
+        parts.push((2, format!("ETA {eta}")));
+    }
+    parts.push((3, format!("{:.1} img/s", s.new as f64 / secs)));
+    parts.push((4, format!("{} new", s.new)));
+    parts.push((4, format!("{} skipped", s.skipped)));
+    if s.failed > 0 {
+        parts.push((1, format!("{} failed", s.failed)));
+    }
+    let rate = human_bytes((s.bytes as f64 / secs) as u64);
+    parts.push((5, format!("{} ({rate}/s)", human_bytes(s.bytes))));
+    fit_line("download", fraction(s.done, s.total), parts, width)
+}
+
+/// `head [bar] part  part  ...` in at most `width - 1` columns (the last
+/// column stays free so the terminal never wraps the line). Parts are
+/// `(rank, text)` in display order; while the line is too long the part
+/// with the highest rank goes first (the last of equal ranks), then the
+/// bar; the bar takes the room left, from [`BAR_MIN`] to [`BAR_MAX`]
+/// columns. A line that still does not fit is cut.
+pub(crate) fn fit_line(
+    head: &str,
+    done: f64,
+    mut parts: Vec<(u8, String)>,
+    width: usize,
+) -> String {
+    let room = width.saturating_sub(1);
+    let text_len = |parts: &[(u8, String)]| -> usize {
+        head.chars().count()
+            + parts
+                .iter()
+                .map(|(_, t)| t.chars().count() + 2)
+                .sum::<usize>()
+    };
+    loop {
+        // The line's length is `used` plus the bar (with its brackets).
+        let used = text_len(&parts);
+        if used + BAR_MIN <= room {
+            let bar = (room - used).min(BAR_MAX);
+            return join(head, Some(draw_bar(done, bar)), &parts);
+        }
+        let Some(drop) = droppable(&parts) else { break };
+        parts.remove(drop);
+    }
+    let line = join(head, None, &parts);
+    line.chars().take(room).collect()
+}
+
+/// The index of the part to drop next: the highest rank above 0, the last
+/// of equal ranks.
+fn droppable(parts: &[(u8, String)]) -> Option<usize> {
+    let (i, (rank, _)) = parts
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, (rank, _))| (*rank, *i))?;
+    (*rank > 0).then_some(i)
+}
+
+fn join(head: &str, bar: Option<String>, parts: &[(u8, String)]) -> String {
+    let mut line = head.to_string();
+    if let Some(bar) = bar {
+        line.push(' ');
+        line.push_str(&bar);
+    }
+    for (i, (_, text)) in parts.iter().enumerate() {
+        line.push_str(if i == 0 { " " } else { "  " });
+        line.push_str(text);
+    }
+    line
+}
+
+/// `[=====>    ]`, `width` columns in all.
+fn draw_bar(done: f64, width: usize) -> String {
+    let inner = width.saturating_sub(2);
+    let filled = ((done.clamp(0.0, 1.0) * inner as f64) as usize).min(inner);
+    let mut bar = String::with_capacity(width);
+    bar.push('[');
+    bar.extend(std::iter::repeat_n('=', filled));
+    if filled < inner {
+        bar.push('>');
+        bar.extend(std::iter::repeat_n(' ', inner - filled - 1));
+    }
+    bar.push(']');
+    bar
+}
+
+fn fraction(done: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        done as f64 / total as f64
+    }
+}
+
+/// Time left at the average rate so far, e.g. `1h02m`, `3m12s`, `45s`.
+fn eta(done: u64, total: u64, secs: f64) -> Option<String> {
+    if done == 0 || done >= total {
+        return None;
+    }
+    let left = ((total - done) as f64 * secs / done as f64).round() as u64;
+    Some(match left {
+        0..60 => format!("{left}s"),
+        60..3600 => format!("{}m{:02}s", left / 60, left % 60),
+        _ => format!("{}h{:02}m", left / 3600, left % 3600 / 60),
+    })
 }
 
 fn plain(p: &Progress, stop: &AtomicBool) {
@@ -413,6 +571,78 @@ mod tests {
         assert!(matches!(sanitize("plain café", false), Cow::Borrowed(_)));
         assert_eq!(sanitize("cut \u{1b}[", false), "cut ");
         assert_eq!(sanitize("cut \u{1b}]0;title", false), "cut ");
+    }
+
+    /// A download under way: 1,234 of 5,678 images after 100 s.
+    fn under_way() -> DownloadStatus {
+        DownloadStatus {
+            done: 1_234,
+            total: 5_678,
+            new: 1_230,
+            skipped: 4,
+            failed: 0,
+            bytes: 129_394_278,
+            elapsed: Duration::from_secs(100),
+        }
+    }
+
+    #[test]
+    fn the_download_line_fits_120_columns_with_every_field() {
+        let line = download_status_line(&under_way(), 120);
+        assert_eq!(
+            line,
+            "download [=====>                  ] 1234/5678 images  ETA 6m00s  12.3 img/s  \
+             1230 new  4 skipped  123.4 MiB (1.2 MiB/s)"
+        );
+        assert!(line.chars().count() < 120);
+    }
+
+    #[test]
+    fn the_download_line_drops_the_least_useful_fields_at_80_columns() {
+        let line = download_status_line(&under_way(), 80);
+        assert_eq!(
+            line,
+            "download [===>              ] 1234/5678 images  ETA 6m00s  12.3 img/s  1230 new"
+        );
+        assert!(line.chars().count() < 80);
+        // Failures are kept before the time left, the rate and the counts.
+        let failing = DownloadStatus {
+            failed: 56_789,
+            ..under_way()
+        };
+        let line = download_status_line(&failing, 80);
+        assert!(
+            line.contains("56789 failed") && line.chars().count() < 80,
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn status_lines_never_exceed_the_width() {
+        let huge = DownloadStatus {
+            done: u64::MAX / 2,
+            total: u64::MAX,
+            new: u64::MAX / 4,
+            skipped: u64::MAX / 4,
+            failed: u64::MAX / 4,
+            bytes: u64::MAX,
+            elapsed: Duration::from_secs(1),
+        };
+        for width in [0, 1, 20, 40, 80, 120, 300] {
+            for line in [
+                download_status_line(&huge, width),
+                download_status_line(&under_way(), width),
+                download_status_line(&DownloadStatus::default(), width),
+                listing_status_line(3, 12, 2_600, width),
+                listing_status_line(u64::MAX, u64::MAX, u64::MAX, width),
+            ] {
+                assert!(line.chars().count() < width.max(1), "{width}: {line:?}");
+            }
+        }
+        assert_eq!(
+            listing_status_line(3, 12, 2_600, 80),
+            " listing [=======>                    ] 3/12 grids  2600 images listed"
+        );
     }
 
     mod props {

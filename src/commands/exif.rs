@@ -87,7 +87,7 @@ impl ExifSummary {
         let l = |k: &str, v: String| (k.to_string(), v);
         vec![
             l("images", self.images.to_string()),
-            l("exif written", self.written.to_string()),
+            l("written", self.written.to_string()),
             l("already up to date", self.unchanged.to_string()),
             l(
                 "position from",

@@ -287,7 +287,7 @@ fn tags_read_back_with_kamadak_and_exiftool() {
     let out = f.run(&[]).success();
     let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     assert!(stdout.contains("images: 4"), "{stdout}");
-    assert!(stdout.contains("exif written: 4"), "{stdout}");
+    assert!(stdout.contains("written: 4"), "{stdout}");
     assert!(
         stdout.contains("position from: computed 4, original 0"),
         "{stdout}"
@@ -423,7 +423,7 @@ fn second_run_leaves_files_byte_identical() {
     let first: Vec<Vec<u8>> = paths.iter().map(|p| fs::read(p).unwrap()).collect();
     let out = f.run(&[]).success();
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
-    assert!(stdout.contains("exif written: 0"), "{stdout}");
+    assert!(stdout.contains("written: 0"), "{stdout}");
     assert!(stdout.contains("already up to date: 3"), "{stdout}");
     for (p, bytes) in paths.iter().zip(&first) {
         assert!(
@@ -572,7 +572,7 @@ fn corrupt_files_are_reported_and_skipped() {
     let out = f.run(&[]).code(1);
     let stdout = String::from_utf8_lossy(&out.get_output().stdout);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr);
-    assert!(stdout.contains("exif written: 1"), "{stdout}");
+    assert!(stdout.contains("written: 1"), "{stdout}");
     assert!(stdout.contains("skipped: 5"), "{stdout}");
     assert!(
         stderr.contains("2.jpg") && stderr.contains("truncated JPEG"),
