@@ -518,7 +518,7 @@ fn run_record(root: &Path, grids: Vec<Grid>, report: &AdoptReport) -> Option<Run
             },
             // A guess: the old tool's thumbnail size is not recorded.
             size: ThumbSize::Original,
-            enumerate: crate::cli::Enumerate::Auto,
+            enumerate: crate::model::Enumerate::Auto,
             position: PositionSource::Computed,
             min_spacing_m: None,
         },

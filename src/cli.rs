@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
+use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
+use crate::model::{Bbox, Enumerate, PanoFilter, PositionSource, ThumbSize};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -216,21 +217,6 @@ pub struct FetchArgs {
     pub position: PositionSource,
 }
 
-/// How `fetch` enumerates images.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Enumerate {
-    /// Verified against the vector tiles (the default).
-    #[default]
-    Auto,
-    /// Bbox searches alone (not verified).
-    Search,
-    /// Vector tiles then batched lookups (not verified).
-    Tiles,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LayerFormat {
     Gpkg,
@@ -327,4 +313,64 @@ pub struct AdoptArgs {
     /// Print nothing but errors.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+// The command-line names and help of the core's closed choices. The core
+// types know nothing of clap; these impls are the only place they meet.
+
+impl ValueEnum for ThumbSize {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::S256, Self::S1024, Self::S2048, Self::Original]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.as_str()))
+    }
+}
+
+impl ValueEnum for PanoFilter {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Include, Self::Only, Self::Exclude]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Self::Include => "include",
+            Self::Only => "only",
+            Self::Exclude => "exclude",
+        }))
+    }
+}
+
+impl ValueEnum for PositionSource {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Computed, Self::Original]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Computed => PossibleValue::new("computed")
+                .help("`computed_geometry`, falling back to `geometry` when absent"),
+            Self::Original => PossibleValue::new("original")
+                .help("`geometry` (the camera's GPS), falling back to `computed_geometry`"),
+        })
+    }
+}
+
+impl ValueEnum for Enumerate {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Self::Auto, Self::Search, Self::Tiles]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            Self::Auto => {
+                PossibleValue::new("auto").help("Verified against the vector tiles (the default)")
+            }
+            Self::Search => PossibleValue::new("search").help("Bbox searches alone (not verified)"),
+            Self::Tiles => {
+                PossibleValue::new("tiles").help("Vector tiles then batched lookups (not verified)")
+            }
+        })
+    }
 }

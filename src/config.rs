@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::aoi::{Aoi, AoiError};
+use crate::api::{ApiConfig, RetryPolicy, TilesConfig};
 use crate::cli::FetchArgs;
 use crate::model::{AccessToken, Bbox, ThumbSize};
 use crate::plan::{self, Plan, PlanError};
@@ -99,47 +100,6 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// How to talk to the Graph API.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub base_url: reqwest::Url,
-    pub token: AccessToken,
-    pub connect_timeout: Duration,
-    pub read_timeout: Duration,
-    pub retry: RetryPolicy,
-    pub search_per_min: u32,
-    pub entity_per_min: u32,
-    /// The API's cap on one search's results.
-    pub search_cap: u32,
-}
-
-/// Exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts in all, including the first.
-    pub attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    /// The delay before retry number `n` (1-based), before jitter.
-    pub(crate) fn backoff(&self, n: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << n.saturating_sub(1).min(16));
-        exp.min(self.max)
-    }
-}
-
-/// Where and how much to read vector tiles.
-#[derive(Debug, Clone)]
-pub struct TilesConfig {
-    pub base_url: reqwest::Url,
-    /// Tiles this run may request at most.
-    pub budget: u32,
 }
 
 /// Everything `fetch` needs, validated.
@@ -620,18 +580,6 @@ mod tests {
             redact_argv(v(&["mlyexport", "--token", "MLY|1|x", "--token=MLY|2|y"])),
             v(&["mlyexport", "--token", "****", "--token=****"])
         );
-    }
-
-    #[test]
-    fn backoff_grows_and_caps() {
-        let p = RetryPolicy {
-            attempts: 5,
-            base: Duration::from_millis(500),
-            max: Duration::from_secs(3),
-        };
-        assert_eq!(p.backoff(1), Duration::from_millis(500));
-        assert_eq!(p.backoff(3), Duration::from_secs(2));
-        assert_eq!(p.backoff(9), Duration::from_secs(3));
     }
 
     mod props {

@@ -403,18 +403,14 @@ impl TryFrom<String> for GridId {
 }
 
 /// Which thumbnail rendition to download.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ThumbSize {
-    #[value(name = "256")]
     #[serde(rename = "256")]
     S256,
-    #[value(name = "1024")]
     #[serde(rename = "1024")]
     S1024,
-    #[value(name = "2048")]
     #[serde(rename = "2048")]
     S2048,
-    #[value(name = "original")]
     #[serde(rename = "original")]
     Original,
 }
@@ -462,7 +458,7 @@ impl FromStr for ThumbSize {
 }
 
 /// Whether panoramas are kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PanoFilter {
     #[default]
@@ -482,7 +478,7 @@ impl PanoFilter {
 }
 
 /// Which position of an image to use: the SfM-computed one or the camera's GPS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PositionSource {
     /// `computed_geometry`, falling back to `geometry` when absent.
@@ -490,6 +486,19 @@ pub enum PositionSource {
     Computed,
     /// `geometry` (the camera's GPS), falling back to `computed_geometry`.
     Original,
+}
+
+/// How `fetch` enumerates images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Enumerate {
+    /// Verified against the vector tiles (the default).
+    #[default]
+    Auto,
+    /// Bbox searches alone (not verified).
+    Search,
+    /// Vector tiles then batched lookups (not verified).
+    Tiles,
 }
 
 /// A Mapillary access token. It never prints itself: `Debug` and `Display`

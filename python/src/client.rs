@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use mlyexport::api::Client;
-use mlyexport::config::{FetchConfig, TilesConfig};
+use mlyexport::api::TilesConfig;
+use mlyexport::config::FetchConfig;
 use mlyexport::fetch::{self, BboxSearch, Progress};
 use mlyexport::model::{ImageId, ThumbSize};
 use mlyexport::record::ImageRecord;

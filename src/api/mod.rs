@@ -1,6 +1,7 @@
 //! The Mapillary Graph API and CDN client: requests, bounded bodies, retries
 //! with backoff, client-side rate limits. Network only: no file system, no
-//! knowledge of grids, the output folder or the command line.
+//! knowledge of grids, the output folder or the command line (`config`
+//! here holds the plain settings; `crate::config` builds them from flags).
 //!
 //! The token goes only in the `Authorization: OAuth` header of Graph
 //! requests (marked sensitive); CDN requests carry no credentials, and error
@@ -13,6 +14,7 @@
 //! Memory: thumbnail bodies in memory are bounded in total
 //! (`MAX_THUMB_BYTES_IN_FLIGHT`), whatever the concurrency.
 
+mod config;
 pub(crate) mod retry;
 pub(crate) mod tiles;
 pub(crate) mod wire;
@@ -31,9 +33,9 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use config::{ApiConfig, RetryPolicy, TilesConfig};
 pub use retry::ApiError;
 
-use crate::config::{ApiConfig, RetryPolicy};
 use crate::model::{Bbox, ImageId};
 use wire::{Collection, ErrorBody};
 

@@ -18,7 +18,7 @@ use super::tiles::{self, PlannedTile, tileset_for};
 use super::{search, tilelister};
 use crate::aoi::Aoi;
 use crate::api::Client;
-use crate::config::TilesConfig;
+use crate::api::TilesConfig;
 use crate::model::{Bbox, PositionSource, ThumbSize};
 use crate::plan::Plan;
 use crate::runrecord::{Completeness, Filters};

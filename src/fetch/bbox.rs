@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use super::listing::{self, Found, ListError};
 use super::progress::Progress;
 use super::{search, tiles, verified};
+use crate::api::TilesConfig;
 use crate::api::{ApiError, Client};
-use crate::config::TilesConfig;
 use crate::model::{Bbox, PositionSource, ThumbSize};
 use crate::plan::Plan;
 use crate::record::ImageRecord;
@@ -37,19 +37,19 @@ pub struct BboxListing {
 ///
 /// ```no_run
 /// # async fn demo() -> anyhow::Result<()> {
-/// use mlyexport::{api::Client, config, fetch, model::*, runrecord::Filters};
-/// let cfg = config::ApiConfig {
+/// use mlyexport::{api, api::Client, fetch, model::*, runrecord::Filters};
+/// let cfg = api::ApiConfig {
 ///     base_url: "https://graph.mapillary.com".parse()?,
 ///     token: AccessToken::new(&std::env::var("MAPILLARY_TOKEN")?).expect("a token"),
 ///     connect_timeout: std::time::Duration::from_secs(15),
 ///     read_timeout: std::time::Duration::from_secs(60),
-///     retry: config::RetryPolicy { attempts: 6, base: std::time::Duration::from_millis(500), max: std::time::Duration::from_secs(60) },
+///     retry: api::RetryPolicy { attempts: 6, base: std::time::Duration::from_millis(500), max: std::time::Duration::from_secs(60) },
 ///     search_per_min: 9_000,
 ///     entity_per_min: 50_000,
 ///     search_cap: 2000,
 /// };
 /// let client = Client::new(&cfg)?;
-/// let tiles = config::TilesConfig { base_url: "https://tiles.mapillary.com".parse()?, budget: 50_000 };
+/// let tiles = api::TilesConfig { base_url: "https://tiles.mapillary.com".parse()?, budget: 50_000 };
 /// let bbox: Bbox = "13.40,52.51,13.42,52.52".parse()?;
 /// let filters = Filters { since: None, until: None, pano: PanoFilter::Include, creator: None, organization: None, max_images: None };
 /// let listing = fetch::images_in_bbox(&client, &tiles, bbox, &filters, ThumbSize::S1024).await?;

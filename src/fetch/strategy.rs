@@ -8,9 +8,8 @@ use super::audit::AuditPlan;
 use super::error::FetchError;
 use super::tiles::{self, PlannedTile, TilesError};
 use crate::api::{ApiError, Client, SearchQuery};
-use crate::cli::Enumerate;
 use crate::config::FetchConfig;
-use crate::model::Bbox;
+use crate::model::{Bbox, Enumerate};
 use crate::plan::Plan;
 
 /// The tiles a fetch will read, counted before anything is asked.

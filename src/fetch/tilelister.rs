@@ -19,9 +19,9 @@ use super::progress::Progress;
 use super::tiles::{
     POSITION_MARGIN_DEG, PlannedTile, intersection, passes_tile_filters, push_grid, tileset_for,
 };
+use crate::api::TilesConfig;
 use crate::api::tiles::{MAX_BATCH, Tileset};
 use crate::api::{ApiError, Client};
-use crate::config::TilesConfig;
 use crate::model::{ImageId, LonLat};
 use crate::plan::Plan;
 use crate::record::ImageRecord;

@@ -18,9 +18,9 @@
 use std::collections::HashMap;
 
 use crate::aoi::Aoi;
+use crate::api::TilesConfig;
 use crate::api::tiles::Tileset;
 use crate::api::{ApiError, Client};
-use crate::config::TilesConfig;
 use crate::model::{Bbox, PositionSource};
 use crate::plan::Plan;
 use crate::runrecord::Filters;

@@ -250,8 +250,7 @@ fn summary(cells: &[(String, Bbox)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Enumerate;
-    use crate::model::{PanoFilter, PositionSource, ThumbSize};
+    use crate::model::{Enumerate, PanoFilter, PositionSource, ThumbSize};
     use crate::runrecord::{Area, Filters, RUN_RECORD_FILE};
 
     fn request(size: ThumbSize) -> Request {

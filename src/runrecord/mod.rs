@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::Enumerate;
-use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
+use crate::model::{Bbox, Enumerate, PanoFilter, PositionSource, ThumbSize};
 
 mod lifecycle;
 pub use lifecycle::RecordError;
