@@ -109,9 +109,13 @@ pub async fn images_in_bbox_with(
 /// What [`images_in_bbox_each`] lists.
 #[derive(Debug, Clone, Copy)]
 pub struct BboxSearch<'a> {
+    /// The vector tiles host and budget.
     pub tiles_cfg: &'a TilesConfig,
+    /// The area.
     pub bbox: Bbox,
+    /// The filters the images must pass.
     pub filters: &'a Filters,
+    /// The rendition whose URL the objects carry.
     pub size: ThumbSize,
 }
 

@@ -9,7 +9,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ApiError, Client, wire};
+use crate::api::{ApiError, Client, Thumbnail, wire};
 use crate::model::{GridId, ImageId, ThumbSize};
 use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, ImageRecord, SEARCH_FIELDS, TOOL_KEY};
 use crate::store::{self, ImagePaths};
@@ -70,29 +70,7 @@ pub(crate) async fn fetch_and_store(
     client: &Client,
     job: Job<'_>,
 ) -> Result<DownloadInfo, DownloadError> {
-    let field = job.size.url_field();
-    let mut url = match job.url {
-        Some(u) => u,
-        None => fresh_url(client, job.id, field).await?,
-    };
-    let (mut attempt, mut refreshes) = (1, 0);
-    let thumb = loop {
-        match client.thumbnail(&url).await {
-            Ok(t) => break t,
-            // A refused URL is replaced by a fresh one, on its own budget.
-            Err(ApiError::ExpiredUrl) if refreshes < MAX_REFRESHES => {
-                refreshes += 1;
-                url = fresh_url(client, job.id, field).await?;
-            }
-            Err(e) if e.is_retryable() && attempt < client.retry_attempts() => {
-                tokio::time::sleep(client.delay(&e, attempt)).await;
-                attempt += 1;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    drop(url);
-
+    let thumb = thumbnail(client, job.id, job.size, job.url).await?;
     let info = DownloadInfo {
         schema_version: IMAGE_SCHEMA_VERSION,
         grid: job.grid.to_string(),
@@ -129,6 +107,37 @@ pub(crate) async fn fetch_and_store(
     .await
     .map_err(|_| DownloadError::Folder("write task failed".into()))??;
     Ok(info)
+}
+
+/// The thumbnail of image `id` at `size`, from `url` (or a fresh one):
+/// retried as the client's policy says; a refused URL is replaced by a
+/// fresh one, on its own budget.
+async fn thumbnail(
+    client: &Client,
+    id: ImageId,
+    size: ThumbSize,
+    url: Option<String>,
+) -> Result<Thumbnail, DownloadError> {
+    let field = size.url_field();
+    let mut url = match url {
+        Some(u) => u,
+        None => fresh_url(client, id, field).await?,
+    };
+    let (mut attempt, mut refreshes) = (1, 0);
+    loop {
+        match client.thumbnail(&url).await {
+            Ok(t) => return Ok(t),
+            Err(ApiError::ExpiredUrl) if refreshes < MAX_REFRESHES => {
+                refreshes += 1;
+                url = fresh_url(client, id, field).await?;
+            }
+            Err(e) if e.is_retryable() && attempt < client.retry_attempts() => {
+                tokio::time::sleep(client.delay(&e, attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Adds what parsing the API's object found wrong, and the repaired altitude.

@@ -9,6 +9,7 @@ use crate::store::StoreError;
 
 /// Errors that stop a fetch (one image failing never does).
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum FetchError {
     /// The run record cannot be used (another request, unreadable, unwritable).
     #[error(transparent)]

@@ -14,7 +14,6 @@
 //!               (budget, preflights,     (sink:   (order, thin,              (--audit) (two rounds, (counts, status;
 //!                how to list)             spill)   --max-images)                        one owner)   the record file)
 //! ```
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 pub(crate) mod audit;
 mod bbox;
@@ -66,11 +65,15 @@ use tally::{Calls, Outcomes, Transfer};
 /// What a fetch did.
 #[derive(Debug, Clone)]
 pub struct FetchReport {
+    /// How the run ended (its exit code).
     pub status: ExitStatus,
+    /// This run's counts (as written to its run record entry).
     pub counts: Counts,
+    /// Each grid's state after the run, in plan order.
     pub grids: Vec<GridState>,
     /// With `--dry-run`: the estimated bytes of the listed images.
     pub estimated_bytes: u64,
+    /// Whether it was a `--dry-run` (listed only).
     pub dry_run: bool,
     /// The tiles counted before listing (and, for a search listing, what
     /// `--enumerate tiles` would read).

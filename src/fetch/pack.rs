@@ -224,22 +224,28 @@ pub(crate) fn margin_strips(boxes: impl Iterator<Item = (SearchBox, Margin)>) ->
     }
     let mut out = Vec::new();
     for (_, _, strip) in merged {
-        let mut todo = vec![strip];
-        while let Some(b) = todo.pop() {
-            if b.area_deg2() < MAX_SEARCH_AREA_DEG2 {
-                out.push(b);
-            } else if b.width() >= b.height() {
-                let mid = (b.min_lon() + b.max_lon()) / 2.0;
-                todo.push(bbox(b.min_lon(), b.min_lat(), mid, b.max_lat()));
-                todo.push(bbox(mid, b.min_lat(), b.max_lon(), b.max_lat()));
-            } else {
-                let mid = (b.min_lat() + b.max_lat()) / 2.0;
-                todo.push(bbox(b.min_lon(), b.min_lat(), b.max_lon(), mid));
-                todo.push(bbox(b.min_lon(), mid, b.max_lon(), b.max_lat()));
-            }
-        }
+        halve_below_area_limit(strip, &mut out);
     }
     out
+}
+
+/// `strip`, halved across its longer side until each part is below the
+/// search area limit, into `out`.
+fn halve_below_area_limit(strip: Bbox, out: &mut Vec<Bbox>) {
+    let mut todo = vec![strip];
+    while let Some(b) = todo.pop() {
+        if b.area_deg2() < MAX_SEARCH_AREA_DEG2 {
+            out.push(b);
+        } else if b.width() >= b.height() {
+            let mid = (b.min_lon() + b.max_lon()) / 2.0;
+            todo.push(bbox(b.min_lon(), b.min_lat(), mid, b.max_lat()));
+            todo.push(bbox(mid, b.min_lat(), b.max_lon(), b.max_lat()));
+        } else {
+            let mid = (b.min_lat() + b.max_lat()) / 2.0;
+            todo.push(bbox(b.min_lon(), b.min_lat(), b.max_lon(), mid));
+            todo.push(bbox(b.min_lon(), mid, b.max_lon(), b.max_lat()));
+        }
+    }
 }
 
 /// Splits a box in quarters until each, as asked, is under the API's area
