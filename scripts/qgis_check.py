@@ -1,10 +1,13 @@
 #!/usr/bin/python3
-"""Opens a mlyexport GeoPackage headless in QGIS (Debian's python3-qgis) and
-checks every layer: valid, EPSG:4326 (spatial layers), and its default style
-from `layer_styles` loads. Prints one JSON object per layer; exits 1 on any
-failure, 3 when PyQGIS cannot be imported.
+"""Opens a mlyexport GeoPackage, or the PostGIS schema `layers --format postgis`
+wrote, headless in QGIS (Debian's python3-qgis) and checks every layer: valid,
+EPSG:4326 (spatial layers), and its default style from `layer_styles` loads.
+Prints one JSON object per layer; exits 1 on any failure, 3 when PyQGIS cannot
+be imported.
 
 usage: QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/qgis_check.py FILE.gpkg
+       QT_QPA_PLATFORM=offscreen /usr/bin/python3 scripts/qgis_check.py "PG:host=... dbname=... user=..." SCHEMA
+       (QGIS' own postgres provider; the password comes from PGPASSWORD or ~/.pgpass)
 """
 import json
 import os
@@ -12,7 +15,7 @@ import sys
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 try:
-    from qgis.core import QgsApplication, QgsRenderContext, QgsVectorLayer
+    from qgis.core import QgsApplication, QgsDataSourceUri, QgsRenderContext, QgsVectorLayer
 except ImportError as e:  # pragma: no cover
     print(json.dumps({"error": f"cannot import qgis.core: {e}"}))
     sys.exit(3)
@@ -25,12 +28,22 @@ EXPECTED = {
 }
 
 
-def main(path):
+def open_layer(path, schema, name, spatial):
+    """The layer through the GeoPackage's ogr provider, or QGIS' postgres provider."""
+    if not path.startswith("PG:"):
+        return QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
+    uri = QgsDataSourceUri(path[3:])
+    uri.setDataSource(schema, name, "geom" if spatial else "")
+    uri.setKeyColumn("fid")
+    return QgsVectorLayer(uri.uri(False), name, "postgres")
+
+
+def main(path, schema=None):
     app = QgsApplication([], False)
     app.initQgis()
     ok = True
     for name, (renderer, spatial) in EXPECTED.items():
-        layer = QgsVectorLayer(f"{path}|layername={name}", name, "ogr")
+        layer = open_layer(path, schema, name, spatial)
         res = {"layer": name, "valid": layer.isValid()}
         if layer.isValid():
             res["features"] = layer.featureCount()
@@ -74,7 +87,7 @@ def main(path):
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1])
+    code = main(*sys.argv[1:3])
     sys.stdout.flush()
     # exitQgis() can crash headless at interpreter shutdown; the checks are done.
     os._exit(code)

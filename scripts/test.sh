@@ -3,6 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# A throwaway PostgreSQL 15 + PostGIS 3 for tests/it/postgis.rs (about 3 s), stopped on exit.
+eval "$(bash scripts/pg-up.sh)"
+trap 'bash scripts/pg-down.sh "$MLYEXPORT_TEST_PGDIR"' EXIT
+export MLYEXPORT_TEST_PG MLYEXPORT_TEST_PGPASSWORD
 cargo test --workspace
 bash scripts/python-test.sh # the Python module's tests (python/tests)
 cargo fmt --all -- --check

@@ -224,6 +224,8 @@ pub enum LayerFormat {
     Csv,
     /// `report.html`: an offline page with the coverage map, charts and table.
     Html,
+    /// Tables in a PostGIS schema (needs `--pg`); a re-run replaces them at once.
+    Postgis,
 }
 
 #[derive(Debug, Args)]
@@ -231,7 +233,8 @@ pub enum LayerFormat {
   mlyexport layers
   mlyexport layers --input downloads --format gpkg,geojson,csv,html --as-of 2026-01-01
   mlyexport layers --input downloads --output study-layers --position original --no-exif
-  mlyexport layers --input old-python-output --format gpkg,csv")]
+  mlyexport layers --input old-python-output --format gpkg,csv
+  PGPASSWORD=... mlyexport layers --format gpkg,postgis --pg \"PG:host=db.example.org dbname=gis schema=mapillary\"")]
 pub struct LayersArgs {
     /// Folder written by `mlyexport fetch` (or by the old Python tool).
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]
@@ -240,6 +243,13 @@ pub struct LayersArgs {
     /// Output formats, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "gpkg,html")]
     pub format: Vec<LayerFormat>,
+
+    /// PostgreSQL target of `--format postgis`: libpq `keyword=value` pairs
+    /// after `PG:`, plus `schema=NAME` (default `public`). No password here
+    /// (the process list shows it): use PGPASSWORD, ~/.pgpass or a service
+    /// file (`service=NAME`).
+    #[arg(long, value_name = "PG:...")]
+    pub pg: Option<String>,
 
     /// Output folder (default `<input>/layers`).
     #[arg(long, short, value_name = "DIR")]

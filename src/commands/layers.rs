@@ -19,7 +19,6 @@ use crate::ExitStatus;
 use crate::cli::{LayerFormat, LayersArgs};
 use crate::coverage;
 use crate::coverage::CellCoverage;
-use crate::layers::ogr::OgrError;
 use crate::layers::read::{self, ReadError};
 use crate::layers::{
     self, FileLayout, GridInfo, ImageRow, Interner, LayerSet, SequenceLine, extent, gpkg,
@@ -73,6 +72,11 @@ fn run_with(
         Some(FolderLock::acquire(&output, "layers")?)
     };
     let as_of_flag = args.as_of.as_deref().map(parse_as_of).transpose()?;
+    let pg = pg_target(&args.format, args.pg.as_deref())?;
+    if let Some(target) = &pg {
+        // Fail in a second on a wrong --pg, before the EXIF pass and the reading.
+        layers::pg_sink::check(target)?;
+    }
 
     let scan = read::scan(&input)
         .with_context(|| format!("cannot list the images in `{}`", input.display()))?;
@@ -143,10 +147,12 @@ fn run_with(
     };
     // Read on rayon while one thread writes the GeoPackage's images as they come.
     let result = std::thread::scope(|scope| {
-        let writer = want_gpkg.then(|| {
+        let writer = (want_gpkg || pg.is_some()).then(|| {
             let (tx, rx) = mpsc::sync_channel::<ToWriter>(2);
-            let tmp = gpkg_tmp.clone();
-            let handle = scope.spawn(move || gpkg_thread(&tmp, file_layout, as_of, total, rx));
+            let gpkg = want_gpkg.then(|| gpkg_tmp.clone());
+            let pg = pg.as_ref();
+            let handle = scope
+                .spawn(move || gpkg_thread(gpkg.as_deref(), pg, file_layout, as_of, total, rx));
             (tx, handle)
         });
         build_and_stream(inputs, reporter, writer)
@@ -195,6 +201,8 @@ fn run_with(
                     layers::csv::write_images_csv(&set, w)
                 })?);
             }
+            // Written and committed by the writer thread.
+            LayerFormat::Postgis => {}
             LayerFormat::Html => {
                 let page = layers::html::render(&layers::html::Report {
                     set: &set,
@@ -220,8 +228,33 @@ fn run_with(
     }
 
     let mut lines = summary_lines(&set, total, &problems, &written, &output);
+    if let Some(target) = &pg {
+        lines.push((
+            "wrote".into(),
+            format!("PostGIS tables in schema `{}`", target.schema()),
+        ));
+    }
     lines.extend(exif_lines);
     Ok((status, lines))
+}
+
+/// The PostGIS target of `--format postgis --pg ...`, checked; `None`
+/// without `postgis` in the formats.
+fn pg_target(
+    formats: &[LayerFormat],
+    pg: Option<&str>,
+) -> anyhow::Result<Option<layers::postgis::PgTarget>> {
+    match (formats.contains(&LayerFormat::Postgis), pg) {
+        (false, None) => Ok(None),
+        (true, Some(pg)) => Ok(Some(layers::postgis::PgTarget::parse(pg)?)),
+        (true, None) => bail!(
+            "--format postgis needs --pg \"PG:host=... dbname=... schema=...\" (the password \
+             comes from PGPASSWORD, ~/.pgpass or a service file)"
+        ),
+        (false, Some(_)) => {
+            bail!("--pg is given but --format has no `postgis`; add it, e.g. --format gpkg,postgis")
+        }
+    }
 }
 
 /// Whether two paths name one existing folder.
@@ -427,31 +460,58 @@ struct Finished {
 
 type Writer<'s> = (
     mpsc::SyncSender<ToWriter>,
-    std::thread::ScopedJoinHandle<'s, Result<Option<Finished>, OgrError>>,
+    std::thread::ScopedJoinHandle<'s, anyhow::Result<Option<Finished>>>,
 );
 
-/// The GeoPackage thread: every GDAL call happens here, in one transaction.
+const GPKG_FAILED: &str = "cannot write the GeoPackage";
+const PG_FAILED: &str = "cannot write the PostGIS tables";
+
+/// The writer thread: every GDAL call happens here, the GeoPackage (at
+/// `gpkg`) and the PostGIS tables (at `pg`) each in one transaction.
 /// Returns what `Finish` brought (moved there and back rather than copied)
 /// once committed, `Ok(None)` when the reader stopped before `Finish`
 /// (nothing committed; the caller removes the temp file).
 fn gpkg_thread(
-    tmp: &Path,
+    gpkg: Option<&Path>,
+    pg: Option<&layers::postgis::PgTarget>,
     layout: FileLayout,
     as_of: DateTime<Utc>,
     images: usize,
     rx: mpsc::Receiver<ToWriter>,
-) -> Result<Option<Finished>, OgrError> {
+) -> anyhow::Result<Option<Finished>> {
     // A killed run's temp GeoPackage and journal went with the other temp files.
-    let mut g = gpkg::create(tmp, layout, as_of)?;
-    g.reserve(images);
+    let mut g = gpkg
+        .map(|tmp| gpkg::create(tmp, layout, as_of))
+        .transpose()
+        .context(GPKG_FAILED)?;
+    if let Some(g) = &mut g {
+        g.reserve(images);
+    }
+    let mut p = pg
+        .map(|t| layers::pg_sink::PgWrite::start(t, layout))
+        .transpose()
+        .context(PG_FAILED)?;
     for msg in rx {
         match msg {
             ToWriter::Images { strings, rows } => {
-                g.add_strings(&strings);
-                g.write_images(&rows)?;
+                if let Some(g) = &mut g {
+                    g.add_strings(&strings);
+                    g.write_images(&rows).context(GPKG_FAILED)?;
+                }
+                if let Some(p) = &mut p {
+                    p.add_strings(&strings);
+                    p.write_images(&rows).context(PG_FAILED)?;
+                }
             }
             ToWriter::Finish(done) => {
-                g.finish(&done.sequences, &done.cells, &done.runs)?;
+                if let Some(g) = g {
+                    g.finish(&done.sequences, &done.cells, &done.runs)
+                        .context(GPKG_FAILED)?;
+                }
+                if let Some(p) = p {
+                    p.finish(&done.sequences, &done.cells, &done.runs)
+                        .context(PG_FAILED)?;
+                }
                 return Ok(Some(done));
             }
         }
@@ -459,14 +519,13 @@ fn gpkg_thread(
     Ok(None)
 }
 
-/// Waits for the GeoPackage thread: what it handed back, or why it failed.
+/// Waits for the writer thread: what it handed back, or why it failed.
 fn join_writer(
-    handle: std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, OgrError>>,
+    handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<Option<Finished>>>,
 ) -> anyhow::Result<Option<Finished>> {
     match handle.join() {
-        Ok(Ok(done)) => Ok(done),
-        Ok(Err(e)) => Err(e).context("cannot write the GeoPackage"),
-        Err(_) => bail!("the GeoPackage writer thread panicked"),
+        Ok(result) => result,
+        Err(_) => bail!("the layers writer thread panicked"),
     }
 }
 

@@ -10,6 +10,8 @@ pub(crate) mod gpkg;
 mod gpkg_index;
 pub(crate) mod html;
 pub(crate) mod ogr;
+pub(crate) mod pg_sink;
+pub(crate) mod postgis;
 pub mod read;
 pub(crate) mod rtree;
 pub(crate) mod schema;

@@ -43,12 +43,19 @@ pub(crate) enum OgrError {
 pub(crate) struct OgrDataset {
     ds: Dataset,
     target: String,
+    /// A transaction is open: rolled back on drop (GDAL's PostgreSQL driver
+    /// would commit it when the dataset closes).
+    in_transaction: bool,
 }
 
 impl OgrDataset {
     /// Wraps an open, writable dataset.
     pub(crate) fn new(ds: Dataset, target: String) -> Self {
-        Self { ds, target }
+        Self {
+            ds,
+            target,
+            in_transaction: false,
+        }
     }
 
     /// The GDAL dataset, for SQL.
@@ -83,15 +90,17 @@ impl OgrDataset {
         // SAFETY: a live dataset handle; committed in `commit`, rolled back
         // by the driver when the dataset is closed without it.
         let code = unsafe { gdal_sys::GDALDatasetStartTransaction(self.ds.c_dataset(), 0) };
-        self.check(code, "start a transaction")
+        self.check(code, "start a transaction")?;
+        self.in_transaction = true;
+        Ok(())
     }
 
     /// Commits the transaction and closes the dataset.
-    pub(crate) fn commit(self) -> Result<(), OgrError> {
+    pub(crate) fn commit(mut self) -> Result<(), OgrError> {
         // SAFETY: a live dataset handle with the transaction started.
         let code = unsafe { gdal_sys::GDALDatasetCommitTransaction(self.ds.c_dataset()) };
         self.check(code, "commit the transaction")?;
-        drop(self.ds);
+        self.in_transaction = false;
         Ok(())
     }
 
@@ -138,6 +147,43 @@ impl OgrDataset {
             check(code, target, &format!("create field `{col}` of `{name}`"))?;
         }
         Ok(Layer(h))
+    }
+}
+
+impl Drop for OgrDataset {
+    fn drop(&mut self) {
+        if self.in_transaction {
+            // SAFETY: a live dataset handle with an open transaction; the
+            // result is moot (the dataset closes next).
+            unsafe { gdal_sys::GDALDatasetRollbackTransaction(self.ds.c_dataset()) };
+        }
+    }
+}
+
+/// Keeps GDAL's messages on this thread off stderr while it lives (a
+/// PostgreSQL error may quote the connection string); errors still reach
+/// GDAL's last-error message, which callers redact.
+pub(crate) struct QuietGdal {
+    /// The handler stack is per thread: the guard must not move.
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl QuietGdal {
+    /// Pushes GDAL's quiet handler on this thread until dropped.
+    pub(crate) fn new() -> Self {
+        // SAFETY: pushes GDAL's own quiet handler on this thread's handler
+        // stack; popped in Drop on the same thread (the type is not Send).
+        unsafe { gdal_sys::CPLPushErrorHandler(Some(gdal_sys::CPLQuietErrorHandler)) };
+        Self {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for QuietGdal {
+    fn drop(&mut self) {
+        // SAFETY: pops the handler pushed in `new`, on the same thread.
+        unsafe { gdal_sys::CPLPopErrorHandler() }
     }
 }
 

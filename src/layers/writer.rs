@@ -22,6 +22,12 @@ use crate::runrecord::RunEntry;
 /// What one kind of dataset adds to the four layers. A trait rather than an
 /// enum so that a target (GeoPackage, PostGIS) lives in its own file.
 pub(crate) trait Target {
+    /// Runs first in the transaction, before the four layers are created
+    /// (PostGIS: the schema's lock, checks, the staging schema).
+    fn begin(&mut self, _ds: &mut OgrDataset) -> Result<(), OgrError> {
+        Ok(())
+    }
+
     /// The creation options of one of the four layers.
     fn layer_options(&self, layer: &LayerDef) -> Vec<String>;
 
@@ -80,6 +86,7 @@ impl<T: Target> LayerWriter<T> {
     ) -> Result<Self, OgrError> {
         let srs = wgs84(&ds)?;
         ds.start_transaction()?;
+        target.begin(&mut ds)?;
         let mut layers = Vec::with_capacity(4);
         for def in [
             schema::IMAGES,

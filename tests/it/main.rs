@@ -13,6 +13,7 @@ mod hostile; // hostile or broken input: no panic, bounded reads, data never mar
 mod hostile_sim; // the simulator's hostile mode: tile bombs, huge bodies, formulas and escapes
 mod integrity; // open readers during the EXIF pass, folder locks, temp files of live runs, hostile JPEGs
 mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
+mod postgis; // layers --format postgis against a real PostgreSQL + PostGIS, QGIS, swaps, secrets
 mod report; // report.html: structure, size bound, headless Chromium
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
 mod snapshots; // insta snapshots of --help, summaries, coverage and layer schemas

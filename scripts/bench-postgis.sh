@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Benchmark (not a timed test): `mlyexport layers --format postgis --no-exif`
+# (release build) against `ogr2ogr` copying our own GeoPackage's four layers
+# into the same PostgreSQL 15 + PostGIS 3 database, at 100,000 and 1,000,000
+# synthetic images. `layers` starts from the metadata JSONs (reading them is
+# part of its time); ogr2ogr from the finished GeoPackage (made untimed).
+# Both write the same tables, columns, SRID and GiST indexes, each into its own
+# schema, replacing the previous round's tables. A throwaway cluster is started
+# (scripts/pg-up.sh, fsync off) and stopped at the end.
+#
+# usage: scripts/bench-postgis.sh [N ...]        (default: 100000 1000000)
+# env:   ROUNDS     alternating rounds of both tools per size (default 3)
+#        BENCH_DIR  where the synthetic folders go, shared with bench-layers.sh
+#                   (default /tmp/mlyexport-bench; 1,000,000 images take ~4 GB)
+# needs: python3, ogr2ogr (gdal-bin), psql, /usr/bin/time, postgresql-15-postgis-3.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZES=("$@")
+[ ${#SIZES[@]} -eq 0 ] && SIZES=(100000 1000000)
+WORK=${BENCH_DIR:-/tmp/mlyexport-bench}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+ROUNDS=${ROUNDS:-3}
+mkdir -p "$WORK"
+
+for tool in ogr2ogr psql /usr/bin/time python3; do
+  command -v "$tool" >/dev/null || { echo "bench-postgis: $tool is missing (scripts/setup.sh installs it)" >&2; exit 2; }
+done
+
+echo "building mlyexport (release)..." >&2
+cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin mlyexport
+BIN=$TARGET/release/mlyexport
+
+eval "$(bash "$ROOT/scripts/pg-up.sh")"
+trap 'bash "$ROOT/scripts/pg-down.sh" "$MLYEXPORT_TEST_PGDIR"' EXIT
+export PGPASSWORD=$MLYEXPORT_TEST_PGPASSWORD
+CONN=$MLYEXPORT_TEST_PG
+psql -X -q -d "$CONN" -c "CREATE SCHEMA IF NOT EXISTS bench_ogr" >/dev/null
+
+wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
+cpu() { awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
+rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+count() { psql -X -At -d "$CONN" -c "SELECT count(*) FROM $1"; }
+
+printf '\n%10s %12s %12s %8s %12s %14s %12s %10s %10s\n' images layers_pg_s ogr2ogr_s ratio round_ratio layers_cpu_s ogr_cpu_s layers_MB ogr_MB
+notes=()
+for n in "${SIZES[@]}"; do
+  dir=$WORK/n$n
+  if [ ! -f "$dir/.complete" ]; then
+    echo "generating $n synthetic images in $dir ..." >&2
+    rm -rf "$dir"; mkdir -p "$dir"
+    python3 "$ROOT/scripts/synth-downloads.py" "$dir/downloads" "$n" --grids 64 --csv "$dir/points.csv"
+    touch "$dir/.complete"
+  fi
+  echo "$n images: writing the GeoPackage ogr2ogr starts from (untimed) ..." >&2
+  rm -rf "$dir/pg-gpkg"
+  "$BIN" layers --input "$dir/downloads" --output "$dir/pg-gpkg" --format gpkg --no-exif --quiet
+  find "$dir/downloads" -name '*.json' -print0 | xargs -0 cat > /dev/null
+
+  lts=(); ots=(); rrs=(); lcs=(); ocs=(); lms=(); oms=()
+  for ((r = 1; r <= ROUNDS; r++)); do
+    echo "$n images, round $r/$ROUNDS ..." >&2
+    /usr/bin/time -v "$BIN" layers --input "$dir/downloads" --output "$dir/pg-out" --format postgis \
+        --pg "PG:$CONN schema=bench_mly" --no-exif --quiet 2> "$dir/pg-layers.time" \
+        || { cat "$dir/pg-layers.time" >&2; exit 1; }
+    /usr/bin/time -v ogr2ogr -f PostgreSQL "PG:$CONN" "$dir/pg-gpkg/mapillary.gpkg" \
+        images sequences grid_cells runs \
+        -lco SCHEMA=bench_ogr -lco OVERWRITE=YES -lco GEOMETRY_NAME=geom -lco FID=fid \
+        -lco SPATIAL_INDEX=GIST 2> "$dir/pg-ogr.time" || { cat "$dir/pg-ogr.time" >&2; exit 1; }
+    lt=$(wall "$dir/pg-layers.time"); ot=$(wall "$dir/pg-ogr.time")
+    lts+=("$lt"); ots+=("$ot")
+    rrs+=("$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')")
+    lcs+=("$(cpu "$dir/pg-layers.time")"); ocs+=("$(cpu "$dir/pg-ogr.time")")
+    lms+=("$(rss_mb "$dir/pg-layers.time")"); oms+=("$(rss_mb "$dir/pg-ogr.time")")
+  done
+  for t in images sequences grid_cells runs; do
+    a=$(count "bench_mly.$t"); b=$(count "bench_ogr.$t")
+    [ "$a" = "$b" ] || { echo "bench-postgis: $t has $a rows from layers but $b from ogr2ogr" >&2; exit 1; }
+  done
+  lt=$(printf '%s\n' "${lts[@]}" | median); ot=$(printf '%s\n' "${ots[@]}" | median)
+  rr=$(printf '%s\n' "${rrs[@]}" | median)
+  lc=$(printf '%s\n' "${lcs[@]}" | median); oc=$(printf '%s\n' "${ocs[@]}" | median)
+  lm=$(printf '%s\n' "${lms[@]}" | sort -g | tail -1); om=$(printf '%s\n' "${oms[@]}" | sort -g | tail -1)
+  ratio=$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
+  printf '%10s %12s %12s %8s %12s %14s %12s %10s %10s\n' "$n" "$lt" "$ot" "$ratio" "$rr" "$lc" "$oc" "$lm" "$om"
+  notes+=("$n images: layers runs ${lts[*]} s; ogr2ogr runs ${ots[*]} s; per-round ratios ${rrs[*]}; rows equal in all four tables")
+  rm -rf "$dir/pg-out" "$dir/pg-gpkg"
+done
+printf '\n'; printf '%s\n' "${notes[@]}"
+echo "(medians of $ROUNDS alternating rounds; ratio = median layers / median ogr2ogr; target: ratio <= 1. load: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -1,0 +1,586 @@
+//! The PostGIS target of `layers --format postgis`, its pure half: the `--pg`
+//! connection string checked (no password in it, a schema name that needs no
+//! quoting), libpq/GDAL messages redacted, and the SQL that stages, swaps and
+//! styles the layers. No connection, no GDAL: `postgis_sink` runs this SQL.
+//!
+//! A run writes every table into a staging schema inside one transaction,
+//! then (still inside it) drops the old tables, moves the new ones into the
+//! target schema and replaces the QGIS styles; readers see the old or the new
+//! state, never a mix.
+
+use super::styles::LayerStyle;
+
+/// Errors of the PostGIS target.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum PgError {
+    #[error(
+        "--pg `{0}` does not start with `PG:`; pass e.g. --pg \"PG:host=db.example.org dbname=gis schema=mapillary\""
+    )]
+    NoPrefix(String),
+    #[error(
+        "--pg must not contain a password: every process on this machine can read the command line. \
+         Remove `password=` and give it by one of: the PGPASSWORD environment variable, a line in \
+         ~/.pgpass (host:port:dbname:user:password, mode 0600), or a service file entry \
+         (PGSERVICE=name or service=name in --pg)"
+    )]
+    Password,
+    #[error(
+        "--pg: URIs (`postgresql://...`) are not accepted; write keyword=value pairs, e.g. \
+         --pg \"PG:host=db.example.org dbname=gis schema=mapillary\""
+    )]
+    Uri,
+    #[error(
+        "--pg: cannot read `{0}`: {1}; write keyword=value pairs separated by spaces, \
+         single-quoting values that contain spaces"
+    )]
+    Syntax(String, String),
+    #[error(
+        "--pg: `{0}=` is a GDAL listing option that would change which schema is written; use schema=NAME"
+    )]
+    GdalKey(String),
+    #[error(
+        "--pg: schema `{0}` is not accepted; use 1 to {SCHEMA_MAX} lowercase letters, digits and `_`, \
+         starting with a letter or `_` (e.g. schema=mapillary)"
+    )]
+    Schema(String),
+}
+
+/// The longest schema name accepted (the staging schema adds a suffix, and
+/// PostgreSQL cuts names at 63 bytes).
+pub(crate) const SCHEMA_MAX: usize = 40;
+
+/// The tables `layers` writes, in order. Only these are ever dropped.
+pub(crate) const TABLES: [&str; 4] = ["images", "sequences", "grid_cells", "runs"];
+
+/// The comment that marks a table as written by mlyexport: a table of the
+/// same name without it is never dropped.
+pub(crate) const MARK: &str = "mlyexport layers";
+
+/// Where `layers` writes: the libpq connection (without `schema`) and the schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PgTarget {
+    /// libpq keyword/value pairs as given, in order, `schema` removed.
+    pairs: Vec<(String, String)>,
+    schema: String,
+}
+
+impl PgTarget {
+    /// Parses `--pg "PG:host=... dbname=... schema=..."`. `schema` defaults to `public`.
+    pub(crate) fn parse(s: &str) -> Result<Self, PgError> {
+        let Some(rest) = s.strip_prefix("PG:").or_else(|| s.strip_prefix("pg:")) else {
+            return Err(PgError::NoPrefix(redact(s, &[])));
+        };
+        let rest = rest.trim();
+        if rest.starts_with("postgres://") || rest.starts_with("postgresql://") {
+            return Err(
+                if rest.contains('@') && rest[..rest.find('@').unwrap_or(0)].contains(':') {
+                    PgError::Password
+                } else {
+                    PgError::Uri
+                },
+            );
+        }
+        let mut pairs = conninfo_pairs(rest).map_err(|why| PgError::Syntax(redact(s, &[]), why))?;
+        if pairs.iter().any(|(k, _)| k == "password") {
+            return Err(PgError::Password);
+        }
+        if let Some((k, _)) = pairs
+            .iter()
+            .find(|(k, _)| matches!(k.as_str(), "schemas" | "active_schema" | "tables"))
+        {
+            return Err(PgError::GdalKey(k.clone()));
+        }
+        let schema = match pairs.iter().rposition(|(k, _)| k == "schema") {
+            Some(i) => pairs.remove(i).1,
+            None => "public".to_string(),
+        };
+        pairs.retain(|(k, _)| k != "schema");
+        check_schema(&schema)?;
+        Ok(Self { pairs, schema })
+    }
+
+    /// The schema the tables go to.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The schema the tables are written into first, inside the transaction.
+    pub(crate) fn staging(&self) -> String {
+        format!("{}_mlyexport_staging", self.schema)
+    }
+
+    /// The GDAL dataset name: `PG:` and the libpq pairs, each value quoted.
+    pub(crate) fn gdal_name(&self) -> String {
+        let mut s = String::from("PG:");
+        for (i, (k, v)) in self.pairs.iter().enumerate() {
+            if i > 0 {
+                s.push(' ');
+            }
+            s.push_str(k);
+            s.push_str("='");
+            for c in v.chars() {
+                if c == '\'' || c == '\\' {
+                    s.push('\\');
+                }
+                s.push(c);
+            }
+            s.push('\'');
+        }
+        s
+    }
+
+    /// Where the connection goes, for messages: host, port, database, user
+    /// and service, from `--pg` or else libpq's environment (`env`), else
+    /// libpq's defaults.
+    pub(crate) fn describe(&self, env: impl Fn(&str) -> Option<String>) -> String {
+        let get = |key: &str, var: &str| {
+            self.pairs
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .or_else(|| env(var).filter(|v| !v.is_empty()))
+        };
+        let mut parts = Vec::new();
+        if let Some(service) = get("service", "PGSERVICE") {
+            parts.push(format!("service `{service}`"));
+        }
+        let host = get("host", "PGHOST").or_else(|| get("hostaddr", "PGHOSTADDR"));
+        parts.push(format!(
+            "host `{}`",
+            host.unwrap_or_else(|| "local socket".into())
+        ));
+        parts.push(format!(
+            "port {}",
+            get("port", "PGPORT").unwrap_or_else(|| "5432".into())
+        ));
+        let user = get("user", "PGUSER");
+        parts.push(format!(
+            "database `{}`",
+            get("dbname", "PGDATABASE")
+                .or_else(|| user.clone())
+                .unwrap_or_else(|| "(the user's name)".into())
+        ));
+        parts.push(format!(
+            "user `{}`",
+            user.unwrap_or_else(|| "(the login name)".into())
+        ));
+        parts.join(", ")
+    }
+}
+
+fn check_schema(s: &str) -> Result<(), PgError> {
+    let mut chars = s.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let reserved = s.starts_with("pg_") || s == "information_schema";
+    if first_ok && rest_ok && s.len() <= SCHEMA_MAX && !reserved {
+        Ok(())
+    } else {
+        Err(PgError::Schema(s.to_string()))
+    }
+}
+
+/// Splits a libpq keyword/value connection string (`key = value`, values
+/// bare or single-quoted, `\` escaping the next character).
+fn conninfo_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    let mut it = s.chars().peekable();
+    loop {
+        while it.next_if(|c| c.is_whitespace()).is_some() {}
+        if it.peek().is_none() {
+            return Ok(out);
+        }
+        let mut key = String::new();
+        while let Some(c) = it.next_if(|c| c.is_ascii_alphanumeric() || *c == '_') {
+            key.push(c);
+        }
+        while it.next_if(|c| c.is_whitespace()).is_some() {}
+        if key.is_empty() || it.next() != Some('=') {
+            return Err(format!("expected keyword=value after {} pairs", out.len()));
+        }
+        while it.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if it.next_if_eq(&'\'').is_some() {
+            loop {
+                match it.next() {
+                    None => return Err(format!("the value of `{key}` has no closing quote")),
+                    Some('\'') => break,
+                    Some('\\') => value.extend(it.next()),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = it.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(it.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        out.push((key.to_ascii_lowercase(), value));
+    }
+}
+
+/// `msg` with every `password=...` value, every `scheme://user:secret@`
+/// secret and every string of `secrets` (such as PGPASSWORD's value) replaced
+/// by `***`: GDAL and libpq may echo a connection string in their errors.
+pub(crate) fn redact(msg: &str, secrets: &[&str]) -> String {
+    let mut out = redact_password_pairs(msg);
+    out = redact_uri_secrets(&out);
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, "***");
+    }
+    out
+}
+
+fn redact_password_pairs(msg: &str) -> String {
+    let lower = msg.to_ascii_lowercase();
+    let mut out = String::with_capacity(msg.len());
+    let mut i = 0;
+    while let Some(found) = lower[i..].find("password") {
+        let key_end = i + found + "password".len();
+        out.push_str(&msg[i..key_end]);
+        let rest = &msg[key_end..];
+        let after_ws = rest.trim_start();
+        let Some(value) = after_ws.strip_prefix('=') else {
+            i = key_end;
+            continue;
+        };
+        let value = value.trim_start();
+        let consumed = rest.len() - value.len();
+        let len = value_len(value);
+        out.push_str("=***");
+        i = key_end + consumed + len;
+    }
+    out.push_str(&msg[i..]);
+    out
+}
+
+/// Bytes of a conninfo value at the start of `v`: quoted or up to whitespace.
+fn value_len(v: &str) -> usize {
+    let mut chars = v.char_indices();
+    if v.starts_with('\'') {
+        chars.next();
+        let mut escaped = false;
+        for (i, c) in chars {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '\'' => return i + 1,
+                _ => {}
+            }
+        }
+        return v.len();
+    }
+    v.find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(v.len())
+}
+
+fn redact_uri_secrets(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(p) = rest.find("://") {
+        let (head, tail) = rest.split_at(p + 3);
+        out.push_str(head);
+        let auth_end = tail
+            .find(|c: char| c == '/' || c == '?' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let auth = &tail[..auth_end];
+        match (auth.rfind('@'), auth.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&auth[..colon]);
+                out.push_str(":***");
+                out.push_str(&auth[at..]);
+            }
+            _ => out.push_str(auth),
+        }
+        rest = &tail[auth_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An SQL identifier, double-quoted.
+pub(crate) fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// An SQL string literal; `E'...'` when it holds a backslash, so it reads the
+/// same whatever `standard_conforming_strings` is.
+pub(crate) fn literal(s: &str) -> String {
+    if s.contains('\\') {
+        format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    } else {
+        format!("'{}'", s.replace('\'', "''"))
+    }
+}
+
+/// `schema.table`, both quoted.
+pub(crate) fn qualified(schema: &str, table: &str) -> String {
+    format!("{}.{}", ident(schema), ident(table))
+}
+
+/// Lists which of [`TABLES`] exist in `schema` and their comments, to check
+/// they are ours before dropping them: rows of (name, comment or NULL).
+pub(crate) fn existing_tables_sql(schema: &str) -> String {
+    let names: Vec<String> = TABLES.iter().map(|t| literal(t)).collect();
+    format!(
+        "SELECT c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relname IN ({}) ORDER BY c.relname",
+        literal(schema),
+        names.join(", ")
+    )
+}
+
+/// The names among `existing` (name, comment) that mlyexport did not write.
+pub(crate) fn foreign_tables(existing: &[(String, Option<String>)]) -> Vec<String> {
+    existing
+        .iter()
+        .filter(|(_, c)| !c.as_deref().is_some_and(|c| c.starts_with(MARK)))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// The comment of a staged table: the mark, then what it holds.
+pub(crate) fn comment_sql(schema: &str, table: &str, description: &str) -> String {
+    format!(
+        "COMMENT ON TABLE {} IS {}",
+        qualified(schema, table),
+        literal(&format!("{MARK}: {description}"))
+    )
+}
+
+/// The comment of a staging schema: only a schema with it is ever dropped.
+const STAGING_MARK: &str = "mlyexport layers staging";
+
+/// Creates the staging schema and marks it as ours.
+pub(crate) fn staging_sql(staging: &str) -> Vec<String> {
+    vec![
+        format!("CREATE SCHEMA {}", ident(staging)),
+        format!(
+            "COMMENT ON SCHEMA {} IS {}",
+            ident(staging),
+            literal(&format!(
+                "{STAGING_MARK}: new tables before they replace the old ones"
+            ))
+        ),
+    ]
+}
+
+/// One row (the comment, maybe NULL) when the schema exists, none when not.
+pub(crate) fn schema_comment_sql(schema: &str) -> String {
+    format!(
+        "SELECT obj_description(oid, 'pg_namespace') AS comment FROM pg_namespace WHERE nspname = {}",
+        literal(schema)
+    )
+}
+
+/// Whether a schema's comment marks it as a staging schema of ours.
+pub(crate) fn is_our_staging(comment: Option<&str>) -> bool {
+    comment.is_some_and(|c| c.starts_with(STAGING_MARK))
+}
+
+/// Takes the transaction-scoped lock of `schema`, so two runs writing the
+/// same schema do not interleave: one row, true when taken.
+pub(crate) fn lock_sql(schema: &str) -> String {
+    format!(
+        "SELECT pg_try_advisory_xact_lock(hashtext({})) AS taken",
+        literal(&format!("mlyexport layers {schema}"))
+    )
+}
+
+/// The statements that publish the staged tables: drop the old ones, move
+/// the new ones into `schema`, drop the empty staging schema. Run inside the
+/// writing transaction, so readers switch at its commit.
+pub(crate) fn swap_sql(schema: &str, staging: &str) -> Vec<String> {
+    let old: Vec<String> = TABLES.iter().map(|t| qualified(schema, t)).collect();
+    let mut sql = vec![format!("DROP TABLE IF EXISTS {}", old.join(", "))];
+    for t in TABLES {
+        sql.push(format!(
+            "ALTER TABLE {} SET SCHEMA {}",
+            qualified(staging, t),
+            ident(schema)
+        ));
+    }
+    sql.push(format!("DROP SCHEMA {}", ident(staging)));
+    sql
+}
+
+/// QGIS 3.22's own definition of `layer_styles` (its PostgreSQL provider
+/// creates it unqualified, so it lands in the first schema of the search
+/// path, usually `public`, and reads it from there).
+pub(crate) const CREATE_LAYER_STYLES: &str = "CREATE TABLE IF NOT EXISTS layer_styles(\
+id SERIAL PRIMARY KEY, f_table_catalog varchar, f_table_schema varchar, f_table_name varchar, \
+f_geometry_column varchar, styleName text, styleQML xml, styleSLD xml, useAsDefault boolean, \
+description text, owner varchar(63) DEFAULT CURRENT_USER, ui xml, \
+update_time timestamp DEFAULT CURRENT_TIMESTAMP, type varchar)";
+
+/// Replaces this schema's mlyexport styles in `layer_styles`: deletes the
+/// rows of the same table and style name, inserts each style. A style is the
+/// default unless the user has made another style of that table the default
+/// (QGIS reads `f_table_catalog` = the database, `f_table_schema` = the
+/// schema, `f_geometry_column` NULL for a table without geometry).
+pub(crate) fn styles_sql(schema: &str, styles: &[(LayerStyle, String)]) -> Vec<String> {
+    let mut sql = vec![CREATE_LAYER_STYLES.to_string()];
+    for (style, qml) in styles {
+        let same_table = format!(
+            "f_table_catalog = current_database() AND f_table_schema = {} AND f_table_name = {}",
+            literal(schema),
+            literal(style.table)
+        );
+        let name = literal(style.name);
+        sql.push(format!(
+            "DELETE FROM layer_styles WHERE {same_table} AND styleName = {name}"
+        ));
+        let geometry = if style.geometry_column.is_empty() {
+            "NULL".to_string()
+        } else {
+            literal(style.geometry_column)
+        };
+        sql.push(format!(
+            "INSERT INTO layer_styles(f_table_catalog, f_table_schema, f_table_name, \
+             f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description) \
+             SELECT current_database(), {}, {}, {geometry}, {name}, XMLPARSE(DOCUMENT {}), NULL, \
+             NOT EXISTS (SELECT 1 FROM layer_styles WHERE {same_table} AND useAsDefault), {}",
+            literal(schema),
+            literal(style.table),
+            literal(qml),
+            literal(style.description),
+        ));
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_pairs_and_takes_the_schema_out() {
+        let t = PgTarget::parse("PG:host=db.example.org  port = 5433 dbname='my gis' schema=mly")
+            .unwrap();
+        assert_eq!(t.schema(), "mly");
+        assert_eq!(t.staging(), "mly_mlyexport_staging");
+        assert_eq!(
+            t.gdal_name(),
+            "PG:host='db.example.org' port='5433' dbname='my gis'"
+        );
+        assert_eq!(
+            t.describe(no_env),
+            "host `db.example.org`, port 5433, database `my gis`, user `(the login name)`"
+        );
+        let t = PgTarget::parse("PG:dbname=x").unwrap();
+        assert_eq!(t.schema(), "public");
+        let env = |k: &str| (k == "PGUSER").then(|| "ann".to_string());
+        assert_eq!(
+            t.describe(env),
+            "host `local socket`, port 5432, database `x`, user `ann`"
+        );
+        let t = PgTarget::parse(r"PG:service=prod dbname='it\'s'").unwrap();
+        assert_eq!(t.gdal_name(), r"PG:service='prod' dbname='it\'s'");
+        assert!(t.describe(no_env).starts_with("service `prod`"));
+    }
+
+    #[test]
+    fn refuses_passwords_uris_bad_schemas_and_syntax() {
+        for s in [
+            "PG:host=h password=secret",
+            "PG:host=h PASSWORD = 'a b'",
+            "PG:postgresql://u:secret@h/db",
+        ] {
+            assert_eq!(PgTarget::parse(s), Err(PgError::Password), "{s}");
+        }
+        assert_eq!(PgTarget::parse("PG:postgresql://h/db"), Err(PgError::Uri));
+        assert!(matches!(
+            PgTarget::parse("host=h"),
+            Err(PgError::NoPrefix(_))
+        ));
+        for bad in ["Mly", "1a", "a-b", "pg_x", "", &"a".repeat(41)] {
+            let s = format!("PG:dbname=x schema='{bad}'");
+            assert!(
+                matches!(PgTarget::parse(&s), Err(PgError::Schema(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            PgTarget::parse("PG:dbname=x active_schema=y"),
+            Err(PgError::GdalKey(_))
+        ));
+        assert!(matches!(
+            PgTarget::parse("PG:dbname='x"),
+            Err(PgError::Syntax(..))
+        ));
+        assert!(matches!(
+            PgTarget::parse("PG:dbname"),
+            Err(PgError::Syntax(..))
+        ));
+    }
+
+    #[test]
+    fn redaction_hides_every_form_of_secret() {
+        let msg = "PQconnectdb failed for `PG:host=h password='a b\\' c' user=u` and password = x1 \
+                   and postgresql://ann:s3cret@h:5432/db; FATAL: auth failed, sent hunter2";
+        let r = redact(msg, &["hunter2"]);
+        for secret in ["a b", "x1", "s3cret", "hunter2"] {
+            assert!(!r.contains(secret), "{secret} in {r}");
+        }
+        assert!(r.contains("user=u"), "{r}");
+        assert!(r.contains("postgresql://ann:***@h:5432/db"), "{r}");
+        assert_eq!(
+            redact("password authentication failed", &[]),
+            "password authentication failed"
+        );
+        assert_eq!(redact("no secret here", &[""]), "no secret here");
+    }
+
+    #[test]
+    fn sql_quotes_and_swaps_only_our_tables() {
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal("a\\b'"), "E'a\\\\b'''");
+        let swap = swap_sql("mly", "mly_mlyexport_staging");
+        assert_eq!(
+            swap[0],
+            "DROP TABLE IF EXISTS \"mly\".\"images\", \"mly\".\"sequences\", \"mly\".\"grid_cells\", \"mly\".\"runs\""
+        );
+        assert!(swap.iter().all(|s| !s.contains("CASCADE")));
+        assert_eq!(swap.len(), 6);
+        let existing = vec![
+            ("images".to_string(), Some(format!("{MARK}: images"))),
+            ("runs".to_string(), None),
+            ("sequences".to_string(), Some("someone else's".to_string())),
+        ];
+        assert_eq!(foreign_tables(&existing), vec!["runs", "sequences"]);
+        let staging = staging_sql("mly_mlyexport_staging");
+        assert!(
+            staging[1].contains("'mlyexport layers staging: "),
+            "{}",
+            staging[1]
+        );
+        assert!(is_our_staging(Some("mlyexport layers staging: new tables")));
+        assert!(!is_our_staging(Some("a user's schema")) && !is_our_staging(None));
+    }
+
+    #[test]
+    fn styles_replace_only_ours_and_keep_a_users_default() {
+        let sql = styles_sql("mly", &super::super::styles::all());
+        assert_eq!(sql.len(), 1 + 2 * 4);
+        assert!(sql[0].starts_with("CREATE TABLE IF NOT EXISTS layer_styles("));
+        let runs = sql.last().unwrap();
+        assert!(runs.contains("'runs', NULL, 'runs'"), "{runs}");
+        assert!(sql[2].contains("'images', 'geom', 'images'"), "{}", sql[2]);
+        assert!(
+            sql[1]
+                .starts_with("DELETE FROM layer_styles WHERE f_table_catalog = current_database()")
+        );
+    }
+}

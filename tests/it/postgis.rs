@@ -1,0 +1,655 @@
+//! `mlyexport layers --format postgis` against a real PostgreSQL 15 +
+//! PostGIS 3 (`scripts/pg-up.sh`; `scripts/test.sh` starts one and passes it
+//! in `MLYEXPORT_TEST_PG`, otherwise the first test here starts one that stops
+//! when this test process ends): rows, geometry and SRID against the
+//! GeoPackage of the same run, GiST indexes, QGIS styles loaded headless, a
+//! re-run watched by a polling reader (old or new state, never a mix or
+//! doubled rows), tables of others left alone, refused connections and
+//! refused or leaked passwords.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command as StdCommand, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gdal::Dataset;
+use gdal::vector::LayerAccess;
+use serde_json::{Value, json};
+
+use crate::common::{SYSTEM_PYTHON, TestEnv, bbox_arg, downloaded_ids, python_module};
+
+/// The test cluster: a libpq connection string without password, and the password.
+struct Pg {
+    conninfo: String,
+    password: String,
+}
+
+/// The cluster of `MLYEXPORT_TEST_PG`/`MLYEXPORT_TEST_PGPASSWORD`, or one
+/// started now (stopped by pg-up.sh's watcher once this process ends).
+/// `None` only with `MLYEXPORT_ALLOW_SKIP=1` when none can start.
+fn pg() -> Option<&'static Pg> {
+    static PG: OnceLock<Option<Pg>> = OnceLock::new();
+    PG.get_or_init(|| {
+        if let (Ok(conninfo), Ok(password)) = (
+            std::env::var("MLYEXPORT_TEST_PG"),
+            std::env::var("MLYEXPORT_TEST_PGPASSWORD"),
+        ) {
+            return Some(Pg { conninfo, password });
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pg-up.sh");
+        let out = StdCommand::new("bash")
+            .arg(&script)
+            .args(["--watch", &std::process::id().to_string()])
+            .stderr(Stdio::piped())
+            .output();
+        let vars = match &out {
+            Ok(o) if o.status.success() => parse_vars(&String::from_utf8_lossy(&o.stdout)),
+            _ => Vec::new(),
+        };
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        if let (Some(conninfo), Some(password)) =
+            (get("MLYEXPORT_TEST_PG"), get("MLYEXPORT_TEST_PGPASSWORD"))
+        {
+            return Some(Pg { conninfo, password });
+        }
+        let why = out.map_or_else(
+            |e| e.to_string(),
+            |o| String::from_utf8_lossy(&o.stderr).into_owned(),
+        );
+        let note = format!(
+            "cannot start PostgreSQL + PostGIS ({why}); apt-get install postgresql-15-postgis-3"
+        );
+        assert!(
+            std::env::var_os("MLYEXPORT_ALLOW_SKIP").is_some_and(|v| v == "1"),
+            "{note} (or set MLYEXPORT_ALLOW_SKIP=1 to skip this test)"
+        );
+        eprintln!("SKIPPED: {note}");
+        None
+    })
+    .as_ref()
+}
+
+/// `KEY=value` / `KEY='value'` lines of pg-up.sh.
+fn parse_vars(s: &str) -> Vec<(String, String)> {
+    s.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+impl Pg {
+    /// `--pg` for `schema`.
+    fn arg(&self, schema: &str) -> String {
+        format!("PG:{} schema={schema}", self.conninfo)
+    }
+
+    /// One SQL statement through psql; its rows, columns split by `|`.
+    fn sql(&self, sql: &str) -> Vec<Vec<String>> {
+        let out = self.psql().args(["-c", sql]).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split('|').map(str::to_string).collect())
+            .collect()
+    }
+
+    fn one(&self, sql: &str) -> String {
+        self.sql(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .unwrap_or_default()
+    }
+
+    fn psql(&self) -> StdCommand {
+        let mut c = StdCommand::new("psql");
+        c.args([
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            &self.conninfo,
+        ])
+        .env("PGPASSWORD", &self.password)
+        .env("PGCONNECT_TIMEOUT", "10");
+        c
+    }
+
+    /// The GDAL dataset of the database (the password in the test's own string).
+    fn dataset(&self) -> Dataset {
+        let name = format!("PG:{} password='{}'", self.conninfo, self.password);
+        Dataset::open_ex(
+            &name,
+            gdal::DatasetOptions {
+                open_flags: gdal::GdalOpenFlags::GDAL_OF_VECTOR,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `mlyexport layers --no-exif ARGS` on `input` with `PGPASSWORD` set.
+fn layers(env: &TestEnv, input: &Path, password: &str, args: &[&str]) -> Output {
+    env.cmd()
+        .arg("layers")
+        .arg("--input")
+        .arg(input)
+        .arg("--no-exif")
+        .args(args)
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .unwrap()
+}
+
+fn assert_no_secret(o: &Output, secret: &str) {
+    let all = text(o);
+    assert!(!all.contains(secret), "the password was printed:\n{all}");
+}
+
+/// A `fetch`-layout folder of `n` synthetic images in 4 grids, 25 per sequence.
+fn synth_downloads(root: &Path, from: usize, n: usize) {
+    for i in from..from + n {
+        let grid = format!("g{}", i % 4);
+        let dir = root.join(&grid);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = 5_000_000 + i as u64;
+        let v = json!({
+            "id": id.to_string(), "captured_at": 1_600_000_000_000_i64 + i as i64 * 1000,
+            "geometry": {"type": "Point", "coordinates": [13.4 + (i % 97) as f64 * 1e-4, 52.5 + (i / 97) as f64 * 1e-4]},
+            "compass_angle": 10.0, "sequence": format!("s{}", i / 25), "is_pano": i % 10 == 0,
+            "mlyexport": {"schema_version": 1, "grid": grid},
+        });
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            serde_json::to_vec(&v).unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+fn count_rows(ds: &Dataset, layer: &str) -> u64 {
+    ds.layer_by_name(layer).unwrap().feature_count()
+}
+
+#[test]
+fn postgis_layers_match_the_geopackage_after_a_real_fetch() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::with_sim(mlysim::SimConfig::default());
+    let w = env.sim().world().spec().bbox;
+    let b = [w[0], w[1], (w[0] + w[2]) / 2.0, (w[1] + w[3]) / 2.0];
+    let o = env.fetch(&["--bbox", &bbox_arg(b), "--grid", "2x2", "--size", "256"]);
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", text(&o));
+    assert!(!downloaded_ids(&env.out()).is_empty(), "{}", text(&o));
+
+    let schema = "t_fetch";
+    let arg = pg.arg(schema);
+    let o = layers(
+        &env,
+        &env.out(),
+        &pg.password,
+        &["--format", "gpkg,postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_no_secret(&o, &pg.password);
+    let gpkg = Dataset::open(env.out().join("layers/mapillary.gpkg")).unwrap();
+    for table in ["images", "sequences", "grid_cells", "runs"] {
+        let n: u64 = pg
+            .one(&format!("SELECT count(*) FROM {schema}.{table}"))
+            .parse()
+            .unwrap();
+        assert_eq!(n, count_rows(&gpkg, table), "{table}");
+        assert!(n > 0, "{table} is empty");
+    }
+    // Geometry: SRID 4326 declared and on every row; the points equal the GeoPackage's.
+    for (table, ty) in [
+        ("images", "POINT"),
+        ("sequences", "LINESTRING"),
+        ("grid_cells", "MULTIPOLYGON"),
+    ] {
+        let row = pg.sql(&format!(
+            "SELECT srid, type FROM geometry_columns WHERE f_table_schema = '{schema}' AND f_table_name = '{table}'"
+        ));
+        assert_eq!(
+            row,
+            vec![vec!["4326".to_string(), ty.to_string()]],
+            "{table}"
+        );
+        let bad = pg.one(&format!(
+            "SELECT count(*) FROM {schema}.{table} WHERE ST_SRID(geom) <> 4326 OR NOT ST_IsValid(geom)"
+        ));
+        assert_eq!(bad, "0", "{table}");
+        let gist = pg.one(&format!(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = '{table}' AND indexdef LIKE '%USING gist (geom)%'"
+        ));
+        assert_eq!(gist, "1", "{table} has no GiST index");
+    }
+    let pg_points: Vec<Vec<String>> = pg.sql(&format!(
+        "SELECT id, ST_X(geom)::numeric(12,7), ST_Y(geom)::numeric(12,7), \
+         round(extract(epoch FROM captured_at) * 1000)::bigint, is_pano FROM {schema}.images ORDER BY id"
+    ));
+    let mut gpkg_points: Vec<Vec<String>> = gpkg
+        .layer_by_name("images")
+        .unwrap()
+        .features()
+        .map(|f| {
+            let p = f.geometry().unwrap().get_point(0);
+            let idx = |n: &str| f.field_index(n).unwrap();
+            // OGR's text of a datetime keeps the milliseconds (its DateTime does not).
+            let t = f.field_as_string(idx("captured_at")).unwrap().unwrap();
+            let t = chrono::NaiveDateTime::parse_from_str(
+                t.trim_end_matches("+00"),
+                "%Y/%m/%d %H:%M:%S%.f",
+            )
+            .unwrap();
+            let pano = f.field_as_integer(idx("is_pano")).unwrap().unwrap();
+            vec![
+                f.field_as_string(idx("id")).unwrap().unwrap(),
+                format!("{:.7}", p.0),
+                format!("{:.7}", p.1),
+                t.and_utc().timestamp_millis().to_string(),
+                if pano == 1 { "t" } else { "f" }.to_string(),
+            ]
+        })
+        .collect();
+    gpkg_points.sort();
+    assert_eq!(pg_points, gpkg_points);
+    // Same columns and types as the GeoPackage layer, in order (plus fid and geom).
+    let cols = pg.sql(&format!(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = '{schema}' AND table_name = 'images' ORDER BY ordinal_position"
+    ));
+    let names: Vec<&str> = cols.iter().map(|c| c[0].as_str()).collect();
+    let gpkg_names: Vec<String> = gpkg
+        .layer_by_name("images")
+        .unwrap()
+        .defn()
+        .fields()
+        .map(|f| f.name())
+        .collect();
+    assert_eq!(names[0], "fid");
+    assert_eq!(names[1..names.len() - 1], gpkg_names);
+    let ty = |n: &str| cols.iter().find(|c| c[0] == n).unwrap()[1].clone();
+    assert_eq!(ty("captured_at"), "timestamp with time zone");
+    assert_eq!(ty("is_pano"), "boolean");
+    assert_eq!(ty("bytes"), "bigint");
+    assert_eq!(ty("width"), "integer");
+    assert_eq!(ty("compass_angle"), "double precision");
+    // Through GDAL's reader too: the layer is found with EPSG:4326.
+    let ds = pg.dataset();
+    let l = ds.layer_by_name(&format!("{schema}.images")).unwrap();
+    assert_eq!(l.spatial_ref().unwrap().auth_code().unwrap(), 4326);
+
+    // A re-run replaces, never appends.
+    let o = layers(
+        &env,
+        &env.out(),
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let n: u64 = pg
+        .one(&format!("SELECT count(*) FROM {schema}.images"))
+        .parse()
+        .unwrap();
+    assert_eq!(n, count_rows(&gpkg, "images"));
+    let dup = pg.one(&format!(
+        "SELECT count(*) FROM (SELECT id FROM {schema}.images GROUP BY id HAVING count(*) > 1) d"
+    ));
+    assert_eq!(dup, "0");
+    let styles = pg.one(&format!(
+        "SELECT count(*) FROM layer_styles WHERE f_table_schema = '{schema}' AND f_table_catalog = current_database()"
+    ));
+    assert_eq!(styles, "4");
+    assert_eq!(
+        pg.one(&format!(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '{schema}_mlyexport%'"
+        )),
+        "0",
+        "the staging schema was left behind"
+    );
+    qgis_loads_the_styled_tables(pg, schema, count_rows(&gpkg, "images"));
+}
+
+/// QGIS' own postgres provider (`scripts/qgis_check.py`) opens each table
+/// with its default style from `layer_styles`.
+fn qgis_loads_the_styled_tables(pg: &Pg, schema: &str, images: u64) {
+    if !python_module("qgis.core", "python3-qgis qgis-providers") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/qgis_check.py");
+    let out = StdCommand::new(SYSTEM_PYTHON)
+        .arg(script)
+        .arg(format!("PG:{}", pg.conninfo))
+        .arg(schema)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("PGPASSWORD", &pg.password)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    let results: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(results.len(), 4, "{stdout}");
+    for r in &results {
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["style_loaded"], true, "{r}");
+    }
+    let by = |name: &str| results.iter().find(|r| r["layer"] == name).unwrap();
+    assert_eq!(by("images")["crs"], "EPSG:4326");
+    assert_eq!(by("images")["renderer"], "RuleRenderer");
+    assert_eq!(by("images")["rotation_active"], true);
+    assert_eq!(by("images")["features"], images);
+    assert_eq!(by("grid_cells")["renderer"], "graduatedSymbol");
+    assert_eq!(by("grid_cells")["class_attribute"], "images_per_km2");
+    assert_eq!(by("sequences")["renderer"], "singleSymbol");
+}
+
+/// Polls the four counts in one statement, through one psql session, until
+/// `stop`; returns every distinct answer seen (or error line).
+fn poll_counts(pg: &Pg, schema: &str, stop: &AtomicBool) -> Vec<String> {
+    let mut child = StdCommand::new("sh")
+        .args([
+            "-c",
+            "exec psql -X -q -At -d \"$1\" 2>&1",
+            "sh",
+            &pg.conninfo,
+        ])
+        .env("PGPASSWORD", &pg.password)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let q = format!(
+        "SELECT (SELECT count(*) FROM {schema}.images), (SELECT count(*) FROM {schema}.sequences), \
+         (SELECT count(*) FROM {schema}.grid_cells), (SELECT count(DISTINCT id) FROM {schema}.images);\n"
+    );
+    let mut seen: Vec<String> = Vec::new();
+    let mut polls = 0;
+    while !stop.load(Ordering::SeqCst) {
+        stdin.write_all(q.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let line = lines.next().unwrap().unwrap();
+        polls += 1;
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    drop(stdin);
+    let _ = child.wait();
+    seen.push(format!("polls: {polls}"));
+    seen
+}
+
+#[test]
+fn a_rerun_swaps_in_one_transaction_for_a_polling_reader() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 3000);
+    let schema = "t_swap";
+    let arg = pg.arg(schema);
+    let o = layers(
+        &env,
+        &input,
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let old = pg.sql(&format!(
+        "SELECT (SELECT count(*) FROM {schema}.images), (SELECT count(*) FROM {schema}.sequences), \
+         (SELECT count(*) FROM {schema}.grid_cells), (SELECT count(DISTINCT id) FROM {schema}.images)"
+    ))[0]
+        .join("|");
+    assert_eq!(old, "3000|120|4|3000");
+    synth_downloads(&input, 3000, 6000);
+    // The user makes their own default style for `images`, as QGIS' "save as default" does.
+    pg.sql(&format!(
+        "UPDATE layer_styles SET useAsDefault = false WHERE f_table_schema = '{schema}' AND f_table_name = 'images'; \
+         INSERT INTO layer_styles(f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, styleQML, useAsDefault) \
+         SELECT current_database(), '{schema}', 'images', 'geom', 'mine', styleQML, true FROM layer_styles \
+         WHERE f_table_schema = '{schema}' AND f_table_name = 'images'"
+    ));
+
+    let stop = AtomicBool::new(false);
+    let (seen, rerun) = std::thread::scope(|s| {
+        let poller = s.spawn(|| poll_counts(pg, schema, &stop));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let o = layers(
+            &env,
+            &input,
+            &pg.password,
+            &["--format", "postgis", "--pg", &arg],
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        stop.store(true, Ordering::SeqCst);
+        (poller.join().unwrap(), o)
+    });
+    assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
+    let new = "9000|360|4|9000".to_string();
+    let states: Vec<&String> = seen.iter().filter(|l| !l.starts_with("polls:")).collect();
+    assert_eq!(
+        states,
+        vec![&old, &new],
+        "every answer the reader saw: {seen:?}"
+    );
+    let polls: usize = seen.last().unwrap()["polls: ".len()..].parse().unwrap();
+    eprintln!("the reader polled {polls} times during the re-run");
+    assert!(polls >= 20, "the reader hardly polled: {seen:?}");
+    // The re-run replaced its own styles and left the user's default the default.
+    let styles = pg.sql(&format!(
+        "SELECT styleName, useAsDefault FROM layer_styles WHERE f_table_schema = '{schema}' \
+         AND f_table_name = 'images' ORDER BY styleName"
+    ));
+    assert_eq!(styles, vec![vec!["images", "f"], vec!["mine", "t"]]);
+    let ours = pg.one(&format!(
+        "SELECT count(*) FROM layer_styles WHERE f_table_schema = '{schema}' AND useAsDefault AND styleName <> 'mine'"
+    ));
+    assert_eq!(
+        ours, "3",
+        "sequences, grid_cells and runs keep their default styles"
+    );
+}
+
+#[test]
+fn tables_that_mlyexport_did_not_write_are_never_dropped() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 50);
+    pg.sql("CREATE SCHEMA IF NOT EXISTS t_foreign");
+    pg.sql("CREATE TABLE IF NOT EXISTS t_foreign.sequences (precious text)");
+    pg.sql("INSERT INTO t_foreign.sequences VALUES ('keep me')");
+    let arg = pg.arg("t_foreign");
+    let o = layers(
+        &env,
+        &input,
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("t_foreign.sequences") && err.contains("schema="),
+        "{err}"
+    );
+    assert_eq!(
+        pg.one("SELECT precious FROM t_foreign.sequences"),
+        "keep me"
+    );
+    assert_eq!(
+        pg.one("SELECT count(*) FROM pg_tables WHERE schemaname = 't_foreign'"),
+        "1"
+    );
+}
+
+#[test]
+fn refused_connections_name_the_server_and_never_the_password() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 10);
+    // A port where nothing listens: bind one, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let down =
+        format!("PG:host=127.0.0.1 port={port} dbname=mlyexport user=mlyexport schema=t_down");
+    let secret = "zz-unique-secret-4711";
+    let o = layers(
+        &env,
+        &input,
+        secret,
+        &["--format", "postgis", "--pg", &down],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for want in ["127.0.0.1", &port.to_string(), "mlyexport", "pg_isready"] {
+        assert!(err.contains(want), "no `{want}` in: {err}");
+    }
+    assert_no_secret(&o, secret);
+    assert!(
+        !input.join("layers/coverage.csv").exists(),
+        "wrote outputs before connecting"
+    );
+
+    // The right server, a wrong password: the same kind of message, no password shown.
+    let arg = pg.arg("t_auth");
+    let o = layers(&env, &input, secret, &["--format", "postgis", "--pg", &arg]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("password authentication failed") && err.contains("PGPASSWORD"),
+        "{err}"
+    );
+    assert_no_secret(&o, secret);
+    assert_no_secret(&o, &pg.password);
+}
+
+#[test]
+fn a_password_in_the_flag_is_refused_and_not_echoed() {
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 3);
+    let secret = "hunter2-in-argv";
+    for flag in [
+        format!("PG:host=127.0.0.1 dbname=x password={secret}"),
+        format!("PG:host=127.0.0.1 dbname=x PASSWORD = '{secret} two'"),
+        format!("PG:postgresql://ann:{secret}@127.0.0.1/x"),
+    ] {
+        let o = layers(&env, &input, "", &["--format", "postgis", "--pg", &flag]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        for way in ["PGPASSWORD", "~/.pgpass", "service"] {
+            assert!(err.contains(way), "no `{way}` in: {err}");
+        }
+        assert_no_secret(&o, secret);
+    }
+    // --format postgis without --pg, and --pg without postgis: told what to add.
+    let o = layers(&env, &input, "", &["--format", "postgis"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--pg"),
+        "{}",
+        text(&o)
+    );
+    let o = layers(
+        &env,
+        &input,
+        "",
+        &["--format", "gpkg", "--pg", "PG:dbname=x"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("postgis"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn a_failed_run_leaves_the_old_tables_and_no_staging_schema() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::new();
+    let good = env.path().join("good");
+    synth_downloads(&good, 0, 40);
+    let schema = "t_abort";
+    let arg = pg.arg(schema);
+    let o = layers(
+        &env,
+        &good,
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Only unreadable metadata: the run fails after the tables were begun.
+    let bad = env.path().join("bad/g0");
+    std::fs::create_dir_all(&bad).unwrap();
+    std::fs::write(bad.join("1.json"), b"{\"id\": trunc").unwrap();
+    let o = layers(
+        &env,
+        bad.parent().unwrap(),
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(
+        pg.one(&format!("SELECT count(*) FROM {schema}.images")),
+        "40"
+    );
+    let staging = format!("{schema}_mlyexport_staging");
+    let schemas = format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{staging}'");
+    assert_eq!(pg.one(&schemas), "0", "a staging schema was left");
+
+    // A staging schema a killed run left (marked as ours) is dropped by the next run ...
+    pg.sql(&format!(
+        "CREATE SCHEMA {staging}; COMMENT ON SCHEMA {staging} IS 'mlyexport layers staging: left'; \
+         CREATE TABLE {staging}.images (x int)"
+    ));
+    let o = layers(
+        &env,
+        &good,
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(pg.one(&schemas), "0");
+    // ... but a schema of that name that is not ours is refused, and kept.
+    pg.sql(&format!("CREATE SCHEMA {staging}"));
+    let o = layers(
+        &env,
+        &good,
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&staging),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(pg.one(&schemas), "1");
+    assert_eq!(
+        pg.one(&format!("SELECT count(*) FROM {schema}.images")),
+        "40"
+    );
+}
