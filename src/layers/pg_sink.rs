@@ -22,10 +22,15 @@ use crate::runrecord::RunEntry;
 pub(crate) enum PgSinkError {
     #[error(
         "cannot connect to PostgreSQL ({target}): {reason}\n  fix: check that the server runs and \
-         accepts connections there (`pg_isready -h HOST -p PORT`), that the database and user exist, \
-         and that the password is in PGPASSWORD, ~/.pgpass or the service file"
+         accepts connections there (`{probe}`), that the database and user exist, and that the \
+         password is in PGPASSWORD, ~/.pgpass or the service file"
     )]
-    Connect { target: String, reason: String },
+    Connect {
+        target: String,
+        reason: String,
+        /// The `pg_isready` command that probes the same server.
+        probe: String,
+    },
     #[error(
         "PostGIS is not installed in the database ({target}); run `CREATE EXTENSION postgis;` in it \
          as its owner or a superuser, then run again"
@@ -90,7 +95,8 @@ impl PgSession {
         )
         .map_err(|e| PgSinkError::Connect {
             target: session.place.clone(),
-            reason: session.redact(&e.to_string()),
+            reason: session.redact(&connect_reason(e)),
+            probe: target.probe(),
         })?;
         let postgis = session.value(
             &ds,
@@ -385,6 +391,19 @@ const DESCRIPTIONS: [&str; 4] = [
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// libpq's own words from a failed open, without GDAL's wrapping.
+fn connect_reason(e: gdal::errors::GdalError) -> String {
+    let msg = match e {
+        gdal::errors::GdalError::NullPointer { msg, .. } => msg,
+        other => other.to_string(),
+    };
+    let msg = msg.trim().trim_matches('\'').trim();
+    msg.strip_prefix("PQconnectdb failed.")
+        .unwrap_or(msg)
+        .trim()
+        .to_string()
 }
 
 /// One line of a libpq/GDAL message: its lines joined, GDAL's prefixes cut.

@@ -71,14 +71,18 @@ impl PgTarget {
             return Err(PgError::NoPrefix(redact(s, &[])));
         };
         let rest = rest.trim();
-        if rest.starts_with("postgres://") || rest.starts_with("postgresql://") {
-            return Err(
-                if rest.contains('@') && rest[..rest.find('@').unwrap_or(0)].contains(':') {
-                    PgError::Password
-                } else {
-                    PgError::Uri
-                },
-            );
+        if let Some(after) = rest
+            .strip_prefix("postgresql://")
+            .or_else(|| rest.strip_prefix("postgres://"))
+        {
+            let auth = after.split(['/', '?']).next().unwrap_or("");
+            let secret = auth.rfind('@').is_some_and(|at| auth[..at].contains(':'))
+                || after.to_ascii_lowercase().contains("password=");
+            return Err(if secret {
+                PgError::Password
+            } else {
+                PgError::Uri
+            });
         }
         let mut pairs = conninfo_pairs(rest).map_err(|why| PgError::Syntax(redact(s, &[]), why))?;
         if pairs.iter().any(|(k, _)| k == "password") {
@@ -127,6 +131,30 @@ impl PgTarget {
             s.push('\'');
         }
         s
+    }
+
+    /// The `pg_isready` command line that probes this server (host, port
+    /// and database as given; libpq's environment fills the rest).
+    pub(crate) fn probe(&self) -> String {
+        let mut cmd = String::from("pg_isready");
+        for (key, flag) in [
+            ("host", "-h"),
+            ("port", "-p"),
+            ("dbname", "-d"),
+            ("user", "-U"),
+        ] {
+            if let Some((_, v)) = self.pairs.iter().rev().find(|(k, _)| k == key) {
+                let plain = v
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
+                if plain && !v.is_empty() {
+                    cmd.push_str(&format!(" {flag} {v}"));
+                } else {
+                    cmd.push_str(&format!(" {flag} '{}'", v.replace('\'', "'\\''")));
+                }
+            }
+        }
+        cmd
     }
 
     /// Where the connection goes, for messages: host, port, database, user
@@ -478,6 +506,10 @@ mod tests {
             t.describe(no_env),
             "host `db.example.org`, port 5433, database `my gis`, user `(the login name)`"
         );
+        assert_eq!(
+            t.probe(),
+            "pg_isready -h db.example.org -p 5433 -d 'my gis'"
+        );
         let t = PgTarget::parse("PG:dbname=x").unwrap();
         assert_eq!(t.schema(), "public");
         let env = |k: &str| (k == "PGUSER").then(|| "ann".to_string());
@@ -499,7 +531,13 @@ mod tests {
         ] {
             assert_eq!(PgTarget::parse(s), Err(PgError::Password), "{s}");
         }
-        assert_eq!(PgTarget::parse("PG:postgresql://h/db"), Err(PgError::Uri));
+        for uri in ["PG:postgresql://h/db", "PG:postgresql://u@h:5432/db"] {
+            assert_eq!(PgTarget::parse(uri), Err(PgError::Uri), "{uri}");
+        }
+        assert_eq!(
+            PgTarget::parse("PG:postgres://h/db?password=x"),
+            Err(PgError::Password)
+        );
         assert!(matches!(
             PgTarget::parse("host=h"),
             Err(PgError::NoPrefix(_))

@@ -28,6 +28,7 @@ struct Pg {
 /// The cluster of `MLYEXPORT_TEST_PG`/`MLYEXPORT_TEST_PGPASSWORD`, or one
 /// started now (stopped by pg-up.sh's watcher once this process ends).
 /// `None` only with `MLYEXPORT_ALLOW_SKIP=1` when none can start.
+#[allow(clippy::print_stderr)] // the skip is said where the test output shows it
 fn pg() -> Option<&'static Pg> {
     static PG: OnceLock<Option<Pg>> = OnceLock::new();
     PG.get_or_init(|| {
@@ -450,7 +451,6 @@ fn a_rerun_swaps_in_one_transaction_for_a_polling_reader() {
         "every answer the reader saw: {seen:?}"
     );
     let polls: usize = seen.last().unwrap()["polls: ".len()..].parse().unwrap();
-    eprintln!("the reader polled {polls} times during the re-run");
     assert!(polls >= 20, "the reader hardly polled: {seen:?}");
     // The re-run replaced its own styles and left the user's default the default.
     let styles = pg.sql(&format!(
