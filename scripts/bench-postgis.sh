@@ -12,6 +12,7 @@
 # env:   ROUNDS     alternating rounds of both tools per size (default 3)
 #        BENCH_DIR  where the synthetic folders go, shared with bench-layers.sh
 #                   (default /tmp/mlyexport-bench; 1,000,000 images take ~4 GB)
+#        MLYEXPORT_BIN  use this release binary instead of building one
 # needs: python3, ogr2ogr (gdal-bin), psql, /usr/bin/time, postgresql-15-postgis-3.
 set -euo pipefail
 
@@ -27,9 +28,13 @@ for tool in ogr2ogr psql /usr/bin/time python3; do
   command -v "$tool" >/dev/null || { echo "bench-postgis: $tool is missing (scripts/setup.sh installs it)" >&2; exit 2; }
 done
 
-echo "building mlyexport (release)..." >&2
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin mlyexport
-BIN=$TARGET/release/mlyexport
+if [ -n "${MLYEXPORT_BIN:-}" ]; then
+  BIN=$MLYEXPORT_BIN # a release binary built already (the build is slow on a loaded machine)
+else
+  echo "building mlyexport (release)..." >&2
+  cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin mlyexport
+  BIN=$TARGET/release/mlyexport
+fi
 
 eval "$(bash "$ROOT/scripts/pg-up.sh")"
 trap 'bash "$ROOT/scripts/pg-down.sh" "$MLYEXPORT_TEST_PGDIR"' EXIT
