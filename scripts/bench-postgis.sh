@@ -5,7 +5,9 @@
 # synthetic images. `layers` starts from the metadata JSONs (reading them is
 # part of its time); ogr2ogr from the finished GeoPackage (made untimed).
 # Both write the same tables, columns, SRID and GiST indexes, each into its own
-# schema, replacing the previous round's tables. A throwaway cluster is started
+# schema, replacing the previous round's tables. A third timing, `layers
+# --format csv` on the same folder, is what reading the JSONs and the coverage
+# cost alone; `pg_part` = layers_pg - that, the PostGIS writing's own share. A throwaway cluster is started
 # (scripts/pg-up.sh, fsync off) and stopped at the end.
 #
 # usage: scripts/bench-postgis.sh [N ...]        (default: 100000 1000000)
@@ -48,7 +50,7 @@ rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 count() { psql -X -At -d "$CONN" -c "SELECT count(*) FROM $1"; }
 
-printf '\n%10s %12s %12s %8s %12s %14s %12s %10s %10s\n' images layers_pg_s ogr2ogr_s ratio round_ratio layers_cpu_s ogr_cpu_s layers_MB ogr_MB
+printf '\n%10s %12s %12s %8s %12s %12s %10s %14s %12s %10s %10s\n' images layers_pg_s ogr2ogr_s ratio round_ratio read_only_s pg_part_s layers_cpu_s ogr_cpu_s layers_MB ogr_MB
 notes=()
 for n in "${SIZES[@]}"; do
   dir=$WORK/n$n
@@ -63,7 +65,7 @@ for n in "${SIZES[@]}"; do
   "$BIN" layers --input "$dir/downloads" --output "$dir/pg-gpkg" --format gpkg --no-exif --quiet
   find "$dir/downloads" -name '*.json' -print0 | xargs -0 cat > /dev/null
 
-  lts=(); ots=(); rrs=(); lcs=(); ocs=(); lms=(); oms=()
+  lts=(); ots=(); rrs=(); lcs=(); ocs=(); lms=(); oms=(); bts=()
   for ((r = 1; r <= ROUNDS; r++)); do
     echo "$n images, round $r/$ROUNDS ..." >&2
     /usr/bin/time -v "$BIN" layers --input "$dir/downloads" --output "$dir/pg-out" --format postgis \
@@ -73,6 +75,9 @@ for n in "${SIZES[@]}"; do
         images sequences grid_cells runs \
         -lco SCHEMA=bench_ogr -lco OVERWRITE=YES -lco GEOMETRY_NAME=geom -lco FID=fid \
         -lco SPATIAL_INDEX=GIST 2> "$dir/pg-ogr.time" || { cat "$dir/pg-ogr.time" >&2; exit 1; }
+    /usr/bin/time -v "$BIN" layers --input "$dir/downloads" --output "$dir/pg-csv" --format csv \
+        --no-exif --quiet 2> "$dir/pg-csv.time" || { cat "$dir/pg-csv.time" >&2; exit 1; }
+    bts+=("$(wall "$dir/pg-csv.time")")
     lt=$(wall "$dir/pg-layers.time"); ot=$(wall "$dir/pg-ogr.time")
     lts+=("$lt"); ots+=("$ot")
     rrs+=("$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')")
@@ -88,9 +93,11 @@ for n in "${SIZES[@]}"; do
   lc=$(printf '%s\n' "${lcs[@]}" | median); oc=$(printf '%s\n' "${ocs[@]}" | median)
   lm=$(printf '%s\n' "${lms[@]}" | sort -g | tail -1); om=$(printf '%s\n' "${oms[@]}" | sort -g | tail -1)
   ratio=$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
-  printf '%10s %12s %12s %8s %12s %14s %12s %10s %10s\n' "$n" "$lt" "$ot" "$ratio" "$rr" "$lc" "$oc" "$lm" "$om"
-  notes+=("$n images: layers runs ${lts[*]} s; ogr2ogr runs ${ots[*]} s; per-round ratios ${rrs[*]}; rows equal in all four tables")
-  rm -rf "$dir/pg-out" "$dir/pg-gpkg"
+  bt=$(printf '%s\n' "${bts[@]}" | median)
+  part=$(awk -v a="$lt" -v b="$bt" 'BEGIN{printf "%.2f", a-b}')
+  printf '%10s %12s %12s %8s %12s %12s %10s %14s %12s %10s %10s\n' "$n" "$lt" "$ot" "$ratio" "$rr" "$bt" "$part" "$lc" "$oc" "$lm" "$om"
+  notes+=("$n images: layers runs ${lts[*]} s; ogr2ogr runs ${ots[*]} s; read-only runs ${bts[*]} s; per-round ratios ${rrs[*]}; rows equal in all four tables")
+  rm -rf "$dir/pg-out" "$dir/pg-gpkg" "$dir/pg-csv"
 done
 printf '\n'; printf '%s\n' "${notes[@]}"
 echo "(medians of $ROUNDS alternating rounds; ratio = median layers / median ogr2ogr; target: ratio <= 1. load: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -198,11 +198,14 @@ impl PgSession {
         })
     }
 
-    /// Marks the staged tables as ours, swaps them in and replaces the
+    /// Indexes the staged tables, marks them as ours, swaps them in and replaces the
     /// styles, in the writer's transaction: readers see the new tables from
     /// its commit on.
     pub(crate) fn publish(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let staging = self.staging();
+        for sql in postgis::index_sql(&staging) {
+            self.exec(ds, &sql, "index the geometries")?;
+        }
         for (table, description) in postgis::TABLES.iter().zip(DESCRIPTIONS) {
             self.exec(
                 ds,
@@ -286,7 +289,8 @@ impl Target for Postgis {
             "FID=fid".to_string(),
         ];
         if layer.geometry != Geometry::None {
-            o.extend(["GEOMETRY_NAME=geom", "SPATIAL_INDEX=GIST"].map(String::from));
+            // The GiST index is built after the rows, in `publish`.
+            o.extend(["GEOMETRY_NAME=geom", "SPATIAL_INDEX=NONE"].map(String::from));
         }
         o
     }

@@ -422,6 +422,22 @@ pub(crate) fn lock_sql(schema: &str) -> String {
     )
 }
 
+/// The GiST indexes of the staged spatial tables, built once their rows are
+/// in (faster than GDAL's, made before the rows and updated per row); named
+/// as GDAL names them.
+pub(crate) fn index_sql(staging: &str) -> Vec<String> {
+    ["images", "sequences", "grid_cells"]
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE INDEX {} ON {} USING GIST (\"geom\")",
+                ident(&format!("{t}_geom_geom_idx")),
+                qualified(staging, t)
+            )
+        })
+        .collect()
+}
+
 /// The statements that publish the staged tables: drop the old ones, move
 /// the new ones into `schema`, drop the empty staging schema. Run inside the
 /// writing transaction, so readers switch at its commit.
@@ -592,6 +608,10 @@ mod tests {
         );
         assert!(swap.iter().all(|s| !s.contains("CASCADE")));
         assert_eq!(swap.len(), 6);
+        assert_eq!(
+            index_sql("s")[0],
+            "CREATE INDEX \"images_geom_geom_idx\" ON \"s\".\"images\" USING GIST (\"geom\")"
+        );
         let existing = vec![
             ("images".to_string(), Some(format!("{MARK}: images"))),
             ("runs".to_string(), None),
