@@ -152,7 +152,7 @@ fn run_with(
             let gpkg = want_gpkg.then(|| gpkg_tmp.clone());
             let pg = pg.as_ref();
             let handle = scope
-                .spawn(move || gpkg_thread(gpkg.as_deref(), pg, file_layout, as_of, total, rx));
+                .spawn(move || writer_thread(gpkg.as_deref(), pg, file_layout, as_of, total, rx));
             (tx, handle)
         });
         build_and_stream(inputs, reporter, writer)
@@ -471,7 +471,7 @@ const PG_FAILED: &str = "cannot write the PostGIS tables";
 /// Returns what `Finish` brought (moved there and back rather than copied)
 /// once committed, `Ok(None)` when the reader stopped before `Finish`
 /// (nothing committed; the caller removes the temp file).
-fn gpkg_thread(
+fn writer_thread(
     gpkg: Option<&Path>,
     pg: Option<&layers::postgis::PgTarget>,
     layout: FileLayout,

@@ -88,7 +88,7 @@ impl OgrDataset {
     /// Starts the one transaction of the write.
     pub(crate) fn start_transaction(&mut self) -> Result<(), OgrError> {
         // SAFETY: a live dataset handle; committed in `commit`, rolled back
-        // by the driver when the dataset is closed without it.
+        // in Drop when the dataset is closed without it.
         let code = unsafe { gdal_sys::GDALDatasetStartTransaction(self.ds.c_dataset(), 0) };
         self.check(code, "start a transaction")?;
         self.in_transaction = true;
