@@ -38,7 +38,8 @@ else
   BIN=$TARGET/release/mlyexport
 fi
 
-eval "$(bash "$ROOT/scripts/pg-up.sh")"
+pg_env=$(bash "$ROOT/scripts/pg-up.sh")
+eval "$pg_env"
 trap 'bash "$ROOT/scripts/pg-down.sh" "$MLYEXPORT_TEST_PGDIR"' EXIT
 export PGPASSWORD=$MLYEXPORT_TEST_PGPASSWORD
 CONN=$MLYEXPORT_TEST_PG

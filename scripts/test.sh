@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # A throwaway PostgreSQL 15 + PostGIS 3 for tests/it/postgis.rs (about 3 s), stopped on exit.
-eval "$(bash scripts/pg-up.sh)"
+pg_env=$(bash scripts/pg-up.sh) # fails the script when the cluster cannot start
+eval "$pg_env"
 trap 'bash scripts/pg-down.sh "$MLYEXPORT_TEST_PGDIR"' EXIT
 export MLYEXPORT_TEST_PG MLYEXPORT_TEST_PGPASSWORD
 cargo test --workspace
