@@ -31,6 +31,7 @@ pub mod model; // domain value types
 mod plan; // grids, cells, ownership and subdivision (pure)
 pub mod record; // the per-image record, parsed defensively
 mod report; // the only owner of the terminal
+mod rows; // the rows and columns every output is made of (pure)
 pub mod runrecord; // the run record's data types
 mod store; // output folder layout and atomic writes
 mod thin; // spatial thinning along sequences (pure)

@@ -18,7 +18,6 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::ExitStatus;
 use crate::cli::{LayerFormat, LayersArgs};
 use crate::coverage;
-use crate::coverage::CellCoverage;
 use crate::layers::ogr::OgrError;
 use crate::layers::read::{self, ReadError};
 use crate::layers::{
@@ -28,6 +27,7 @@ use crate::layers::{
 use crate::lock::FolderLock;
 use crate::model::PositionSource;
 use crate::report::Reporter;
+use crate::rows::CellCoverage;
 use crate::runrecord::RunEntry;
 use crate::runrecord::RunRecord;
 use crate::store::{self, InputLayout, TEMP_PREFIX};
