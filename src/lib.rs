@@ -8,7 +8,7 @@
 //! The library's public surface is deliberate: [`fetch`] (the engine and the
 //! bbox functions), [`api::Client`], [`config`] (flags and environment to one
 //! validated config), [`model`] and [`record`] (value types), [`runrecord`]
-//! (the run record's format), [`layers::read`] (reading a downloads folder),
+//! (the run record's format), [`downloads`] (reading a downloads folder), [`layers::run`] (the `layers` command as a function),
 //! [`aoi`] and [`lock`]. Everything else is crate-private.
 
 #![warn(unreachable_pub, missing_docs)]
@@ -17,10 +17,10 @@ mod adopt; // the old tool's folder converted in place
 pub mod aoi; // polygon study areas (GDAL read, geo tests)
 pub mod api; // Graph API client: requests, retries, rate limits (network only)
 pub mod cli; // clap flags and help text
-#[doc(hidden)]
-pub mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
+mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
 pub mod config; // flags + environment -> one validated Config
 mod coverage; // per-grid coverage figures (pure)
+pub mod downloads; // a downloads folder read: its images (one scan), records, run record, listing
 mod exif; // GPS EXIF bytes for a JPEG (pure)
 pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
 mod input; // opening input files: regular files only, non-blocking, bounded

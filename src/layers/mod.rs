@@ -11,8 +11,8 @@ pub(crate) mod gpkg;
 mod gpkg_index;
 pub(crate) mod html;
 pub(crate) mod ogr;
-pub mod read;
 pub(crate) mod rtree;
+pub mod run;
 pub(crate) mod styles;
 pub(crate) mod writer;
 
@@ -26,6 +26,7 @@ pub(crate) use crate::rows::{
     FileLayout, GridInfo, ImageRow, Interner, SequenceLine, Sym, iso_ms, round_coord, schema,
     source_name,
 };
+pub use run::{LayersReport, run};
 
 /// Everything the writers need, built once and shared by every format.
 #[derive(Debug, Clone)]
