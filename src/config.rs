@@ -1,7 +1,7 @@
 //! Turns raw flags plus the environment into one validated config per
 //! command: [`FetchConfig`], [`LayersConfig`], [`ExifConfig`]. All validation
 //! happens here; nothing downstream sees raw strings. Dates of every flag are
-//! parsed by [`parse_date`]. Reads
+//! parsed by `parse_date`. Reads
 //! the environment, `.env` and token files; never touches the network and
 //! never prints.
 #![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line

@@ -8,8 +8,9 @@
 //! The library's public surface is deliberate: [`fetch`] (the engine and the
 //! bbox functions), [`api::Client`], [`config`] (flags and environment to one
 //! validated config), [`model`] and [`record`] (value types), [`runrecord`]
-//! (the run record's format), [`downloads`] (reading a downloads folder), [`layers::run`] (the `layers` command as a function),
-//! [`aoi`] and [`lock`]. Everything else is crate-private.
+//! (the run record's format), [`downloads`] (reading a downloads folder),
+//! [`layers::run()`] (the `layers` command as a function), [`aoi`] and
+//! [`lock`]. Everything else is crate-private.
 
 #![warn(unreachable_pub, missing_docs)]
 
