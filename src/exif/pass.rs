@@ -152,6 +152,27 @@ pub(crate) fn embed_folder(
         found.len(),
         input.display()
     ));
+    let results = tag_all(&found, position, reporter)?;
+    sync_folders(&found, &results)?;
+    let s = tally(found.len(), results);
+    for k in s.skipped.iter().take(SKIPPED_SHOWN) {
+        reporter.warn(&format!("skipped `{}`: {}", k.path.display(), k.reason));
+    }
+    if s.skipped.len() > SKIPPED_SHOWN {
+        reporter.warn(&format!(
+            "… and {} more files skipped",
+            s.skipped.len() - SKIPPED_SHOWN
+        ));
+    }
+    Ok(s)
+}
+
+/// Tags every image on the pass's own rayon pool; one result per image, in order.
+fn tag_all(
+    found: &[FoundImage],
+    position: PositionSource,
+    reporter: &Reporter,
+) -> anyhow::Result<Vec<Result<Done, Skipped>>> {
     let zones = TimeZones::new();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(io_threads())
@@ -163,7 +184,7 @@ pub(crate) fn embed_folder(
     // Runs of neighbouring files per job, each with one Replacer (which
     // keeps what it learnt of the folder along the run).
     let run = total.div_ceil(pool.current_num_threads() * 4).max(1);
-    let results: Vec<Result<Done, Skipped>> = pool.install(|| {
+    Ok(pool.install(|| {
         found
             .par_iter()
             .with_min_len(run)
@@ -176,46 +197,41 @@ pub(crate) fn embed_folder(
                 r
             })
             .collect()
-    });
+    }))
+}
 
+/// The summary of the results of `images` images; skipped files sorted by path.
+fn tally(images: usize, results: Vec<Result<Done, Skipped>>) -> ExifSummary {
     let mut s = ExifSummary {
-        images: found.len(),
+        images,
         ..ExifSummary::default()
     };
-    sync_folders(&found, &results)?;
     for r in results {
-        match r {
-            Ok(d) => {
-                if d.written {
-                    s.written += 1;
-                } else {
-                    s.unchanged += 1;
-                }
-                match d.source {
-                    Some(PositionSource::Computed) => s.from_computed += 1,
-                    Some(PositionSource::Original) => s.from_original += 1,
-                    None => s.without_position += 1,
-                }
-                match d.xmp {
-                    XmpOutcome::Written | XmpOutcome::Merged => s.panoramas += 1,
-                    XmpOutcome::KeptForeignGpano | XmpOutcome::KeptUnmergeable => s.xmp_kept += 1,
-                    XmpOutcome::NotPano => {}
-                }
+        let d = match r {
+            Ok(d) => d,
+            Err(skip) => {
+                s.skipped.push(skip);
+                continue;
             }
-            Err(skip) => s.skipped.push(skip),
+        };
+        if d.written {
+            s.written += 1;
+        } else {
+            s.unchanged += 1;
+        }
+        match d.source {
+            Some(PositionSource::Computed) => s.from_computed += 1,
+            Some(PositionSource::Original) => s.from_original += 1,
+            None => s.without_position += 1,
+        }
+        match d.xmp {
+            XmpOutcome::Written | XmpOutcome::Merged => s.panoramas += 1,
+            XmpOutcome::KeptForeignGpano | XmpOutcome::KeptUnmergeable => s.xmp_kept += 1,
+            XmpOutcome::NotPano => {}
         }
     }
     s.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    for k in s.skipped.iter().take(SKIPPED_SHOWN) {
-        reporter.warn(&format!("skipped `{}`: {}", k.path.display(), k.reason));
-    }
-    if s.skipped.len() > SKIPPED_SHOWN {
-        reporter.warn(&format!(
-            "… and {} more files skipped",
-            s.skipped.len() - SKIPPED_SHOWN
-        ));
-    }
-    Ok(s)
+    s
 }
 
 /// Makes the renames of the pass durable: one `fsync` per folder where a

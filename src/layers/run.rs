@@ -327,27 +327,7 @@ fn grid_infos(
     strings: &Interner,
     legacy: Option<&LegacyGrids>,
 ) -> Vec<GridInfo> {
-    let mut infos: Vec<GridInfo> = record
-        .map(|r| {
-            let aoi = r
-                .request
-                .area
-                .aoi
-                .as_ref()
-                .and_then(|a| aoi_of(&a.geometry));
-            r.grids
-                .iter()
-                .map(|g| GridInfo {
-                    grid: g.grid.clone(),
-                    bbox: Some(g.bbox),
-                    shape: aoi.as_ref().map(|a| a.clip_box(&g.bbox)),
-                    listing: g.listing.label(),
-                    listed: Some(g.listed),
-                    failed: Some(g.failed),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut infos = record.map(recorded_grids).unwrap_or_default();
     let mut extra: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     let known: HashMap<&str, ()> = infos.iter().map(|g| (g.grid.as_str(), ())).collect();
     for r in rows {
@@ -386,6 +366,27 @@ fn grid_infos(
         .collect();
     infos.extend(extra);
     infos
+}
+
+/// The grid cells of a run record, clipped to its study area when it has one.
+fn recorded_grids(r: &RunRecord) -> Vec<GridInfo> {
+    let aoi = r
+        .request
+        .area
+        .aoi
+        .as_ref()
+        .and_then(|a| aoi_of(&a.geometry));
+    r.grids
+        .iter()
+        .map(|g| GridInfo {
+            grid: g.grid.clone(),
+            bbox: Some(g.bbox),
+            shape: aoi.as_ref().map(|a| a.clip_box(&g.bbox)),
+            listing: g.listing.label(),
+            listed: Some(g.listed),
+            failed: Some(g.failed),
+        })
+        .collect()
 }
 
 /// What the old tool's folder tells about its segments.
@@ -558,41 +559,17 @@ fn build_and_stream(
             scan.root.display()
         );
     }
-    let listing = if run_record.is_none() {
-        read::read_listing_counts(&scan.root)
-    } else {
-        None
-    };
-    let legacy = (scan.layout == InputLayout::Legacy).then(|| LegacyGrids {
-        boxes: read::read_segment_boxes(&scan.root),
-        broken: broken_per_grid(&problems),
-    });
-    let grids = grid_infos(
-        scan.layout,
-        run_record.as_ref(),
-        listing.as_ref(),
-        &rows,
-        &strings,
-        legacy.as_ref(),
-    );
+    let grids = grids_of(&scan, run_record.as_ref(), &rows, &strings, &problems);
     drop(scan);
-    let mut done = Finished {
+    let done = Finished {
         cells: coverage::compute(&grids, &rows, &strings, as_of),
         sequences: sequence_lines(&rows, &strings),
         runs: run_record.map(|r| r.runs).unwrap_or_default(),
     };
-    let mut committed = false;
-    if let (Some(tx), Some(handle)) = (tx, handle) {
-        let sent = tx.send(ToWriter::Finish(done)).is_ok();
-        drop(tx);
-        match join_writer(handle)? {
-            Some(back) if sent => {
-                done = back;
-                committed = true;
-            }
-            _ => bail!("the GeoPackage writer stopped before committing"),
-        }
-    }
+    let (done, committed) = match (tx, handle) {
+        (Some(tx), Some(handle)) => (finish_writer(tx, handle, done)?, true),
+        _ => (done, false),
+    };
     let set = LayerSet {
         rows,
         strings,
@@ -602,6 +579,50 @@ fn build_and_stream(
         runs: done.runs,
     };
     Ok((set, problems, committed))
+}
+
+/// The grid cells of the folder (see [`grid_infos`]), with the listing's
+/// counts when there is no run record, and the old tool's segment boxes and
+/// broken JPEGs.
+fn grids_of(
+    scan: &read::Scan,
+    run_record: Option<&RunRecord>,
+    rows: &[ImageRow],
+    strings: &Interner,
+    problems: &[ReadError],
+) -> Vec<GridInfo> {
+    let listing = if run_record.is_none() {
+        read::read_listing_counts(&scan.root)
+    } else {
+        None
+    };
+    let legacy = (scan.layout == InputLayout::Legacy).then(|| LegacyGrids {
+        boxes: read::read_segment_boxes(&scan.root),
+        broken: broken_per_grid(problems),
+    });
+    grid_infos(
+        scan.layout,
+        run_record,
+        listing.as_ref(),
+        rows,
+        strings,
+        legacy.as_ref(),
+    )
+}
+
+/// Hands the last layers to the GeoPackage thread and waits for its commit;
+/// returns them back.
+fn finish_writer(
+    tx: mpsc::SyncSender<ToWriter>,
+    handle: std::thread::ScopedJoinHandle<'_, Result<Option<Finished>, OgrError>>,
+    done: Finished,
+) -> anyhow::Result<Finished> {
+    let sent = tx.send(ToWriter::Finish(done)).is_ok();
+    drop(tx);
+    match join_writer(handle)? {
+        Some(back) if sent => Ok(back),
+        _ => bail!("the GeoPackage writer stopped before committing"),
+    }
 }
 
 fn summary_lines(
