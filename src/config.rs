@@ -1,5 +1,7 @@
-//! Turns raw flags plus the environment into one validated `FetchConfig`.
-//! All validation happens here; nothing downstream sees raw strings. Reads
+//! Turns raw flags plus the environment into one validated config per
+//! command: [`FetchConfig`], [`LayersConfig`], [`ExifConfig`]. All validation
+//! happens here; nothing downstream sees raw strings. Dates of every flag are
+//! parsed by `parse_date`. Reads
 //! the environment, `.env` and token files; never touches the network and
 //! never prints.
 #![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
@@ -11,8 +13,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::aoi::{Aoi, AoiError};
 use crate::api::{ApiConfig, RetryPolicy, TilesConfig};
-use crate::cli::FetchArgs;
-use crate::model::{AccessToken, Bbox, ThumbSize};
+use crate::cli::{ExifArgs, FetchArgs, LayerFormat, LayersArgs};
+use crate::layers::postgis::PgTarget;
+use crate::model::{AccessToken, Bbox, PositionSource, ThumbSize};
 use crate::plan::{self, Plan, PlanError};
 use crate::runrecord::{AoiRecord, Area, Filters, Request};
 
@@ -31,6 +34,8 @@ pub enum ConfigError {
         "no Mapillary access token: pass --token-file PATH, set MAPILLARY_TOKEN, or put MAPILLARY_TOKEN=... in a .env file here (get a token at https://www.mapillary.com/dashboard/developers)"
     )]
     NoToken,
+    #[error("{0}")]
+    Pg(String),
     #[error("the access token from {0} is empty or contains spaces or control characters")]
     BadToken(String),
     #[error("cannot read the token file `{path}`: {source}")]
@@ -48,6 +53,10 @@ pub enum ConfigError {
     InsecureApiUrl(String),
     #[error("{flag} `{value}` is not a date (YYYY-MM-DD) or UTC datetime (YYYY-MM-DDTHH:MM:SSZ)")]
     Date { flag: &'static str, value: String },
+    #[error(
+        "input folder `{0}` does not exist or is not a folder; pass the folder `mlyexport fetch` wrote with --input"
+    )]
+    NoInput(PathBuf),
     #[error("--since {since} is after --until {until}: nothing can match")]
     DateOrder { since: String, until: String },
     #[error("--grid-file `{path}`: {source}")]
@@ -285,6 +294,137 @@ fn retry_policy(attempts: u32, env: &dyn Fn(&str) -> Option<String>) -> RetryPol
     }
 }
 
+/// A file `layers` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// `mapillary.gpkg`.
+    Gpkg,
+    /// `images.geojson`, `sequences.geojson`, `grid_cells.geojson`.
+    Geojson,
+    /// `images.csv`.
+    Csv,
+    /// `report.html`.
+    Html,
+    /// Tables in a PostGIS schema (the target is [`LayersConfig`]'s `--pg`).
+    Postgis,
+}
+
+impl From<LayerFormat> for OutputFormat {
+    fn from(f: LayerFormat) -> Self {
+        match f {
+            LayerFormat::Gpkg => OutputFormat::Gpkg,
+            LayerFormat::Geojson => OutputFormat::Geojson,
+            LayerFormat::Csv => OutputFormat::Csv,
+            LayerFormat::Html => OutputFormat::Html,
+            LayerFormat::Postgis => OutputFormat::Postgis,
+        }
+    }
+}
+
+/// `mlyexport layers`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayersConfig {
+    /// The downloads folder (an existing folder).
+    pub input: PathBuf,
+    /// Where the files go (`<input>/layers` unless told).
+    pub output: PathBuf,
+    /// Formats to write, each once, in the order asked.
+    pub formats: Vec<OutputFormat>,
+    /// Whether to embed GPS EXIF tags into the JPEGs first.
+    pub exif: bool,
+    /// The position (and direction) used.
+    pub position: PositionSource,
+    /// Reference time of the coverage; `None`: the last fetch run's end, else today.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Print nothing but errors.
+    pub quiet: bool,
+    /// The PostGIS target of `--format postgis --pg ...` (no password in it).
+    pub(crate) pg: Option<PgTarget>,
+}
+
+impl LayersConfig {
+    /// Validates the flags of `layers`.
+    pub fn from_args(args: &LayersArgs) -> Result<Self, ConfigError> {
+        check_input(&args.input)?;
+        let as_of = args
+            .as_of
+            .as_deref()
+            .map(|s| parse_date(s, "--as-of", false))
+            .transpose()?;
+        let mut formats: Vec<OutputFormat> = Vec::new();
+        for f in args.format.iter().map(|&f| OutputFormat::from(f)) {
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        let pg = pg_target(&formats, args.pg.as_deref())?;
+        Ok(LayersConfig {
+            input: args.input.clone(),
+            output: args
+                .output
+                .clone()
+                .unwrap_or_else(|| args.input.join("layers")),
+            formats,
+            exif: !args.no_exif,
+            position: args.position,
+            pg,
+            as_of,
+            quiet: args.quiet,
+        })
+    }
+}
+
+/// The PostGIS target of `--format postgis --pg ...`, checked; `None`
+/// without `postgis` in the formats.
+fn pg_target(formats: &[OutputFormat], pg: Option<&str>) -> Result<Option<PgTarget>, ConfigError> {
+    match (formats.contains(&OutputFormat::Postgis), pg) {
+        (false, None) => Ok(None),
+        (true, Some(pg)) => PgTarget::parse(pg)
+            .map(Some)
+            .map_err(|e| ConfigError::Pg(e.to_string())),
+        (true, None) => Err(ConfigError::Pg(
+            "--format postgis needs --pg \"PG:host=... dbname=... schema=...\" (the password \
+             comes from PGPASSWORD, ~/.pgpass or a service file)"
+                .into(),
+        )),
+        (false, Some(_)) => Err(ConfigError::Pg(
+            "--pg is given but --format has no `postgis`; add it, e.g. --format gpkg,postgis"
+                .into(),
+        )),
+    }
+}
+
+/// `mlyexport exif`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExifConfig {
+    /// The downloads folder (an existing folder).
+    pub input: PathBuf,
+    /// The position (and direction) written.
+    pub position: PositionSource,
+    /// Print nothing but errors.
+    pub quiet: bool,
+}
+
+impl ExifConfig {
+    /// Validates the flags of `exif`.
+    pub fn from_args(args: &ExifArgs) -> Result<Self, ConfigError> {
+        check_input(&args.input)?;
+        Ok(ExifConfig {
+            input: args.input.clone(),
+            position: args.position,
+            quiet: args.quiet,
+        })
+    }
+}
+
+fn check_input(dir: &Path) -> Result<(), ConfigError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(ConfigError::NoInput(dir.to_path_buf()))
+    }
+}
+
 fn check_range(flag: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min {
         return Err(ConfigError::TooSmall { flag, value, min });
@@ -394,8 +534,11 @@ pub(crate) fn parse_distance(s: &str, flag: &'static str, min: f64) -> Result<f6
         })
 }
 
-/// Parses `YYYY-MM-DD` or an RFC 3339 datetime. A bare date as an upper
-/// bound means the last millisecond of that day (UTC).
+/// Parses the date of any flag (`--since`, `--until`, `--as-of`): a date
+/// `YYYY-MM-DD`, an RFC 3339 time (`2024-06-01T12:00:00Z`,
+/// `2024-06-01T14:00:00+02:00`), or a time without offset
+/// (`2024-06-01T12:00:00`), taken as UTC. A bare date is its UTC midnight,
+/// or as an upper bound (`end_of_day`) the last millisecond of that day.
 pub(crate) fn parse_date(
     s: &str,
     flag: &'static str,
@@ -571,6 +714,55 @@ mod tests {
         assert_eq!(u.timestamp_millis() - s.timestamp_millis(), 86_399_999);
         assert!(parse_date("2021-06-01T12:00:00Z", "--since", false).is_ok());
         assert!(parse_date("June 1", "--since", false).is_err());
+    }
+
+    /// Every date flag takes the same three forms (`--as-of` took no time
+    /// without offset before, `--since` and `--until` did).
+    #[test]
+    fn every_date_flag_takes_a_date_a_time_with_offset_and_one_without() {
+        let noon = "2024-06-01T12:00:00Z";
+        for flag in ["--since", "--until", "--as-of"] {
+            let t = |s: &str| parse_date(s, flag, false).map(|t| t.to_rfc3339());
+            assert_eq!(t("2024-06-01").unwrap(), "2024-06-01T00:00:00+00:00");
+            assert_eq!(t(noon).unwrap(), "2024-06-01T12:00:00+00:00");
+            assert_eq!(
+                t("2024-06-01T14:00:00+02:00").unwrap(),
+                "2024-06-01T12:00:00+00:00"
+            );
+            assert_eq!(
+                t("2024-06-01T12:00:00").unwrap(),
+                "2024-06-01T12:00:00+00:00"
+            );
+            let e = parse_date("2024-13-01", flag, false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(flag) && e.contains("2024-13-01"), "{e}");
+        }
+    }
+
+    #[test]
+    fn layers_config_dedups_formats_and_parses_as_of() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().to_str().unwrap();
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "mlyexport",
+            "layers",
+            "--input",
+            input,
+            "--format",
+            "csv,gpkg,csv",
+            "--as-of",
+            "2024-06-01T12:00:00",
+        ])
+        .unwrap();
+        let crate::cli::Command::Layers(args) = cli.command else {
+            panic!("not layers")
+        };
+        let c = LayersConfig::from_args(&args).unwrap();
+        assert_eq!(c.formats, [OutputFormat::Csv, OutputFormat::Gpkg]);
+        assert_eq!(c.output, dir.path().join("layers"));
+        assert_eq!(c.as_of.unwrap().to_rfc3339(), "2024-06-01T12:00:00+00:00");
+        assert!(c.exif);
     }
 
     #[test]

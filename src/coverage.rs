@@ -2,14 +2,18 @@
 //! CSV, JSON and Markdown renderings. Pure fold, bytes out: no file, GDAL or
 //! terminal access.
 
-use geo::{ChamberlainDuquetteArea, MultiPolygon};
+use geo::ChamberlainDuquetteArea;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::layers::{GridInfo, ImageRow, Interner, Sym, iso_ms, round_to};
-use crate::model::{Bbox, LonLat};
+use crate::model::LonLat;
+use crate::rows::csv::{push_header, push_line};
+use crate::rows::schema::GRID_CELLS;
+use crate::rows::{
+    CellCoverage, FileLayout, GridInfo, ImageRow, Interner, Lookup, Sym, iso_ms, round_to,
+};
 
 /// Version of `coverage.json` (`schemas/coverage.schema.json`).
 pub(crate) const COVERAGE_SCHEMA_VERSION: u32 = 1;
@@ -26,47 +30,6 @@ pub(crate) enum CoverageError {
 
 /// Mean days per month, for "months since the newest capture".
 const DAYS_PER_MONTH: f64 = 365.2425 / 12.0;
-
-/// The coverage of one grid cell. Figures that cannot be known are `None`
-/// (e.g. `listed` without a run record, densities without a cell box).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct CellCoverage {
-    pub grid: String,
-    /// `[min_lon, min_lat, max_lon, max_lat]`.
-    pub bbox: Option<Bbox>,
-    /// The cell clipped to the study-area polygon (`fetch --aoi`), when one
-    /// was used; the layers draw it instead of the box.
-    #[serde(skip)]
-    pub shape: Option<MultiPolygon<f64>>,
-    /// Images the listing found (from the run record, or the listing file).
-    pub listed: Option<u64>,
-    /// Images whose metadata was read from disk.
-    pub downloaded: u64,
-    /// Images that failed to download in the last run.
-    pub failed: Option<u64>,
-    /// `complete`, `truncated`, `failed`, `pending` or `unknown`.
-    pub listing: &'static str,
-    /// True only when every search box was answered below the API's cap.
-    pub listing_complete: Option<bool>,
-    /// Downloaded images without any position (counted, not drawn).
-    pub without_position: u64,
-    pub panoramas: u64,
-    /// Panoramas / images whose `is_pano` is known, 0..1, 4 decimals.
-    pub pano_share: Option<f64>,
-    pub first_capture: Option<String>,
-    pub last_capture: Option<String>,
-    /// Mean months (30.44 days) from the newest capture to `as_of`, 2 decimals.
-    pub months_since_newest: Option<f64>,
-    pub sequences: u64,
-    pub creators: u64,
-    /// Area of the cell on the sphere, km², 6 decimals.
-    pub area_km2: Option<f64>,
-    /// Downloaded images per km², 3 decimals.
-    pub images_per_km2: Option<f64>,
-    /// Median distance between consecutive images (capture order) of one
-    /// sequence inside the cell, metres, 2 decimals.
-    pub median_spacing_m: Option<f64>,
-}
 
 #[derive(Default)]
 struct Acc {
@@ -192,102 +155,52 @@ pub(crate) fn median(v: &mut [f64]) -> Option<f64> {
     })
 }
 
-/// The column names of `coverage.csv`, in order (also the Markdown table's).
-pub(crate) const CSV_COLUMNS: &[&str] = &[
-    "grid",
-    "min_lon",
-    "min_lat",
-    "max_lon",
-    "max_lat",
-    "listed",
-    "downloaded",
-    "failed",
-    "listing",
-    "listing_complete",
-    "without_position",
-    "panoramas",
-    "pano_share",
-    "first_capture",
-    "last_capture",
-    "months_since_newest",
-    "sequences",
-    "creators",
-    "area_km2",
-    "images_per_km2",
-    "median_spacing_m",
-];
-
-fn cells_text(c: &CellCoverage) -> Vec<String> {
-    fn o<T: ToString>(v: Option<T>) -> String {
-        v.map(|v| v.to_string()).unwrap_or_default()
-    }
-    let b: Option<[f64; 4]> = c.bbox.map(Into::into);
-    vec![
-        c.grid.clone(),
-        o(b.map(|b| b[0])),
-        o(b.map(|b| b[1])),
-        o(b.map(|b| b[2])),
-        o(b.map(|b| b[3])),
-        o(c.listed),
-        c.downloaded.to_string(),
-        o(c.failed),
-        c.listing.to_string(),
-        o(c.listing_complete),
-        c.without_position.to_string(),
-        c.panoramas.to_string(),
-        o(c.pano_share),
-        o(c.first_capture.clone()),
-        o(c.last_capture.clone()),
-        o(c.months_since_newest),
-        c.sequences.to_string(),
-        c.creators.to_string(),
-        o(c.area_km2),
-        o(c.images_per_km2),
-        o(c.median_spacing_m),
-    ]
-}
-
 /// `coverage.csv`: a header line, then one line per grid (RFC 4180 quoting;
 /// text neutralised for spreadsheets, numbers kept, see
-/// [`crate::layers::csv::text_cell`]).
+/// [`crate::rows::csv::text_cell`]); the columns are [`GRID_CELLS`]'.
 pub(crate) fn to_csv(cells: &[CellCoverage]) -> Vec<u8> {
+    let strings = Interner::default();
+    let lookup = no_strings(&strings);
     let mut out = String::new();
-    out.push_str(&CSV_COLUMNS.join(","));
-    out.push_str("\r\n");
-    for c in cells {
-        let line: Vec<String> = cells_text(c)
-            .iter()
-            .map(|v| crate::layers::csv::text_cell(v))
-            .collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
+    push_header(&mut out, GRID_CELLS.csv_columns());
+    for (n, c) in cells.iter().enumerate() {
+        push_line(&mut out, GRID_CELLS.csv_columns(), c, n, &lookup);
     }
     out.into_bytes()
 }
 
-/// `coverage.md`: a Markdown table with one row per grid.
+/// Cells have no interned strings and no JPEG paths.
+fn no_strings(strings: &Interner) -> Lookup<'_> {
+    Lookup {
+        strings,
+        layout: FileLayout::Grid,
+    }
+}
+
+/// `coverage.md`: a Markdown table with one row per grid (the columns of
+/// [`GRID_CELLS`], without the box).
 pub(crate) fn to_markdown(cells: &[CellCoverage], as_of: DateTime<Utc>) -> Vec<u8> {
     let mut out = format!(
         "# Coverage per grid cell\n\nAs of {}. Empty cells mean unknown. `listing` is `verified` when the listing was checked against the vector tiles, `assumed complete (not verified)` when it was not; `listing_complete` is false when images may be missing.\n\n",
         iso_ms(as_of)
     );
-    let cols: Vec<&str> = CSV_COLUMNS
-        .iter()
-        .copied()
-        .filter(|c| !c.starts_with("min_") && !c.starts_with("max_"))
-        .collect();
-    out.push_str(&format!("| {} |\n", cols.join(" | ")));
+    let cols = GRID_CELLS.columns;
+    let names: Vec<&str> = cols.iter().map(|c| c.name).collect();
+    out.push_str(&format!("| {} |\n", names.join(" | ")));
     out.push_str(&format!(
         "|{}\n",
         cols.iter().map(|_| "---|").collect::<String>()
     ));
-    for c in cells {
-        let text = cells_text(c);
-        let vals: Vec<String> = CSV_COLUMNS
+    let strings = Interner::default();
+    let lookup = no_strings(&strings);
+    for (n, c) in cells.iter().enumerate() {
+        let vals: Vec<String> = cols
             .iter()
-            .zip(text)
-            .filter(|(name, _)| cols.contains(name))
-            .map(|(_, v)| v.replace('|', "\\|"))
+            .map(|col| {
+                let v = (col.get)(c, n);
+                let text = lookup.text(&v).unwrap_or_default();
+                text.replace('|', "\\|")
+            })
             .collect();
         out.push_str(&format!("| {} |\n", vals.join(" | ")));
     }
@@ -325,8 +238,9 @@ pub(crate) fn to_json(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layers::tests::rec;
+    use crate::model::Bbox;
     use crate::model::PositionSource;
+    use crate::rows::tests::rec;
 
     fn grid(name: &str, bbox: Option<Bbox>) -> GridInfo {
         GridInfo {

@@ -8,8 +8,9 @@
 //! The library's public surface is deliberate: [`fetch`] (the engine and the
 //! bbox functions), [`api::Client`], [`config`] (flags and environment to one
 //! validated config), [`model`] and [`record`] (value types), [`runrecord`]
-//! (the run record's format), [`layers::read`] (reading a downloads folder),
-//! [`aoi`] and [`lock`]. Everything else is crate-private.
+//! (the run record's format), [`downloads`] (reading a downloads folder),
+//! [`layers::run()`] (the `layers` command as a function), [`aoi`] and
+//! [`lock`]. Everything else is crate-private.
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -17,10 +18,10 @@ mod adopt; // the old tool's folder converted in place
 pub mod aoi; // polygon study areas (GDAL read, geo tests)
 pub mod api; // Graph API client: requests, retries, rate limits (network only)
 pub mod cli; // clap flags and help text
-#[doc(hidden)]
-pub mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
+mod commands; // wiring of each subcommand: runtime or pool set-up, no domain logic
 pub mod config; // flags + environment -> one validated Config
 mod coverage; // per-grid coverage figures (pure)
+pub mod downloads; // a downloads folder read: its images (one scan), records, run record, listing
 mod exif; // GPS EXIF bytes for a JPEG (pure)
 pub mod fetch; // listing beyond the cap and concurrent downloads (tokio)
 mod input; // opening input files: regular files only, non-blocking, bounded
@@ -31,6 +32,7 @@ pub mod model; // domain value types
 mod plan; // grids, cells, ownership and subdivision (pure)
 pub mod record; // the per-image record, parsed defensively
 mod report; // the only owner of the terminal
+mod rows; // the rows and columns every output is made of (pure)
 pub mod runrecord; // the run record's data types
 mod store; // output folder layout and atomic writes
 mod thin; // spatial thinning along sequences (pure)

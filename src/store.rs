@@ -1,5 +1,6 @@
-//! The output folder: its layout, atomic writes (temp file + rename), what is
-//! already done, and finding the images in a folder for post-processing.
+//! The output folder: its layout, atomic writes (temp file + rename), and
+//! what is already done. (The images of a folder are found by
+//! [`crate::downloads::scan`].)
 //! File system only: no network, no policy about what to download.
 
 use std::fs;
@@ -407,76 +408,6 @@ impl ImagePaths {
     }
 }
 
-/// Which layout a folder has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputLayout {
-    /// `mlyexport fetch`: `<root>/<grid>/<id>.json` beside `<id>.jpg`.
-    Mlyexport,
-    /// The old Python tool: `<root>/jsons/<id>.json` and `<root>/images/<id>.jpg`.
-    Legacy,
-}
-
-/// One image found in an input folder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FoundImage {
-    pub id: ImageId,
-    /// The grid id (folder name); `1` for the legacy layout.
-    pub grid: String,
-    pub json: PathBuf,
-    /// The JPEG, when it exists.
-    pub jpg: Option<PathBuf>,
-}
-
-/// Finds every `<id>.json` in a downloads folder (either layout), sorted by
-/// grid then id. Files whose name is not a valid image id are ignored.
-pub(crate) fn scan_input(root: &Path) -> Result<(InputLayout, Vec<FoundImage>), StoreError> {
-    let read_err = |path: &Path, source| StoreError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let jsons = root.join("jsons");
-    if jsons.is_dir() {
-        let images = root.join("images");
-        let mut found = scan_dir(&jsons, "1", &images).map_err(|e| read_err(&jsons, e))?;
-        found.sort_by_key(|f| f.id);
-        return Ok((InputLayout::Legacy, found));
-    }
-    let mut found = Vec::new();
-    for e in fs::read_dir(root).map_err(|e| read_err(root, e))? {
-        let e = e.map_err(|e| read_err(root, e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !e.file_type().is_ok_and(|t| t.is_dir()) || name.parse::<GridId>().is_err() {
-            continue;
-        }
-        let dir = e.path();
-        found.extend(scan_dir(&dir, &name, &dir).map_err(|e| read_err(&dir, e))?);
-    }
-    found.sort_by(|a, b| a.grid.cmp(&b.grid).then(a.id.cmp(&b.id)));
-    Ok((InputLayout::Mlyexport, found))
-}
-
-fn scan_dir(json_dir: &Path, grid: &str, jpg_dir: &Path) -> io::Result<Vec<FoundImage>> {
-    let mut out = Vec::new();
-    for e in fs::read_dir(json_dir)? {
-        let e = e?;
-        let name = e.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-            continue;
-        };
-        let Ok(id) = stem.parse::<ImageId>() else {
-            continue;
-        };
-        let jpg = jpg_dir.join(format!("{id}.jpg"));
-        out.push(FoundImage {
-            id,
-            grid: grid.to_string(),
-            json: e.path(),
-            jpg: jpg.is_file().then_some(jpg),
-        });
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -697,25 +628,5 @@ mod tests {
             0o644
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn scans_both_layouts() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("g1")).unwrap();
-        fs::write(dir.path().join("g1/5.json"), "{}").unwrap();
-        fs::write(dir.path().join("g1/5.jpg"), "x").unwrap();
-        fs::write(dir.path().join("g1/notes.json"), "{}").unwrap();
-        let (layout, found) = scan_input(dir.path()).unwrap();
-        assert_eq!(layout, InputLayout::Mlyexport);
-        assert_eq!(found.len(), 1);
-        assert!(found[0].jpg.is_some());
-
-        let old = tempfile::tempdir().unwrap();
-        fs::create_dir_all(old.path().join("jsons")).unwrap();
-        fs::write(old.path().join("jsons/9.json"), "{}").unwrap();
-        let (layout, found) = scan_input(old.path()).unwrap();
-        assert_eq!(layout, InputLayout::Legacy);
-        assert_eq!(found[0].jpg, None);
     }
 }

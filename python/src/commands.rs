@@ -8,9 +8,9 @@ use std::sync::Arc;
 use mlyexport::ExitStatus;
 use mlyexport::api::Client;
 use mlyexport::cli::{Cli, Command};
-use mlyexport::config::FetchConfig;
+use mlyexport::config::{FetchConfig, LayersConfig};
+use mlyexport::downloads as read;
 use mlyexport::fetch::{self as engine, FetchReport, Progress};
-use mlyexport::layers::read;
 use mlyexport::model::PositionSource;
 use mlyexport::record::ImageRecord;
 use pyo3::prelude::*;
@@ -101,9 +101,10 @@ pub fn layers<'py>(py: Python<'py>, argv: Vec<String>) -> PyResult<Bound<'py, Py
     let Command::Layers(args) = cli.command else {
         return Err(raise(Kind::Error, "internal: not a layers command line"));
     };
-    let (status, lines) =
-        runner::run_blocking(py, move || mlyexport::commands::layers::run_quiet(args))?
-            .map_err(|e| raise(Kind::Error, format!("{e:#}")))?;
+    let cfg = LayersConfig::from_args(&args).map_err(|e| errors::config(&e))?;
+    let report = runner::run_blocking(py, move || mlyexport::layers::run(&cfg))?
+        .map_err(|e| raise(Kind::Error, format!("{e:#}")))?;
+    let (status, lines) = (report.status, report.lines);
     let d = PyDict::new(py);
     d.set_item("status", status_name(status))?;
     let summary = PyDict::new(py);
@@ -134,30 +135,16 @@ fn read_folder(root: PathBuf) -> Result<(Vec<Row>, Vec<String>), String> {
     let mut rows = Vec::with_capacity(scan.entries.len());
     let mut problems = Vec::new();
     for e in &scan.entries {
-        let folder = scan.folder(e.grid);
         match read::read_record_at(&scan.json_path(e), e.id) {
             Ok(record) => rows.push(Row {
                 grid: scan.grids[e.grid as usize].clone(),
-                jpg: jpg_path(&root, &folder, e, scan.layout).filter(|_| e.has_jpg),
+                jpg: e.has_jpg.then(|| scan.jpg_path(e)),
                 record,
             }),
             Err(err) => problems.push(errors::full(&err)),
         }
     }
     Ok((rows, problems))
-}
-
-fn jpg_path(
-    root: &std::path::Path,
-    folder: &std::path::Path,
-    e: &read::Entry,
-    layout: mlyexport::layers::read::InputLayout,
-) -> Option<PathBuf> {
-    let dir = match layout {
-        mlyexport::layers::read::InputLayout::Legacy => root.join("images"),
-        mlyexport::layers::read::InputLayout::Mlyexport => folder.to_path_buf(),
-    };
-    Some(dir.join(format!("{}.jpg", e.id)))
 }
 
 /// The images of a downloads folder as column lists (`read_images` builds

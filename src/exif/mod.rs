@@ -3,9 +3,10 @@
 //! walking the JPEG markers ([`embed`]); every other segment and the
 //! compressed image data are copied byte for byte. Pure: bytes in, bytes out.
 //! Must not touch files, the terminal, the network or global state (the
-//! folder pass lives in `commands::exif`).
+//! folder pass lives in [`pass`]).
 
 mod jpeg;
+pub(crate) mod pass;
 mod tz;
 mod xmp;
 

@@ -6,15 +6,13 @@ use std::io::{self, Write};
 
 use serde_json::{Map, Value, json};
 
-use super::{ImageRow, LayerSet, iso_ms_from_millis, round_coord, round_to, source_name};
+use super::schema::{self, Column, Layer, Value as Cell};
+use super::{LayerSet, round_coord};
 use crate::model::LonLat;
+use crate::rows::{CellCoverage, Lookup};
 
 fn pos(p: LonLat) -> Value {
     json!([round_coord(p.lon), round_coord(p.lat)])
-}
-
-fn opt_str(v: Option<&str>) -> Value {
-    v.map_or(Value::Null, |s| Value::String(s.to_string()))
 }
 
 /// Streams a FeatureCollection, one feature in memory at a time.
@@ -46,38 +44,45 @@ pub(crate) fn to_vec(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<
     v
 }
 
-fn image_properties(set: &LayerSet, r: &ImageRow) -> Map<String, Value> {
+/// The properties of `row` (the `n`th of its layer): one per column, in order.
+fn properties<R: 'static>(layer: &Layer<R>, row: &R, n: usize, lookup: &Lookup<'_>) -> Value {
+    properties_of(layer.columns.iter(), row, n, lookup)
+}
+
+/// The properties of a grid cell. The last column comes second: so it has
+/// been since the cells were serialised whole and their `bbox` was swapped
+/// out for the last key; kept, so that the file stays byte-identical.
+fn cell_properties(c: &CellCoverage, n: usize, lookup: &Lookup<'_>) -> Value {
+    let cols = schema::GRID_CELLS.columns;
+    let Some((last, rest)) = cols.split_last() else {
+        return Value::Object(Map::new());
+    };
+    let (first, middle) = rest.split_at(1.min(rest.len()));
+    let order = first.iter().chain([last]).chain(middle);
+    properties_of(order, c, n, lookup)
+}
+
+fn properties_of<'c, R: 'static>(
+    cols: impl Iterator<Item = &'c Column<R>>,
+    row: &R,
+    n: usize,
+    lookup: &Lookup<'_>,
+) -> Value {
     let mut m = Map::new();
-    m.insert("id".into(), json!(r.id.to_string()));
-    m.insert("sequence".into(), opt_str(set.s(r.sequence)));
-    m.insert(
-        "captured_at".into(),
-        json!(r.captured_ms().and_then(iso_ms_from_millis)),
-    );
-    m.insert("compass_angle".into(), json!(r.compass_angle()));
-    m.insert(
-        "computed_compass_angle".into(),
-        json!(r.computed_compass_angle()),
-    );
-    m.insert("direction".into(), json!(r.direction()));
-    m.insert("is_pano".into(), json!(r.is_pano));
-    m.insert("camera_type".into(), opt_str(set.s(r.camera_type)));
-    m.insert("make".into(), opt_str(set.s(r.make)));
-    m.insert("model".into(), opt_str(set.s(r.model)));
-    m.insert("creator".into(), opt_str(set.s(r.creator)));
-    m.insert("creator_id".into(), opt_str(set.s(r.creator_id)));
-    m.insert("width".into(), json!(r.width()));
-    m.insert("height".into(), json!(r.height()));
-    m.insert("altitude".into(), json!(r.altitude()));
-    m.insert("grid".into(), opt_str(set.s(r.grid)));
-    m.insert("file".into(), json!(set.file_of(r)));
-    m.insert("bytes".into(), json!(r.bytes()));
-    m.insert("position_source".into(), json!(source_name(r.source)));
-    m.insert(
-        "position_offset_m".into(),
-        json!(r.offset_m().map(|m| round_to(m, 3))),
-    );
-    m
+    for c in cols {
+        let v = (c.get)(row, n);
+        let json = match &v {
+            Cell::Null => Value::Null,
+            Cell::Int(i) => json!(i),
+            Cell::Real(x) => json!(x),
+            Cell::Bool(b) => json!(b),
+            _ => lookup
+                .text(&v)
+                .map_or(Value::Null, |t| Value::String(t.into_owned())),
+        };
+        m.insert(c.name.into(), json);
+    }
+    Value::Object(m)
 }
 
 /// `images.geojson`: a Point per image with a position, in id order.
@@ -88,12 +93,13 @@ pub(crate) fn images(set: &LayerSet) -> Vec<u8> {
 
 /// Streams `images.geojson` into `w`.
 pub(crate) fn write_images<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
-    let features = set.drawn().filter_map(|r| {
+    let lookup = set.lookup();
+    let features = set.drawn().enumerate().filter_map(|(n, r)| {
         let p = r.position()?;
         Some(json!({
             "type": "Feature",
             "geometry": {"type": "Point", "coordinates": pos(p)},
-            "properties": image_properties(set, r),
+            "properties": properties(&schema::IMAGES, r, n, &lookup),
         }))
     });
     collection(w, "images", features)
@@ -107,23 +113,15 @@ pub(crate) fn sequences(set: &LayerSet) -> Vec<u8> {
 
 /// Streams `sequences.geojson` into `w`.
 pub(crate) fn write_sequences<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
-    let features = set
-        .sequences
-        .iter()
-        .map(|l| {
-            json!({
-                "type": "Feature",
-                "geometry": {"type": "LineString", "coordinates": l.points.iter().map(|&p| pos(p)).collect::<Vec<_>>()},
-                "properties": {
-                    "sequence": set.s(l.sequence),
-                    "image_count": l.points.len(),
-                    "start_time": iso_ms_from_millis(l.first_ms),
-                    "end_time": iso_ms_from_millis(l.last_ms),
-                    "length_m": round_to(l.length_m, 2),
-                },
-            })
+    let lookup = set.lookup();
+    let features = set.sequences.iter().enumerate().map(|(n, l)| {
+        let points: Vec<Value> = l.points.iter().map(|&p| pos(p)).collect();
+        json!({
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": points},
+            "properties": properties(&schema::SEQUENCES, l, n, &lookup),
         })
-    ;
+    });
     collection(w, "sequences", features)
 }
 
@@ -136,7 +134,8 @@ pub(crate) fn grid_cells(set: &LayerSet) -> Vec<u8> {
 
 /// Streams `grid_cells.geojson` into `w`.
 pub(crate) fn write_grid_cells<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> io::Result<()> {
-    let features = set.cells.iter().map(|c| {
+    let lookup = set.lookup();
+    let features = set.cells.iter().enumerate().map(|(n, c)| {
         let rings = |p: &geo::Polygon<f64>| -> Vec<Value> {
             std::iter::once(p.exterior())
                 .chain(p.interiors())
@@ -159,10 +158,7 @@ pub(crate) fn write_grid_cells<W: Write + ?Sized>(set: &LayerSet, w: &mut W) -> 
                 json!({"type": "MultiPolygon", "coordinates": polys})
             }
         };
-        let mut props = serde_json::to_value(c).unwrap_or(Value::Null);
-        if let Some(m) = props.as_object_mut() {
-            m.remove("bbox");
-        }
+        let props = cell_properties(c, n, &lookup);
         json!({"type": "Feature", "geometry": geometry, "properties": props})
     });
     collection(w, "grid_cells", features)

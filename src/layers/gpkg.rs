@@ -12,26 +12,26 @@ use gdal::DriverManager;
 use gdal::spatial_ref::SpatialRef;
 
 use super::ogr::{Feat, Layer, OgrDataset, OgrError};
-use super::schema::{Col, Geometry, Kind, LayerDef};
+use super::schema::{Geometry, Kind, LayerDef};
 use super::writer::{LayerWriter, Target};
 use super::{FileLayout, gpkg_index, iso_ms, rtree, styles};
 
 use Kind::{Bool, DateTime as Dt, Str};
 
 /// Columns of `layer_styles`, as QGIS creates and reads them.
-const STYLE_COLS: &[Col] = &[
-    Col("f_table_catalog", Str),
-    Col("f_table_schema", Str),
-    Col("f_table_name", Str),
-    Col("f_geometry_column", Str),
-    Col("styleName", Str),
-    Col("styleQML", Str),
-    Col("styleSLD", Str),
-    Col("useAsDefault", Bool),
-    Col("description", Str),
-    Col("owner", Str),
-    Col("ui", Str),
-    Col("update_time", Dt),
+const STYLE_COLS: &[(&str, Kind)] = &[
+    ("f_table_catalog", Str),
+    ("f_table_schema", Str),
+    ("f_table_name", Str),
+    ("f_geometry_column", Str),
+    ("styleName", Str),
+    ("styleQML", Str),
+    ("styleSLD", Str),
+    ("useAsDefault", Bool),
+    ("description", Str),
+    ("owner", Str),
+    ("ui", Str),
+    ("update_time", Dt),
 ];
 
 /// How a layer's spatial index is made.

@@ -15,7 +15,7 @@ use gdal::vector::{LayerAccess, LayerOptions};
 use gdal_sys::{OGRFieldSubType, OGRFieldType, OGRwkbGeometryType};
 
 use super::round_coord;
-use super::schema::{Col, Geometry, Kind};
+use super::schema::{Geometry, Kind};
 use crate::model::LonLat;
 
 /// Errors of OGR while writing layers into a dataset, naming the dataset
@@ -110,7 +110,7 @@ impl OgrDataset {
         name: &str,
         geometry: Geometry,
         srs: &SpatialRef,
-        cols: &[Col],
+        cols: &[(&str, Kind)],
         options: &[String],
     ) -> Result<Layer, OgrError> {
         let ty = wkb_type(geometry);
@@ -132,7 +132,7 @@ impl OgrDataset {
         // SAFETY: the handle stays valid while the dataset lives; `Layer`
         // is used only by the writer that owns the dataset.
         let h = unsafe { layer.c_layer() };
-        for &Col(col, kind) in cols {
+        for &(col, kind) in cols {
             let (ty, sub) = field_type(kind);
             let c_name = cstring(col);
             // SAFETY: `c_name` outlives the call; the field definition is

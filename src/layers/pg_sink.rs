@@ -14,7 +14,7 @@ use super::postgis::{self, PgTarget};
 use super::schema::{Geometry, LayerDef};
 use super::writer::{LayerWriter, Target};
 use super::{FileLayout, ImageRow, SequenceLine, rtree, styles};
-use crate::coverage::CellCoverage;
+use crate::rows::CellCoverage;
 use crate::runrecord::RunEntry;
 
 /// Errors of the PostGIS sink; each names the server and the fix.

@@ -10,13 +10,9 @@ use std::ffi::{CStr, CString};
 use gdal::spatial_ref::SpatialRef;
 
 use super::ogr::{Feat, Layer, OgrDataset, OgrError, cstring};
-use super::schema::{self, Geometry, LayerDef};
-use super::{
-    FileLayout, ImageRow, SequenceLine, Sym, round_coord, round_to, source_name, write_file_path,
-};
-use super::{cell_shape, rtree};
-use crate::coverage::CellCoverage;
-use crate::model::PositionSource;
+use super::schema::{self, Column, Geometry, Kind, LayerDef, Value};
+use super::{FileLayout, ImageRow, SequenceLine, Sym, cell_shape, round_coord, rtree};
+use crate::rows::{CellCoverage, push_jpg_path};
 use crate::runrecord::RunEntry;
 
 /// What one kind of dataset adds to the four layers. A trait rather than an
@@ -59,8 +55,6 @@ pub(crate) struct LayerWriter<T: Target> {
     layout: FileLayout,
     /// The reader's string table as C strings, made once each (same handles).
     cstrings: Vec<CString>,
-    /// `source_name` of each position source as a C string.
-    sources: [CString; 2],
     /// EPSG:4326 in lon, lat order.
     srs: SpatialRef,
     /// The FID and box of every image point written, when the target wants them.
@@ -88,14 +82,21 @@ impl<T: Target> LayerWriter<T> {
         ds.start_transaction()?;
         target.begin(&mut ds)?;
         let mut layers = Vec::with_capacity(4);
-        for def in [
-            schema::IMAGES,
-            schema::SEQUENCES,
-            schema::GRID_CELLS,
-            schema::RUNS,
-        ] {
+        let defs = [
+            (
+                schema::IMAGES.def,
+                schema::IMAGES.fields().collect::<Vec<_>>(),
+            ),
+            (schema::SEQUENCES.def, schema::SEQUENCES.fields().collect()),
+            (
+                schema::GRID_CELLS.def,
+                schema::GRID_CELLS.fields().collect(),
+            ),
+            (schema::RUNS.def, schema::RUNS.fields().collect()),
+        ];
+        for (def, fields) in defs {
             let options = target.layer_options(&def);
-            layers.push(ds.create_layer(def.name, def.geometry, &srs, def.columns, &options)?);
+            layers.push(ds.create_layer(def.name, def.geometry, &srs, &fields, &options)?);
         }
         target.create_own_layers(&mut ds, &srs)?;
         let layers: [Layer; 4] = layers
@@ -106,8 +107,6 @@ impl<T: Target> LayerWriter<T> {
             target,
             layout,
             cstrings: Vec::new(),
-            sources: [PositionSource::Computed, PositionSource::Original]
-                .map(|p| cstring(source_name(p))),
             srs,
             points: Vec::new(),
             layers,
@@ -134,7 +133,7 @@ impl<T: Target> LayerWriter<T> {
     }
 
     fn c(&self, sym: Sym) -> Option<&CStr> {
-        self.cstrings.get(sym.0 as usize).map(CString::as_c_str)
+        self.cstrings.get(sym.index()).map(CString::as_c_str)
     }
 
     /// Appends the drawn images among `rows` (those with a position). One
@@ -142,45 +141,12 @@ impl<T: Target> LayerWriter<T> {
     /// C strings made once: this loop is the hot path.
     pub(crate) fn write_images(&mut self, rows: &[ImageRow]) -> Result<(), OgrError> {
         let mut f = Feat::new(self.layers[0]);
-        // One buffer for the strings made per row (id, file path), NUL-ended.
         let mut buf = String::new();
-        fn nul_ended(buf: &mut String) -> Option<&CStr> {
-            buf.push('\0');
-            CStr::from_bytes_with_nul(buf.as_bytes()).ok()
-        }
         let index = self.target.wants_point_index();
-        for r in rows {
+        for (n, r) in rows.iter().enumerate() {
             let Some(p) = r.position() else { continue };
             f.clear(schema::IMAGES.columns.len());
-            buf.clear();
-            let _ = std::fmt::Write::write_fmt(&mut buf, format_args!("{}", r.id));
-            f.cstr(0, nul_ended(&mut buf));
-            f.cstr(1, self.c(r.sequence));
-            f.time_ms(2, r.captured_ms());
-            f.real(3, r.compass_angle());
-            f.real(4, r.computed_compass_angle());
-            f.real(5, r.direction());
-            f.bool(6, r.is_pano);
-            f.cstr(7, self.c(r.camera_type));
-            f.cstr(8, self.c(r.make));
-            f.cstr(9, self.c(r.model));
-            f.cstr(10, self.c(r.creator));
-            f.cstr(11, self.c(r.creator_id));
-            f.int(12, r.width().map(i64::from));
-            f.int(13, r.height().map(i64::from));
-            f.real(14, r.altitude());
-            f.cstr(15, self.c(r.grid));
-            let grid = self.c(r.grid).and_then(|g| g.to_str().ok()).unwrap_or("");
-            if write_file_path(self.layout, grid, r, &mut buf) {
-                f.cstr(16, nul_ended(&mut buf));
-            }
-            f.int(17, r.bytes().and_then(|b| i64::try_from(b).ok()));
-            let source = match r.source {
-                PositionSource::Computed => &self.sources[0],
-                PositionSource::Original => &self.sources[1],
-            };
-            f.cstr(18, Some(source));
-            f.real(19, r.offset_m().map(|m| round_to(m, 3)));
+            self.fill(&mut f, schema::IMAGES.columns, r, n, &mut buf);
             f.points(Geometry::Point, &[p]);
             let fid = f.create(&self.ds, self.layers[0], "insert an image")?;
             if index {
@@ -192,6 +158,36 @@ impl<T: Target> LayerWriter<T> {
             }
         }
         Ok(())
+    }
+
+    /// Sets the fields of `f` to the values of `row` (the `n`th of its
+    /// layer) in `cols`; `buf` holds the C strings made for it.
+    fn fill<R>(&self, f: &mut Feat, cols: &[Column<R>], row: &R, n: usize, buf: &mut String) {
+        for (i, c) in cols.iter().enumerate() {
+            match (c.get)(row, n) {
+                Value::Null => {}
+                Value::Text(s) if c.kind == Kind::DateTime => f.time_iso(i, Some(s)),
+                Value::Text(s) => f.cstr(i, nul_ended(buf, s)),
+                Value::Owned(s) => f.cstr(i, nul_ended(buf, &s)),
+                Value::Sym(s) => f.cstr(i, self.c(s)),
+                Value::Id(id) => {
+                    buf.clear();
+                    let _ = std::fmt::Write::write_fmt(buf, format_args!("{id}\0"));
+                    f.cstr(i, CStr::from_bytes_with_nul(buf.as_bytes()).ok());
+                }
+                Value::Jpg { grid, id } => {
+                    let grid = self.c(grid).and_then(|g| g.to_str().ok()).unwrap_or("");
+                    buf.clear();
+                    push_jpg_path(buf, self.layout, grid, id);
+                    buf.push('\0');
+                    f.cstr(i, CStr::from_bytes_with_nul(buf.as_bytes()).ok());
+                }
+                Value::Int(v) => f.int(i, Some(v)),
+                Value::Real(v) => f.real(i, Some(v)),
+                Value::Bool(v) => f.bool(i, Some(v)),
+                Value::Millis(ms) => f.time_ms(i, Some(ms)),
+            }
+        }
     }
 
     /// Writes the sequences, grid cells and runs, then the target's own
@@ -211,13 +207,10 @@ impl<T: Target> LayerWriter<T> {
     }
 
     fn write_sequences(&self, sequences: &[SequenceLine]) -> Result<(), OgrError> {
-        for l in sequences {
+        let mut buf = String::new();
+        for (n, l) in sequences.iter().enumerate() {
             let mut f = Feat::new(self.layers[1]);
-            f.cstr(0, self.c(l.sequence));
-            f.int(1, i64::try_from(l.points.len()).ok());
-            f.time_ms(2, Some(l.first_ms));
-            f.time_ms(3, Some(l.last_ms));
-            f.real(4, Some(round_to(l.length_m, 2)));
+            self.fill(&mut f, schema::SEQUENCES.columns, l, n, &mut buf);
             f.points(Geometry::LineString, &l.points);
             f.create(&self.ds, self.layers[1], "insert a sequence")?;
         }
@@ -225,26 +218,10 @@ impl<T: Target> LayerWriter<T> {
     }
 
     fn write_cells(&self, cells: &[CellCoverage]) -> Result<(), OgrError> {
-        for c in cells {
+        let mut buf = String::new();
+        for (n, c) in cells.iter().enumerate() {
             let mut f = Feat::new(self.layers[2]);
-            let i = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
-            f.str(0, Some(&c.grid));
-            f.int(1, i(c.listed));
-            f.int(2, i(Some(c.downloaded)));
-            f.int(3, i(c.failed));
-            f.str(4, Some(c.listing));
-            f.bool(5, c.listing_complete);
-            f.int(6, i(Some(c.without_position)));
-            f.int(7, i(Some(c.panoramas)));
-            f.real(8, c.pano_share);
-            f.time_iso(9, c.first_capture.as_deref());
-            f.time_iso(10, c.last_capture.as_deref());
-            f.real(11, c.months_since_newest);
-            f.int(12, i(Some(c.sequences)));
-            f.int(13, i(Some(c.creators)));
-            f.real(14, c.area_km2);
-            f.real(15, c.images_per_km2);
-            f.real(16, c.median_spacing_m);
+            self.fill(&mut f, schema::GRID_CELLS.columns, c, n, &mut buf);
             if let Some(shape) = cell_shape(c) {
                 f.multipolygon(&shape);
             }
@@ -254,41 +231,20 @@ impl<T: Target> LayerWriter<T> {
     }
 
     fn write_runs(&self, runs: &[RunEntry]) -> Result<(), OgrError> {
+        let mut buf = String::new();
         for (n, run) in runs.iter().enumerate() {
             let mut f = Feat::new(self.layers[3]);
-            let i = |v: u64| i64::try_from(v).ok();
-            let k = &run.counts;
-            f.int(0, i64::try_from(n + 1).ok());
-            f.str(1, Some(&run.tool_version));
-            f.str(2, Some(&run.command_line.join(" ")));
-            f.str(3, Some(&run.api_url));
-            f.time(4, Some(run.started_at));
-            f.time(5, run.finished_at);
-            f.str(
-                6,
-                serde_json::to_value(run.outcome)
-                    .ok()
-                    .as_ref()
-                    .and_then(|v| v.as_str()),
-            );
-            f.bool(7, Some(run.dry_run));
-            for (j, v) in [
-                k.listed,
-                k.downloaded,
-                k.skipped,
-                k.failed,
-                k.without_position,
-                k.bytes,
-                k.search_calls,
-                k.entity_calls,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                f.int(8 + j, i(v));
-            }
+            self.fill(&mut f, schema::RUNS.columns, run, n, &mut buf);
             f.create(&self.ds, self.layers[3], "insert a run")?;
         }
         Ok(())
     }
+}
+
+/// `s` into `buf` as a C string (without any NUL bytes it holds).
+fn nul_ended<'b>(buf: &'b mut String, s: &str) -> Option<&'b CStr> {
+    buf.clear();
+    buf.extend(s.chars().filter(|&c| c != '\0'));
+    buf.push('\0');
+    CStr::from_bytes_with_nul(buf.as_bytes()).ok()
 }

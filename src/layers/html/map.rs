@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use geo::{InteriorPoint, MultiPolygon};
 
 use super::{esc, is_verified, thousands};
-use crate::coverage::CellCoverage;
 use crate::layers::{LayerSet, cell_shape};
+use crate::rows::CellCoverage;
 
 /// Width of the map, SVG units (pixels at 100 %).
 const WIDTH: f64 = 820.0;

@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 
-use crate::coverage::CellCoverage;
 use crate::layers::{LayerSet, iso_ms};
+use crate::rows::CellCoverage;
 use crate::runrecord::RunEntry;
 
 /// Most coverage-table rows written (the rest are in `coverage.csv`).

@@ -1,6 +1,7 @@
-//! Reads a downloads folder for `layers`: the per-image metadata files (in
-//! parallel, on the caller's rayon pool), the run record and the optional
-//! listing. File reads only, each through `crate::input` (regular files
+//! Reads a downloads folder, for `layers`, `exif` and library callers: the
+//! one scan of its images in either layout ([`scan`]), the per-image
+//! metadata files (in parallel, on the caller's rayon pool), the run record
+//! and the optional listing. File reads only, each through `crate::input` (regular files
 //! only, opened without blocking, size- and line-bounded): no writes, no
 //! network, no terminal.
 #![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
@@ -13,15 +14,25 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::{ImageRow, Interner, LayersError};
 use crate::input;
 use crate::legacy::{self, BrokenJpeg, IMAGES_DIR, JSONS_DIR};
 use crate::model::GridId;
 use crate::model::{ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
+use crate::rows::{ImageRow, Interner, LayersError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
-pub use crate::store::{InputLayout, StoreError};
+pub use crate::store::StoreError;
 use crate::store::{LISTING_FILE, MAX_METADATA_BYTES};
+
+/// Which layout a folder has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputLayout {
+    /// `mlyexport fetch`: `<root>/<grid>/<id>.json` beside `<id>.jpg`.
+    Mlyexport,
+    /// The old Python tool: `<root>/jsons/<id>.json` and `<root>/images/<id>.jpg`
+    /// (or, for its batch of segments, `<root>/<grid>/jsons/` and `images/`).
+    Legacy,
+}
 
 /// Why one metadata file (or the run record) could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -143,10 +154,11 @@ fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
     Ok((jsons, jpgs))
 }
 
-/// Finds every image metadata file in a downloads folder, in either layout,
-/// with the same rules as `store::scan_input` (the old tool's layout
-/// when `jsons/` exists; otherwise every sub-folder named like a grid id), but
-/// compactly: see [`Entry`].
+/// Finds every image metadata file in a downloads folder, in either layout
+/// (the old tool's when `jsons/` exists, or sub-folders holding `jsons/`,
+/// unless `mlyexport adopt` converted the folder; otherwise every sub-folder
+/// named like a grid id), sorted by grid then id, compactly: see [`Entry`].
+/// The one scan of a folder: `layers`, `exif` and the Python module use it.
 pub fn scan(root: &Path) -> Result<Scan, StoreError> {
     let mut out = Scan {
         root: root.to_path_buf(),
@@ -485,6 +497,27 @@ pub(crate) fn read_listing_counts(root: &Path) -> Option<BTreeMap<String, u64>> 
 mod tests {
     use super::*;
 
+    /// (Moved from `store`, whose second scan this one replaced.)
+    #[test]
+    fn scans_both_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("g1")).unwrap();
+        fs::write(dir.path().join("g1/5.json"), "{}").unwrap();
+        fs::write(dir.path().join("g1/5.jpg"), "x").unwrap();
+        fs::write(dir.path().join("g1/notes.json"), "{}").unwrap();
+        let found = scan(dir.path()).unwrap();
+        assert_eq!(found.layout, InputLayout::Mlyexport);
+        assert_eq!(found.entries.len(), 1);
+        assert!(found.entries[0].has_jpg);
+
+        let old = tempfile::tempdir().unwrap();
+        fs::create_dir_all(old.path().join("jsons")).unwrap();
+        fs::write(old.path().join("jsons/9.json"), "{}").unwrap();
+        let found = scan(old.path()).unwrap();
+        assert_eq!(found.layout, InputLayout::Legacy);
+        assert!(!found.entries[0].has_jpg);
+    }
+
     #[test]
     fn reads_the_old_tools_json() {
         let id = ImageId::new(42).unwrap();
@@ -558,9 +591,11 @@ mod tests {
         fs::write(g.join("notes.json"), b"{}").unwrap();
         let scan = scan(dir.path()).unwrap();
         assert_eq!(scan.entries.len(), 5);
-        // Same files, same order as the store's scan.
-        let (_, found) = crate::store::scan_input(dir.path()).unwrap();
-        let ids: Vec<_> = found.iter().map(|f| (f.id, f.jpg.is_some())).collect();
+        // The files the exif pass sees too (it used a second scan before).
+        let id = |n| ImageId::new(n).unwrap();
+        let ids: Vec<_> = [(1, true), (2, false), (3, false), (5, false), (6, false)]
+            .map(|(n, jpg)| (id(n), jpg))
+            .to_vec();
         assert_eq!(
             ids,
             scan.entries
@@ -568,7 +603,7 @@ mod tests {
                 .map(|e| (e.id, e.has_jpg))
                 .collect::<Vec<_>>()
         );
-        assert_eq!(scan.json_path(&scan.entries[0]), found[0].json);
+        assert_eq!(scan.json_path(&scan.entries[0]), g.join("1.json"));
         let out = read_rows(&scan, PositionSource::Computed, |_, _, _| Ok::<(), ()>(())).unwrap();
         assert_eq!(out.rows.len(), 1);
         assert_eq!(out.problems.len(), 4);
