@@ -101,8 +101,16 @@ fn run_with(
             .collect();
     }
 
-    let run_record = match read::read_run_record(&input) {
-        Ok(r) => r,
+    let run_record = match read::read_run_record_noting(&input) {
+        Ok((r, missing)) => {
+            for m in &missing {
+                reporter.warn(m);
+            }
+            if !missing.is_empty() {
+                status = ExitStatus::Partial;
+            }
+            r
+        }
         Err(e) => {
             reporter.warn(&format!("{e}; coverage without listing figures"));
             status = ExitStatus::Partial;

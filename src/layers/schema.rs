@@ -150,4 +150,6 @@ const RUN_COLS: &[Col] = &[
     Col("bytes", Int64),
     Col("search_calls", Int64),
     Col("entity_calls", Int64),
+    // `K/N` for a run of shard K of N; empty for a whole fetch.
+    Col("shard", Str),
 ];

@@ -280,6 +280,7 @@ impl<T: Target> LayerWriter<T> {
             {
                 f.int(8 + j, i(v));
             }
+            f.str(16, run.shard.as_deref());
             f.create(&self.ds, self.layers[3], "insert a run")?;
         }
         Ok(())
