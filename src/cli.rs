@@ -339,7 +339,6 @@ pub struct AdoptArgs {
     pub quiet: bool,
 }
 
-<<<<<<< HEAD
 // The command-line names and help of the core's closed choices. The core
 // types know nothing of clap; these impls are the only place they meet.
 
@@ -398,7 +397,8 @@ impl ValueEnum for Enumerate {
             }
         })
     }
-=======
+}
+
 /// `mlyexport status`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -415,5 +415,4 @@ pub struct StatusArgs {
     /// Print the status as one JSON object (for scripts).
     #[arg(long)]
     pub json: bool,
->>>>>>> 80258ab (shards (#15 parts 1-3): fetch --shard K/N or an array job's index (Slurm, Kubernetes, AWS Batch); a pure split of the plan into cells or parts with the whole plan's ownership; one record, lock, listing per shard and a shared split file; 1/N of the rates; status command; layers merges the shards' records (runs.shard column, shard missing marks); scripts/slurm with a real single-node cluster test; bench-shards.sh; README)
 }
