@@ -10,6 +10,7 @@ trap 'bash scripts/pg-down.sh "$MLYEXPORT_TEST_PGDIR"' EXIT
 export MLYEXPORT_TEST_PG MLYEXPORT_TEST_PGPASSWORD
 cargo test --workspace
 bash scripts/python-test.sh # the Python module's tests (python/tests)
+bash scripts/slurm/test-slurm.sh # shards as a Slurm array job + dependent layers job, on a real single-node cluster
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet -p mlyexport -p mlysim

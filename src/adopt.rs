@@ -534,6 +534,7 @@ fn run_record(root: &Path, grids: Vec<Grid>, report: &AdoptReport) -> Option<Run
             outcome: Outcome::Imported,
             dry_run: false,
             counts,
+            shard: None,
         }],
     })
 }

@@ -8,6 +8,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::{Bbox, Enumerate, PanoFilter, PositionSource, ThumbSize};
+use crate::shard::ShardFlag;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,6 +41,13 @@ pub enum Command {
     Exif(ExifArgs),
     /// Convert the old tool's (mapillary-download) folder into mlyexport's, in place.
     Adopt(AdoptArgs),
+    /// Which shards of a sharded fetch have finished, failed or not started, and what is missing.
+    Status(StatusArgs),
+}
+
+/// Parses `--shard K/N` or `--shard none`.
+fn parse_shard_flag(s: &str) -> Result<ShardFlag, String> {
+    s.parse::<ShardFlag>().map_err(|e| e.to_string())
 }
 
 /// Parses a bbox flag value (allows a leading minus).
@@ -144,13 +152,15 @@ pub struct FetchArgs {
     #[arg(long, short)]
     pub quiet: bool,
 
-    /// Search requests per minute at most (the API allows 10,000).
-    #[arg(long, value_name = "N", default_value_t = 9_000)]
-    pub search_rate: u32,
+    /// Search requests per minute at most (the API allows 10,000) [default:
+    /// 9000; a shard of N takes 9000/N unless this is given].
+    #[arg(long, value_name = "N")]
+    pub search_rate: Option<u32>,
 
-    /// Entity requests per minute at most (the API allows 60,000).
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
-    pub entity_rate: u32,
+    /// Entity requests per minute at most (the API allows 60,000) [default:
+    /// 50000; a shard of N takes 50000/N unless this is given].
+    #[arg(long, value_name = "N")]
+    pub entity_rate: Option<u32>,
 
     /// Largest number of results the API returns for one search (its cap).
     /// A search-only box answered with half of this or more is split in four.
@@ -187,9 +197,23 @@ pub struct FetchArgs {
     )]
     pub tiles_url: String,
 
-    /// Vector tiles this run may ask for at most (the API allows 50,000 a day).
-    #[arg(long, value_name = "N", default_value_t = 50_000)]
-    pub tile_budget: u32,
+    /// Vector tiles this run may ask for at most (the API allows 50,000 a
+    /// day) [default: 50000; a shard of N takes 50000/N unless this is given].
+    #[arg(long, value_name = "N")]
+    pub tile_budget: Option<u32>,
+
+    /// Fetch only shard K of N (K counts from 0: 0/4 to 3/4): N processes,
+    /// on one or several machines, list and download disjoint parts of the
+    /// area into the same --output folder. Default: from an array job's
+    /// index (SLURM_ARRAY_TASK_ID, or JOB_COMPLETION_INDEX /
+    /// AWS_BATCH_JOB_ARRAY_INDEX with --shards N); `none` ignores them.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard_flag)]
+    pub shard: Option<ShardFlag>,
+
+    /// The number of shards N, for an array job whose environment gives only
+    /// this task's index (Kubernetes Indexed Jobs, AWS Batch arrays).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u32>,
 
     /// Also list a sample of search boxes the other way (search vs tiles)
     /// and report images one way found and the other missed.
@@ -383,4 +407,22 @@ impl ValueEnum for Enumerate {
             }
         })
     }
+}
+
+/// `mlyexport status`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  mlyexport status --input /shared/berlin
+  mlyexport status --input /shared/berlin --json | jq '.shards[] | select(.state != \"complete\")'
+
+Exit codes: 0 every shard finished with nothing missing, 1 not yet (a shard has not started,
+is running, failed or left images or cells to fetch: re-run those shards), 2 error.")]
+pub struct StatusArgs {
+    /// The output folder of the fetch (all its shards).
+    #[arg(long, short, value_name = "DIR", default_value = "downloads")]
+    pub input: PathBuf,
+
+    /// Print the status as one JSON object (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }

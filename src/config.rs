@@ -18,6 +18,7 @@ use crate::layers::postgis::PgTarget;
 use crate::model::{AccessToken, Bbox, PositionSource, ThumbSize};
 use crate::plan::{self, Plan, PlanError};
 use crate::runrecord::{AoiRecord, Area, Filters, Request};
+use crate::shard::{self, Shard, ShardError, ShardSource, Split};
 
 /// Environment variables mlyexport reads.
 pub(crate) struct EnvVars;
@@ -104,6 +105,12 @@ pub enum ConfigError {
     Creator(String),
     #[error("--organization `{0}` must be a numeric id")]
     Organization(String),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(
+        "--max-images cannot be split among shards (each would keep its own first N; shard {shard}); fetch without --max-images, or without shards"
+    )]
+    ShardMaxImages { shard: Shard },
     #[error("output folder `{path}` is not writable: {source}")]
     Output {
         path: PathBuf,
@@ -130,7 +137,24 @@ pub struct FetchConfig {
     pub api: ApiConfig,
     /// The command line with any token value replaced by `****`.
     pub command_line: Vec<String>,
+    /// When this run is one shard of a fetch split among several: which,
+    /// and the whole split (`plan` is then this shard's part).
+    pub(crate) shard: Option<ShardRun>,
 }
+
+/// One shard of a fetch split among several processes.
+#[derive(Debug, Clone)]
+pub(crate) struct ShardRun {
+    pub(crate) shard: Shard,
+    pub(crate) source: ShardSource,
+    pub(crate) split: Split,
+}
+
+/// Default requests per minute and tiles per run of a whole fetch (a
+/// shard takes 1/N of each unless its flag is given).
+const DEFAULT_SEARCH_RATE: u32 = 9_000;
+const DEFAULT_ENTITY_RATE: u32 = 50_000;
+const DEFAULT_TILE_BUDGET: u32 = 50_000;
 
 impl FetchConfig {
     /// Validates `args`; `env` looks up environment variables and `cwd` is
@@ -147,14 +171,16 @@ impl FetchConfig {
             .map(|p| Aoi::read(p, args.aoi_where.as_deref()))
             .transpose()?;
         let (plan, area) = plan_from_args(&args, aoi.as_ref())?;
+        let (plan, shard) = shard_from_args(&args, env, plan)?;
+        let rates = Rates::of(&args, shard.as_ref().map_or(1, |s| s.shard.count()));
         let min_spacing_m = args
             .min_spacing
             .as_deref()
             .map(|s| parse_distance(s, "--min-spacing", 0.5))
             .transpose()?;
         let filters = filters_from_args(&args)?;
-        check_fetch_ranges(&args)?;
-        let (base_url, tiles) = urls_from_args(&args)?;
+        check_fetch_ranges(&args, &rates)?;
+        let (base_url, tiles) = urls_from_args(&args, rates.tiles)?;
         let token = load_token(&args, env, cwd)?;
         let retry = retry_policy(args.retries, env);
         check_output(&args.output)?;
@@ -183,12 +209,37 @@ impl FetchConfig {
                 connect_timeout: Duration::from_secs(args.timeout),
                 read_timeout: Duration::from_secs(args.timeout * 4),
                 retry,
-                search_per_min: args.search_rate,
-                entity_per_min: args.entity_rate,
+                search_per_min: rates.search,
+                entity_per_min: rates.entity,
                 search_cap: args.search_cap,
             },
             command_line: redact_argv(argv),
+            shard,
         })
+    }
+
+    /// The run record's file name: one per shard when sharded.
+    pub(crate) fn record_file(&self) -> String {
+        self.shard.as_ref().map_or_else(
+            || crate::runrecord::RUN_RECORD_FILE.to_string(),
+            |s| s.shard.record_file(),
+        )
+    }
+
+    /// The listing's file name: one per shard when sharded.
+    pub(crate) fn listing_file(&self) -> String {
+        self.shard.as_ref().map_or_else(
+            || crate::store::LISTING_FILE.to_string(),
+            |s| s.shard.listing_file(),
+        )
+    }
+
+    /// The audit's file name: one per shard when sharded.
+    pub(crate) fn audit_file(&self) -> String {
+        self.shard.as_ref().map_or_else(
+            || crate::fetch::audit::AUDIT_FILE.to_string(),
+            |s| s.shard.audit_file(),
+        )
     }
 
     pub(crate) fn size(&self) -> ThumbSize {
@@ -248,11 +299,30 @@ fn filters_from_args(args: &FetchArgs) -> Result<Filters, ConfigError> {
     })
 }
 
+/// The request rates and tile budget of one run: the flags when given,
+/// else the defaults, divided among N shards.
+struct Rates {
+    search: u32,
+    entity: u32,
+    tiles: u32,
+}
+
+impl Rates {
+    fn of(args: &FetchArgs, shards: u32) -> Rates {
+        let or_share = |flag: Option<u32>, total| flag.unwrap_or(shard::share(total, shards));
+        Rates {
+            search: or_share(args.search_rate, DEFAULT_SEARCH_RATE),
+            entity: or_share(args.entity_rate, DEFAULT_ENTITY_RATE),
+            tiles: or_share(args.tile_budget, DEFAULT_TILE_BUDGET),
+        }
+    }
+}
+
 /// The numeric flags of `fetch` that must lie in a range.
-fn check_fetch_ranges(args: &FetchArgs) -> Result<(), ConfigError> {
+fn check_fetch_ranges(args: &FetchArgs, rates: &Rates) -> Result<(), ConfigError> {
     check_range("--concurrency", args.concurrency as u64, 1, 256)?;
-    check_range("--search-rate", u64::from(args.search_rate), 1, 10_000)?;
-    check_range("--entity-rate", u64::from(args.entity_rate), 1, 60_000)?;
+    check_range("--search-rate", u64::from(rates.search), 1, 10_000)?;
+    check_range("--entity-rate", u64::from(rates.entity), 1, 60_000)?;
     check_range("--search-cap", u64::from(args.search_cap), 10, 2000)?;
     check_range("--timeout", args.timeout, 1, 600)?;
     check_range("--retries", u64::from(args.retries), 1, 20)
@@ -260,18 +330,21 @@ fn check_fetch_ranges(args: &FetchArgs) -> Result<(), ConfigError> {
 
 /// The Graph API root and the tiles host (with `--tile-budget`); also
 /// checks `--box-target`.
-fn urls_from_args(args: &FetchArgs) -> Result<(reqwest::Url, TilesConfig), ConfigError> {
+fn urls_from_args(
+    args: &FetchArgs,
+    tile_budget: u32,
+) -> Result<(reqwest::Url, TilesConfig), ConfigError> {
     let base_url = parse_api_url(&args.api_url)?;
     let tiles_url = parse_api_url(&args.tiles_url).map_err(|e| match e {
         ConfigError::InsecureApiUrl(u) => ConfigError::InsecureTilesUrl(u),
         ConfigError::ApiUrl(u) => ConfigError::TilesUrl(u),
         other => other,
     })?;
-    check_range("--tile-budget", u64::from(args.tile_budget), 1, 1_000_000)?;
+    check_range("--tile-budget", u64::from(tile_budget), 1, 1_000_000)?;
     check_range("--box-target", u64::from(args.box_target), 10, 2000)?;
     let tiles = TilesConfig {
         base_url: tiles_url,
-        budget: args.tile_budget,
+        budget: tile_budget,
     };
     Ok((base_url, tiles))
 }
@@ -433,6 +506,34 @@ fn check_range(flag: &'static str, value: u64, min: u64, max: u64) -> Result<(),
         return Err(ConfigError::TooLarge { flag, value, max });
     }
     Ok(())
+}
+
+/// Which shard this run is (`--shard`, `--shards` or an array job's
+/// environment) and its part of `plan`; the whole plan when not sharded.
+fn shard_from_args(
+    args: &FetchArgs,
+    env: &dyn Fn(&str) -> Option<String>,
+    plan: Plan,
+) -> Result<(Plan, Option<ShardRun>), ConfigError> {
+    let Some((shard, source)) = shard::resolve(args.shard, args.shards, env)? else {
+        return Ok((plan, None));
+    };
+    if args.max_images.is_some() {
+        return Err(ConfigError::ShardMaxImages { shard });
+    }
+    let split = Split::new(&plan, shard.count())?;
+    let part = split
+        .plan_of(&plan, shard.index())
+        .ok_or(ConfigError::Shard(ShardError::TooFine {
+            cells: plan.grids().len(),
+            count: shard.count(),
+        }))?;
+    let run = ShardRun {
+        shard,
+        source,
+        split,
+    };
+    Ok((part, Some(run)))
 }
 
 fn plan_from_args(args: &FetchArgs, aoi: Option<&Aoi>) -> Result<(Plan, Area), ConfigError> {

@@ -66,6 +66,8 @@ pub enum ReadError {
     },
     #[error(transparent)]
     Layers(#[from] LayersError),
+    #[error(transparent)]
+    Shards(#[from] crate::shard::folder::FolderError),
 }
 
 /// Largest JPEG checked, in bytes (an original upload is rarely above 30 MB).
@@ -431,13 +433,30 @@ pub(crate) fn read_rows<E>(
     Ok(out)
 }
 
-/// Largest run record read, in bytes (one of a city-wide run with thousands
-/// of grids and failures is a few megabytes).
-pub(crate) const MAX_RUN_RECORD_BYTES: u64 = 256 << 20;
+/// Largest run record read, in bytes (the run record's own bound).
+pub(crate) use crate::runrecord::lifecycle::MAX_RUN_RECORD_BYTES;
 
-/// The run record of `root`: `Ok(None)` when there is none (e.g. the old
-/// Python tool's folder), an error when it exists but cannot be read.
-pub(crate) fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
+/// The run record of `root` and notes: `Ok(None)` when there is none (e.g. the old
+/// Python tool's folder), an error when it exists but cannot be read. A
+/// folder fetched in shards gives the shards' records merged into one, and
+/// what is missing from it (shards not run, or not finished), one line each.
+pub(crate) fn read_run_record_noting(
+    root: &Path,
+) -> Result<(Option<RunRecord>, Vec<String>), ReadError> {
+    if let Some(f) = crate::shard::folder::read(root)? {
+        let m = crate::runrecord::merge_shards(&f.split.request, &f.split.split, &f.records);
+        return Ok((Some(m.record), m.warnings));
+    }
+    read_whole_run_record(root).map(|r| (r, Vec::new()))
+}
+
+/// [`read_run_record_noting`] without the notes.
+#[cfg(test)]
+fn read_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
+    read_run_record_noting(root).map(|(r, _)| r)
+}
+
+fn read_whole_run_record(root: &Path) -> Result<Option<RunRecord>, ReadError> {
     let path = root.join(RUN_RECORD_FILE);
     let mut bytes = Vec::new();
     match input::read_bounded_into(&path, MAX_RUN_RECORD_BYTES, &mut bytes) {

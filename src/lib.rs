@@ -9,8 +9,9 @@
 //! bbox functions), [`api::Client`], [`config`] (flags and environment to one
 //! validated config), [`model`] and [`record`] (value types), [`runrecord`]
 //! (the run record's format), [`downloads`] (reading a downloads folder),
-//! [`layers::run()`] (the `layers` command as a function), [`aoi`] and
-//! [`lock`]. Everything else is crate-private.
+//! [`layers::run()`] (the `layers` command as a function), [`aoi`], [`lock`]
+//! and [`shard`] (which shard of an array job a fetch is). Everything else is
+//! crate-private.
 
 #![warn(unreachable_pub, missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod record; // the per-image record, parsed defensively
 mod report; // the only owner of the terminal
 mod rows; // the rows and columns every output is made of (pure)
 pub mod runrecord; // the run record's data types
+pub mod shard; // fetch shards for array jobs: which shard, and which cells each lists (pure)
 mod store; // output folder layout and atomic writes
 mod thin; // spatial thinning along sequences (pure)
 mod tiles; // XYZ tile maths and MVT `image` layer decoding (pure)
@@ -71,6 +73,7 @@ pub fn run(cli: cli::Cli) -> ExitStatus {
         cli::Command::Layers(args) => commands::layers::run(args),
         cli::Command::Exif(args) => commands::exif::run(args),
         cli::Command::Adopt(args) => commands::adopt::run(args),
+        cli::Command::Status(args) => commands::status::run(&args),
     };
     match result {
         Ok(status) => status,

@@ -2,6 +2,7 @@
 //! cell owns an image, and splitting search boxes. Pure: no I/O.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::model::{Bbox, GridId, MIN_AREA_SIDE_DEG, ModelError, below_min_side};
 
@@ -67,13 +68,49 @@ pub(crate) struct Grid {
 pub struct Plan {
     grids: Vec<Grid>,
     area: Bbox,
+    /// For a shard's plan: the whole plan's cells, which decide ownership.
+    scope: Option<Arc<Scope>>,
+}
+
+/// A shard's part of a larger plan: every box of the whole plan, in its
+/// order (ownership follows it), and for each the index of the cell in this
+/// part's `grids`, when the part lists it.
+#[derive(Debug, PartialEq)]
+struct Scope {
+    all: Vec<Bbox>,
+    local: Vec<Option<usize>>,
 }
 
 impl Plan {
     /// A plan from cells in order (not empty).
     pub(crate) fn new(grids: Vec<Grid>) -> Option<Self> {
         let area = grids.iter().map(|g| g.bbox).reduce(|a, b| a.union(&b))?;
-        Some(Self { grids, area })
+        Some(Self {
+            grids,
+            area,
+            scope: None,
+        })
+    }
+
+    /// The part `mine` (indexes into `all`, in order) of the plan of cells
+    /// `all`: it lists only those cells, but a position belongs to one of
+    /// them only when the whole plan's rule gives it to one of them, so that
+    /// the parts of one plan own disjoint sets of positions whose union is
+    /// the whole plan's. `None` when `mine` is empty or out of range.
+    pub(crate) fn scoped(all: Vec<Grid>, mine: &[usize]) -> Option<Self> {
+        let mut local = vec![None; all.len()];
+        let mut grids = Vec::with_capacity(mine.len());
+        for &i in mine {
+            *local.get_mut(i)? = Some(grids.len());
+            grids.push(all[i].clone());
+        }
+        let area = grids.iter().map(|g| g.bbox).reduce(|a, b| a.union(&b))?;
+        let all = all.into_iter().map(|g| g.bbox).collect();
+        Some(Self {
+            grids,
+            area,
+            scope: Some(Arc::new(Scope { all, local })),
+        })
     }
 
     /// A bbox alone: one grid named `1`.
@@ -82,6 +119,22 @@ impl Plan {
         Self {
             grids: vec![Grid { id, bbox }],
             area: bbox,
+            scope: None,
+        }
+    }
+
+    /// The boxes that decide ownership, in order, each with the index of its
+    /// cell in [`Plan::grids`] when this plan lists it: the plan's own cells,
+    /// or for a shard's part the whole plan's.
+    pub(crate) fn ownership(&self) -> Vec<(Bbox, Option<usize>)> {
+        match &self.scope {
+            None => self
+                .grids
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.bbox, Some(i)))
+                .collect(),
+            Some(s) => s.all.iter().copied().zip(s.local.iter().copied()).collect(),
         }
     }
 
@@ -102,12 +155,16 @@ impl Plan {
     /// box contains it. So every point of the area belongs to exactly one
     /// cell, and an image on an edge shared by two cells belongs to the cell
     /// east or north of the edge.
+    /// For a shard's part, the owner in the whole plan, when it is one of
+    /// this part's cells.
     #[cfg(test)]
     pub(crate) fn owner(&self, p: crate::model::LonLat) -> Option<usize> {
-        self.grids
+        let boxes = self.ownership();
+        let i = boxes
             .iter()
-            .position(|g| g.bbox.contains_half_open(p))
-            .or_else(|| self.grids.iter().position(|g| g.bbox.contains_closed(p)))
+            .position(|(b, _)| b.contains_half_open(p))
+            .or_else(|| boxes.iter().position(|(b, _)| b.contains_closed(p)))?;
+        boxes[i].1
     }
 }
 

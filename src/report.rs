@@ -141,6 +141,15 @@ impl Reporter {
             eprintln!("warning: {}", sanitize(line, true));
         }
     }
+    /// A JSON document on stdout, as it is (`status --json`; suppressed by
+    /// `--quiet`). Its strings are JSON-escaped, so no control character
+    /// reaches the terminal.
+    pub(crate) fn json(&self, text: &str) {
+        if !self.quiet {
+            println!("{text}");
+        }
+    }
+
     /// The final summary on stdout, `key: value` lines (suppressed by `--quiet`).
     pub(crate) fn summary(&self, lines: &[(String, String)]) {
         if self.quiet {
@@ -187,8 +196,7 @@ impl Reporter {
             lines.push(("downloaded".into(), c.downloaded.to_string()));
             lines.push(("skipped (already there)".into(), c.skipped.to_string()));
             if r.grids.len() > 1 {
-                let per: Vec<String> = r
-                    .new_per_grid
+                let per: Vec<String> = per_grid(&r.new_per_grid)
                     .iter()
                     .map(|(g, n)| format!("{g}: {n}"))
                     .collect();
@@ -240,6 +248,9 @@ impl Reporter {
         lines.push(("search calls".into(), c.search_calls.to_string()));
         lines.extend(tile_lines(r));
         lines.push(("output".into(), out.display().to_string()));
+        if let Some(shard) = &r.shard {
+            lines.push(("shard".into(), shard.clone()));
+        }
         for w in &r.warnings {
             self.warn(w);
         }
@@ -248,6 +259,18 @@ impl Reporter {
             self.info("interrupted: state saved; run the same command again to resume");
         }
     }
+}
+
+/// Counts per grid id, the parts of one cell (a shard's) added up, in order.
+fn per_grid(counts: &[(String, u64)]) -> Vec<(&str, u64)> {
+    let mut out: Vec<(&str, u64)> = Vec::new();
+    for (g, n) in counts {
+        match out.last_mut() {
+            Some((last, m)) if *last == g.as_str() => *m += n,
+            _ => out.push((g.as_str(), *n)),
+        }
+    }
+    out
 }
 
 /// `verified N of M grids`, or how many are only assumed complete.

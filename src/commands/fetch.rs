@@ -23,7 +23,11 @@ pub(crate) fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
     let cfg = FetchConfig::from_args(args, &|k| std::env::var(k).ok(), &cwd, argv)?;
     let reporter = Reporter::new(cfg.quiet);
     // Held until the run ends; refused at once when another run holds it.
-    let _lock = FolderLock::acquire(&cfg.output, "fetch")?;
+    // A shard holds its own lock: the shards of one fetch share the folder.
+    let _lock = match &cfg.shard {
+        Some(s) => FolderLock::acquire_named(&cfg.output, &s.shard.lock_file(), "fetch")?,
+        None => FolderLock::acquire(&cfg.output, "fetch")?,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -5,3 +5,4 @@ pub(crate) mod adopt;
 pub(crate) mod exif;
 pub(crate) mod fetch;
 pub(crate) mod layers;
+pub(crate) mod status;

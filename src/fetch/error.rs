@@ -24,6 +24,9 @@ pub enum FetchError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Tiles(#[from] TilesError),
+    /// The folder is fetched whole or in shards of another N or request.
+    #[error(transparent)]
+    Shards(#[from] crate::shard::folder::FolderError),
     #[error("cannot create `{path}`: {source}")]
     CreateDir {
         path: String,

@@ -4,52 +4,60 @@
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
-use crate::model::LonLat;
+use crate::model::{Bbox, LonLat};
 use crate::plan::Plan;
 
 type Entry = GeomWithData<Rectangle<[f64; 2]>, usize>;
 
-/// The grid boxes of a plan, indexed.
+/// The grid boxes of a plan, indexed. For a shard's part of a plan, the
+/// whole plan's boxes decide ownership and coverage.
 pub(crate) struct GridIndex {
+    /// Every box deciding ownership, by its place in the ownership order.
     tree: RTree<Entry>,
+    boxes: Vec<(Bbox, Option<usize>)>,
+}
+
+fn entries(boxes: impl Iterator<Item = Bbox>) -> Vec<Entry> {
+    boxes
+        .enumerate()
+        .map(|(i, b)| {
+            let r = Rectangle::from_corners([b.min_lon(), b.min_lat()], [b.max_lon(), b.max_lat()]);
+            GeomWithData::new(r, i)
+        })
+        .collect()
 }
 
 impl GridIndex {
     pub(crate) fn new(plan: &Plan) -> Self {
-        let entries = plan
-            .grids()
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let b = g.bbox;
-                let r =
-                    Rectangle::from_corners([b.min_lon(), b.min_lat()], [b.max_lon(), b.max_lat()]);
-                GeomWithData::new(r, i)
-            })
-            .collect();
-        GridIndex {
-            tree: RTree::bulk_load(entries),
-        }
+        let boxes = plan.ownership();
+        let tree = RTree::bulk_load(entries(boxes.iter().map(|(b, _)| *b)));
+        GridIndex { tree, boxes }
     }
 
     /// The index of the grid owning `p` in `plan` (the plan this index was
     /// built from): the first grid whose half-open box holds it, else the
-    /// first whose closed box does.
-    pub(crate) fn owner(&self, plan: &Plan, p: LonLat) -> Option<usize> {
+    /// first whose closed box does. For a shard's part: that grid of the
+    /// whole plan, when the part lists it.
+    pub(crate) fn owner(&self, _plan: &Plan, p: LonLat) -> Option<usize> {
         let at = AABB::from_point([p.lon, p.lat]);
         let mut half_open = None::<usize>;
         let mut closed = None::<usize>;
         for e in self.tree.locate_in_envelope_intersecting(&at) {
             let i = e.data;
-            if plan.grids()[i].bbox.contains_half_open(p) {
+            if self.boxes[i].0.contains_half_open(p) {
                 half_open = Some(half_open.map_or(i, |h| h.min(i)));
             }
             closed = Some(closed.map_or(i, |c| c.min(i)));
         }
-        half_open.or(closed)
+        self.boxes[half_open.or(closed)?].1
     }
 
-    /// Whether any grid's closed box holds `p`.
+    /// Whether any grid's closed box holds `p`; for a shard's part, any grid
+    /// of the whole plan. So a border between two shards is an inner side,
+    /// searched without the outer margin, as in a whole fetch: an image whose
+    /// GPS position lies on this side and whose computed one across it (were
+    /// the API's bbox filter to use the computed one) is still listed by the
+    /// verified listing's lookup by id of what the tiles show here.
     pub(crate) fn covers(&self, p: LonLat) -> bool {
         let at = AABB::from_point([p.lon, p.lat]);
         self.tree
@@ -109,5 +117,21 @@ mod tests {
         }
         let out = LonLat::new(8.7, 47.35).unwrap();
         assert_eq!(idx.owner(&p, out), None);
+    }
+
+    #[test]
+    fn a_shards_part_owns_and_covers_by_the_whole_plan() {
+        let area: crate::model::Bbox = "8.5,47.3,8.6,47.4".parse().unwrap();
+        let all = plan::cut(&area, 5, 4).unwrap();
+        let part = Plan::scoped(all, &[1, 2, 7, 13]).unwrap();
+        let idx = GridIndex::new(&part);
+        for i in 0..=40 {
+            for j in 0..=40 {
+                let q =
+                    LonLat::new(8.5 + f64::from(i) * 0.0025, 47.3 + f64::from(j) * 0.0025).unwrap();
+                assert_eq!(idx.owner(&part, q), part.owner(q), "{q:?}");
+                assert_eq!(idx.covers(q), area.contains_closed(q), "{q:?}");
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::spill::{Listed, Spill};
 use crate::plan::Plan;
 use crate::record::ImageRecord;
-use crate::store::{self, LISTING_FILE, StoreError};
+use crate::store::{self, StoreError};
 
 /// A line of `listing.jsonl`.
 #[derive(Debug, Serialize)]
@@ -42,14 +42,15 @@ impl<'a> ListingLine<'a> {
     }
 }
 
-/// Writes `<out>/listing.jsonl` for `kept`.
+/// Writes `<out>/<file>` (`listing.jsonl`, or a shard's) for `kept`.
 pub(crate) fn write(
     out: &Path,
+    file: &str,
     plan: &Plan,
     kept: &[Listed],
     spill: &Spill,
 ) -> Result<(), StoreError> {
-    store::atomic_write_with(&out.join(LISTING_FILE), |w| {
+    store::atomic_write_with(&out.join(file), |w| {
         for l in kept {
             let r = spill.record(l)?;
             let line = ListingLine::new(plan.grids()[l.grid as usize].id.as_str(), l, &r);

@@ -44,7 +44,7 @@ use crate::ExitStatus;
 use crate::api::Client;
 use crate::config::FetchConfig;
 use crate::plan::Plan;
-use crate::runrecord::{Counts, GridState, RUN_RECORD_FILE, RecordFile, RunEntry};
+use crate::runrecord::{Counts, GridState, RecordFile, RunEntry};
 use crate::store;
 
 use audit::AuditPlan;
@@ -85,6 +85,9 @@ pub struct FetchReport {
     /// Images downloaded by this run, per grid id (after an `adopt`: what
     /// the old tool had missed or left broken).
     pub new_per_grid: Vec<(String, u64)>,
+    /// When this run was one shard of a split fetch: `K/N`, where K and N
+    /// came from, and how many cells (or parts of cells) it had.
+    pub shard: Option<String>,
 }
 
 /// Runs a whole fetch as configured. Ctrl-C is `cancel`. The stages run
@@ -115,7 +118,14 @@ pub async fn run(
     let n = plan.grids().len();
     let (min_m, max) = (cfg.request.min_spacing_m, cfg.request.filters.max_images);
     let selection = select::select(collected.items, n, min_m, max);
-    listfile::write(&cfg.output, plan, &selection.kept, &collected.spill)?;
+    let listing_file = cfg.listing_file();
+    listfile::write(
+        &cfg.output,
+        &listing_file,
+        plan,
+        &selection.kept,
+        &collected.spill,
+    )?;
     let (audit, audit_calls) = f.audit(strategy.audit.as_ref()).await?;
     let downloads = if cfg.dry_run {
         Downloaded::nothing(n)
@@ -148,7 +158,20 @@ pub async fn run(
         audit,
         warnings,
         new_per_grid: s.new_per_grid,
+        shard: shard_line(cfg),
     })
+}
+
+/// `K/N (from SOURCE), U of T cells or parts`, for a shard's summary.
+fn shard_line(cfg: &FetchConfig) -> Option<String> {
+    let s = cfg.shard.as_ref()?;
+    Some(format!(
+        "{} (from {}), {} of {} cells or parts",
+        s.shard,
+        s.source.describe(),
+        cfg.plan.grids().len(),
+        s.split.units.len()
+    ))
 }
 
 /// `result`, after closing the run record's entry as failed when it is an
@@ -177,7 +200,8 @@ struct Fetch<'a> {
 
 impl Fetch<'_> {
     /// Creates the output folder (removing temp files of runs that are
-    /// gone) and opens the run record with this run's entry.
+    /// gone), refuses a folder fetched whole or in other shards, and opens
+    /// the run record (this shard's, when sharded) with this run's entry.
     fn open_record(&self) -> Result<RecordFile, FetchError> {
         let out = &self.cfg.output;
         std::fs::create_dir_all(out).map_err(|source| FetchError::CreateDir {
@@ -185,12 +209,15 @@ impl Fetch<'_> {
             source,
         })?;
         store::remove_stale_temp_files(out);
-        let entry = RunEntry::starting(
+        let shard = self.cfg.shard.as_ref();
+        crate::shard::folder::prepare(out, shard.map(|s| (&s.split, &self.cfg.request)))?;
+        let mut entry = RunEntry::starting(
             self.cfg.command_line.clone(),
             self.cfg.api.base_url.to_string(),
             self.cfg.dry_run,
         );
-        let path = out.join(RUN_RECORD_FILE);
+        entry.shard = shard.map(|s| s.shard.to_string());
+        let path = out.join(self.cfg.record_file());
         Ok(RecordFile::open(path, &self.cfg.request, self.plan, entry)?)
     }
 
@@ -218,6 +245,7 @@ impl Fetch<'_> {
             audit: None,
             warnings: strategy.how.warning().into_iter().collect(),
             new_per_grid: Vec::new(),
+            shard: shard_line(self.cfg),
         })
     }
 
@@ -291,7 +319,7 @@ impl Fetch<'_> {
         };
         let mut bytes = serde_json::to_vec_pretty(&report).expect("serializable");
         bytes.push(b'\n');
-        store::atomic_write(&cfg.output.join(audit::AUDIT_FILE), &bytes)?;
+        store::atomic_write(&cfg.output.join(cfg.audit_file()), &bytes)?;
         Ok(Some(audit::AuditSummary {
             totals: report.totals,
         }))

@@ -86,8 +86,16 @@ pub(crate) fn run_with(cfg: &LayersConfig, reporter: &Reporter) -> anyhow::Resul
     let scan = scan_input(&cfg.input)?;
     let mut status = ExitStatus::Success;
     let exif_lines = exif_stage(cfg, scan.layout, &locks.input, reporter, &mut status)?;
-    let run_record = match read::read_run_record(&cfg.input) {
-        Ok(r) => r,
+    let run_record = match read::read_run_record_noting(&cfg.input) {
+        Ok((r, missing)) => {
+            for m in &missing {
+                reporter.warn(m);
+            }
+            if !missing.is_empty() {
+                status = ExitStatus::Partial;
+            }
+            r
+        }
         Err(e) => {
             reporter.warn(&format!("{e}; coverage without listing figures"));
             status = ExitStatus::Partial;

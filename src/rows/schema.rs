@@ -527,6 +527,13 @@ pub(crate) static RUNS: Layer<RunEntry> = Layer {
             "Graph API look-ups by id",
             |r, _| { Value::count(Some(r.counts.entity_calls)) }
         ),
+        col!(
+            "shard",
+            Str,
+            "",
+            "`K/N` for a run of shard K of N (from 0); empty for a whole fetch",
+            |r, _| r.shard.as_deref().map_or(Value::Null, Value::Text)
+        ),
     ],
     csv_geometry: &[],
 };

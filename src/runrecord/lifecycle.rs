@@ -58,6 +58,7 @@ impl RunEntry {
             outcome: Outcome::Running,
             dry_run,
             counts: Counts::default(),
+            shard: None,
         }
     }
 }

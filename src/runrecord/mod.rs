@@ -11,9 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Bbox, Enumerate, PanoFilter, PositionSource, ThumbSize};
 
-mod lifecycle;
+pub(crate) mod lifecycle;
 pub use lifecycle::RecordError;
 pub(crate) use lifecycle::RecordFile;
+mod merge;
+pub(crate) use merge::merge_shards;
 
 /// File name of the run record inside the output folder.
 pub(crate) const RUN_RECORD_FILE: &str = "mlyexport-run.json";
@@ -129,6 +131,10 @@ pub enum Completeness {
     /// Adopted from the old tool's folder (`mlyexport adopt`): its listing
     /// was cut by the API's cap and its limit, so completeness is unknown.
     Imported,
+    /// Fetched in shards, and the shard that lists (part of) this grid has
+    /// not run yet: nothing is known of that part (set by `layers` and
+    /// `status` when they merge the shards' records, never by `fetch`).
+    ShardMissing,
 }
 
 impl Completeness {
@@ -143,7 +149,16 @@ impl Completeness {
             Completeness::Failed => "failed",
             Completeness::Pending => "pending",
             Completeness::Imported => "unknown (imported)",
+            Completeness::ShardMissing => "shard missing",
         }
+    }
+
+    /// Whether nothing is known to be missing (verified or assumed complete).
+    pub(crate) fn is_complete(self) -> bool {
+        matches!(
+            self,
+            Completeness::Verified | Completeness::AssumedComplete | Completeness::Complete
+        )
     }
 }
 
@@ -300,6 +315,10 @@ pub struct RunEntry {
     pub outcome: Outcome,
     pub dry_run: bool,
     pub counts: Counts,
+    /// `K/N` when this run fetched shard K of N (`fetch --shard`, or an
+    /// array job's index); absent for a whole fetch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
 }
 
 impl Request {

@@ -169,6 +169,7 @@ fn make_downloads(root: &Path) {
             outcome: Outcome::Partial,
             dry_run: false,
             counts,
+            shard: None,
         }],
     };
     fs::write(

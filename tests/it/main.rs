@@ -16,6 +16,7 @@ mod layers; // GeoPackage/GeoJSON/CSV outputs, coverage, QGIS
 mod postgis; // layers --format postgis against a real PostgreSQL + PostGIS, QGIS, swaps, secrets
 mod report; // report.html: structure, size bound, headless Chromium
 mod resume; // SIGKILL at random moments, Ctrl-C, re-runs
+mod shards; // fetch --shard K/N and array jobs' indexes, status, merged layers
 mod snapshots; // insta snapshots of --help, summaries, coverage and layer schemas
 mod tiles; // --enumerate tiles and --audit against the simulator's vector tiles
 mod verified; // the default listing against every unconfirmed API behaviour

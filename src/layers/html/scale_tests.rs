@@ -91,6 +91,7 @@ fn layer_set(n: usize, cols: usize, rows: usize) -> LayerSet {
         outcome: Outcome::Complete,
         dry_run: false,
         counts: Counts::default(),
+        shard: None,
     };
     LayerSet {
         cells: coverage::compute(&grids, &out, &strings, as_of),

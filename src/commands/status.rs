@@ -1,0 +1,83 @@
+//! `mlyexport status`: wiring only. Reads a fetch's output folder (every
+//! shard's run record, or the one record of a whole fetch), asks
+//! `shard::status` what stands, and prints it through [`Reporter`]:
+//! `key: value` lines, or one JSON object with `--json`.
+
+use anyhow::bail;
+
+use crate::ExitStatus;
+use crate::cli::StatusArgs;
+use crate::report::Reporter;
+use crate::runrecord::RUN_RECORD_FILE;
+use crate::shard::folder::{self, SPLIT_FILE};
+use crate::shard::status::{FolderStatus, ShardStatus, status, whole};
+
+/// Cell ids named on one line before the rest are counted.
+const SHOWN_GRIDS: usize = 10;
+
+pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
+    let dir = &args.input;
+    let st = match folder::read(dir)? {
+        Some(f) => status(&f.split.split, &f.records),
+        None => match folder::read_record(&dir.join(RUN_RECORD_FILE))? {
+            Some(r) => whole(&r),
+            None => bail!(
+                "`{}` holds no fetch (neither `{SPLIT_FILE}` nor `{RUN_RECORD_FILE}`); pass the --output folder of `mlyexport fetch` with --input",
+                dir.display()
+            ),
+        },
+    };
+    let reporter = Reporter::new(false);
+    if args.json {
+        reporter.json(&serde_json::to_string_pretty(&st)?);
+    } else {
+        reporter.summary(&lines(&st));
+    }
+    Ok(if st.done {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Partial
+    })
+}
+
+fn lines(st: &FolderStatus) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = st
+        .shards
+        .iter()
+        .map(|s| (format!("shard {}", s.shard), line(s)))
+        .collect();
+    let finished = st.shards.iter().filter(|s| s.state.is_finished()).count();
+    let done = if st.done { "yes" } else { "no" };
+    out.push((
+        "done".into(),
+        format!("{done} ({finished} of {} shards finished)", st.shards.len()),
+    ));
+    out
+}
+
+fn line(s: &ShardStatus) -> String {
+    let mut l = format!("{}; {} cells or parts", s.state.label(), s.units);
+    if s.listed > 0 || s.downloaded > 0 {
+        l.push_str(&format!("; {} listed, {} on disk", s.listed, s.downloaded));
+    }
+    if s.failed_images > 0 {
+        l.push_str(&format!("; {} images failed", s.failed_images));
+    }
+    if !s.incomplete_grids.is_empty() {
+        let shown: Vec<&str> = s
+            .incomplete_grids
+            .iter()
+            .take(SHOWN_GRIDS)
+            .map(String::as_str)
+            .collect();
+        let more = s.incomplete_grids.len().saturating_sub(SHOWN_GRIDS);
+        l.push_str(&format!(
+            "; grids not listed completely: {}",
+            shown.join(", ")
+        ));
+        if more > 0 {
+            l.push_str(&format!(" and {more} more"));
+        }
+    }
+    l
+}

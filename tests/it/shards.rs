@@ -1,0 +1,307 @@
+//! `fetch --shard K/N` and array jobs' indexes: N shards run at once into one
+//! folder store exactly the images of one run, none twice, with their own
+//! records; `status` and `layers` see every shard, and say which is missing;
+//! a shard re-run resumes; another N, or a whole fetch, in the same folder is
+//! refused; Kubernetes' and AWS Batch's index variables are read.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use mlysim::SimConfig;
+
+use crate::common::*;
+
+/// The demo world's bbox as a flag value.
+fn area(env: &TestEnv) -> String {
+    bbox_arg(env.sim().world().spec().bbox)
+}
+
+/// `fetch` into `out` with the area, size 256 and `extra`.
+fn fetch_into(env: &TestEnv, out: &Path, extra: &[&str]) -> std::process::Output {
+    let a = area(env);
+    let mut args = vec!["--bbox", &a, "--size", "256", "--output"];
+    let o = out.to_string_lossy().into_owned();
+    args.push(&o);
+    args.extend_from_slice(extra);
+    env.fetch(&args)
+}
+
+/// Runs shards 0..n of `extra` at once into `out`; every one must succeed.
+fn run_shards(env: &TestEnv, out: &Path, n: u32, extra: &[&str]) {
+    let a = area(env);
+    let children: Vec<_> = (0..n)
+        .map(|k| {
+            env.std_cmd(None)
+                .args(["fetch", "--bbox", &a, "--size", "256", "--quiet"])
+                .arg("--output")
+                .arg(out)
+                .arg("--shard")
+                .arg(format!("{k}/{n}"))
+                .args(extra)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawns")
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().expect("waits");
+        assert_success(&o);
+    }
+}
+
+/// Images stored per id, checking that none is stored twice.
+fn stored_once(out: &Path) -> BTreeMap<u64, Vec<String>> {
+    let got = downloaded_ids(out);
+    let twice: Vec<_> = got.iter().filter(|(_, g)| g.len() > 1).take(5).collect();
+    assert!(twice.is_empty(), "stored twice: {twice:?}");
+    got
+}
+
+fn status(env: &TestEnv, out: &Path, extra: &[&str]) -> std::process::Output {
+    env.cmd()
+        .arg("status")
+        .arg("--input")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn shards_at_once_store_exactly_one_runs_images_and_merge_into_one_set_of_layers() {
+    let env = TestEnv::with_sim(small_cap_sim());
+    let single = env.path().join("single");
+    assert_success(&fetch_into(
+        &env,
+        &single,
+        &["--grid", "3x2", "--search-cap", "100"],
+    ));
+    let want = stored_once(&single);
+    // 6 cells among 4 shards (whole cells), then one grid among 3 (parts).
+    let cells = env.path().join("cells");
+    run_shards(&env, &cells, 4, &["--grid", "3x2", "--search-cap", "100"]);
+    assert_eq!(stored_once(&cells), want, "the shards' images and grids");
+    let one_grid = env.path().join("parts");
+    run_shards(&env, &one_grid, 3, &["--search-cap", "100"]);
+    let got: Vec<u64> = stored_once(&one_grid).into_keys().collect();
+    assert_eq!(got, want.keys().copied().collect::<Vec<_>>());
+
+    for k in 0..4 {
+        let r = read_json(&cells.join(format!("mlyexport-run.shard-{k}-of-4.json")));
+        assert_schema("run.schema.json", &r);
+        assert_eq!(r["runs"][0]["shard"], format!("{k}/4"));
+    }
+    assert_schema(
+        "shards.schema.json",
+        &read_json(&cells.join("mlyexport-shards.json")),
+    );
+    let o = status(&env, &cells, &[]);
+    assert_success(&o);
+    assert!(
+        stdout(&o).contains("done: yes (4 of 4 shards finished)"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = env
+        .cmd()
+        .args(["layers", "--format", "gpkg,csv", "--no-exif", "--input"])
+        .arg(&cells)
+        .output()
+        .expect("runs");
+    assert_success(&o);
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let gpkg = gdal::Dataset::open(cells.join("layers/mapillary.gpkg")).expect("opens");
+    let sql = "SELECT shard FROM runs ORDER BY shard";
+    let mut rs = gpkg
+        .execute_sql(sql, None, gdal::vector::sql::Dialect::DEFAULT)
+        .expect("runs")
+        .expect("rows");
+    use gdal::vector::LayerAccess;
+    let shards: Vec<String> = rs
+        .features()
+        .filter_map(|f| f.field_as_string(0).ok().flatten())
+        .collect();
+    assert_eq!(
+        shards,
+        ["0/4", "1/4", "2/4", "3/4"],
+        "one runs row per shard"
+    );
+    let coverage = std::fs::read_to_string(cells.join("layers/coverage.csv")).unwrap();
+    assert_eq!(
+        coverage.lines().count(),
+        1 + 6,
+        "one row per cell:\n{coverage}"
+    );
+    let images = std::fs::read_to_string(cells.join("layers/images.csv")).unwrap();
+    let single_csv = env.path().join("single-layers");
+    let o = env
+        .cmd()
+        .args(["layers", "--format", "csv", "--no-exif", "--input"])
+        .arg(&single)
+        .arg("--output")
+        .arg(&single_csv)
+        .output()
+        .expect("runs");
+    assert_success(&o);
+    let want_csv = std::fs::read_to_string(single_csv.join("images.csv")).unwrap();
+    assert_eq!(images.lines().count(), want_csv.lines().count());
+}
+
+#[test]
+fn a_missing_shard_is_named_by_status_and_marked_by_layers_and_a_rerun_resumes() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let out = env.out();
+    for k in [0, 2] {
+        assert_success(&fetch_into(
+            &env,
+            &out,
+            &["--grid", "3x1", "--shard", &format!("{k}/3")],
+        ));
+    }
+    let o = status(&env, &out, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(text.contains("shard 1/3: not started"), "{text}");
+    assert!(text.contains("done: no (2 of 3 shards finished)"), "{text}");
+    let json: serde_json::Value = serde_json::from_slice(&status(&env, &out, &["--json"]).stdout)
+        .expect("status --json is JSON");
+    assert_eq!(json["done"], false);
+    assert_eq!(json["shards"][1]["state"], "not_started");
+    assert_eq!(json["shards"][0]["state"], "complete");
+
+    let o = env
+        .cmd()
+        .args(["layers", "--format", "csv", "--no-exif", "--input"])
+        .arg(&out)
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("shard 1/3 has not run"),
+        "{}",
+        stderr(&o)
+    );
+    let coverage = std::fs::read_to_string(out.join("layers/coverage.csv")).unwrap();
+    assert_eq!(
+        coverage.matches("shard missing").count(),
+        1,
+        "the missing shard's one cell:\n{coverage}"
+    );
+
+    // The shard run alone later; then a re-run of a finished one resumes.
+    assert_success(&fetch_into(
+        &env,
+        &out,
+        &["--grid", "3x1", "--shard", "1/3"],
+    ));
+    assert_success(&status(&env, &out, &[]));
+    let o = fetch_into(&env, &out, &["--grid", "3x1", "--shard", "0/3"]);
+    assert_success(&o);
+    assert!(stdout(&o).contains("downloaded: 0"), "{}", stdout(&o));
+    let r = read_json(&out.join("mlyexport-run.shard-0-of-3.json"));
+    assert_eq!(r["runs"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn another_n_or_a_whole_fetch_in_a_sharded_folder_is_refused() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let out = env.out();
+    assert_success(&fetch_into(
+        &env,
+        &out,
+        &["--grid", "2x1", "--shard", "0/2", "--dry-run"],
+    ));
+    let refused = |extra: &[&str], says: &str| {
+        let o = fetch_into(&env, &out, extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{extra:?}: {}", stderr(&o));
+    };
+    refused(
+        &["--grid", "2x1", "--shard", "1/3"],
+        "is fetched in 2 shards, not 3",
+    );
+    refused(
+        &["--grid", "2x1"],
+        "is fetched in 2 shards; run `mlyexport fetch --shard K/2`",
+    );
+    refused(
+        &["--grid", "3x1", "--shard", "1/2"],
+        "split into shards for another request",
+    );
+    let whole = env.path().join("whole");
+    assert_success(&fetch_into(&env, &whole, &["--grid", "2x1", "--dry-run"]));
+    let o = fetch_into(&env, &whole, &["--grid", "2x1", "--shard", "1/2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("holds an unsharded fetch"),
+        "{}",
+        stderr(&o)
+    );
+    let o = fetch_into(
+        &env,
+        &whole,
+        &["--grid", "2x1", "--shard", "0/2", "--max-images", "5"],
+    );
+    assert!(
+        stderr(&o).contains("--max-images cannot be split"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn kubernetes_and_aws_batch_indexes_are_read_with_shards() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let a = area(&env);
+    let run = |var: &str, index: &str, extra: &[&str]| {
+        let mut c = env.cmd();
+        c.env(var, index)
+            .args([
+                "fetch",
+                "--bbox",
+                &a,
+                "--size",
+                "256",
+                "--dry-run",
+                "--quiet",
+            ])
+            .args(extra);
+        if !extra.contains(&"--output") {
+            c.args(["--output", "k"]);
+        }
+        c.output().expect("runs")
+    };
+    assert_success(&run("JOB_COMPLETION_INDEX", "2", &["--shards", "3"]));
+    let r = read_json(&env.path().join("k/mlyexport-run.shard-2-of-3.json"));
+    assert_eq!(r["runs"][0]["shard"], "2/3");
+    assert_success(&run("AWS_BATCH_JOB_ARRAY_INDEX", "1", &["--shards", "3"]));
+    assert!(
+        env.path()
+            .join("k/mlyexport-run.shard-1-of-3.json")
+            .is_file()
+    );
+
+    let o = run("JOB_COMPLETION_INDEX", "1", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--shards N is missing"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("AWS_BATCH_JOB_ARRAY_INDEX", "1", &["--shard", "2/3"]);
+    assert!(
+        stderr(&o).contains("disagrees with the array job"),
+        "{}",
+        stderr(&o)
+    );
+    // `--shard none`: the whole area, whatever the environment says.
+    let o = run(
+        "JOB_COMPLETION_INDEX",
+        "1",
+        &["--shard", "none", "--output", "w"],
+    );
+    assert_success(&o);
+    assert!(env.path().join("w/mlyexport-run.json").is_file());
+}
