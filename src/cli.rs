@@ -1,6 +1,5 @@
 //! Command-line flags (clap derive) and help text only: no validation beyond
 //! parsing, no file, environment or network access (that is `config`'s job).
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::path::PathBuf;
 
@@ -26,12 +25,14 @@ Examples:
   mlyexport exif --input downloads --position original
   mlyexport adopt --input old-downloads --dry-run"
 )]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub enum Command {
     /// List every image in a study area and download it, resumably.
     Fetch(Box<FetchArgs>),
@@ -68,6 +69,7 @@ Examples:
   mlyexport fetch --grid-file fixtures/grid/segments.csv --token-file ~/.mapillary-token --dry-run
   mlyexport fetch --aoi fixtures/aoi/zurich-lv95.geojson --min-spacing 10m --size 2048"
 )]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub struct FetchArgs {
     /// Study area: min_lon,min_lat,max_lon,max_lat in degrees (WGS 84).
     #[arg(long, value_parser = parse_bbox, allow_hyphen_values = true, value_name = "BBOX",
@@ -242,6 +244,7 @@ pub struct FetchArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub enum LayerFormat {
     Gpkg,
     Geojson,
@@ -259,6 +262,7 @@ pub enum LayerFormat {
   mlyexport layers --input downloads --output study-layers --position original --no-exif
   mlyexport layers --input old-python-output --format gpkg,csv
   PGPASSWORD=... mlyexport layers --format gpkg,postgis --pg \"PG:host=db.example.org dbname=gis schema=mapillary\"")]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub struct LayersArgs {
     /// Folder written by `mlyexport fetch` (or by the old Python tool).
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]
@@ -308,6 +312,7 @@ Examples:
   mlyexport exif --input downloads --position original
   mlyexport exif --input old-python-output --quiet"
 )]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub struct ExifArgs {
     /// Folder written by `mlyexport fetch`.
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]
@@ -335,6 +340,7 @@ Examples:
   mlyexport adopt --input downloads
   mlyexport fetch --grid-file downloads/study_area_segments.txt --output downloads"
 )]
+#[allow(missing_docs)] // clap turns doc comments into help text; the flags' help is the documentation
 pub struct AdoptArgs {
     /// The old tool's downloads folder (with `study_area_segments.txt` and one folder per segment).
     #[arg(long, short, value_name = "DIR", default_value = "downloads")]

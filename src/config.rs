@@ -4,7 +4,6 @@
 //! parsed by `parse_date`. Reads
 //! the environment, `.env` and token files; never touches the network and
 //! never prints.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +29,7 @@ impl EnvVars {
 
 /// A flag or environment value that is not acceptable.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum ConfigError {
     #[error(
         "no Mapillary access token: pass --token-file PATH, set MAPILLARY_TOKEN, or put MAPILLARY_TOKEN=... in a .env file here (get a token at https://www.mapillary.com/dashboard/developers)"
@@ -121,19 +121,27 @@ pub enum ConfigError {
 /// Everything `fetch` needs, validated.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
+    /// The grid cells to list (after `--aoi`), with their ownership.
     pub plan: Plan,
     /// The study-area polygon, when `--aoi` was given.
     pub aoi: Option<std::sync::Arc<Aoi>>,
+    /// Where the vector tiles are read, and the tile budget.
     pub tiles: TilesConfig,
     /// List a sample of boxes both ways and report the differences.
     pub audit: bool,
     /// Verified listings: most tile-counted images planned per search box.
     pub box_target: usize,
+    /// What is asked for: area, filters and rendition (recorded in the run record).
     pub request: Request,
+    /// The output folder.
     pub output: PathBuf,
+    /// Downloads in flight at once.
     pub concurrency: usize,
+    /// List only, download nothing (`--dry-run`).
     pub dry_run: bool,
+    /// Print nothing but errors.
     pub quiet: bool,
+    /// The Graph API client's settings.
     pub api: ApiConfig,
     /// The command line with any token value replaced by `****`.
     pub command_line: Vec<String>,

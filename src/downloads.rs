@@ -4,7 +4,6 @@
 //! and the optional listing. File reads only, each through `crate::input` (regular files
 //! only, opened without blocking, size- and line-bounded): no writes, no
 //! network, no terminal.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
@@ -36,6 +35,7 @@ pub enum InputLayout {
 
 /// Why one metadata file (or the run record) could not be used.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum ReadError {
     #[error("cannot read `{path}`: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -80,19 +80,24 @@ const CHUNK: usize = 8192;
 /// 16 MB, where a list of paths would take about 200 MB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
+    /// The image id (the file name).
     pub id: ImageId,
     /// Index into [`Scan::grids`].
     pub grid: u32,
+    /// Whether `<id>.jpg` is beside the JSON.
     pub has_jpg: bool,
 }
 
 /// The metadata files of a downloads folder, sorted by grid then id.
 #[derive(Debug, Clone)]
 pub struct Scan {
+    /// The folder scanned.
     pub root: PathBuf,
+    /// mlyexport's layout or the old tool's.
     pub layout: InputLayout,
     /// Grid ids (folder names; `1` for the old tool's single run), sorted.
     pub grids: Vec<String>,
+    /// Every image's metadata file, sorted by grid then id.
     pub entries: Vec<Entry>,
     /// The old tool's batch layout: `<grid>/jsons/` and `<grid>/images/`.
     pub segments: bool,

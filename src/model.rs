@@ -2,7 +2,6 @@
 //!
 //! Conventions: longitude is x, latitude is y, both in decimal degrees (WGS 84,
 //! EPSG:4326). Distances are metres unless a name says otherwise.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 /// Errors from parsing or validating a domain value.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum ModelError {
     #[error("bbox `{0}` must be four comma-separated numbers: min_lon,min_lat,max_lon,max_lat")]
     BboxShape(String),
@@ -57,7 +57,9 @@ pub(crate) fn below_min_side(deg: f64) -> bool {
 /// A position: `lon` (x) and `lat` (y) in decimal degrees, WGS 84.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LonLat {
+    /// Longitude, degrees east (x), -180..180.
     pub lon: f64,
+    /// Latitude, degrees north (y), -90..90.
     pub lat: f64,
 }
 
@@ -126,15 +128,19 @@ impl Bbox {
         })
     }
 
+    /// West edge, degrees.
     pub fn min_lon(&self) -> f64 {
         self.min_lon
     }
+    /// South edge, degrees.
     pub fn min_lat(&self) -> f64 {
         self.min_lat
     }
+    /// East edge, degrees.
     pub fn max_lon(&self) -> f64 {
         self.max_lon
     }
+    /// North edge, degrees.
     pub fn max_lat(&self) -> f64 {
         self.max_lat
     }
@@ -292,9 +298,11 @@ impl TryFrom<[f64; 4]> for Bbox {
 pub struct ImageId(u64);
 
 impl ImageId {
+    /// An id, `None` for 0.
     pub fn new(v: u64) -> Option<Self> {
         (v > 0).then_some(Self(v))
     }
+    /// The id as a number.
     pub fn get(self) -> u64 {
         self.0
     }
@@ -340,6 +348,7 @@ impl TryFrom<String> for ImageId {
 pub struct GridId(String);
 
 impl GridId {
+    /// The id as the API spells it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -406,12 +415,16 @@ impl TryFrom<String> for GridId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ThumbSize {
     #[serde(rename = "256")]
+    /// 256 px wide (`thumb_256_url`).
     S256,
     #[serde(rename = "1024")]
+    /// 1024 px wide (`thumb_1024_url`).
     S1024,
     #[serde(rename = "2048")]
+    /// 2048 px wide (`thumb_2048_url`).
     S2048,
     #[serde(rename = "original")]
+    /// The original upload (`thumb_original_url`).
     Original,
 }
 
@@ -425,6 +438,7 @@ impl ThumbSize {
             ThumbSize::Original => "thumb_original_url",
         }
     }
+    /// The name used in flags and file metadata (`256`, ..., `original`).
     pub fn as_str(self) -> &'static str {
         match self {
             ThumbSize::S256 => "256",
@@ -462,12 +476,16 @@ impl FromStr for ThumbSize {
 #[serde(rename_all = "lowercase")]
 pub enum PanoFilter {
     #[default]
+    /// Keep panoramas and other images.
     Include,
+    /// Keep only panoramas.
     Only,
+    /// Drop panoramas.
     Exclude,
 }
 
 impl PanoFilter {
+    /// Whether an image with this `is_pano` passes (unknown passes `Include` only).
     pub fn keeps(self, is_pano: Option<bool>) -> bool {
         match self {
             PanoFilter::Include => true,

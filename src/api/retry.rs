@@ -1,6 +1,5 @@
 //! Classifies Graph API and CDN answers into retry decisions. Pure: status
 //! codes and parsed error bodies in, `ApiError` kinds out.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::time::Duration;
 
@@ -8,6 +7,7 @@ use super::wire::ErrorBody;
 
 /// What went wrong with one request, after classification.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum ApiError {
     /// The token was refused (code 190, or HTTP 401). Never retried.
     #[error(

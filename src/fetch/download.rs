@@ -1,7 +1,6 @@
 //! Downloading one image: the thumbnail (with a fresh URL on 403), checks
 //! that it is a complete JPEG, then the JPEG and its `<id>.json` written
 //! atomically, JPEG first. Network through `api::Client`, files through `store`.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::path::Path;
 
@@ -16,6 +15,7 @@ use crate::store::{self, ImagePaths};
 
 /// Why one image failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum DownloadError {
     #[error(transparent)]
     Api(#[from] ApiError),

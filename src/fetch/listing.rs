@@ -4,7 +4,6 @@
 //! by id, and when a search answer may have been cut. No network: the
 //! listings (`search`, `tiles`, `verified`) use it and hand what it keeps to
 //! a caller's sink.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::collections::HashSet;
 
@@ -24,11 +23,13 @@ use super::gridindex::GridIndex;
 pub struct Found {
     /// Index of the owning grid in the plan.
     pub grid: usize,
+    /// The image id.
     pub id: ImageId,
     /// The API's object without any signed URL.
     pub object: Map<String, Value>,
     /// The signed URL of the chosen rendition, when the search returned it.
     pub url: Option<String>,
+    /// The typed view of `object`.
     pub record: ImageRecord,
 }
 
@@ -59,6 +60,7 @@ impl Default for GridListing {
 
 /// Why the listing stopped early.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum ListError {
     #[error(transparent)]
     Fatal(ApiError),

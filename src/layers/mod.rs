@@ -3,7 +3,6 @@
 //! pure: no files, no GDAL, no threads (those live in `read`, `gpkg` and
 //! `commands::layers`); it must not touch the terminal or the network. The
 //! rows themselves and their columns are the crate's `rows` module's.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 pub(crate) mod csv;
 pub(crate) mod geojson;

@@ -3,7 +3,6 @@
 //! grid cells and their coverage figures, the sequence lines; how values are
 //! rounded and times written; each layer's columns ([`schema`]) and CSV text
 //! cells ([`csv`]). Pure: no files, no GDAL, no threads, no terminal.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 pub(crate) mod csv;
 pub(crate) mod schema;
@@ -19,6 +18,7 @@ use crate::record::ImageRecord;
 
 /// Errors of the pure layer model (re-exported as `layers::LayersError`).
 #[derive(Debug, thiserror::Error, PartialEq)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
 pub enum LayersError {
     #[error("image `{0}` appears in more than one metadata file; keeping the first (grid `{1}`)")]
     DuplicateId(ImageId, String),

@@ -2,7 +2,6 @@
 //! (what was asked, when, by which version, and how complete each grid's
 //! listing was). The data types here; their life during a fetch (load or
 //! start, compare, close, write) in `lifecycle`.
-#![allow(missing_docs)] // TODO(#12): document the public items of this module, then drop this line
 
 use std::collections::BTreeMap;
 
@@ -25,7 +24,9 @@ pub(crate) const RUN_SCHEMA_VERSION: u32 = 1;
 /// The whole run record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// Version of the layout (`schemas/run.schema.json`).
     pub schema_version: u32,
+    /// `mlyexport`.
     pub tool: String,
     /// What was asked for. A later run into the same folder must ask the same.
     pub request: Request,
@@ -43,8 +44,11 @@ pub struct RunRecord {
 /// What was asked for: the area, the filters and the rendition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
+    /// The study area: bbox, grid file or AOI.
     pub area: Area,
+    /// The filters.
     pub filters: Filters,
+    /// The rendition downloaded.
     pub size: ThumbSize,
     /// How images were enumerated: `auto` (verified), `search` or `tiles`
     /// (as asked in the last run; a later run may use another way, since
@@ -97,11 +101,17 @@ pub struct AoiRecord {
 /// The listing filters. Dates are UTC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Filters {
+    /// Captured on or after, UTC.
     pub since: Option<DateTime<Utc>>,
+    /// Captured before, UTC.
     pub until: Option<DateTime<Utc>>,
+    /// Panoramas kept, dropped or alone.
     pub pano: PanoFilter,
+    /// Only this creator's images (user name).
     pub creator: Option<String>,
+    /// Only this organisation's images (id).
     pub organization: Option<String>,
+    /// At most this many images (`--max-images`).
     pub max_images: Option<u64>,
 }
 
@@ -165,8 +175,11 @@ impl Completeness {
 /// The state of one grid cell.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GridState {
+    /// The grid id (its folder name).
     pub grid: String,
+    /// The cell, degrees.
     pub bbox: Bbox,
+    /// How complete its listing is.
     pub listing: Completeness,
     /// Search requests made for this grid in the last run.
     pub search_calls: u64,
@@ -220,7 +233,9 @@ pub struct Verification {
 /// A search box that could not be listed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailedBox {
+    /// The box, degrees.
     pub bbox: Bbox,
+    /// Why it could not be listed.
     pub reason: String,
 }
 
@@ -251,9 +266,13 @@ pub struct Counts {
     pub thinned: u64,
     /// Bytes written by this run.
     pub bytes: u64,
+    /// Graph API searches made.
     pub search_calls: u64,
+    /// Graph API look-ups by id made.
     pub entity_calls: u64,
+    /// Grids whose listing was cut at the cap.
     pub truncated_grids: u64,
+    /// Grids whose listing failed.
     pub failed_grids: u64,
     /// z14 vector tiles the listing needed (`--enumerate tiles`; audit tiles excluded).
     #[serde(default)]
@@ -282,9 +301,13 @@ pub struct Counts {
 /// One image that failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
+    /// The image id.
     pub id: String,
+    /// Its grid.
     pub grid: String,
+    /// A short machine-readable reason (e.g. `http_404`).
     pub reason: String,
+    /// The message, sanitised.
     pub message: String,
 }
 
@@ -292,10 +315,15 @@ pub struct Failure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
+    /// Still running, or killed.
     Running,
+    /// Everything asked for was done.
     Complete,
+    /// Done, with failed or truncated parts.
     Partial,
+    /// Stopped by Ctrl-C; resumable.
     Interrupted,
+    /// Stopped by an error.
     Failed,
     /// `--dry-run`: listed only.
     Listed,
@@ -306,14 +334,21 @@ pub enum Outcome {
 /// One invocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEntry {
+    /// The mlyexport version.
     pub tool_version: String,
     /// The command line, with any token value replaced by `****`.
     pub command_line: Vec<String>,
+    /// The Graph API root used.
     pub api_url: String,
+    /// When it started, UTC.
     pub started_at: DateTime<Utc>,
+    /// When it ended, UTC (none while running).
     pub finished_at: Option<DateTime<Utc>>,
+    /// How it ended.
     pub outcome: Outcome,
+    /// `--dry-run`.
     pub dry_run: bool,
+    /// What it counted.
     pub counts: Counts,
     /// `K/N` when this run fetched shard K of N (`fetch --shard`, or an
     /// array job's index); absent for a whole fetch.
