@@ -13,8 +13,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use crate::aoi::{Aoi, AoiError};
 use crate::api::{ApiConfig, RetryPolicy, TilesConfig};
 use crate::cli::{ExifArgs, FetchArgs, LayerFormat, LayersArgs};
-use crate::layers::postgis::PgTarget;
 use crate::model::{AccessToken, Bbox, PositionSource, ThumbSize};
+use crate::pgconn::PgTarget;
 use crate::plan::{self, Plan, PlanError};
 use crate::runrecord::{AoiRecord, Area, Filters, Request};
 use crate::shard::{self, Shard, ShardError, ShardSource, Split};
@@ -245,7 +245,7 @@ impl FetchConfig {
     /// The audit's file name: one per shard when sharded.
     pub(crate) fn audit_file(&self) -> String {
         self.shard.as_ref().map_or_else(
-            || crate::fetch::audit::AUDIT_FILE.to_string(),
+            || crate::store::AUDIT_FILE.to_string(),
             |s| s.shard.audit_file(),
         )
     }

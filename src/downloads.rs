@@ -449,7 +449,7 @@ pub(crate) fn read_run_record_noting(
     root: &Path,
 ) -> Result<(Option<RunRecord>, Vec<String>), ReadError> {
     if let Some(f) = crate::shard::folder::read(root)? {
-        let m = crate::runrecord::merge_shards(&f.split.request, &f.split.split, &f.records);
+        let m = crate::shard::merge_shards(&f.split.request, &f.split.split, &f.records);
         return Ok((Some(m.record), m.warnings));
     }
     read_whole_run_record(root).map(|r| (r, Vec::new()))

@@ -30,6 +30,7 @@ pub mod layers; // layer rows and writers (GeoPackage, GeoJSON, CSV)
 mod legacy; // the old Python tool's folders and JSON, mapped (pure)
 pub mod lock; // one run per output folder: an exclusive flock naming its holder
 pub mod model; // domain value types
+mod pgconn; // the --pg connection string, checked; messages redacted (pure)
 mod plan; // grids, cells, ownership and subdivision (pure)
 pub mod record; // the per-image record, parsed defensively
 mod report; // the only owner of the terminal

@@ -16,10 +16,8 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use crate::store::temp_name_prefix;
-
-/// Name of the lock file of a whole folder.
-pub(crate) const LOCK_FILE: &str = ".mlyexport.lock";
+pub(crate) use crate::store::LOCK_FILE;
+pub use crate::store::{host_name, temp_name_prefix};
 
 /// Errors from taking a folder lock.
 #[derive(Debug, thiserror::Error)]
@@ -66,17 +64,6 @@ impl Holder {
             self.host,
             self.started_at.to_rfc3339_opts(SecondsFormat::Secs, true)
         )
-    }
-}
-
-/// This machine's name as the kernel knows it (`uname -n`).
-pub fn host_name() -> String {
-    let uname = rustix::system::uname();
-    let name = uname.nodename().to_string_lossy();
-    if name.is_empty() {
-        "unknown".to_string()
-    } else {
-        name.into_owned()
     }
 }
 
@@ -155,6 +142,16 @@ impl FolderLock {
     /// The folder locked.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Removes stale temp files in the locked folder: like
+    /// `store::remove_stale_temp_files`, and since holding the lock proves
+    /// that no other mlyexport run works there, also another host's temp
+    /// files and names without an owner, in the folder and in each direct
+    /// subfolder without a lock file of its own. A live process's temp files
+    /// on this host are still kept. Returns how many were removed.
+    pub(crate) fn remove_stale_temp_files(&self) -> usize {
+        crate::store::remove_temp_files(self.dir(), self.covers_folder())
     }
 
     /// Whether this lock covers the whole folder (its file is [`LOCK_FILE`]),

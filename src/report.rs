@@ -320,7 +320,7 @@ fn tile_lines(r: &FetchReport) -> Vec<(String, String)> {
                 t.boxes_with_differences,
                 t.only_search,
                 t.only_tiles,
-                crate::fetch::audit::AUDIT_FILE
+                crate::store::AUDIT_FILE
             ),
         ));
     }

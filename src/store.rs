@@ -229,7 +229,7 @@ impl TempOwner {
         let (host, boot) = *HOST.get_or_init(|| {
             let ns = fs::read_link("/proc/self/ns/pid").unwrap_or_default();
             let boot = fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-            let name = crate::lock::host_name();
+            let name = host_name();
             (
                 fnv1a(&[name.as_bytes(), b"\0", ns.as_os_str().as_encoded_bytes()]),
                 fnv1a(&[boot.trim_ascii()]),
@@ -336,29 +336,20 @@ pub(crate) fn open_for_reading(path: &Path) -> io::Result<fs::File> {
 /// says they were written on this host by a process that no longer exists.
 /// A live run's temp files are never touched; another host's, and names
 /// without an owner (older versions), are left alone (see
-/// [`remove_stale_temp_files_locked`]). Returns how many were removed. Files
+/// `FolderLock::remove_stale_temp_files`). Returns how many were removed. Files
 /// are unlinked, never emptied.
 pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
     remove_temp_files(dir, false)
 }
 
-/// Like [`remove_stale_temp_files`] in the folder `lock` holds, which proves
-/// that no other mlyexport run works there: then also another host's temp
-/// files and names without an owner are removed, in the folder and in each
-/// direct subfolder without a lock file of its own. A live process's temp
-/// files on this host are still kept.
-pub(crate) fn remove_stale_temp_files_locked(lock: &crate::lock::FolderLock) -> usize {
-    remove_temp_files(lock.dir(), lock.covers_folder())
-}
-
-fn remove_temp_files(dir: &Path, idle: bool) -> usize {
+pub(crate) fn remove_temp_files(dir: &Path, idle: bool) -> usize {
     let me = TempOwner::this_process();
     let mut removed = remove_temp_files_in(dir, idle, me);
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 let sub = e.path();
-                let sub_idle = idle && !sub.join(crate::lock::LOCK_FILE).exists();
+                let sub_idle = idle && !sub.join(LOCK_FILE).exists();
                 removed += remove_temp_files_in(&sub, sub_idle, me);
             }
         }
@@ -407,6 +398,24 @@ impl ImagePaths {
         }
     }
 }
+
+/// The lock file of a folder (see `lock`): a subfolder with its own is
+/// another run's.
+pub(crate) const LOCK_FILE: &str = ".mlyexport.lock";
+
+/// This machine's name as the kernel knows it (`uname -n`).
+pub fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy();
+    if name.is_empty() {
+        "unknown".to_string()
+    } else {
+        name.into_owned()
+    }
+}
+
+/// The audit's file name (`fetch --audit`) in a whole fetch's folder.
+pub(crate) const AUDIT_FILE: &str = "audit.json";
 
 #[cfg(test)]
 mod tests {
@@ -610,7 +619,7 @@ mod tests {
         fs::write(nested.join(&legacy), b"").unwrap();
         let inner = crate::lock::FolderLock::acquire(&nested, "layers").unwrap();
         let lock = crate::lock::FolderLock::acquire(dir.path(), "exif").unwrap();
-        assert_eq!(remove_stale_temp_files_locked(&lock), 4);
+        assert_eq!(lock.remove_stale_temp_files(), 4);
         assert!(sub.join(&live).exists() && dir.path().join(&live).exists());
         assert!(nested.join(&legacy).exists());
         drop((lock, inner));

@@ -146,7 +146,7 @@ pub(crate) fn embed_folder(
             input.display()
         );
     }
-    store::remove_stale_temp_files_locked(lock);
+    lock.remove_stale_temp_files();
     reporter.info(&format!(
         "embedding EXIF into {} images in `{}`",
         found.len(),

@@ -23,8 +23,6 @@ use crate::model::{Bbox, PositionSource, ThumbSize};
 use crate::plan::Plan;
 use crate::runrecord::{Completeness, Filters};
 
-/// File name of the audit report inside the output folder.
-pub(crate) const AUDIT_FILE: &str = "audit.json";
 /// Version of the audit layout (`schemas/audit.schema.json`).
 pub(crate) const AUDIT_SCHEMA_VERSION: u32 = 1;
 /// Most boxes audited.

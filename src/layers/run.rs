@@ -109,7 +109,11 @@ pub(crate) fn run_with(cfg: &LayersConfig, reporter: &Reporter) -> anyhow::Resul
     let output = &cfg.output;
     fs::create_dir_all(output)
         .with_context(|| format!("cannot create the output folder `{}`", output.display()))?;
-    store::remove_stale_temp_files_locked(locks.output.as_ref().unwrap_or(&locks.input));
+    locks
+        .output
+        .as_ref()
+        .unwrap_or(&locks.input)
+        .remove_stale_temp_files();
     let total = scan.entries.len();
     let aoi = run_record
         .as_ref()

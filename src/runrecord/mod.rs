@@ -13,8 +13,6 @@ use crate::model::{Bbox, Enumerate, PanoFilter, PositionSource, ThumbSize};
 pub(crate) mod lifecycle;
 pub use lifecycle::RecordError;
 pub(crate) use lifecycle::RecordFile;
-mod merge;
-pub(crate) use merge::merge_shards;
 
 /// File name of the run record inside the output folder.
 pub(crate) const RUN_RECORD_FILE: &str = "mlyexport-run.json";

@@ -157,7 +157,7 @@ pub(crate) fn read_record(path: &Path) -> Result<Option<RunRecord>, FolderError>
 
 fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, FolderError> {
     let mut bytes = Vec::new();
-    let max = crate::downloads::MAX_RUN_RECORD_BYTES;
+    let max = crate::runrecord::lifecycle::MAX_RUN_RECORD_BYTES;
     match crate::input::read_bounded_into(path, max, &mut bytes) {
         Ok(()) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

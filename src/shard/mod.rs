@@ -16,7 +16,9 @@
 //! units belongs to exactly one of them.
 
 pub(crate) mod folder;
+mod merge;
 pub(crate) mod status;
+pub(crate) use merge::merge_shards;
 
 use std::fmt;
 use std::str::FromStr;

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use super::{
+use super::Split;
+use crate::model::Bbox;
+use crate::runrecord::{
     Completeness, Counts, GridState, RUN_SCHEMA_VERSION, Request, RunRecord, Verification,
 };
-use crate::model::Bbox;
-use crate::shard::Split;
 
 /// The merged record and what is missing from it, one line each.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub(crate) fn merge_shards(
         add_counts(&mut record.totals, &r.totals);
         record.failures.extend(r.failures.iter().cloned());
         record.runs.extend(r.runs.iter().cloned().map(|mut run| {
-            run.shard = crate::shard::Shard::new(k, split.count)
+            run.shard = super::Shard::new(k, split.count)
                 .ok()
                 .map(|s| s.to_string());
             run
@@ -88,12 +88,12 @@ fn recount_grids(r: &mut RunRecord) {
 }
 
 fn shard_file(k: u32, n: u32) -> String {
-    crate::shard::Shard::new(k, n).map_or_else(|_| "record".into(), |s| s.record_file())
+    super::Shard::new(k, n).map_or_else(|_| "record".into(), |s| s.record_file())
 }
 
 /// A warning when a shard's last run did not end complete.
 fn unfinished(r: &RunRecord, k: u32, n: u32) -> Option<String> {
-    use super::Outcome;
+    use crate::runrecord::Outcome;
     let last = r.runs.last()?;
     let what = match last.outcome {
         Outcome::Complete | Outcome::Imported => return None,
