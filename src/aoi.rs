@@ -183,61 +183,13 @@ impl Aoi {
                 message: e.to_string(),
             })?;
         }
-        let src = layer
-            .spatial_ref()
-            .ok_or_else(|| AoiError::NoCrs { path: p() })?;
-        let mut dst = SpatialRef::from_epsg(4326).map_err(|e| AoiError::Reproject {
-            path: p(),
-            message: e.to_string(),
-        })?;
-        dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-        let mut src = src;
-        src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
-        let ct = CoordTransform::new(&src, &dst).map_err(|e| AoiError::Reproject {
-            path: p(),
-            message: e.to_string(),
-        })?;
+        let ct = to_wgs84(&layer, path)?;
         let mut polys: Vec<Polygon<f64>> = Vec::new();
         for feature in layer.features() {
             let fid = feature.fid().unwrap_or(0);
-            let Some(g) = feature.geometry() else {
-                continue;
-            };
-            let g = g.transform(&ct).map_err(|e| AoiError::Reproject {
-                path: p(),
-                message: e.to_string(),
-            })?;
-            let parts = match g.to_geo() {
-                Ok(Geometry::Polygon(poly)) => vec![poly],
-                Ok(Geometry::MultiPolygon(mp)) => mp.0,
-                Ok(other) => {
-                    return Err(AoiError::NotPolygon {
-                        path: p(),
-                        fid,
-                        kind: kind_name(&other).into(),
-                    });
-                }
-                Err(_) => {
-                    return Err(AoiError::NotPolygon {
-                        path: p(),
-                        fid,
-                        kind: g.geometry_name(),
-                    });
-                }
-            };
-            let which = || format!("feature {fid}");
-            check_finite_and_flat(&parts, path, fid)?;
-            if let Err(reason) = validity(&g) {
-                return Err(AoiError::Invalid {
-                    path: p(),
-                    which: which(),
-                    reason,
-                });
+            if let Some(g) = feature.geometry() {
+                polys.extend(feature_polygons(g, fid, &ct, path)?);
             }
-            if let Some(make) = parts.iter().find_map(polygon_problem) {
-                return Err(make(p(), which()));
-            }
-            polys.extend(parts);
         }
         let hint = if filter.is_some() {
             " matching --aoi-where"
@@ -338,6 +290,70 @@ fn kind_name(g: &Geometry<f64>) -> &'static str {
         Geometry::Triangle(_) => "Triangle",
         Geometry::Polygon(_) | Geometry::MultiPolygon(_) => "Polygon",
     }
+}
+
+/// The transformation from `layer`'s CRS to WGS 84 in lon, lat order.
+fn to_wgs84(layer: &gdal::vector::Layer<'_>, path: &Path) -> Result<CoordTransform, AoiError> {
+    let p = || path.to_path_buf();
+    let mut src = layer
+        .spatial_ref()
+        .ok_or_else(|| AoiError::NoCrs { path: p() })?;
+    let mut dst = SpatialRef::from_epsg(4326).map_err(|e| AoiError::Reproject {
+        path: p(),
+        message: e.to_string(),
+    })?;
+    dst.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    src.set_axis_mapping_strategy(AxisMappingStrategy::TraditionalGisOrder);
+    CoordTransform::new(&src, &dst).map_err(|e| AoiError::Reproject {
+        path: p(),
+        message: e.to_string(),
+    })
+}
+
+/// The polygons of feature `fid`'s geometry `g`, reprojected by `ct` and
+/// checked (polygons only, finite, valid, not degenerate).
+fn feature_polygons(
+    g: &gdal::vector::Geometry,
+    fid: u64,
+    ct: &CoordTransform,
+    path: &Path,
+) -> Result<Vec<Polygon<f64>>, AoiError> {
+    let p = || path.to_path_buf();
+    let g = g.transform(ct).map_err(|e| AoiError::Reproject {
+        path: p(),
+        message: e.to_string(),
+    })?;
+    let parts = match g.to_geo() {
+        Ok(Geometry::Polygon(poly)) => vec![poly],
+        Ok(Geometry::MultiPolygon(mp)) => mp.0,
+        Ok(other) => {
+            return Err(AoiError::NotPolygon {
+                path: p(),
+                fid,
+                kind: kind_name(&other).into(),
+            });
+        }
+        Err(_) => {
+            return Err(AoiError::NotPolygon {
+                path: p(),
+                fid,
+                kind: g.geometry_name(),
+            });
+        }
+    };
+    let which = || format!("feature {fid}");
+    check_finite_and_flat(&parts, path, fid)?;
+    if let Err(reason) = validity(&g) {
+        return Err(AoiError::Invalid {
+            path: p(),
+            which: which(),
+            reason,
+        });
+    }
+    if let Some(make) = parts.iter().find_map(polygon_problem) {
+        return Err(make(p(), which()));
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]

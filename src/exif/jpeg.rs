@@ -136,12 +136,7 @@ pub(crate) fn parse_head(
             Ok(None)
         }
     };
-    if file_len < 4 || jpeg.len() < 2 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
-        return Err(ExifError::NotJpeg(hex(&jpeg[..jpeg.len().min(4)])));
-    }
-    if last_two != [0xFF, 0xD9] {
-        return Err(ExifError::NoEndMarker(hex(&last_two)));
-    }
+    check_ends(jpeg, file_len, last_two)?;
     let mut segments = Vec::new();
     let mut size = None;
     let mut pos = 2;
@@ -207,19 +202,7 @@ pub(crate) fn parse_head(
             end: pos + len,
         };
         if is_sof(marker) {
-            let p = seg.payload(jpeg);
-            if p.len() < 5 {
-                return Err(ExifError::Truncated { offset: start });
-            }
-            let h = u32::from(u16::from_be_bytes([p[1], p[2]]));
-            let w = u32::from(u16::from_be_bytes([p[3], p[4]]));
-            if w == 0 || h == 0 {
-                return Err(ExifError::ZeroSize {
-                    width: w,
-                    height: h,
-                });
-            }
-            size = Some((w, h));
+            size = Some(frame_size(seg.payload(jpeg), start)?);
         }
         if marker == 0xDA {
             let (width, height) = size.ok_or(ExifError::NoFrame)?;
@@ -233,6 +216,34 @@ pub(crate) fn parse_head(
         push_segment(&mut segments, seg)?;
         pos = seg.end;
     }
+}
+
+/// A JPEG starts with SOI (`FF D8`) and ends with EOI (`FF D9`).
+fn check_ends(jpeg: &[u8], file_len: u64, last_two: [u8; 2]) -> Result<(), ExifError> {
+    if file_len < 4 || jpeg.len() < 2 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
+        return Err(ExifError::NotJpeg(hex(&jpeg[..jpeg.len().min(4)])));
+    }
+    if last_two != [0xFF, 0xD9] {
+        return Err(ExifError::NoEndMarker(hex(&last_two)));
+    }
+    Ok(())
+}
+
+/// Width and height, pixels, from a start-of-frame segment's payload `p`
+/// (the segment at `start`); zero sizes are refused.
+fn frame_size(p: &[u8], start: usize) -> Result<(u32, u32), ExifError> {
+    if p.len() < 5 {
+        return Err(ExifError::Truncated { offset: start });
+    }
+    let h = u32::from(u16::from_be_bytes([p[1], p[2]]));
+    let w = u32::from(u16::from_be_bytes([p[3], p[4]]));
+    if w == 0 || h == 0 {
+        return Err(ExifError::ZeroSize {
+            width: w,
+            height: h,
+        });
+    }
+    Ok((w, h))
 }
 
 #[cfg(test)]

@@ -149,18 +149,6 @@ impl ExifTags {
 
     /// The fields to write, in no particular order.
     fn fields(&self) -> Vec<Field> {
-        let p = In::PRIMARY;
-        let ascii = |tag, s: &str| Field {
-            tag,
-            ifd_num: p,
-            value: Value::Ascii(vec![s.as_bytes().to_vec()]),
-        };
-        let rational = |tag, v: Vec<Rational>| Field {
-            tag,
-            ifd_num: p,
-            value: Value::Rational(v),
-        };
-        let r = |num, denom| Rational { num, denom };
         let mut f = vec![
             ascii(Tag::Copyright, &self.copyright()),
             ascii(Tag::ImageUniqueID, &self.id.to_string()),
@@ -186,32 +174,28 @@ impl ExifTags {
             ));
             f.push(ascii(Tag::OffsetTimeOriginal, &t.format("%:z").to_string()));
         }
-        let Some(g) = self.gps else {
-            return f;
-        };
-        f.push(Field {
-            tag: Tag::GPSVersionID,
-            ifd_num: p,
-            value: Value::Byte(vec![2, 3, 0, 0]),
-        });
-        let lat = g.position.lat;
-        let lon = g.position.lon;
-        f.push(ascii(
-            Tag::GPSLatitudeRef,
-            if lat < 0.0 { "S" } else { "N" },
-        ));
-        f.push(rational(Tag::GPSLatitude, dms(lat)));
-        f.push(ascii(
-            Tag::GPSLongitudeRef,
-            if lon < 0.0 { "W" } else { "E" },
-        ));
-        f.push(rational(Tag::GPSLongitude, dms(lon)));
+        if let Some(g) = self.gps {
+            f.extend(self.gps_fields(g));
+        }
+        f
+    }
+
+    /// The GPS IFD's fields for the position `g`.
+    fn gps_fields(&self, g: GpsFix) -> Vec<Field> {
+        let r = |num, denom| Rational { num, denom };
+        let (lat, lon) = (g.position.lat, g.position.lon);
+        let mut f = vec![
+            primary(Tag::GPSVersionID, Value::Byte(vec![2, 3, 0, 0])),
+            ascii(Tag::GPSLatitudeRef, if lat < 0.0 { "S" } else { "N" }),
+            rational(Tag::GPSLatitude, dms(lat)),
+            ascii(Tag::GPSLongitudeRef, if lon < 0.0 { "W" } else { "E" }),
+            rational(Tag::GPSLongitude, dms(lon)),
+        ];
         if let Some(alt) = g.altitude {
-            f.push(Field {
-                tag: Tag::GPSAltitudeRef,
-                ifd_num: p,
-                value: Value::Byte(vec![u8::from(alt < 0.0)]),
-            });
+            f.push(primary(
+                Tag::GPSAltitudeRef,
+                Value::Byte(vec![u8::from(alt < 0.0)]),
+            ));
             let mm = (alt.abs() * 1000.0).round().min(f64::from(u32::MAX)) as u32;
             f.push(rational(Tag::GPSAltitude, vec![r(mm, 1000)]));
         }
@@ -442,25 +426,51 @@ fn build_tiff(
         .map(|t| exif::Reader::new().read_raw(t.to_vec()))
         .transpose()
         .map_err(|e| ExifError::ExistingExif(e.to_string()))?;
-    let mut ours = tags.fields();
-    let has = |tag| {
-        old.as_ref()
-            .is_some_and(|o| o.get_field(tag, In::PRIMARY).is_some())
+    let ours = our_fields(old.as_ref(), tags, size);
+    let (kept, images) = match &old {
+        Some(old) => (
+            kept_fields(old, &ours, tags.gps.is_some()),
+            embedded_images(old)?,
+        ),
+        None => (Vec::new(), Vec::new()),
     };
-    let field = |tag, value| Field {
+    let little_endian = old.as_ref().is_some_and(exif::Exif::little_endian);
+    encode(&ours, &kept, &images, little_endian)
+}
+
+/// A field of the primary IFD.
+fn primary(tag: Tag, value: Value) -> Field {
+    Field {
         tag,
         ifd_num: In::PRIMARY,
         value,
-    };
+    }
+}
+
+/// An ASCII field of the primary IFD.
+fn ascii(tag: Tag, s: &str) -> Field {
+    primary(tag, Value::Ascii(vec![s.as_bytes().to_vec()]))
+}
+
+/// A rational field of the primary IFD.
+fn rational(tag: Tag, v: Vec<Rational>) -> Field {
+    primary(tag, Value::Rational(v))
+}
+
+/// The fields we write: the tags, a description unless one is there, a
+/// newer ExifVersion when a local time needs it, the pixel size, and the
+/// fields a reader requires when the old EXIF lacks them.
+fn our_fields(old: Option<&exif::Exif>, tags: &ExifTags, size: (u32, u32)) -> Vec<Field> {
+    let mut ours = tags.fields();
+    let has = |tag| old.is_some_and(|o| o.get_field(tag, In::PRIMARY).is_some());
     // A description already there (the camera's or the user's) is kept: the
     // id is in ImageUniqueID anyway.
     if !has(Tag::ImageDescription) {
         let text = tags.description().into_bytes();
-        ours.push(field(Tag::ImageDescription, Value::Ascii(vec![text])));
+        ours.push(primary(Tag::ImageDescription, Value::Ascii(vec![text])));
     }
     // OffsetTimeOriginal exists from EXIF 2.31 on.
     let old_version = old
-        .as_ref()
         .and_then(|o| o.get_field(Tag::ExifVersion, In::PRIMARY))
         .and_then(|f| match &f.value {
             Value::Undefined(v, _) => Some(v.clone()),
@@ -471,15 +481,25 @@ fn build_tiff(
             .as_ref()
             .is_some_and(|v| v.as_slice() < &b"0231"[..])
     {
-        ours.push(field(
+        ours.push(primary(
             Tag::ExifVersion,
             Value::Undefined(b"0232".to_vec(), 0),
         ));
     }
-    ours.push(field(Tag::PixelXDimension, Value::Long(vec![size.0])));
-    ours.push(field(Tag::PixelYDimension, Value::Long(vec![size.1])));
+    ours.push(primary(Tag::PixelXDimension, Value::Long(vec![size.0])));
+    ours.push(primary(Tag::PixelYDimension, Value::Long(vec![size.1])));
+    for (tag, value) in required_fields() {
+        if !has(tag) && !ours.iter().any(|f| f.tag == tag) {
+            ours.push(primary(tag, value));
+        }
+    }
+    ours
+}
+
+/// The fields EXIF readers expect, with their usual values.
+fn required_fields() -> [(Tag, Value); 8] {
     let dpi72 = || Value::Rational(vec![Rational { num: 72, denom: 1 }]);
-    let required = [
+    [
         (Tag::XResolution, dpi72()),
         (Tag::YResolution, dpi72()),
         (Tag::ResolutionUnit, Value::Short(vec![2])),
@@ -491,62 +511,76 @@ fn build_tiff(
         ),
         (Tag::FlashpixVersion, Value::Undefined(b"0100".to_vec(), 0)),
         (Tag::ColorSpace, Value::Short(vec![1])),
-    ];
-    for (tag, value) in required {
-        if !has(tag) && !ours.iter().any(|f| f.tag == tag) {
-            ours.push(field(tag, value));
-        }
-    }
-    let replace_gps = tags.gps.is_some();
+    ]
+}
+
+/// The old fields kept: all but unknown values, the old GPS fields when we
+/// write a position, and those we write ourselves (each once).
+fn kept_fields<'a>(old: &'a exif::Exif, ours: &[Field], replace_gps: bool) -> Vec<&'a Field> {
     let mut seen: Vec<(In, Tag)> = ours.iter().map(|f| (f.ifd_num, f.tag)).collect();
-    let mut kept: Vec<&Field> = Vec::new();
-    let mut images: Vec<(In, Vec<&[u8]>, bool)> = Vec::new();
-    if let Some(old) = &old {
-        for f in old.fields() {
-            if matches!(f.value, Value::Unknown(..))
-                || (replace_gps && f.tag.context() == exif::Context::Gps)
-                || seen.contains(&(f.ifd_num, f.tag))
-            {
-                continue;
-            }
-            seen.push((f.ifd_num, f.tag));
-            kept.push(f);
+    let mut kept = Vec::new();
+    for f in old.fields() {
+        if matches!(f.value, Value::Unknown(..))
+            || (replace_gps && f.tag.context() == exif::Context::Gps)
+            || seen.contains(&(f.ifd_num, f.tag))
+        {
+            continue;
         }
-        for ifd in [In::PRIMARY, In::THUMBNAIL] {
-            if old.get_field(Tag::TileOffsets, ifd).is_some() {
-                return Err(ExifError::ExistingExif(format!(
-                    "tiled image data in {ifd}"
-                )));
-            }
-            let jpeg = pointed_data(
-                old,
-                ifd,
-                Tag::JPEGInterchangeFormat,
-                Tag::JPEGInterchangeFormatLength,
-            )?;
-            if let Some(j) = jpeg {
-                images.push((ifd, j, true));
-            }
-            if let Some(s) = pointed_data(old, ifd, Tag::StripOffsets, Tag::StripByteCounts)? {
-                images.push((ifd, s, false));
-            }
+        seen.push((f.ifd_num, f.tag));
+        kept.push(f);
+    }
+    kept
+}
+
+/// An IFD's image data: its IFD, the data, and whether it is a JPEG (else strips).
+type IfdData<'a> = (In, Vec<&'a [u8]>, bool);
+
+/// The thumbnail or strip data the old EXIF points to, re-attached explicitly.
+fn embedded_images(old: &exif::Exif) -> Result<Vec<IfdData<'_>>, ExifError> {
+    let mut images = Vec::new();
+    for ifd in [In::PRIMARY, In::THUMBNAIL] {
+        if old.get_field(Tag::TileOffsets, ifd).is_some() {
+            return Err(ExifError::ExistingExif(format!(
+                "tiled image data in {ifd}"
+            )));
+        }
+        let jpeg = pointed_data(
+            old,
+            ifd,
+            Tag::JPEGInterchangeFormat,
+            Tag::JPEGInterchangeFormatLength,
+        )?;
+        if let Some(j) = jpeg {
+            images.push((ifd, j, true));
+        }
+        if let Some(s) = pointed_data(old, ifd, Tag::StripOffsets, Tag::StripByteCounts)? {
+            images.push((ifd, s, false));
         }
     }
+    Ok(images)
+}
+
+/// The TIFF bytes of `ours`, then `kept`, with `images` attached.
+fn encode(
+    ours: &[Field],
+    kept: &[&Field],
+    images: &[IfdData<'_>],
+    little_endian: bool,
+) -> Result<Vec<u8>, ExifError> {
     let mut w = exif::experimental::Writer::new();
-    for f in &ours {
+    for f in ours {
         w.push_field(f);
     }
     for f in kept {
         w.push_field(f);
     }
-    for (ifd, data, is_jpeg) in &images {
+    for (ifd, data, is_jpeg) in images {
         if *is_jpeg {
             w.set_jpeg(data[0], *ifd);
         } else {
             w.set_strips(data, *ifd);
         }
     }
-    let little_endian = old.as_ref().is_some_and(exif::Exif::little_endian);
     let mut cur = std::io::Cursor::new(Vec::new());
     w.write(&mut cur, little_endian)
         .map_err(|e| ExifError::Encode(e.to_string()))?;
