@@ -145,25 +145,10 @@ pub(crate) fn parse_head(
         if short && pos + 4 > jpeg.len() {
             return more();
         }
-        if jpeg.get(pos) != Some(&0xFF) {
-            return Err(ExifError::BadMarker {
-                offset: pos,
-                found: jpeg
-                    .get(pos)
-                    .map_or_else(|| "end of file".into(), |b| format!("{b:02X}")),
-            });
-        }
-        while jpeg.get(pos) == Some(&0xFF) {
-            pos += 1; // the marker's FF and any fill bytes
-        }
-        let Some(&marker) = jpeg.get(pos) else {
-            return if short {
-                more()
-            } else {
-                Err(ExifError::Truncated { offset: start })
-            };
+        let Some((marker, after)) = read_marker(jpeg, pos, short)? else {
+            return more();
         };
-        pos += 1;
+        pos = after;
         match marker {
             0xD9 => return Err(ExifError::NoScan),
             0x00 => {
@@ -178,23 +163,9 @@ pub(crate) fn parse_head(
             }
             _ => {}
         }
-        if short && pos + 2 > jpeg.len() {
+        let Some(len) = segment_len(jpeg, pos, start, short, file_len)? else {
             return more();
-        }
-        let len = match jpeg.get(pos..pos + 2) {
-            Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
-            None => return Err(ExifError::Truncated { offset: start }),
         };
-        if len < 2 {
-            return Err(ExifError::Truncated { offset: start });
-        }
-        if pos + len > jpeg.len() {
-            return if short && (pos + len) as u64 <= file_len {
-                more()
-            } else {
-                Err(ExifError::Truncated { offset: start })
-            };
-        }
         let seg = Segment {
             marker,
             start,
@@ -216,6 +187,57 @@ pub(crate) fn parse_head(
         push_segment(&mut segments, seg)?;
         pos = seg.end;
     }
+}
+
+/// The marker at `pos` (after its `FF` and any fill bytes) and the offset
+/// after it; `None` when the head ends first and more of the file may follow.
+fn read_marker(jpeg: &[u8], mut pos: usize, short: bool) -> Result<Option<(u8, usize)>, ExifError> {
+    let start = pos;
+    if jpeg.get(pos) != Some(&0xFF) {
+        return Err(ExifError::BadMarker {
+            offset: pos,
+            found: jpeg
+                .get(pos)
+                .map_or_else(|| "end of file".into(), |b| format!("{b:02X}")),
+        });
+    }
+    while jpeg.get(pos) == Some(&0xFF) {
+        pos += 1; // the marker's FF and any fill bytes
+    }
+    match jpeg.get(pos) {
+        Some(&marker) => Ok(Some((marker, pos + 1))),
+        None if short => Ok(None),
+        None => Err(ExifError::Truncated { offset: start }),
+    }
+}
+
+/// The length of the segment whose length field is at `pos` (the segment
+/// starts at `start`); `None` when the head ends first and the file goes on.
+fn segment_len(
+    jpeg: &[u8],
+    pos: usize,
+    start: usize,
+    short: bool,
+    file_len: u64,
+) -> Result<Option<usize>, ExifError> {
+    if short && pos + 2 > jpeg.len() {
+        return Ok(None);
+    }
+    let len = match jpeg.get(pos..pos + 2) {
+        Some(b) => usize::from(u16::from_be_bytes([b[0], b[1]])),
+        None => return Err(ExifError::Truncated { offset: start }),
+    };
+    if len < 2 {
+        return Err(ExifError::Truncated { offset: start });
+    }
+    if pos + len > jpeg.len() {
+        return if short && (pos + len) as u64 <= file_len {
+            Ok(None)
+        } else {
+            Err(ExifError::Truncated { offset: start })
+        };
+    }
+    Ok(Some(len))
 }
 
 /// A JPEG starts with SOI (`FF D8`) and ends with EOI (`FF D9`).
