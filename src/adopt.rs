@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::legacy::{self, IMAGES_DIR, JSONS_DIR};
-use crate::model::{GridId, ImageId, PanoFilter, PositionSource, ThumbSize};
+use crate::model::{GridId, ImageId, PositionSource, ThumbSize};
 use crate::plan::Grid;
 use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, TOOL_KEY};
 use crate::runrecord::{
@@ -473,22 +473,13 @@ fn run_record(root: &Path, grids: Vec<Grid>, report: &AdoptReport) -> Option<Run
     let bbox = grids.iter().map(|g| g.bbox).reduce(|a, b| a.union(&b))?;
     let states: Vec<GridState> = grids
         .iter()
-        .map(|g| GridState {
-            grid: g.id.to_string(),
-            bbox: g.bbox,
-            listing: Completeness::Imported,
-            search_calls: 0,
-            listed: 0,
-            downloaded: adopted(&g.id.to_string()),
-            failed: report
-                .segments
-                .iter()
-                .find(|s| s.grid == g.id.to_string())
-                .map_or(0, |s| s.broken),
-            thinned: 0,
-            truncated_boxes: Vec::new(),
-            failed_boxes: Vec::new(),
-            verification: None,
+        .map(|g| {
+            let grid = g.id.to_string();
+            GridState {
+                downloaded: adopted(&grid),
+                failed: (report.segments.iter().find(|s| s.grid == grid)).map_or(0, |s| s.broken),
+                ..GridState::untouched(grid, g.bbox, Completeness::Imported)
+            }
         })
         .collect();
     let counts = Counts {
@@ -508,14 +499,7 @@ fn run_record(root: &Path, grids: Vec<Grid>, report: &AdoptReport) -> Option<Run
                 grid_spec: None,
                 aoi: None,
             },
-            filters: Filters {
-                since: None,
-                until: None,
-                pano: PanoFilter::Include,
-                creator: None,
-                organization: None,
-                max_images: None,
-            },
+            filters: Filters::default(),
             // A guess: the old tool's thumbnail size is not recorded.
             size: ThumbSize::Original,
             enumerate: crate::model::Enumerate::Auto,

@@ -511,18 +511,11 @@ fn drift_reason(t: TileId, d: &DecodedTile) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Bbox, PanoFilter, PositionSource, ThumbSize};
+    use crate::model::{Bbox, PositionSource, ThumbSize};
     use crate::plan;
 
     fn filters() -> Filters {
-        Filters {
-            since: None,
-            until: None,
-            pano: PanoFilter::Include,
-            creator: None,
-            organization: None,
-            max_images: None,
-        }
+        Filters::default()
     }
 
     /// Two grids side by side (west and east of lon 2.35) and the tiles

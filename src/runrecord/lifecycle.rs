@@ -220,19 +220,7 @@ fn fresh(request: &Request, plan: &Plan) -> RunRecord {
 }
 
 fn pending(grid: String, bbox: Bbox) -> GridState {
-    GridState {
-        grid,
-        bbox,
-        listing: Completeness::Pending,
-        search_calls: 0,
-        listed: 0,
-        downloaded: 0,
-        failed: 0,
-        thinned: 0,
-        truncated_boxes: Vec::new(),
-        failed_boxes: Vec::new(),
-        verification: None,
-    }
+    GridState::untouched(grid, bbox, Completeness::Pending)
 }
 
 /// The first cells' ids and boxes, for a message.
@@ -251,7 +239,7 @@ fn summary(cells: &[(String, Bbox)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Enumerate, PanoFilter, PositionSource, ThumbSize};
+    use crate::model::{Enumerate, PositionSource, ThumbSize};
     use crate::runrecord::{Area, Filters, RUN_RECORD_FILE};
 
     fn request(size: ThumbSize) -> Request {
@@ -263,14 +251,7 @@ mod tests {
                 grid_spec: None,
                 aoi: None,
             },
-            filters: Filters {
-                since: None,
-                until: None,
-                pano: PanoFilter::Include,
-                creator: None,
-                organization: None,
-                max_images: None,
-            },
+            filters: Filters::default(),
             size,
             enumerate: Enumerate::Auto,
             position: PositionSource::Original,

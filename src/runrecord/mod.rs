@@ -96,8 +96,8 @@ pub struct AoiRecord {
     pub geometry: serde_json::Value,
 }
 
-/// The listing filters. Dates are UTC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The listing filters. Dates are UTC. The default keeps every image.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Filters {
     /// Captured on or after, UTC.
     pub since: Option<DateTime<Utc>>,
@@ -226,6 +226,25 @@ pub struct Verification {
     /// Why the grid is not verified, when it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_verified_because: Option<String>,
+}
+
+impl GridState {
+    /// A cell in state `listing` with nothing listed, downloaded or counted yet.
+    pub(crate) fn untouched(grid: String, bbox: Bbox, listing: Completeness) -> Self {
+        GridState {
+            grid,
+            bbox,
+            listing,
+            search_calls: 0,
+            listed: 0,
+            downloaded: 0,
+            failed: 0,
+            thinned: 0,
+            truncated_boxes: Vec::new(),
+            failed_boxes: Vec::new(),
+            verification: None,
+        }
+    }
 }
 
 /// A search box that could not be listed.

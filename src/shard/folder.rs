@@ -130,20 +130,16 @@ fn write_split(dir: &Path, split: &Split, request: &Request) -> Result<(), Folde
 
 /// The split file of `dir`, when there is one.
 pub(crate) fn read_split(dir: &Path) -> Result<Option<SplitFile>, FolderError> {
-    let path = dir.join(SPLIT_FILE);
-    let Some(bytes) = read_bounded(&path)? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| FolderError::Read {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+    read_json(&dir.join(SPLIT_FILE))
 }
 
 /// A run record, when its file exists.
 pub(crate) fn read_record(path: &Path) -> Result<Option<RunRecord>, FolderError> {
+    read_json(path)
+}
+
+/// The JSON file at `path` parsed, when it exists (read with a bound).
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, FolderError> {
     let Some(bytes) = read_bounded(path)? else {
         return Ok(None);
     };

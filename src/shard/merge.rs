@@ -168,19 +168,7 @@ impl Grids {
 
 /// A cell before any part is added: verified until a part says otherwise.
 fn empty(id: &str, bbox: Bbox) -> GridState {
-    GridState {
-        grid: id.to_string(),
-        bbox,
-        listing: Completeness::Verified,
-        search_calls: 0,
-        listed: 0,
-        downloaded: 0,
-        failed: 0,
-        thinned: 0,
-        truncated_boxes: Vec::new(),
-        failed_boxes: Vec::new(),
-        verification: None,
-    }
+    GridState::untouched(id.to_string(), bbox, Completeness::Verified)
 }
 
 /// The less complete of two listings.
