@@ -544,6 +544,108 @@ fn refused_connections_name_the_server_and_never_the_password() {
     assert_no_secret(&o, &pg.password);
 }
 
+/// `conninfo`'s `key=value` pairs.
+fn conn_value<'a>(conninfo: &'a str, key: &str) -> &'a str {
+    conninfo
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key} in {conninfo}"))
+}
+
+/// `mlyexport layers --format postgis --pg PG_ARG` with no `PGPASSWORD`,
+/// `HOME` at `home` and the extra libpq variables `vars`.
+fn layers_without_pgpassword(
+    env: &TestEnv,
+    input: &Path,
+    home: &Path,
+    pg_arg: &str,
+    vars: &[(&str, &Path)],
+) -> Output {
+    let mut cmd = env.cmd();
+    cmd.arg("layers")
+        .arg("--input")
+        .arg(input)
+        .args(["--no-exif", "--format", "postgis", "--pg", pg_arg])
+        .env_remove("PGPASSWORD")
+        .env_remove("PGPASSFILE")
+        .env_remove("PGSERVICE")
+        .env_remove("PGSERVICEFILE")
+        .env("HOME", home)
+        .env("PGCONNECT_TIMEOUT", "10");
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+#[cfg(unix)]
+fn private_file(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// The two password sources besides `PGPASSWORD`, each alone: `~/.pgpass`
+/// (found through `HOME`) and a service file entry (`PGSERVICEFILE`,
+/// `service=NAME` in `--pg`). Neither password is printed; without any
+/// source the refusal names all three.
+#[cfg(unix)]
+#[test]
+fn pgpass_and_service_files_supply_the_password() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 30);
+    let (host, port) = (
+        conn_value(&pg.conninfo, "host"),
+        conn_value(&pg.conninfo, "port"),
+    );
+    let (db, user) = (
+        conn_value(&pg.conninfo, "dbname"),
+        conn_value(&pg.conninfo, "user"),
+    );
+
+    // No source at all: refused, and told where a password can come from.
+    let empty_home = env.path().join("home-empty");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let o = layers_without_pgpassword(&env, &input, &empty_home, &pg.arg("t_nopw"), &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for way in ["PGPASSWORD", "~/.pgpass", "service"] {
+        assert!(err.contains(way), "no `{way}` in: {err}");
+    }
+
+    // ~/.pgpass, mode 0600 (libpq ignores a file others can read).
+    let home = env.path().join("home-pgpass");
+    std::fs::create_dir_all(&home).unwrap();
+    let line = format!("{host}:{port}:{db}:{user}:{}\n", pg.password);
+    private_file(&home.join(".pgpass"), &line);
+    let o = layers_without_pgpassword(&env, &input, &home, &pg.arg("t_pgpass"), &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_no_secret(&o, &pg.password);
+    assert_eq!(pg.one("SELECT count(*) FROM t_pgpass.images"), "30");
+
+    // A service file entry holding the whole connection and the password.
+    let services = env.path().join("pg_service.conf");
+    let entry = format!(
+        "[mlytest]\nhost={host}\nport={port}\ndbname={db}\nuser={user}\npassword={}\n",
+        pg.password
+    );
+    private_file(&services, &entry);
+    let o = layers_without_pgpassword(
+        &env,
+        &input,
+        &empty_home,
+        "PG:service=mlytest schema=t_service",
+        &[("PGSERVICEFILE", &services)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_no_secret(&o, &pg.password);
+    assert_eq!(pg.one("SELECT count(*) FROM t_service.images"), "30");
+    let styled = "SELECT count(*) FROM layer_styles WHERE f_table_schema = 't_service'";
+    assert_eq!(pg.one(styled), "4");
+}
+
 #[test]
 fn a_password_in_the_flag_is_refused_and_not_echoed() {
     let env = TestEnv::new();
