@@ -189,6 +189,85 @@ fn names_file(path: &Path, file: &fs::File) -> bool {
     }
 }
 
+/// Whether a run still holds a lock file, as far as this host can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    /// A process on this host holds the lock: the run is alive (its note,
+    /// unless still being written).
+    Held(Option<Holder>),
+    /// Nothing on this host holds it, and its note (if any) names this host:
+    /// the run that wrote it is gone (killed, or crashed).
+    Gone,
+    /// Its note names another host, whose locks this host cannot see (a lock
+    /// on a shared file system shows only on the host that took it).
+    Elsewhere(Holder),
+}
+
+/// Largest `/proc/locks` read (a busy host lists a few hundred locks).
+const MAX_PROC_LOCKS_BYTES: u64 = 16 << 20;
+
+/// Whether the lock file `file_name` in `dir` is held by a run of `command`
+/// (a lock another command holds, say `layers`, counts as [`Liveness::Gone`]
+/// for it). Reads the holder's note and this host's `/proc/locks`; never
+/// takes the lock, so it cannot get in the way of a run starting.
+pub(crate) fn liveness(dir: &Path, file_name: &str, command: &str) -> io::Result<Liveness> {
+    let path = dir.join(file_name);
+    let file = match crate::store::open_for_reading(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Gone),
+        Err(e) => return Err(e),
+    };
+    let mut text = String::new();
+    (&file).take(64 << 10).read_to_string(&mut text)?;
+    let holder = serde_json::from_str::<Holder>(&text).ok();
+    if let Some(h) = holder.as_ref().filter(|h| h.host != host_name()) {
+        return Ok(Liveness::Elsewhere(h.clone()));
+    }
+    let meta = file.metadata()?;
+    let mut locks = String::new();
+    crate::store::open_for_reading(Path::new("/proc/locks"))?
+        .take(MAX_PROC_LOCKS_BYTES)
+        .read_to_string(&mut locks)?;
+    let held = flock_held(
+        &locks,
+        meta.dev(),
+        meta.ino(),
+        holder.as_ref().map(|h| h.pid),
+    );
+    Ok(match holder {
+        _ if !held => Liveness::Gone,
+        Some(h) if h.command != command => Liveness::Gone,
+        h => Liveness::Held(h),
+    })
+}
+
+/// Whether `/proc/locks` text lists a `flock` on inode `ino` of device `dev`.
+/// A lock on an overlay file system shows the lower file system's device, so
+/// a lock on the same inode number taken by the note's `pid` counts too.
+fn flock_held(proc_locks: &str, dev: u64, ino: u64, pid: Option<u32>) -> bool {
+    let want_dev = format!(
+        "{:02x}:{:02x}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    proc_locks.lines().any(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 2268 fe:00:1314 0 EOF`; a waiter has `->` after the number.
+        let mut f = line.split_whitespace().skip(1).skip_while(|w| *w == "->");
+        let (Some("FLOCK"), Some(_), Some(_), Some(lock_pid), Some(file)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            return false;
+        };
+        let Some((device, inode)) = file.rsplit_once(':') else {
+            return false;
+        };
+        let waiter = line.contains("->");
+        inode.parse::<u64>().ok() == Some(ino)
+            && !waiter
+            && (device == want_dev || lock_pid.parse::<u32>().ok() == pid)
+    })
+}
+
 /// The holder named in a lock file, for a refusal. Its holder writes the note
 /// just after locking, so an empty or partial note is read again shortly.
 fn read_holder(path: &Path) -> String {
@@ -276,5 +355,61 @@ mod tests {
         assert!(!a.covers_folder());
         assert!(FolderLock::acquire_named(dir.path(), ".mlyexport-shard-1.lock", "x").is_err());
         drop((a, b));
+    }
+
+    #[test]
+    fn liveness_sees_a_held_lock_a_killed_run_and_another_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(liveness(d, LOCK_FILE, "fetch").unwrap(), Liveness::Gone);
+        let lock = FolderLock::acquire(d, "fetch").unwrap();
+        match liveness(d, LOCK_FILE, "fetch").unwrap() {
+            Liveness::Held(Some(h)) => assert_eq!(h.pid, std::process::id()),
+            other => panic!("a held lock seen as {other:?}"),
+        }
+        // The lock belongs to fetch, not to layers.
+        assert_eq!(liveness(d, LOCK_FILE, "layers").unwrap(), Liveness::Gone);
+        drop(lock);
+        // A run killed while locked leaves its note and no lock.
+        let here = Holder::this_process("fetch");
+        fs::write(d.join(LOCK_FILE), serde_json::to_vec(&here).unwrap()).unwrap();
+        assert_eq!(liveness(d, LOCK_FILE, "fetch").unwrap(), Liveness::Gone);
+        let there = Holder {
+            host: format!("{}-other", host_name()),
+            ..here
+        };
+        fs::write(d.join(LOCK_FILE), serde_json::to_vec(&there).unwrap()).unwrap();
+        assert_eq!(
+            liveness(d, LOCK_FILE, "fetch").unwrap(),
+            Liveness::Elsewhere(there)
+        );
+    }
+
+    #[test]
+    fn proc_locks_lines_are_matched_by_device_and_inode_or_by_pid() {
+        let dev = rustix::fs::makedev(0xfe, 0x01);
+        let locks = "1: POSIX  ADVISORY  WRITE 7 fe:01:77 0 EOF\n\
+                     2: FLOCK  ADVISORY  WRITE 8 fe:01:1314 0 EOF\n\
+                     2: -> FLOCK  ADVISORY  WRITE 9 fe:01:1315 0 EOF\n\
+                     3: FLOCK  ADVISORY  WRITE 10 00:2c:500 0 EOF\n";
+        assert!(flock_held(locks, dev, 1314, None));
+        assert!(
+            !flock_held(locks, dev, 77, None),
+            "POSIX locks are not ours"
+        );
+        assert!(
+            !flock_held(locks, dev, 1315, None),
+            "a waiter holds nothing"
+        );
+        assert!(
+            !flock_held(locks, dev, 500, Some(11)),
+            "another device, another pid"
+        );
+        assert!(
+            flock_held(locks, dev, 500, Some(10)),
+            "overlay: same inode, holder's pid"
+        );
+        assert!(!flock_held("", dev, 1314, Some(8)));
+        assert!(!flock_held("garbage\n1:\n", dev, 1314, None));
     }
 }

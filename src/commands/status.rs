@@ -1,32 +1,49 @@
 //! `mlyexport status`: wiring only. Reads a fetch's output folder (every
 //! shard's run record, or the one record of a whole fetch), asks
-//! `shard::status` what stands, and prints it through [`Reporter`]:
+//! `shard::status` what stands, checks a shard whose record says running
+//! against its lock, and prints it through [`Reporter`]:
 //! `key: value` lines, or one JSON object with `--json`.
 
 use anyhow::bail;
 
 use crate::ExitStatus;
 use crate::cli::StatusArgs;
+use crate::lock::{self, LOCK_FILE};
 use crate::report::Reporter;
 use crate::runrecord::RUN_RECORD_FILE;
 use crate::shard::folder::{self, SPLIT_FILE};
-use crate::shard::status::{FolderStatus, ShardStatus, status, whole};
+use crate::shard::status::{FolderStatus, ShardState, ShardStatus, status, whole};
 
 /// Cell ids named on one line before the rest are counted.
 const SHOWN_GRIDS: usize = 10;
 
 pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let dir = &args.input;
-    let st = match folder::read(dir)? {
-        Some(f) => status(&f.split.split, &f.records),
+    let (mut st, sharded) = match folder::read(dir)? {
+        Some(f) => (status(&f.split.split, &f.records), true),
         None => match folder::read_record(&dir.join(RUN_RECORD_FILE))? {
-            Some(r) => whole(&r),
+            Some(r) => (whole(&r), false),
             None => bail!(
                 "`{}` holds no fetch (neither `{SPLIT_FILE}` nor `{RUN_RECORD_FILE}`); pass the --output folder of `mlyexport fetch` with --input",
                 dir.display()
             ),
         },
     };
+    st.shards = std::mem::take(&mut st.shards)
+        .into_iter()
+        .map(|s| {
+            if s.state != ShardState::Running {
+                return s;
+            }
+            let file = if sharded {
+                s.shard.lock_file()
+            } else {
+                LOCK_FILE.to_string()
+            };
+            let probe = lock::liveness(dir, &file, "fetch").map_err(|e| e.to_string());
+            s.checked(probe)
+        })
+        .collect();
     let reporter = Reporter::new(false);
     if args.json {
         reporter.json(&serde_json::to_string_pretty(&st)?);
@@ -56,7 +73,11 @@ fn lines(st: &FolderStatus) -> Vec<(String, String)> {
 }
 
 fn line(s: &ShardStatus) -> String {
-    let mut l = format!("{}; {} cells or parts", s.state.label(), s.units);
+    let mut l = s.state.label().to_string();
+    if let Some(lock) = &s.lock {
+        l.push_str(&format!(" [{lock}]"));
+    }
+    l.push_str(&format!("; {} cells or parts", s.units));
     if s.listed > 0 || s.downloaded > 0 {
         l.push_str(&format!("; {} listed, {} on disk", s.listed, s.downloaded));
     }

@@ -1,10 +1,13 @@
 //! What `mlyexport status` reports about a sharded folder: each shard's
 //! state from its run record, the cells not yet listed completely and the
-//! images that failed. Pure: the records come in read.
+//! images that failed; a record that says `running` is checked against its
+//! lock ([`ShardStatus::checked`]). Pure: the records and the lock probes come
+//! in read.
 
 use serde::Serialize;
 
 use super::{Shard, Split};
+use crate::lock::Liveness;
 use crate::runrecord::{Outcome, RunRecord};
 
 /// How one shard stands.
@@ -13,8 +16,15 @@ use crate::runrecord::{Outcome, RunRecord};
 pub(crate) enum ShardState {
     /// No run record yet.
     NotStarted,
-    /// Its last run has not ended (or was killed: re-run it).
+    /// Its last run has not ended, and a process on this host holds its lock.
     Running,
+    /// Its record says running, but no process holds its lock: it was
+    /// killed (or crashed) and did not record it.
+    Killed,
+    /// Its record says running and whether it is cannot be checked from
+    /// here (its lock was taken on another host, or this host's locks could
+    /// not be read).
+    Unverified,
     /// Its last run did everything asked.
     Complete,
     /// Its last run ended with failed images or cells.
@@ -32,7 +42,13 @@ impl ShardState {
     pub(crate) fn label(self) -> &'static str {
         match self {
             ShardState::NotStarted => "not started",
-            ShardState::Running => "running (or killed: re-run it)",
+            ShardState::Running => "running",
+            ShardState::Killed => {
+                "killed (its record says running, but no process holds its lock; re-run it)"
+            }
+            ShardState::Unverified => {
+                "running, or killed (cannot be checked from here; re-run it if its job ended)"
+            }
             ShardState::Complete => "finished",
             ShardState::Partial => "finished with failures (re-run it)",
             ShardState::Failed => "failed (re-run it)",
@@ -74,6 +90,36 @@ pub(crate) struct ShardStatus {
     /// Ids of its cells whose listing is not complete (pending, truncated,
     /// failed), each once.
     pub(crate) incomplete_grids: Vec<String>,
+    /// Who holds (or held) its lock, or why that could not be checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) lock: Option<String>,
+}
+
+impl ShardStatus {
+    /// A shard whose record says running, checked against `probe`, what its
+    /// lock file shows (from [`crate::lock::liveness`]); any other state is
+    /// what its record says and stays.
+    pub(crate) fn checked(mut self, probe: Result<Liveness, String>) -> Self {
+        if self.state != ShardState::Running {
+            return self;
+        }
+        (self.state, self.lock) = match probe {
+            Ok(Liveness::Held(h)) => (ShardState::Running, h.map(|h| h.describe())),
+            Ok(Liveness::Gone) => (ShardState::Killed, None),
+            Ok(Liveness::Elsewhere(h)) => (
+                ShardState::Unverified,
+                Some(format!(
+                    "{} (locks are seen only on that host)",
+                    h.describe()
+                )),
+            ),
+            Err(why) => (
+                ShardState::Unverified,
+                Some(format!("its lock could not be checked: {why}")),
+            ),
+        };
+        self
+    }
 }
 
 /// The status of a whole sharded folder.
@@ -153,5 +199,6 @@ fn from_record(
         downloaded: record.map_or(0, |r| r.grids.iter().map(|g| g.downloaded).sum()),
         failed_images: record.map_or(0, |r| r.failures.len() as u64),
         incomplete_grids,
+        lock: None,
     }
 }

@@ -305,3 +305,103 @@ fn kubernetes_and_aws_batch_indexes_are_read_with_shards() {
     assert_success(&o);
     assert!(env.path().join("w/mlyexport-run.json").is_file());
 }
+
+/// Starts a slow `fetch` of the demo area (`extra` picks the shard) and waits
+/// until its run record says it is running.
+fn start_slow_fetch(
+    env: &TestEnv,
+    out: &Path,
+    record: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    let a = area(env);
+    let mut child = env
+        .std_cmd(None)
+        .args([
+            "fetch", "--bbox", &a, "--size", "256", "--grid", "2x1", "--quiet",
+        ])
+        .args(["--concurrency", "1", "--output"])
+        .arg(out)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawns");
+    let path = out.join(record);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        let running = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|r| {
+                r["runs"]
+                    .as_array()
+                    .and_then(|a| a.last())
+                    .is_some_and(|l| l["outcome"] == "running")
+            });
+        if running {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{record} never said running");
+}
+
+/// A record that says `running` is checked against its lock: a live run is
+/// `running` (naming its process), a SIGKILLed one `killed`, and one whose
+/// lock was taken on another host is not claimed either way.
+#[test]
+fn status_tells_a_running_shard_from_a_killed_one() {
+    let env = TestEnv::with_sim(SimConfig {
+        latency: std::time::Duration::from_millis(300),
+        ..SimConfig::default()
+    });
+    for (dir, shard, record, lock, line) in [
+        (
+            "sharded",
+            Some("0/2"),
+            "mlyexport-run.shard-0-of-2.json",
+            ".mlyexport.shard-0-of-2.lock",
+            "shard 0/2: ",
+        ),
+        (
+            "whole",
+            None,
+            "mlyexport-run.json",
+            ".mlyexport.lock",
+            "shard 0/1: ",
+        ),
+    ] {
+        let out = env.path().join(dir);
+        let extra: Vec<&str> = shard.map_or(vec![], |s| vec!["--shard", s]);
+        let mut child = start_slow_fetch(&env, &out, record, &extra);
+        let o = status(&env, &out, &[]);
+        let text = stdout(&o);
+        assert_eq!(o.status.code(), Some(1), "{text}");
+        let want = format!("{line}running [fetch, pid {} on host ", child.id());
+        assert!(text.contains(&want), "no `{want}` in:\n{text}");
+
+        child.kill().unwrap(); // SIGKILL: the record keeps saying running
+        child.wait().unwrap();
+        let text = stdout(&status(&env, &out, &[]));
+        assert!(text.contains(&format!("{line}killed (")), "{text}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&status(&env, &out, &["--json"]).stdout).unwrap();
+        assert_eq!(json["shards"][0]["state"], "killed", "{json}");
+
+        // The killed run's lock note, as if written on another node.
+        let note = out.join(lock);
+        let mut holder = read_json(&note);
+        holder["host"] = "node-elsewhere".into();
+        std::fs::write(&note, holder.to_string()).unwrap();
+        let text = stdout(&status(&env, &out, &[]));
+        assert!(
+            text.contains(&format!(
+                "{line}running, or killed (cannot be checked from here"
+            )) && text.contains("on host node-elsewhere"),
+            "{text}"
+        );
+    }
+}

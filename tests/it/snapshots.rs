@@ -83,7 +83,7 @@ fn help(args: &[&str]) -> String {
 fn help_texts() {
     settings(None, true, || {
         insta::assert_snapshot!("help", help(&[]));
-        for cmd in ["fetch", "layers", "exif", "adopt"] {
+        for cmd in ["fetch", "layers", "exif", "adopt", "status"] {
             insta::assert_snapshot!(format!("help_{cmd}"), help(&[cmd]));
         }
     });
