@@ -42,6 +42,14 @@ pub enum FetchError {
         path: String,
         source: std::io::Error,
     },
+    /// A stage failed, and closing the run record as failed failed too.
+    #[error(
+        "{cause}\n  and the run record still says `running`, because it could not be written: {record}"
+    )]
+    Unrecorded {
+        cause: Box<FetchError>,
+        record: RecordError,
+    },
 }
 
 impl From<ScratchError> for FetchError {

@@ -109,7 +109,7 @@ pub async fn run(
         cancel: &cancel,
     };
     let mut record = f.open_record()?;
-    let spill = SpillWriter::create(&cfg.output)?;
+    let spill = fail_on_error(&mut record, SpillWriter::create(&cfg.output))?;
     let listing = collect::list(cfg, plan, &strategy.how, spill, &client, &progress, &cancel);
     let collected = match fail_on_error(&mut record, listing.await)? {
         Listing::Done(c) => c,
@@ -119,19 +119,21 @@ pub async fn run(
     let (min_m, max) = (cfg.request.min_spacing_m, cfg.request.filters.max_images);
     let selection = select::select(collected.items, n, min_m, max);
     let listing_file = cfg.listing_file();
-    listfile::write(
+    let written = listfile::write(
         &cfg.output,
         &listing_file,
         plan,
         &selection.kept,
         &collected.spill,
-    )?;
-    let (audit, audit_calls) = f.audit(strategy.audit.as_ref()).await?;
+    );
+    fail_on_error(&mut record, written)?;
+    let audited = f.audit(strategy.audit.as_ref()).await;
+    let (audit, audit_calls) = fail_on_error(&mut record, audited)?;
     let downloads = if cfg.dry_run {
         Downloaded::nothing(n)
     } else {
-        f.download(&selection, &collected.spill, &mut record)
-            .await?
+        let downloaded = f.download(&selection, &collected.spill).await;
+        fail_on_error(&mut record, downloaded)?
     };
     let interrupted = cancel.is_cancelled();
     progress.enter(Phase::Done);
@@ -180,13 +182,13 @@ fn fail_on_error<T, E: Into<FetchError>>(
     record: &mut RecordFile,
     result: Result<T, E>,
 ) -> Result<T, FetchError> {
-    match result {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            record.fail()?;
-            Err(e.into())
-        }
-    }
+    result.map_err(|e| match record.fail() {
+        Ok(()) => e.into(),
+        Err(r) => FetchError::Unrecorded {
+            cause: Box::new(e.into()),
+            record: r,
+        },
+    })
 }
 
 /// What every stage after the plan stage shares.
@@ -264,13 +266,11 @@ impl Fetch<'_> {
         Ok((summary, Calls::of(&stats).less(before)))
     }
 
-    /// The download stage: every kept image not on disk yet. A refused
-    /// token closes the entry as failed.
+    /// The download stage: every kept image not on disk yet.
     async fn download(
         &self,
         selection: &Selection,
         spill: &Spill,
-        record: &mut RecordFile,
     ) -> Result<Downloaded, FetchError> {
         let out = &self.cfg.output;
         let kept = &selection.kept;
@@ -294,7 +294,7 @@ impl Fetch<'_> {
             size: self.cfg.size(),
             concurrency: self.cfg.concurrency,
         };
-        fail_on_error(record, downloads.run(kept).await)
+        Ok(downloads.run(kept).await?)
     }
 
     /// Runs `--audit` and writes `audit.json`; `None` when interrupted.
@@ -323,5 +323,48 @@ impl Fetch<'_> {
         Ok(Some(audit::AuditSummary {
             totals: report.totals,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ThumbSize;
+    use crate::runrecord::RUN_RECORD_FILE;
+    use crate::runrecord::testing::{entry, request};
+
+    /// A failed stage closes the record as failed; when even that write
+    /// fails, both errors are kept, the stage's first.
+    #[test]
+    fn a_failed_stage_closes_the_record_or_says_it_could_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(RUN_RECORD_FILE);
+        let req = request(ThumbSize::S256);
+        let plan = Plan::single(req.area.bbox);
+        let mut record = RecordFile::open(path.clone(), &req, &plan, entry()).unwrap();
+        let stage = || {
+            Err::<(), _>(FetchError::CreateDir {
+                path: "stage-path".into(),
+                source: std::io::Error::other("no space"),
+            })
+        };
+        assert!(matches!(
+            fail_on_error(&mut record, stage()),
+            Err(FetchError::CreateDir { .. })
+        ));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(r#""outcome": "failed""#), "{text}");
+
+        // The record's place taken by a folder: the rename over it fails.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir_all(path.join("x")).unwrap();
+        let e = fail_on_error(&mut record, stage()).unwrap_err();
+        assert!(matches!(e, FetchError::Unrecorded { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("cannot create `stage-path`: no space"),
+            "{msg}"
+        );
+        assert!(msg.contains("still says `running`"), "{msg}");
     }
 }

@@ -239,29 +239,9 @@ fn summary(cells: &[(String, Bbox)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Enumerate, PositionSource, ThumbSize};
-    use crate::runrecord::{Area, Filters, RUN_RECORD_FILE};
-
-    fn request(size: ThumbSize) -> Request {
-        Request {
-            area: Area {
-                kind: "bbox".into(),
-                bbox: "2.30,48.84,2.31,48.85".parse().unwrap(),
-                grid_file: None,
-                grid_spec: None,
-                aoi: None,
-            },
-            filters: Filters::default(),
-            size,
-            enumerate: Enumerate::Auto,
-            position: PositionSource::Original,
-            min_spacing_m: None,
-        }
-    }
-
-    fn entry() -> RunEntry {
-        RunEntry::starting(vec!["mlyexport".into()], "http://127.0.0.1".into(), false)
-    }
+    use crate::model::ThumbSize;
+    use crate::runrecord::RUN_RECORD_FILE;
+    use crate::runrecord::testing::{entry, request};
 
     fn on_disk(path: &Path) -> RunRecord {
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Bbox, Enumerate, PanoFilter, PositionSource, ThumbSize};
 
 pub(crate) mod lifecycle;
+#[cfg(test)]
+pub(crate) mod testing;
 pub use lifecycle::RecordError;
 pub(crate) use lifecycle::RecordFile;
 

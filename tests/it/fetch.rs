@@ -268,6 +268,34 @@ fn a_grid_file_gives_each_edge_image_to_one_grid() {
     }
 }
 
+/// A stage after the listing that cannot write its file (the listing file,
+/// `audit.json`) stops the run with exit 2, naming the file, and closes the
+/// run record's entry as `failed` rather than leaving it `running`.
+#[test]
+fn a_file_that_cannot_be_written_closes_the_record_as_failed() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = bbox_arg(world_bbox(&env));
+    for (blocked, extra) in [("listing.jsonl", None), ("audit.json", Some("--audit"))] {
+        let out = env.out();
+        let _ = std::fs::remove_dir_all(&out);
+        // A folder (with a file in it) where the file goes: the rename over it fails.
+        std::fs::create_dir_all(out.join(blocked).join("x")).unwrap();
+        let mut args = vec!["--bbox", &b, "--size", "256", "--dry-run"];
+        args.extend(extra);
+        let o = env.fetch(&args);
+        assert_eq!(o.status.code(), Some(2), "{blocked}: {}", stderr(&o));
+        assert!(stderr(&o).contains(blocked), "{}", stderr(&o));
+        let record = read_json(&out.join("mlyexport-run.json"));
+        let last = record["runs"].as_array().and_then(|r| r.last()).cloned();
+        assert_eq!(
+            last.as_ref().map(|l| l["outcome"].clone()),
+            Some("failed".into()),
+            "{blocked}: {record}"
+        );
+        assert!(last.is_some_and(|l| l["finished_at"].is_string()));
+    }
+}
+
 #[test]
 fn rerunning_with_other_filters_is_refused() {
     let env = TestEnv::with_sim(SimConfig::default());
