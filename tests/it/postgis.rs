@@ -156,6 +156,18 @@ fn layers(env: &TestEnv, input: &Path, password: &str, args: &[&str]) -> Output 
         .unwrap()
 }
 
+/// `mlyexport layers --no-exif --format postgis` of `input` into `schema`
+/// of the test cluster, with its password in `PGPASSWORD`.
+fn to_schema(env: &TestEnv, input: &Path, pg: &Pg, schema: &str) -> Output {
+    let arg = pg.arg(schema);
+    layers(
+        env,
+        input,
+        &pg.password,
+        &["--format", "postgis", "--pg", &arg],
+    )
+}
+
 fn assert_no_secret(o: &Output, secret: &str) {
     let all = text(o);
     assert!(!all.contains(secret), "the password was printed:\n{all}");
@@ -294,12 +306,7 @@ fn postgis_layers_match_the_geopackage_after_a_real_fetch() {
     assert_eq!(l.spatial_ref().unwrap().auth_code().unwrap(), 4326);
 
     // A re-run replaces, never appends.
-    let o = layers(
-        &env,
-        &env.out(),
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, &env.out(), pg, schema);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let n: u64 = pg
         .one(&format!("SELECT count(*) FROM {schema}.images"))
@@ -405,13 +412,7 @@ fn a_rerun_swaps_in_one_transaction_for_a_polling_reader() {
     let input = env.path().join("downloads");
     synth_downloads(&input, 0, 3000);
     let schema = "t_swap";
-    let arg = pg.arg(schema);
-    let o = layers(
-        &env,
-        &input,
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, &input, pg, schema);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let old = pg.sql(&format!(
         "SELECT (SELECT count(*) FROM {schema}.images), (SELECT count(*) FROM {schema}.sequences), \
@@ -432,12 +433,7 @@ fn a_rerun_swaps_in_one_transaction_for_a_polling_reader() {
     let (seen, rerun) = std::thread::scope(|s| {
         let poller = s.spawn(|| poll_counts(pg, schema, &stop));
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let o = layers(
-            &env,
-            &input,
-            &pg.password,
-            &["--format", "postgis", "--pg", &arg],
-        );
+        let o = to_schema(&env, &input, pg, schema);
         std::thread::sleep(std::time::Duration::from_millis(200));
         stop.store(true, Ordering::SeqCst);
         (poller.join().unwrap(), o)
@@ -476,13 +472,7 @@ fn tables_that_mlyexport_did_not_write_are_never_dropped() {
     pg.sql("CREATE SCHEMA IF NOT EXISTS t_foreign");
     pg.sql("CREATE TABLE IF NOT EXISTS t_foreign.sequences (precious text)");
     pg.sql("INSERT INTO t_foreign.sequences VALUES ('keep me')");
-    let arg = pg.arg("t_foreign");
-    let o = layers(
-        &env,
-        &input,
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, &input, pg, "t_foreign");
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -694,25 +684,14 @@ fn a_failed_run_leaves_the_old_tables_and_no_staging_schema() {
     let good = env.path().join("good");
     synth_downloads(&good, 0, 40);
     let schema = "t_abort";
-    let arg = pg.arg(schema);
-    let o = layers(
-        &env,
-        &good,
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, &good, pg, schema);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 
     // Only unreadable metadata: the run fails after the tables were begun.
     let bad = env.path().join("bad/g0");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("1.json"), b"{\"id\": trunc").unwrap();
-    let o = layers(
-        &env,
-        bad.parent().unwrap(),
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, bad.parent().unwrap(), pg, schema);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert_eq!(
         pg.one(&format!("SELECT count(*) FROM {schema}.images")),
@@ -727,22 +706,12 @@ fn a_failed_run_leaves_the_old_tables_and_no_staging_schema() {
         "CREATE SCHEMA {staging}; COMMENT ON SCHEMA {staging} IS 'mlyexport layers staging: left'; \
          CREATE TABLE {staging}.images (x int)"
     ));
-    let o = layers(
-        &env,
-        &good,
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, &good, pg, schema);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(pg.one(&schemas), "0");
     // ... but a schema of that name that is not ours is refused, and kept.
     pg.sql(&format!("CREATE SCHEMA {staging}"));
-    let o = layers(
-        &env,
-        &good,
-        &pg.password,
-        &["--format", "postgis", "--pg", &arg],
-    );
+    let o = to_schema(&env, &good, pg, schema);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains(&staging),
