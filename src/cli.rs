@@ -421,8 +421,9 @@ impl ValueEnum for Enumerate {
   mlyexport status --input /shared/berlin
   mlyexport status --input /shared/berlin --json | jq '.shards[] | select(.state != \"complete\")'
 
-A shard whose record says running is checked against its lock: `running` (a process holds it),
-`killed` (none does), or `unverified` when its lock was taken on another host.
+A shard whose record says running is checked against its lock: `running` (a fetch holds it),
+`killed` (none does), or `unverified` when the lock was taken on another node (whose locks this
+host may not see) or could not be read.
 
 Exit codes: 0 every shard finished with nothing missing, 1 not yet (a shard has not started,
 is running, was killed, failed or left images or cells to fetch: re-run those shards), 2 error.")]

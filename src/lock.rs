@@ -42,6 +42,10 @@ pub(crate) struct Holder {
     pub host: String,
     pub command: String,
     pub started_at: DateTime<Utc>,
+    /// A hash of the kernel's boot id (shared by every container on one
+    /// machine); absent in notes of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
 }
 
 impl Holder {
@@ -52,6 +56,18 @@ impl Holder {
             host: host_name(),
             command: command.to_string(),
             started_at: Utc::now(),
+            boot: crate::store::boot_hash(),
+        }
+    }
+
+    /// Whether this note was written under the running kernel, so the
+    /// kernel's view of its lock is the whole truth. A note without a boot
+    /// hash (an older version) counts when it names this host.
+    fn same_kernel(&self) -> bool {
+        match (&self.boot, crate::store::boot_hash()) {
+            (Some(theirs), Some(ours)) => *theirs == ours,
+            (None, Some(_)) => self.host == host_name(),
+            (_, None) => false,
         }
     }
 
@@ -110,7 +126,7 @@ impl FolderLock {
                 .truncate(false)
                 .open(&path)
                 .map_err(io_err)?;
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            match lock_exclusive(&file) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::WOULDBLOCK) => {
                     return Err(LockError::InUse {
@@ -181,6 +197,25 @@ impl Drop for FolderLock {
     }
 }
 
+/// How long a refused lock is tried again before the folder counts as in
+/// use: `status` holds a shared lock for a moment to test it.
+const BUSY_RETRIES: usize = 10;
+
+/// Takes `file`'s exclusive lock without waiting on a run, but through a
+/// moment's shared lock of a [`liveness`] probe.
+fn lock_exclusive(file: &fs::File) -> Result<(), rustix::io::Errno> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < BUSY_RETRIES => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether `path` names the open file `file` (same device and inode).
 fn names_file(path: &Path, file: &fs::File) -> bool {
     match (fs::symlink_metadata(path), file.metadata()) {
@@ -189,103 +224,89 @@ fn names_file(path: &Path, file: &fs::File) -> bool {
     }
 }
 
-/// Whether a run still holds a lock file, as far as this host can see.
+/// Whether a run still holds a lock file, as far as this host can tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Liveness {
-    /// A process on this host holds the lock: the run is alive (its note,
-    /// unless still being written).
+    /// The lock is held: the run is alive (its note, unless unreadable).
     Held(Option<Holder>),
-    /// Nothing on this host holds it, and its note (if any) names this host:
-    /// the run that wrote it is gone (killed, or crashed).
+    /// Not held, and its note was written under this kernel (or it is gone):
+    /// the run that wrote it ended (killed, or crashed, if its record says
+    /// running).
     Gone,
-    /// Its note names another host, whose locks this host cannot see (a lock
-    /// on a shared file system shows only on the host that took it).
-    Elsewhere(Holder),
+    /// Not held as far as this kernel sees, but taken under another one
+    /// (another node, or before a reboot), or its note is unreadable: a lock
+    /// on a shared file system may be visible only where it was taken.
+    Unverified { holder: Option<Holder>, why: String },
 }
 
-/// Largest `/proc/locks` read (a busy host lists a few hundred locks).
-const MAX_PROC_LOCKS_BYTES: u64 = 16 << 20;
-
 /// Whether the lock file `file_name` in `dir` is held by a run of `command`
-/// (a lock another command holds, say `layers`, counts as [`Liveness::Gone`]
-/// for it). Reads the holder's note and this host's `/proc/locks`; never
-/// takes the lock, so it cannot get in the way of a run starting.
-pub(crate) fn liveness(dir: &Path, file_name: &str, command: &str) -> io::Result<Liveness> {
+/// (another command's run, say `layers`, does not count). Asks the kernel
+/// with a shared lock taken and dropped at once; a run starting at that
+/// moment waits for it ([`FolderLock::acquire_named`] retries briefly).
+pub(crate) fn liveness(dir: &Path, file_name: &str, command: &str) -> Result<Liveness, String> {
     let path = dir.join(file_name);
     let file = match crate::store::open_for_reading(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Gone),
-        Err(e) => return Err(e),
+        Err(e) => return Err(format!("cannot open `{}`: {e}", path.display())),
     };
-    let mut text = String::new();
-    (&file).take(64 << 10).read_to_string(&mut text)?;
-    let holder = serde_json::from_str::<Holder>(&text).ok();
-    if let Some(h) = holder.as_ref().filter(|h| h.host != host_name()) {
-        return Ok(Liveness::Elsewhere(h.clone()));
-    }
-    let meta = file.metadata()?;
-    let mut locks = String::new();
-    crate::store::open_for_reading(Path::new("/proc/locks"))?
-        .take(MAX_PROC_LOCKS_BYTES)
-        .read_to_string(&mut locks)?;
-    let held = flock_held(
-        &locks,
-        meta.dev(),
-        meta.ino(),
-        holder.as_ref().map(|h| h.pid),
-    );
-    Ok(match holder {
-        _ if !held => Liveness::Gone,
+    let holder = read_note(&path).ok();
+    let held = match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
+        Err(rustix::io::Errno::WOULDBLOCK) => true,
+        Ok(()) => {
+            // Dropping `file` below releases it too, should this fail.
+            let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock);
+            false
+        }
+        Err(e) => return Err(format!("cannot test the lock on `{}`: {e}", path.display())),
+    };
+    Ok(judge(held, holder, command, &path))
+}
+
+/// [`liveness`]'s verdict from what the kernel and the note said.
+fn judge(held: bool, holder: Option<Holder>, command: &str, path: &Path) -> Liveness {
+    match holder {
         Some(h) if h.command != command => Liveness::Gone,
-        h => Liveness::Held(h),
-    })
+        h if held => Liveness::Held(h),
+        None => Liveness::Unverified {
+            holder: None,
+            why: format!("its lock note `{}` is unreadable", path.display()),
+        },
+        Some(h) if h.same_kernel() => Liveness::Gone,
+        Some(h) => Liveness::Unverified {
+            why: format!(
+                "its lock was taken on host {} under another kernel (another node, or before a reboot), whose lock this host may not see",
+                h.host
+            ),
+            holder: Some(h),
+        },
+    }
 }
 
-/// Whether `/proc/locks` text lists a `flock` on inode `ino` of device `dev`.
-/// A lock on an overlay file system shows the lower file system's device, so
-/// a lock on the same inode number taken by the note's `pid` counts too.
-fn flock_held(proc_locks: &str, dev: u64, ino: u64, pid: Option<u32>) -> bool {
-    let want_dev = format!(
-        "{:02x}:{:02x}",
-        rustix::fs::major(dev),
-        rustix::fs::minor(dev)
-    );
-    proc_locks.lines().any(|line| {
-        // `1: FLOCK  ADVISORY  WRITE 2268 fe:00:1314 0 EOF`; a waiter has `->` after the number.
-        let mut f = line.split_whitespace().skip(1).skip_while(|w| *w == "->");
-        let (Some("FLOCK"), Some(_), Some(_), Some(lock_pid), Some(file)) =
-            (f.next(), f.next(), f.next(), f.next(), f.next())
-        else {
-            return false;
-        };
-        let Some((device, inode)) = file.rsplit_once(':') else {
-            return false;
-        };
-        let waiter = line.contains("->");
-        inode.parse::<u64>().ok() == Some(ino)
-            && !waiter
-            && (device == want_dev || lock_pid.parse::<u32>().ok() == pid)
-    })
-}
-
-/// The holder named in a lock file, for a refusal. Its holder writes the note
-/// just after locking, so an empty or partial note is read again shortly.
+/// The holder named in a lock file, for a refusal.
 fn read_holder(path: &Path) -> String {
+    match read_note(path) {
+        Ok(h) => h.describe(),
+        Err(why) => why,
+    }
+}
+
+/// The note in a lock file. Its holder writes it just after locking, so an
+/// empty or partial note is read again shortly.
+fn read_note(path: &Path) -> Result<Holder, String> {
     let mut last = String::new();
     for _ in 0..10 {
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         let read = crate::store::open_for_reading(path)
-            .and_then(|f| f.take(64 << 10).read_to_string(&mut text));
-        match read {
-            Ok(_) => match serde_json::from_str::<Holder>(&text) {
-                Ok(h) => return h.describe(),
-                Err(e) => last = format!("its note in `{}` is unreadable: {e}", path.display()),
-            },
+            .and_then(|f| f.take(64 << 10).read_to_end(&mut bytes));
+        match read.map(|_| serde_json::from_slice::<Holder>(&bytes)) {
+            Ok(Ok(h)) => return Ok(h),
+            Ok(Err(e)) => last = format!("its note in `{}` is unreadable: {e}", path.display()),
             Err(e) => last = format!("its note in `{}` is unreadable: {e}", path.display()),
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    last
+    Err(last)
 }
 
 #[cfg(test)]
@@ -358,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn liveness_sees_a_held_lock_a_killed_run_and_another_host() {
+    fn liveness_asks_the_kernel_and_trusts_it_only_for_its_own_locks() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         assert_eq!(liveness(d, LOCK_FILE, "fetch").unwrap(), Liveness::Gone);
@@ -369,47 +390,54 @@ mod tests {
         }
         // The lock belongs to fetch, not to layers.
         assert_eq!(liveness(d, LOCK_FILE, "layers").unwrap(), Liveness::Gone);
+        // The probe's moment of shared lock does not refuse a run starting.
         drop(lock);
-        // A run killed while locked leaves its note and no lock.
         let here = Holder::this_process("fetch");
         fs::write(d.join(LOCK_FILE), serde_json::to_vec(&here).unwrap()).unwrap();
+        let probing = fs::File::open(d.join(LOCK_FILE)).unwrap();
+        rustix::fs::flock(&probing, rustix::fs::FlockOperation::LockShared).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60));
+            drop(probing);
+        });
+        let started = FolderLock::acquire(d, "fetch").expect("waits out a probe");
+        release.join().unwrap();
+        drop(started);
+
+        // A run killed while locked leaves its note and no lock.
+        fs::write(d.join(LOCK_FILE), serde_json::to_vec(&here).unwrap()).unwrap();
         assert_eq!(liveness(d, LOCK_FILE, "fetch").unwrap(), Liveness::Gone);
+        // Written under another kernel: not claimed either way.
         let there = Holder {
-            host: format!("{}-other", host_name()),
+            host: "node-7".into(),
+            boot: Some("00000000".into()),
             ..here
         };
         fs::write(d.join(LOCK_FILE), serde_json::to_vec(&there).unwrap()).unwrap();
-        assert_eq!(
+        match liveness(d, LOCK_FILE, "fetch").unwrap() {
+            Liveness::Unverified { holder, why } => {
+                assert_eq!(holder, Some(there));
+                assert!(
+                    why.contains("node-7") && why.contains("another kernel"),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // An unreadable note is not a verdict.
+        fs::write(d.join(LOCK_FILE), b"{\"pid\": 1, \"trunc").unwrap();
+        assert!(matches!(
             liveness(d, LOCK_FILE, "fetch").unwrap(),
-            Liveness::Elsewhere(there)
-        );
+            Liveness::Unverified { holder: None, .. }
+        ));
     }
 
     #[test]
-    fn proc_locks_lines_are_matched_by_device_and_inode_or_by_pid() {
-        let dev = rustix::fs::makedev(0xfe, 0x01);
-        let locks = "1: POSIX  ADVISORY  WRITE 7 fe:01:77 0 EOF\n\
-                     2: FLOCK  ADVISORY  WRITE 8 fe:01:1314 0 EOF\n\
-                     2: -> FLOCK  ADVISORY  WRITE 9 fe:01:1315 0 EOF\n\
-                     3: FLOCK  ADVISORY  WRITE 10 00:2c:500 0 EOF\n";
-        assert!(flock_held(locks, dev, 1314, None));
-        assert!(
-            !flock_held(locks, dev, 77, None),
-            "POSIX locks are not ours"
-        );
-        assert!(
-            !flock_held(locks, dev, 1315, None),
-            "a waiter holds nothing"
-        );
-        assert!(
-            !flock_held(locks, dev, 500, Some(11)),
-            "another device, another pid"
-        );
-        assert!(
-            flock_held(locks, dev, 500, Some(10)),
-            "overlay: same inode, holder's pid"
-        );
-        assert!(!flock_held("", dev, 1314, Some(8)));
-        assert!(!flock_held("garbage\n1:\n", dev, 1314, None));
+    fn a_note_of_an_older_version_counts_as_this_kernel_by_host_name() {
+        let mut h = Holder::this_process("fetch");
+        h.boot = None;
+        assert!(h.same_kernel());
+        h.host = format!("{}-other", host_name());
+        assert!(!h.same_kernel());
     }
 }

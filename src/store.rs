@@ -225,20 +225,16 @@ struct TempOwner {
 impl TempOwner {
     /// This process (the hashes are computed once).
     fn this_process() -> Self {
-        static HOST: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
-        let (host, boot) = *HOST.get_or_init(|| {
+        static HOST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        let host = *HOST.get_or_init(|| {
             let ns = fs::read_link("/proc/self/ns/pid").unwrap_or_default();
-            let boot = fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
             let name = host_name();
-            (
-                fnv1a(&[name.as_bytes(), b"\0", ns.as_os_str().as_encoded_bytes()]),
-                fnv1a(&[boot.trim_ascii()]),
-            )
+            fnv1a(&[name.as_bytes(), b"\0", ns.as_os_str().as_encoded_bytes()])
         });
         TempOwner {
             pid: std::process::id(),
             host,
-            boot,
+            boot: boot_id_hash(),
         }
     }
 
@@ -289,6 +285,27 @@ enum Fate {
 }
 
 /// 32-bit FNV-1a over the concatenated `parts`.
+/// The running kernel's boot id (every container on one machine shares it;
+/// it changes with each boot), read once; empty when it cannot be read.
+fn boot_id() -> &'static [u8] {
+    static BOOT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        let boot = fs::read("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        boot.trim_ascii().to_vec()
+    })
+}
+
+fn boot_id_hash() -> u32 {
+    fnv1a(&[boot_id()])
+}
+
+/// A hash of the boot id as a lock note writes it (8 hex digits); `None`
+/// when the boot id cannot be read (then no two runs can be told to share a
+/// kernel).
+pub(crate) fn boot_hash() -> Option<String> {
+    (!boot_id().is_empty()).then(|| format!("{:08x}", boot_id_hash()))
+}
+
 fn fnv1a(parts: &[&[u8]]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in parts.iter().flat_map(|p| p.iter()) {

@@ -4,6 +4,8 @@
 //! against its lock, and prints it through [`Reporter`]:
 //! `key: value` lines, or one JSON object with `--json`.
 
+use std::path::Path;
+
 use anyhow::bail;
 
 use crate::ExitStatus;
@@ -19,31 +21,22 @@ const SHOWN_GRIDS: usize = 10;
 
 pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     let dir = &args.input;
-    let (mut st, sharded) = match folder::read(dir)? {
-        Some(f) => (status(&f.split.split, &f.records), true),
-        None => match folder::read_record(&dir.join(RUN_RECORD_FILE))? {
-            Some(r) => (whole(&r), false),
-            None => bail!(
-                "`{}` holds no fetch (neither `{SPLIT_FILE}` nor `{RUN_RECORD_FILE}`); pass the --output folder of `mlyexport fetch` with --input",
-                dir.display()
-            ),
-        },
-    };
+    let (mut st, sharded) = read_status(dir)?;
     st.shards = std::mem::take(&mut st.shards)
         .into_iter()
-        .map(|s| {
-            if s.state != ShardState::Running {
-                return s;
-            }
-            let file = if sharded {
-                s.shard.lock_file()
-            } else {
-                LOCK_FILE.to_string()
-            };
-            let probe = lock::liveness(dir, &file, "fetch").map_err(|e| e.to_string());
-            s.checked(probe)
-        })
+        .map(|s| probe(dir, sharded, s))
         .collect();
+    if st.shards.iter().any(|s| s.state == ShardState::Killed) {
+        // A run that ended between the reading of its record and the test of
+        // its lock looks killed: read the records again, test those again.
+        let (again, _) = read_status(dir)?;
+        for (s, fresh) in st.shards.iter_mut().zip(again.shards) {
+            if s.state == ShardState::Killed {
+                *s = probe(dir, sharded, fresh);
+            }
+        }
+        st.settle();
+    }
     let reporter = Reporter::new(false);
     if args.json {
         reporter.json(&serde_json::to_string_pretty(&st)?);
@@ -55,6 +48,34 @@ pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitStatus> {
     } else {
         ExitStatus::Partial
     })
+}
+
+/// Every shard's status from the records (one whole fetch is shard 0/1),
+/// and whether the folder is sharded.
+fn read_status(dir: &Path) -> anyhow::Result<(FolderStatus, bool)> {
+    Ok(match folder::read(dir)? {
+        Some(f) => (status(&f.split.split, &f.records), true),
+        None => match folder::read_record(&dir.join(RUN_RECORD_FILE))? {
+            Some(r) => (whole(&r), false),
+            None => bail!(
+                "`{}` holds no fetch (neither `{SPLIT_FILE}` nor `{RUN_RECORD_FILE}`); pass the --output folder of `mlyexport fetch` with --input",
+                dir.display()
+            ),
+        },
+    })
+}
+
+/// A shard whose record says running, checked against its lock file.
+fn probe(dir: &Path, sharded: bool, s: ShardStatus) -> ShardStatus {
+    if s.state != ShardState::Running {
+        return s;
+    }
+    let file = if sharded {
+        s.shard.lock_file()
+    } else {
+        LOCK_FILE.to_string()
+    };
+    s.checked(lock::liveness(dir, &file, "fetch"))
 }
 
 fn lines(st: &FolderStatus) -> Vec<(String, String)> {
@@ -74,8 +95,11 @@ fn lines(st: &FolderStatus) -> Vec<(String, String)> {
 
 fn line(s: &ShardStatus) -> String {
     let mut l = s.state.label().to_string();
-    if let Some(lock) = &s.lock {
-        l.push_str(&format!(" [{lock}]"));
+    if let Some(h) = &s.holder {
+        l.push_str(&format!(" [{}]", h.describe()));
+    }
+    if let Some(why) = &s.unverified {
+        l.push_str(&format!(" [{why}]"));
     }
     l.push_str(&format!("; {} cells or parts", s.units));
     if s.listed > 0 || s.downloaded > 0 {

@@ -44,7 +44,7 @@ pub enum FetchError {
     },
     /// A stage failed, and closing the run record as failed failed too.
     #[error(
-        "{cause}\n  and the run record still says `running`, because it could not be written: {record}"
+        "{cause}\n  and the run record still says `running`, because it could not be written: {record}\n  fix: make the folder writable (free space, permissions) and run the same command again; it resumes"
     )]
     Unrecorded {
         cause: Box<FetchError>,

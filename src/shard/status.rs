@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::{Shard, Split};
-use crate::lock::Liveness;
+use crate::lock::{Holder, Liveness};
 use crate::runrecord::{Outcome, RunRecord};
 
 /// How one shard stands.
@@ -90,9 +90,12 @@ pub(crate) struct ShardStatus {
     /// Ids of its cells whose listing is not complete (pending, truncated,
     /// failed), each once.
     pub(crate) incomplete_grids: Vec<String>,
-    /// Who holds (or held) its lock, or why that could not be checked.
+    /// Who holds its lock, for a shard found running (or killed: who held it).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) lock: Option<String>,
+    pub(crate) holder: Option<Holder>,
+    /// Why a shard whose record says running could not be checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unverified: Option<String>,
 }
 
 impl ShardStatus {
@@ -103,21 +106,20 @@ impl ShardStatus {
         if self.state != ShardState::Running {
             return self;
         }
-        (self.state, self.lock) = match probe {
-            Ok(Liveness::Held(h)) => (ShardState::Running, h.map(|h| h.describe())),
-            Ok(Liveness::Gone) => (ShardState::Killed, None),
-            Ok(Liveness::Elsewhere(h)) => (
-                ShardState::Unverified,
-                Some(format!(
-                    "{} (locks are seen only on that host)",
-                    h.describe()
-                )),
-            ),
-            Err(why) => (
-                ShardState::Unverified,
-                Some(format!("its lock could not be checked: {why}")),
-            ),
-        };
+        match probe {
+            Ok(Liveness::Held(h)) => self.holder = h,
+            Ok(Liveness::Gone) => self.state = ShardState::Killed,
+            Ok(Liveness::Unverified { holder, why }) => {
+                (self.state, self.holder) = (ShardState::Unverified, holder);
+                self.unverified = Some(why);
+            }
+            Err(why) => {
+                self.state = ShardState::Unverified;
+                self.unverified = Some(format!(
+                    "{why}; run `mlyexport status` on the node that runs the shard"
+                ));
+            }
+        }
         self
     }
 }
@@ -143,10 +145,22 @@ pub(crate) fn status(split: &Split, records: &[Option<RunRecord>]) -> FolderStat
             ))
         })
         .collect();
-    let done = shards
-        .iter()
-        .all(|s| s.state == ShardState::Complete && s.incomplete_grids.is_empty());
-    FolderStatus { shards, done }
+    let mut st = FolderStatus {
+        shards,
+        done: false,
+    };
+    st.settle();
+    st
+}
+
+impl FolderStatus {
+    /// Sets `done` from the shards' states (after they changed).
+    pub(crate) fn settle(&mut self) {
+        self.done = self
+            .shards
+            .iter()
+            .all(|s| s.state.is_finished() && s.incomplete_grids.is_empty());
+    }
 }
 
 /// The status of a whole (unsharded) fetch, as one shard 0/1.
@@ -199,6 +213,70 @@ fn from_record(
         downloaded: record.map_or(0, |r| r.grids.iter().map(|g| g.downloaded).sum()),
         failed_images: record.map_or(0, |r| r.failures.len() as u64),
         incomplete_grids,
-        lock: None,
+        holder: None,
+        unverified: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running() -> ShardStatus {
+        let mut s = from_record(Shard::new(1, 4).unwrap(), 3, None, Vec::new());
+        s.state = ShardState::Running;
+        s
+    }
+
+    fn holder() -> Holder {
+        serde_json::from_str(
+            r#"{"pid": 7, "host": "n1", "command": "fetch", "started_at": "2026-11-30T09:00:00Z"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_running_record_is_checked_against_its_lock() {
+        let s = running().checked(Ok(Liveness::Held(Some(holder()))));
+        assert_eq!(
+            (s.state, s.holder.map(|h| h.pid)),
+            (ShardState::Running, Some(7))
+        );
+        let s = running().checked(Ok(Liveness::Held(None)));
+        assert_eq!((s.state, s.holder), (ShardState::Running, None));
+        assert_eq!(
+            running().checked(Ok(Liveness::Gone)).state,
+            ShardState::Killed
+        );
+        let s = running().checked(Ok(Liveness::Unverified {
+            holder: Some(holder()),
+            why: "another kernel".into(),
+        }));
+        assert_eq!(s.state, ShardState::Unverified);
+        assert_eq!(s.unverified.as_deref(), Some("another kernel"));
+        let s = running().checked(Err("cannot open `x/.lock`: denied".into()));
+        assert_eq!(s.state, ShardState::Unverified);
+        let why = s.unverified.unwrap();
+        assert!(
+            why.starts_with("cannot open `x/.lock`: denied; run `mlyexport status` on the node"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn other_states_are_what_the_record_says() {
+        let mut s = running();
+        s.state = ShardState::Complete;
+        let s = s.checked(Ok(Liveness::Gone));
+        assert_eq!(s.state, ShardState::Complete);
+        let st = {
+            let mut st = FolderStatus {
+                shards: vec![s],
+                done: false,
+            };
+            st.settle();
+            st
+        };
+        assert!(st.done);
     }
 }

@@ -306,6 +306,16 @@ fn kubernetes_and_aws_batch_indexes_are_read_with_shards() {
     assert!(env.path().join("w/mlyexport-run.json").is_file());
 }
 
+/// A child process killed (and reaped) when a failed assertion unwinds.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts a slow `fetch` of the demo area (`extra` picks the shard) and waits
 /// until its run record says it is running.
 fn start_slow_fetch(
@@ -376,15 +386,18 @@ fn status_tells_a_running_shard_from_a_killed_one() {
     ] {
         let out = env.path().join(dir);
         let extra: Vec<&str> = shard.map_or(vec![], |s| vec!["--shard", s]);
-        let mut child = start_slow_fetch(&env, &out, record, &extra);
+        let mut child = KillOnDrop(start_slow_fetch(&env, &out, record, &extra));
         let o = status(&env, &out, &[]);
         let text = stdout(&o);
         assert_eq!(o.status.code(), Some(1), "{text}");
-        let want = format!("{line}running [fetch, pid {} on host ", child.id());
+        let want = format!("{line}running [fetch, pid {} on host ", child.0.id());
         assert!(text.contains(&want), "no `{want}` in:\n{text}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&status(&env, &out, &["--json"]).stdout).unwrap();
+        assert_eq!(json["shards"][0]["holder"]["pid"], child.0.id(), "{json}");
 
-        child.kill().unwrap(); // SIGKILL: the record keeps saying running
-        child.wait().unwrap();
+        child.0.kill().unwrap(); // SIGKILL: the record keeps saying running
+        child.0.wait().unwrap();
         let text = stdout(&status(&env, &out, &[]));
         assert!(text.contains(&format!("{line}killed (")), "{text}");
         let json: serde_json::Value =
@@ -395,6 +408,7 @@ fn status_tells_a_running_shard_from_a_killed_one() {
         let note = out.join(lock);
         let mut holder = read_json(&note);
         holder["host"] = "node-elsewhere".into();
+        holder["boot"] = "00000000".into();
         std::fs::write(&note, holder.to_string()).unwrap();
         let text = stdout(&status(&env, &out, &[]));
         assert!(
