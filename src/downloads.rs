@@ -372,70 +372,112 @@ pub(crate) struct ReadOutcome {
 /// in scan order (grid, then id). A bad file becomes a problem, never an
 /// abort; so does a second copy of an image id (the first is kept). After
 /// each chunk, `on_chunk` gets the chunk's new rows, the string table and the
-/// number of files done; its error stops the reading.
+/// number of files done; its error stops the reading. While one chunk's
+/// records become rows (on this thread: the string table is one), the next
+/// chunk is already being parsed.
 pub(crate) fn read_rows<E>(
     scan: &Scan,
     prefer: PositionSource,
     mut on_chunk: impl FnMut(&[ImageRow], &Interner, usize) -> Result<(), E>,
 ) -> Result<ReadOutcome, E> {
-    let mut out = ReadOutcome {
-        rows: Vec::with_capacity(scan.entries.len()),
-        ..ReadOutcome::default()
+    let mut rows = RowBuilder::new(scan, prefer);
+    let chunks: Vec<&[Entry]> = scan.entries.chunks(CHUNK).collect();
+    std::thread::scope(|s| {
+        let parse = |chunk: &[Entry]| parse_chunk(scan, chunk);
+        let mut pending = chunks.first().map(|c| s.spawn(move || parse(c)));
+        let mut done = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let parsed = match pending.take().map(|h| h.join()) {
+                Some(Ok(parsed)) => parsed,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => Vec::new(),
+            };
+            pending = chunks.get(i + 1).map(|next| s.spawn(move || parse(next)));
+            let start = rows.out.rows.len();
+            rows.add(chunk, parsed);
+            done += chunk.len();
+            on_chunk(&rows.out.rows[start..], &rows.out.strings, done)?;
+        }
+        Ok(rows.out)
+    })
+}
+
+/// One chunk's records, parsed on rayon, in the chunk's order.
+fn parse_chunk(scan: &Scan, chunk: &[Entry]) -> Vec<Result<ImageRecord, ReadError>> {
+    // Entries are sorted by grid: a chunk spans few folders.
+    let mut folders: Vec<(u32, PathBuf)> = Vec::new();
+    for e in chunk {
+        if folders.last().is_none_or(|(g, _)| *g != e.grid) {
+            folders.push((e.grid, scan.folder(e.grid)));
+        }
+    }
+    let folder = |grid: u32| {
+        let i = folders.partition_point(|(g, _)| *g < grid);
+        folders[i].1.as_path()
     };
-    // Ids in more than one grid folder (normally none), found up front so the
-    // rows can be streamed: only these need remembering.
-    let duplicated: HashSet<ImageId> = {
+    chunk
+        .par_iter()
+        .map(|e| match scan.layout {
+            InputLayout::Legacy => read_legacy(scan, e).map(|(r, _)| r),
+            InputLayout::Mlyexport => read_record(folder(e.grid), e.id),
+        })
+        .collect()
+}
+
+/// Turns parsed records into rows in scan order, keeping the first copy of
+/// an id found in more than one grid folder.
+struct RowBuilder<'a> {
+    scan: &'a Scan,
+    prefer: PositionSource,
+    out: ReadOutcome,
+    /// Ids in more than one grid folder (normally none), found up front so
+    /// the rows can be streamed: only these need remembering.
+    duplicated: HashSet<ImageId>,
+    first_grid: HashMap<ImageId, u32>,
+}
+
+impl<'a> RowBuilder<'a> {
+    fn new(scan: &'a Scan, prefer: PositionSource) -> Self {
         let mut ids: Vec<ImageId> = scan.entries.iter().map(|e| e.id).collect();
         ids.sort_unstable();
-        ids.windows(2)
+        let duplicated = ids
+            .windows(2)
             .filter(|w| w[0] == w[1])
             .map(|w| w[0])
-            .collect()
-    };
-    let mut first_grid: HashMap<ImageId, u32> = HashMap::new();
-    let mut done = 0;
-    for chunk in scan.entries.chunks(CHUNK) {
-        // Entries are sorted by grid: a chunk spans few folders.
-        let mut folders: Vec<(u32, PathBuf)> = Vec::new();
-        for e in chunk {
-            if folders.last().is_none_or(|(g, _)| *g != e.grid) {
-                folders.push((e.grid, scan.folder(e.grid)));
-            }
-        }
-        let folder = |grid: u32| {
-            let i = folders.partition_point(|(g, _)| *g < grid);
-            folders[i].1.as_path()
-        };
-        let parsed: Vec<Result<ImageRecord, ReadError>> = chunk
-            .par_iter()
-            .map(|e| match scan.layout {
-                InputLayout::Legacy => read_legacy(scan, e).map(|(r, _)| r),
-                InputLayout::Mlyexport => read_record(folder(e.grid), e.id),
-            })
             .collect();
-        let start = out.rows.len();
+        RowBuilder {
+            scan,
+            prefer,
+            out: ReadOutcome {
+                rows: Vec::with_capacity(scan.entries.len()),
+                ..ReadOutcome::default()
+            },
+            duplicated,
+            first_grid: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, chunk: &[Entry], parsed: Vec<Result<ImageRecord, ReadError>>) {
         for (e, r) in chunk.iter().zip(parsed) {
-            let grid = &scan.grids[e.grid as usize];
-            let row = r.and_then(|rec| {
-                if duplicated.contains(&e.id) {
-                    if let Some(&g) = first_grid.get(&e.id) {
-                        let first = scan.grids[g as usize].clone();
-                        return Err(LayersError::DuplicateId(e.id, first).into());
-                    }
-                    first_grid.insert(e.id, e.grid);
-                }
-                ImageRow::from_record(&rec, grid, e.has_jpg, prefer, &mut out.strings)
-                    .map_err(ReadError::from)
-            });
-            match row {
-                Ok(row) => out.rows.push(row),
-                Err(e) => out.problems.push(e),
+            match r.and_then(|rec| self.row(e, &rec)) {
+                Ok(row) => self.out.rows.push(row),
+                Err(e) => self.out.problems.push(e),
             }
         }
-        done += chunk.len();
-        on_chunk(&out.rows[start..], &out.strings, done)?;
     }
-    Ok(out)
+
+    fn row(&mut self, e: &Entry, rec: &ImageRecord) -> Result<ImageRow, ReadError> {
+        if self.duplicated.contains(&e.id) {
+            if let Some(&g) = self.first_grid.get(&e.id) {
+                let first = self.scan.grids[g as usize].clone();
+                return Err(LayersError::DuplicateId(e.id, first).into());
+            }
+            self.first_grid.insert(e.id, e.grid);
+        }
+        let grid = &self.scan.grids[e.grid as usize];
+        ImageRow::from_record(rec, grid, e.has_jpg, self.prefer, &mut self.out.strings)
+            .map_err(ReadError::from)
+    }
 }
 
 /// Largest run record read, in bytes (the run record's own bound).
