@@ -37,19 +37,49 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
     atomic_write_with(path, |w| w.write_all(bytes))
 }
 
+/// Writes `bytes` to `path` unless `path` exists: `Ok(true)` when this call
+/// created it, `Ok(false)` when it was there already (its content is left
+/// alone). Readers see the whole content or no file: it is written to a
+/// temp file first and hard-linked into place, which fails when the name
+/// exists, atomically also on NFS.
+pub(crate) fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, StoreError> {
+    let tmp = filled_temp(path, |w| w.write_all(bytes))?;
+    match fs::hard_link(&tmp.path, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+    // The temp name goes with `tmp`.
+}
+
 /// Like [`atomic_write`], streaming: `fill` writes the content through a
 /// buffered writer, so a large file needs no buffer of its own size.
 pub(crate) fn atomic_write_with(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), StoreError> {
+    let tmp = filled_temp(path, fill)?;
+    tmp.rename_to(path).map_err(|source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A temp file beside `path` (mode 0644, like a file made with the usual
+/// umask) holding what `fill` wrote, synced to disk.
+fn filled_temp(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<TempFile, StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let err = |source| StoreError::Write {
         path: path.to_path_buf(),
         source,
     };
     let tmp = TempFile::create(dir).map_err(err)?;
-    // Like a file made with the usual umask.
     tmp.file
         .set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(err)?;
@@ -58,7 +88,7 @@ pub(crate) fn atomic_write_with(
     w.flush().map_err(err)?;
     drop(w);
     tmp.file.sync_data().map_err(err)?;
-    tmp.rename_to(path).map_err(err)
+    Ok(tmp)
 }
 
 /// Replaces existing files atomically, one after another, like

@@ -103,6 +103,10 @@ pub struct SimConfig {
     /// Images moved before serving: `(id, [lon, lat])` replaces `geometry` (the computed
     /// position keeps its offset). `Sim::world()` is the moved world.
     pub moves: Vec<(u64, [f64; 2])>,
+    /// Images served without any position (no `geometry`, no `computed_geometry`, absent
+    /// from the tiles) that bbox searches still find at `[lon, lat]`: the API's own spot for
+    /// them, which no answer shows. Applied after `moves`.
+    pub hide: Vec<(u64, [f64; 2])>,
     /// Added to every response of the three servers.
     pub latency: Duration,
     pub faults: Faults,
@@ -135,6 +139,7 @@ impl Default for SimConfig {
             tile_drift: None,
             hostile: Hostile::default(),
             moves: Vec::new(),
+            hide: Vec::new(),
             latency: Duration::ZERO,
             faults: Faults::default(),
             search_per_min: 10_000,
@@ -238,8 +243,8 @@ impl Sim {
         )
     }
 
-    /// Serves an already generated world on the given ports (with `config.moves` and
-    /// `hostile.formula_text` applied to a copy of it).
+    /// Serves an already generated world on the given ports (with `config.moves`,
+    /// `config.hide` and `hostile.formula_text` applied to a copy of it).
     pub fn spawn_with_world_on(
         config: SimConfig,
         world: Arc<World>,
@@ -333,11 +338,14 @@ impl Sim {
     }
 }
 
-/// The world as served: moved images, then hostile text.
+/// The world as served: moved images, hidden positions, then hostile text.
 fn served_world(config: &SimConfig, world: Arc<World>) -> anyhow::Result<Arc<World>> {
     let mut world = world;
     if !config.moves.is_empty() {
         world = Arc::new(world.with_moves(&config.moves)?);
+    }
+    if !config.hide.is_empty() {
+        world = Arc::new(world.with_hidden(&config.hide)?);
     }
     if config.hostile.formula_text {
         world = Arc::new(hostile::formula_world(&world));

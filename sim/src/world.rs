@@ -246,7 +246,7 @@ impl std::fmt::Display for UnknownImage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "cannot move image {}: the world has no such image; use an id from World::images()",
+            "cannot move or hide image {}: the world has no such image; use an id from World::images()",
             self.0
         )
     }
@@ -566,6 +566,23 @@ impl World {
             img.computed_geometry = img.computed_geometry.map(|c| [c[0] + dx, c[1] + dy]);
             img.geometry = Some(to);
             img.index_pos = to;
+        }
+        Ok(World::index(self.spec.clone(), images))
+    }
+
+    /// The same world with some images' positions hidden: they lose `geometry` and
+    /// `computed_geometry` (and what comes with the latter) and are indexed at the given
+    /// `[lon, lat]`, where bbox searches find them.
+    pub fn with_hidden(&self, hide: &[(u64, [f64; 2])]) -> Result<World, UnknownImage> {
+        let mut images = self.images.clone();
+        for &(id, at) in hide {
+            let &i = self.by_id.get(&id).ok_or(UnknownImage(id))?;
+            let img = &mut images[i as usize];
+            img.geometry = None;
+            img.computed_geometry = None;
+            img.computed_altitude = None;
+            img.computed_compass_angle = None;
+            img.index_pos = at;
         }
         Ok(World::index(self.spec.clone(), images))
     }

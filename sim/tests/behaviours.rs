@@ -488,7 +488,7 @@ async fn a_moved_image_is_served_at_its_new_position() {
         0,
     );
     let msg = bad.err().unwrap().to_string();
-    assert!(msg.contains("cannot move image 1"), "{msg}");
+    assert!(msg.contains("cannot move or hide image 1"), "{msg}");
 }
 
 #[test]

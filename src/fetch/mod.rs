@@ -45,6 +45,7 @@ use crate::api::Client;
 use crate::config::FetchConfig;
 use crate::plan::Plan;
 use crate::runrecord::{Counts, GridState, RecordFile, RunEntry};
+use crate::shard::claims::Claims;
 use crate::store;
 
 use audit::AuditPlan;
@@ -57,7 +58,7 @@ pub use listing::{Found, ListError};
 use progress::Phase;
 pub use progress::Progress;
 use select::Selection;
-use spill::{Spill, SpillWriter};
+use spill::{Listed, Spill, SpillWriter};
 use strategy::Strategy;
 pub use strategy::TileNeeds;
 use tally::{Calls, Outcomes, Transfer};
@@ -117,7 +118,8 @@ pub async fn run(
     };
     let n = plan.grids().len();
     let (min_m, max) = (cfg.request.min_spacing_m, cfg.request.filters.max_images);
-    let selection = select::select(collected.items, n, min_m, max);
+    let items = fail_on_error(&mut record, f.keep_claimed(collected.items))?;
+    let selection = select::select(items, n, min_m, max);
     let listing_file = cfg.listing_file();
     let written = listfile::write(
         &cfg.output,
@@ -264,6 +266,25 @@ impl Fetch<'_> {
             _ => None,
         };
         Ok((summary, Calls::of(&stats).less(before)))
+    }
+
+    /// A shard keeps an image without any position only when it claimed
+    /// it first ([`Claims`]): boxes of two shards' cells can both return one.
+    fn keep_claimed(&self, items: Vec<Listed>) -> Result<Vec<Listed>, FetchError> {
+        let Some(s) = &self.cfg.shard else {
+            return Ok(items);
+        };
+        if items.iter().all(|l| l.has_position) {
+            return Ok(items);
+        }
+        let claims = Claims::open(&self.cfg.output, s.shard)?;
+        let mut kept = Vec::with_capacity(items.len());
+        for l in items {
+            if l.has_position || claims.claim(l.id)? {
+                kept.push(l);
+            }
+        }
+        Ok(kept)
     }
 
     /// The download stage: every kept image not on disk yet.

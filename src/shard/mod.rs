@@ -15,6 +15,7 @@
 //! plan's (see `Plan::scoped`): an image on a border between two shards'
 //! units belongs to exactly one of them.
 
+pub(crate) mod claims;
 pub(crate) mod folder;
 mod merge;
 pub(crate) mod status;

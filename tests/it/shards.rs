@@ -58,6 +58,15 @@ fn stored_once(out: &Path) -> BTreeMap<u64, Vec<String>> {
     got
 }
 
+/// `mlyexport layers --no-exif --format FORMATS` of `dir`.
+fn layers(env: &TestEnv, dir: &Path, formats: &str) -> std::process::Output {
+    env.cmd()
+        .args(["layers", "--format", formats, "--no-exif", "--input"])
+        .arg(dir)
+        .output()
+        .expect("runs")
+}
+
 fn status(env: &TestEnv, out: &Path, extra: &[&str]) -> std::process::Output {
     env.cmd()
         .arg("status")
@@ -104,12 +113,7 @@ fn shards_at_once_store_exactly_one_runs_images_and_merge_into_one_set_of_layers
         stdout(&o)
     );
 
-    let o = env
-        .cmd()
-        .args(["layers", "--format", "gpkg,csv", "--no-exif", "--input"])
-        .arg(&cells)
-        .output()
-        .expect("runs");
+    let o = layers(&env, &cells, "gpkg,csv");
     assert_success(&o);
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
     let gpkg = gdal::Dataset::open(cells.join("layers/mapillary.gpkg")).expect("opens");
@@ -171,12 +175,7 @@ fn a_missing_shard_is_named_by_status_and_marked_by_layers_and_a_rerun_resumes()
     assert_eq!(json["shards"][1]["state"], "not_started");
     assert_eq!(json["shards"][0]["state"], "complete");
 
-    let o = env
-        .cmd()
-        .args(["layers", "--format", "csv", "--no-exif", "--input"])
-        .arg(&out)
-        .output()
-        .expect("runs");
+    let o = layers(&env, &out, "csv");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("shard 1/3 has not run"),
@@ -418,4 +417,60 @@ fn status_tells_a_running_shard_from_a_killed_one() {
             "{text}"
         );
     }
+}
+
+/// An image without any position, which the API places exactly on the border
+/// of two cells that go to different shards: both cells' searches return it
+/// and nothing tells where it is. Only the shard that lists it first keeps it
+/// (it claims it), so the shards' listings stay disjoint and it is stored
+/// once; `layers` sees no duplicate. The shards run one after the other, so
+/// the second's listing is what tells (at once, the second could also skip
+/// the download only because the first's copy was already on disk).
+#[test]
+fn a_position_less_image_on_a_shard_border_is_listed_by_one_shard() {
+    let probe = TestEnv::with_sim(SimConfig::default());
+    let id = probe.sim().world().images()[7].id;
+    drop(probe);
+    let env = TestEnv::with_sim(SimConfig {
+        hide: vec![(id, [8.53, 47.37])],
+        ..SimConfig::default()
+    });
+    std::fs::write(
+        env.path().join("segments.csv"),
+        "A,8.50,47.35,8.53,47.39\nB,8.53,47.35,8.56,47.39\n",
+    )
+    .unwrap();
+    let out = env.out();
+    let mut listed: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for k in 0..2 {
+        let shard = format!("{k}/2");
+        assert_success(&env.fetch(&[
+            "--grid-file",
+            "segments.csv",
+            "--size",
+            "256",
+            "--shard",
+            &shard,
+        ]));
+        let text =
+            std::fs::read_to_string(out.join(format!("listing.shard-{k}-of-2.jsonl"))).unwrap();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            listed.entry(id_of(&v)).or_default().push(k);
+        }
+    }
+    assert_eq!(
+        listed.get(&id).map(Vec::len),
+        Some(1),
+        "listed by {:?}",
+        listed.get(&id)
+    );
+    let twice: Vec<_> = listed.iter().filter(|(_, k)| k.len() > 1).take(5).collect();
+    assert!(twice.is_empty(), "listed by two shards: {twice:?}");
+    assert!(
+        stored_once(&out).contains_key(&id),
+        "the hidden image was not stored"
+    );
+    let o = layers(&env, &out, "csv");
+    assert_success(&o);
 }
