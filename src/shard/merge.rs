@@ -97,7 +97,7 @@ fn unfinished(r: &RunRecord, k: u32, n: u32) -> Option<String> {
     let last = r.runs.last()?;
     let what = match last.outcome {
         Outcome::Complete | Outcome::Imported => return None,
-        Outcome::Running => "is still running (or was killed: re-run it)",
+        Outcome::Running => "is still running, or was killed (`mlyexport status` tells which)",
         Outcome::Partial => "ended partial (failed images or cells: re-run it)",
         Outcome::Interrupted => "was interrupted (re-run it)",
         Outcome::Failed => "failed (see its record; re-run it)",
