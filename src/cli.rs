@@ -422,8 +422,9 @@ impl ValueEnum for Enumerate {
   mlyexport status --input /shared/berlin --json | jq '.shards[] | select(.state != \"complete\")'
 
 A shard whose record says running is checked against its lock: `running` (a fetch holds it),
-`killed` (none does), or `unverified` when the lock was taken on another node (whose locks this
-host may not see) or could not be read.
+`killed` (none does, and it was taken where this process sees its locks: this machine, this
+mount, this boot), or `unverified` (taken on another node, through another mount or before a
+reboot, or it could not be tested).
 
 Exit codes: 0 every shard finished with nothing missing, 1 not yet (a shard has not started,
 is running, was killed, failed or left images or cells to fetch: re-run those shards), 2 error.")]

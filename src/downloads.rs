@@ -390,7 +390,7 @@ pub(crate) fn read_rows<E>(
             let parsed = match pending.take().map(|h| h.join()) {
                 Some(Ok(parsed)) => parsed,
                 Some(Err(panic)) => std::panic::resume_unwind(panic),
-                None => Vec::new(),
+                None => parse(chunk),
             };
             pending = chunks.get(i + 1).map(|next| s.spawn(move || parse(next)));
             let start = rows.out.rows.len();

@@ -46,6 +46,11 @@ pub(crate) struct Holder {
     /// machine); absent in notes of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<String>,
+    /// The lock file's device and inode as its holder saw them: another
+    /// mount of the same storage (a per-container FUSE or NFS mount) shows
+    /// other numbers, and may not see this one's locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_file: Option<[u64; 2]>,
 }
 
 impl Holder {
@@ -57,15 +62,20 @@ impl Holder {
             command: command.to_string(),
             started_at: Utc::now(),
             boot: crate::store::boot_hash(),
+            lock_file: None,
         }
     }
 
-    /// Whether this note was written under the running kernel, so the
-    /// kernel's view of its lock is the whole truth. A note without a boot
-    /// hash (an older version) counts when it names this host.
-    fn same_kernel(&self) -> bool {
+    /// Whether this note was written under the running kernel and through
+    /// the same mount as `here` (the lock file's device and inode as the
+    /// prober sees them), so the kernel's view of its lock is the whole
+    /// truth. A note without a boot hash (an older version) counts when it
+    /// names this host.
+    fn shares_locks_with(&self, here: [u64; 2]) -> bool {
         match (&self.boot, crate::store::boot_hash()) {
-            (Some(theirs), Some(ours)) => *theirs == ours,
+            (Some(theirs), Some(ours)) => {
+                *theirs == ours && self.lock_file.is_none_or(|f| f == here)
+            }
             (None, Some(_)) => self.host == host_name(),
             (_, None) => false,
         }
@@ -100,7 +110,8 @@ const ATTEMPTS: usize = 20;
 impl FolderLock {
     /// Locks the whole folder `dir` for `command` (`fetch`, `layers`, `exif`),
     /// creating the folder when it does not exist. Refused at once, naming
-    /// the holder, when another run holds it.
+    /// the holder, when another run holds it (a `status` probe holding it
+    /// for a moment is waited out, for up to 5 s).
     pub fn acquire(dir: &Path, command: &str) -> Result<Self, LockError> {
         Self::acquire_named(dir, LOCK_FILE, command)
     }
@@ -177,7 +188,12 @@ impl FolderLock {
     }
 
     fn write_note(&self, command: &str) -> io::Result<()> {
-        let note = serde_json::to_vec(&Holder::this_process(command))?;
+        let meta = self.file.metadata()?;
+        let note = Holder {
+            lock_file: Some([meta.dev(), meta.ino()]),
+            ..Holder::this_process(command)
+        };
+        let note = serde_json::to_vec(&note)?;
         self.file.set_len(0)?;
         (&self.file).write_all(&note)
     }
@@ -197,17 +213,26 @@ impl Drop for FolderLock {
     }
 }
 
-/// How long a refused lock is tried again before the folder counts as in
-/// use: `status` holds a shared lock for a moment to test it.
-const BUSY_RETRIES: usize = 10;
+/// How many times, 20 ms apart, a lock held only by [`liveness`] probes is
+/// tried again (5 s) before the folder counts as in use.
+const PROBE_RETRIES: usize = 250;
 
-/// Takes `file`'s exclusive lock without waiting on a run, but through a
-/// moment's shared lock of a [`liveness`] probe.
+/// Takes `file`'s exclusive lock without waiting on a run. A run holds its
+/// lock exclusively and a [`liveness`] probe shared, for a moment: when a
+/// shared lock can be had, only probes are in the way, so it is tried again.
 fn lock_exclusive(file: &fs::File) -> Result<(), rustix::io::Errno> {
+    use rustix::fs::{FlockOperation as Op, flock};
     let mut tries = 0;
     loop {
-        match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Err(rustix::io::Errno::WOULDBLOCK) if tries < BUSY_RETRIES => {
+        match flock(file, Op::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < PROBE_RETRIES => {
+                match flock(file, Op::NonBlockingLockShared) {
+                    Ok(()) => flock(file, Op::Unlock)?,
+                    Err(rustix::io::Errno::WOULDBLOCK) => {
+                        return Err(rustix::io::Errno::WOULDBLOCK);
+                    }
+                    Err(e) => return Err(e),
+                }
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -239,18 +264,33 @@ pub(crate) enum Liveness {
     Unverified { holder: Option<Holder>, why: String },
 }
 
+/// Why a lock could not be tested; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ProbeError {
+    #[error("cannot open `{path}`: {source}; check the folder's permissions")]
+    Open { path: PathBuf, source: io::Error },
+    #[error(
+        "cannot test the lock on `{path}`: {source}; run `mlyexport status` on the node that runs the shard"
+    )]
+    Test {
+        path: PathBuf,
+        source: rustix::io::Errno,
+    },
+}
+
 /// Whether the lock file `file_name` in `dir` is held by a run of `command`
 /// (another command's run, say `layers`, does not count). Asks the kernel
 /// with a shared lock taken and dropped at once; a run starting at that
-/// moment waits for it ([`FolderLock::acquire_named`] retries briefly).
-pub(crate) fn liveness(dir: &Path, file_name: &str, command: &str) -> Result<Liveness, String> {
+/// moment waits for it ([`FolderLock::acquire_named`] retries).
+pub(crate) fn liveness(dir: &Path, file_name: &str, command: &str) -> Result<Liveness, ProbeError> {
     let path = dir.join(file_name);
     let file = match crate::store::open_for_reading(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Gone),
-        Err(e) => return Err(format!("cannot open `{}`: {e}", path.display())),
+        Err(source) => return Err(ProbeError::Open { path, source }),
     };
-    let holder = read_note(&path).ok();
+    // The note of the file tested, not of one that replaced it meanwhile.
+    let holder = read_note_of(&file).ok();
     let held = match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared) {
         Err(rustix::io::Errno::WOULDBLOCK) => true,
         Ok(()) => {
@@ -258,13 +298,23 @@ pub(crate) fn liveness(dir: &Path, file_name: &str, command: &str) -> Result<Liv
             let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock);
             false
         }
-        Err(e) => return Err(format!("cannot test the lock on `{}`: {e}", path.display())),
+        Err(source) => return Err(ProbeError::Test { path, source }),
     };
-    Ok(judge(held, holder, command, &path))
+    let here = match file.metadata() {
+        Ok(m) => [m.dev(), m.ino()],
+        Err(source) => return Err(ProbeError::Open { path, source }),
+    };
+    Ok(judge(held, holder, command, &path, here))
 }
 
 /// [`liveness`]'s verdict from what the kernel and the note said.
-fn judge(held: bool, holder: Option<Holder>, command: &str, path: &Path) -> Liveness {
+fn judge(
+    held: bool,
+    holder: Option<Holder>,
+    command: &str,
+    path: &Path,
+    here: [u64; 2],
+) -> Liveness {
     match holder {
         Some(h) if h.command != command => Liveness::Gone,
         h if held => Liveness::Held(h),
@@ -272,10 +322,10 @@ fn judge(held: bool, holder: Option<Holder>, command: &str, path: &Path) -> Live
             holder: None,
             why: format!("its lock note `{}` is unreadable", path.display()),
         },
-        Some(h) if h.same_kernel() => Liveness::Gone,
+        Some(h) if h.shares_locks_with(here) => Liveness::Gone,
         Some(h) => Liveness::Unverified {
             why: format!(
-                "its lock was taken on host {} under another kernel (another node, or before a reboot), whose lock this host may not see",
+                "its lock was taken on host {} under another kernel or through another mount (another node, a container with its own mount, or before a reboot), whose locks may not be visible here",
                 h.host
             ),
             holder: Some(h),
@@ -289,6 +339,25 @@ fn read_holder(path: &Path) -> String {
         Ok(h) => h.describe(),
         Err(why) => why,
     }
+}
+
+/// The note in the open lock file `file`, read again shortly while empty or
+/// partial (see [`read_note`]).
+fn read_note_of(file: &fs::File) -> Result<Holder, String> {
+    use std::os::unix::fs::FileExt;
+    let mut last = String::new();
+    let mut bytes = vec![0; 64 << 10];
+    for _ in 0..10 {
+        match file.read_at(&mut bytes, 0) {
+            Ok(n) => match serde_json::from_slice::<Holder>(&bytes[..n]) {
+                Ok(h) => return Ok(h),
+                Err(e) => last = format!("its note is unreadable: {e}"),
+            },
+            Err(e) => last = format!("its note is unreadable: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(last)
 }
 
 /// The note in a lock file. Its holder writes it just after locking, so an
@@ -433,11 +502,20 @@ mod tests {
     }
 
     #[test]
-    fn a_note_of_an_older_version_counts_as_this_kernel_by_host_name() {
+    fn a_note_counts_as_seen_here_on_this_kernel_and_mount_only() {
+        let here = [1, 2];
         let mut h = Holder::this_process("fetch");
+        assert!(
+            h.shares_locks_with(here),
+            "a note without the file's numbers"
+        );
+        h.lock_file = Some(here);
+        assert!(h.shares_locks_with(here));
+        h.lock_file = Some([9, 2]);
+        assert!(!h.shares_locks_with(here), "another mount");
         h.boot = None;
-        assert!(h.same_kernel());
+        assert!(h.shares_locks_with(here), "an older note: by host name");
         h.host = format!("{}-other", host_name());
-        assert!(!h.same_kernel());
+        assert!(!h.shares_locks_with(here));
     }
 }

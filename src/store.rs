@@ -37,24 +37,6 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StoreError> 
     atomic_write_with(path, |w| w.write_all(bytes))
 }
 
-/// Writes `bytes` to `path` unless `path` exists: `Ok(true)` when this call
-/// created it, `Ok(false)` when it was there already (its content is left
-/// alone). Readers see the whole content or no file: it is written to a
-/// temp file first and hard-linked into place, which fails when the name
-/// exists, atomically also on NFS.
-pub(crate) fn create_once(path: &Path, bytes: &[u8]) -> Result<bool, StoreError> {
-    let tmp = filled_temp(path, |w| w.write_all(bytes))?;
-    match fs::hard_link(&tmp.path, path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(source) => Err(StoreError::Write {
-            path: path.to_path_buf(),
-            source,
-        }),
-    }
-    // The temp name goes with `tmp`.
-}
-
 /// Like [`atomic_write`], streaming: `fill` writes the content through a
 /// buffered writer, so a large file needs no buffer of its own size.
 pub(crate) fn atomic_write_with(
@@ -314,7 +296,6 @@ enum Fate {
     Unknown,
 }
 
-/// 32-bit FNV-1a over the concatenated `parts`.
 /// The running kernel's boot id (every container on one machine shares it;
 /// it changes with each boot), read once; empty when it cannot be read.
 fn boot_id() -> &'static [u8] {
@@ -325,6 +306,7 @@ fn boot_id() -> &'static [u8] {
     })
 }
 
+/// [`boot_id`]'s hash, as temp file names carry it.
 fn boot_id_hash() -> u32 {
     fnv1a(&[boot_id()])
 }
@@ -336,6 +318,7 @@ pub(crate) fn boot_hash() -> Option<String> {
     (!boot_id().is_empty()).then(|| format!("{:08x}", boot_id_hash()))
 }
 
+/// 32-bit FNV-1a over the concatenated `parts`.
 fn fnv1a(parts: &[&[u8]]) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in parts.iter().flat_map(|p| p.iter()) {
@@ -390,6 +373,9 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
 }
 
 pub(crate) fn remove_temp_files(dir: &Path, idle: bool) -> usize {
+    // Shards do not take the whole folder's lock: one may be writing on
+    // another host while this run holds that lock.
+    let idle = idle && !dir.join(SPLIT_FILE).exists();
     let me = TempOwner::this_process();
     let mut removed = remove_temp_files_in(dir, idle, me);
     if let Ok(entries) = fs::read_dir(dir) {
@@ -460,6 +446,9 @@ pub fn host_name() -> String {
         name.into_owned()
     }
 }
+
+/// The split file's name in a sharded fetch's folder (see `shard::folder`).
+pub(crate) const SPLIT_FILE: &str = "mlyexport-shards.json";
 
 /// The audit's file name (`fetch --audit`) in a whole fetch's folder.
 pub(crate) const AUDIT_FILE: &str = "audit.json";
@@ -670,6 +659,15 @@ mod tests {
         assert!(sub.join(&live).exists() && dir.path().join(&live).exists());
         assert!(nested.join(&legacy).exists());
         drop((lock, inner));
+
+        // A sharded folder: the whole folder's lock does not stop a shard
+        // elsewhere, so another host's temp files stay.
+        fs::write(dir.path().join(SPLIT_FILE), b"{}").unwrap();
+        fs::write(sub.join(&other_host), b"").unwrap();
+        let lock = crate::lock::FolderLock::acquire(dir.path(), "layers").unwrap();
+        lock.remove_stale_temp_files();
+        assert!(sub.join(&other_host).exists());
+        drop(lock);
     }
 
     #[test]

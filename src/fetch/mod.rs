@@ -45,7 +45,7 @@ use crate::api::Client;
 use crate::config::FetchConfig;
 use crate::plan::Plan;
 use crate::runrecord::{Counts, GridState, RecordFile, RunEntry};
-use crate::shard::claims::Claims;
+use crate::shard::{self, claims::Claim, claims::Claims};
 use crate::store;
 
 use audit::AuditPlan;
@@ -118,7 +118,7 @@ pub async fn run(
     };
     let n = plan.grids().len();
     let (min_m, max) = (cfg.request.min_spacing_m, cfg.request.filters.max_images);
-    let items = fail_on_error(&mut record, f.keep_claimed(collected.items))?;
+    let (items, left) = fail_on_error(&mut record, f.keep_claimed(collected.items))?;
     let selection = select::select(items, n, min_m, max);
     let listing_file = cfg.listing_file();
     let written = listfile::write(
@@ -140,6 +140,12 @@ pub async fn run(
     let interrupted = cancel.is_cancelled();
     progress.enter(Phase::Done);
     let mut warnings: Vec<String> = strategy.how.warning().into_iter().collect();
+    if left > 0 {
+        warnings.push(format!(
+            "{left} images without any position were also returned to another shard, which claimed them first (in {}); that shard keeps them",
+            shard::claims::CLAIMS_DIR
+        ));
+    }
     let outcomes = Outcomes {
         listings: &collected.grids,
         selection: &selection,
@@ -270,21 +276,24 @@ impl Fetch<'_> {
 
     /// A shard keeps an image without any position only when it claimed
     /// it first ([`Claims`]): boxes of two shards' cells can both return one.
-    fn keep_claimed(&self, items: Vec<Listed>) -> Result<Vec<Listed>, FetchError> {
+    /// Returns the images kept and how many were left to another shard.
+    fn keep_claimed(&self, items: Vec<Listed>) -> Result<(Vec<Listed>, u64), FetchError> {
         let Some(s) = &self.cfg.shard else {
-            return Ok(items);
+            return Ok((items, 0));
         };
         if items.iter().all(|l| l.has_position) {
-            return Ok(items);
+            return Ok((items, 0));
         }
-        let claims = Claims::open(&self.cfg.output, s.shard)?;
-        let mut kept = Vec::with_capacity(items.len());
+        let claims = Claims::open(&self.cfg.output, s.shard, &s.split)?;
+        let (mut kept, mut left) = (Vec::with_capacity(items.len()), 0);
         for l in items {
-            if l.has_position || claims.claim(l.id)? {
+            if l.has_position || claims.claim(l.id)? == Claim::Ours {
                 kept.push(l);
+            } else {
+                left += 1;
             }
         }
-        Ok(kept)
+        Ok((kept, left))
     }
 
     /// The download stage: every kept image not on disk yet.

@@ -2,15 +2,20 @@
 //! by the box that returned it, and the API may return it for a box of each
 //! of two neighbouring cells (a hidden spot on their border), which can
 //! belong to two shards. The first shard to list it claims it with a file
-//! `.mlyexport-claims/<id>` naming the shard, created once (atomically, also
-//! on NFS); a shard keeps only the images it claimed, now or in an earlier
+//! `.mlyexport-claims/<id>` naming the shard and its split, created exclusively
+//! (`O_EXCL`, which NFS v3 and later, Lustre and local file systems make
+//! atomic); a shard keeps only the images it claimed, now or in an earlier
 //! run. File system only.
 
+use std::fs;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::Shard;
+use super::{Shard, Split};
 use crate::model::ImageId;
-use crate::store::{self, StoreError};
+use crate::store::StoreError;
+use sha2::Digest;
 
 /// The folder of claims in the output folder.
 pub(crate) const CLAIMS_DIR: &str = ".mlyexport-claims";
@@ -18,74 +23,174 @@ pub(crate) const CLAIMS_DIR: &str = ".mlyexport-claims";
 /// Largest claim file read (it holds a shard's tag).
 const MAX_CLAIM_BYTES: u64 = 256;
 
+/// How often an empty claim (its shard is writing it) is read again.
+const EMPTY_RETRIES: usize = 10;
+
 /// The claims of one shard in one output folder.
 #[derive(Debug)]
 pub(crate) struct Claims {
     dir: PathBuf,
-    tag: String,
+    shard: Shard,
+    /// A digest of the split, so claims of an earlier split of the folder
+    /// (moved away and split again) are not taken for this one's.
+    split: String,
+}
+
+/// What became of one claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// This shard keeps the image (claimed now, or in an earlier run).
+    Ours,
+    /// Another shard of this split claimed it first (its tag).
+    Theirs(String),
 }
 
 impl Claims {
-    /// The claims folder of `out` (made when missing), for `shard`.
-    pub(crate) fn open(out: &Path, shard: Shard) -> Result<Self, StoreError> {
+    /// The claims folder of `out` (made when missing), for `shard` of `split`.
+    pub(crate) fn open(out: &Path, shard: Shard, split: &Split) -> Result<Self, StoreError> {
         let dir = out.join(CLAIMS_DIR);
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Write {
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Write {
             path: dir.clone(),
             source,
         })?;
+        let digest = sha2::Sha256::digest(serde_json::to_vec(split).unwrap_or_default());
         Ok(Claims {
             dir,
-            tag: shard.tag(),
+            shard,
+            split: hex::encode(&digest[..8]),
         })
     }
 
-    /// Whether this shard keeps image `id`: it claims it now, or claimed it
-    /// before. `false` when another shard did.
-    pub(crate) fn claim(&self, id: ImageId) -> Result<bool, StoreError> {
+    /// Claims image `id` for this shard, unless a shard of this split did
+    /// first. A claim of another split (the folder was split again, with
+    /// another N) or one left empty is taken over: the image is better kept
+    /// twice than by nobody.
+    pub(crate) fn claim(&self, id: ImageId) -> Result<Claim, StoreError> {
         let path = self.dir.join(id.to_string());
-        if store::create_once(&path, self.tag.as_bytes())? {
-            return Ok(true);
+        let write_err = |source| StoreError::Write {
+            path: path.clone(),
+            source,
+        };
+        let tag = self.tag(self.shard);
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                f.write_all(tag.as_bytes()).map_err(write_err)?;
+                return Ok(Claim::Ours);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(write_err(e)),
         }
-        let mut owner = String::new();
-        crate::input::open_regular(&path)
-            .and_then(|f| {
-                std::io::Read::read_to_string(
-                    &mut std::io::Read::take(f, MAX_CLAIM_BYTES),
-                    &mut owner,
-                )
-            })
-            .map_err(|source| StoreError::Read {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(owner == self.tag)
+        let owner = read_claim(&path).map_err(|source| StoreError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if owner == tag {
+            return Ok(Claim::Ours);
+        }
+        if self.of_this_split(&owner) {
+            return Ok(Claim::Theirs(owner));
+        }
+        crate::store::atomic_write(&path, tag.as_bytes())?;
+        Ok(Claim::Ours)
     }
+
+    /// Whether `tag` names a shard of this shard's split.
+    fn of_this_split(&self, tag: &str) -> bool {
+        let n = self.shard.count();
+        (0..n).any(|k| Shard::new(k, n).is_ok_and(|s| self.tag(s) == tag))
+    }
+
+    /// What a claim of `shard` of this split holds: `shard-K-of-N <digest>`.
+    fn tag(&self, shard: Shard) -> String {
+        format!("{} {}", shard.tag(), self.split)
+    }
+}
+
+/// A claim's tag; an empty one is read again for a moment (its shard may be
+/// writing it).
+fn read_claim(path: &Path) -> io::Result<String> {
+    let mut owner = String::new();
+    for _ in 0..EMPTY_RETRIES {
+        owner.clear();
+        crate::input::open_regular(path)?
+            .take(MAX_CLAIM_BYTES)
+            .read_to_string(&mut owner)?;
+        if !owner.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(owner)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn shard(k: u32, n: u32) -> Shard {
+        Shard::new(k, n).unwrap()
+    }
+
+    fn split(n: u32) -> Split {
+        serde_json::from_value(serde_json::json!({
+            "count": n, "kind": "cells", "parts_per_side": 1, "units": []
+        }))
+        .unwrap()
+    }
+
+    fn open(dir: &Path, k: u32, n: u32) -> Claims {
+        Claims::open(dir, shard(k, n), &split(n)).unwrap()
+    }
+
     #[test]
     fn the_first_shard_keeps_an_image_and_keeps_it_on_a_rerun() {
         let dir = tempfile::tempdir().unwrap();
-        let a = Claims::open(dir.path(), Shard::new(0, 2).unwrap()).unwrap();
-        let b = Claims::open(dir.path(), Shard::new(1, 2).unwrap()).unwrap();
+        let a = open(dir.path(), 0, 2);
+        let b = open(dir.path(), 1, 2);
         let id = ImageId::new(42).unwrap();
-        assert!(b.claim(id).unwrap());
-        assert!(!a.claim(id).unwrap());
-        assert!(b.claim(id).unwrap(), "a re-run keeps its own claim");
-        let other = ImageId::new(43).unwrap();
-        assert!(a.claim(other).unwrap());
+        assert_eq!(b.claim(id).unwrap(), Claim::Ours);
+        assert_eq!(a.claim(id).unwrap(), Claim::Theirs(b.tag(shard(1, 2))));
         assert_eq!(
-            std::fs::read_to_string(dir.path().join(CLAIMS_DIR).join("42")).unwrap(),
-            "shard-1-of-2"
+            b.claim(id).unwrap(),
+            Claim::Ours,
+            "a re-run keeps its own claim"
         );
-        let names: Vec<String> = std::fs::read_dir(dir.path().join(CLAIMS_DIR))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 2, "temp files left: {names:?}");
+        assert_eq!(a.claim(ImageId::new(43).unwrap()).unwrap(), Claim::Ours);
+        let path = dir.path().join(CLAIMS_DIR).join("42");
+        assert!(
+            fs::read_to_string(path)
+                .unwrap()
+                .starts_with("shard-1-of-2 ")
+        );
+        assert_eq!(
+            fs::read_dir(dir.path().join(CLAIMS_DIR)).unwrap().count(),
+            2
+        );
+    }
+
+    #[test]
+    fn a_claim_of_another_split_or_left_empty_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(dir.path(), 0, 2);
+        let claims = dir.path().join(CLAIMS_DIR);
+        let earlier = open(dir.path(), 1, 3).tag(shard(1, 3));
+        fs::write(claims.join("6"), "shard-1-of-2 0123456789abcdef").unwrap();
+        fs::write(claims.join("7"), earlier).unwrap();
+        fs::write(claims.join("8"), "").unwrap();
+        fs::write(claims.join("9"), c.tag(shard(1, 2))).unwrap();
+        for id in [6, 7, 8] {
+            assert_eq!(c.claim(ImageId::new(id).unwrap()).unwrap(), Claim::Ours);
+            let tag = fs::read_to_string(claims.join(id.to_string())).unwrap();
+            assert_eq!(tag, c.tag(shard(0, 2)));
+        }
+        assert!(matches!(
+            c.claim(ImageId::new(9).unwrap()).unwrap(),
+            Claim::Theirs(_)
+        ));
     }
 
     #[test]
@@ -97,10 +202,10 @@ mod tests {
                 .map(|k| {
                     let (dir, ids) = (dir.path(), &ids);
                     s.spawn(move || {
-                        let c = Claims::open(dir, Shard::new(k, 4).unwrap()).unwrap();
+                        let c = open(dir, k, 4);
                         ids.iter()
                             .copied()
-                            .filter(|&id| c.claim(id).unwrap())
+                            .filter(|&id| c.claim(id).unwrap() == Claim::Ours)
                             .collect()
                     })
                 })

@@ -13,7 +13,7 @@ use crate::runrecord::{RUN_RECORD_FILE, Request, RunRecord};
 use crate::store;
 
 /// The split file's name in the output folder.
-pub(crate) const SPLIT_FILE: &str = "mlyexport-shards.json";
+pub(crate) use crate::store::SPLIT_FILE;
 /// Version of the split file's layout.
 pub(crate) const SPLIT_SCHEMA_VERSION: u32 = 1;
 

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::{Shard, Split};
-use crate::lock::{Holder, Liveness};
+use crate::lock::{Holder, Liveness, ProbeError};
 use crate::runrecord::{Outcome, RunRecord};
 
 /// How one shard stands.
@@ -16,14 +16,15 @@ use crate::runrecord::{Outcome, RunRecord};
 pub(crate) enum ShardState {
     /// No run record yet.
     NotStarted,
-    /// Its last run has not ended, and a process on this host holds its lock.
+    /// Its last run has not ended, and a fetch holds its lock.
     Running,
-    /// Its record says running, but no process holds its lock: it was
-    /// killed (or crashed) and did not record it.
+    /// Its record says running, but no fetch holds its lock and the lock was
+    /// taken where this process sees its locks: it was killed (or crashed)
+    /// and did not record it.
     Killed,
     /// Its record says running and whether it is cannot be checked from
-    /// here (its lock was taken on another host, or this host's locks could
-    /// not be read).
+    /// here (its lock was taken on another node, through another mount or
+    /// before a reboot, or could not be tested).
     Unverified,
     /// Its last run did everything asked.
     Complete,
@@ -102,7 +103,7 @@ impl ShardStatus {
     /// A shard whose record says running, checked against `probe`, what its
     /// lock file shows (from [`crate::lock::liveness`]); any other state is
     /// what its record says and stays.
-    pub(crate) fn checked(mut self, probe: Result<Liveness, String>) -> Self {
+    pub(crate) fn checked(mut self, probe: Result<Liveness, ProbeError>) -> Self {
         if self.state != ShardState::Running {
             return self;
         }
@@ -113,11 +114,9 @@ impl ShardStatus {
                 (self.state, self.holder) = (ShardState::Unverified, holder);
                 self.unverified = Some(why);
             }
-            Err(why) => {
+            Err(e) => {
                 self.state = ShardState::Unverified;
-                self.unverified = Some(format!(
-                    "{why}; run `mlyexport status` on the node that runs the shard"
-                ));
+                self.unverified = Some(e.to_string());
             }
         }
         self
@@ -173,11 +172,12 @@ pub(crate) fn whole(record: &RunRecord) -> FolderStatus {
     };
     let mut s = from_record(shard, record.grids.len(), Some(record), Vec::new());
     s.incomplete_grids.dedup();
-    let done = s.state.is_finished() && s.incomplete_grids.is_empty();
-    FolderStatus {
+    let mut st = FolderStatus {
         shards: vec![s],
-        done,
-    }
+        done: false,
+    };
+    st.settle();
+    st
 }
 
 fn one(split: &Split, shard: Shard, record: Option<&RunRecord>) -> ShardStatus {
@@ -254,11 +254,15 @@ mod tests {
         }));
         assert_eq!(s.state, ShardState::Unverified);
         assert_eq!(s.unverified.as_deref(), Some("another kernel"));
-        let s = running().checked(Err("cannot open `x/.lock`: denied".into()));
+        let e = ProbeError::Open {
+            path: "x/.lock".into(),
+            source: std::io::Error::other("denied"),
+        };
+        let s = running().checked(Err(e));
         assert_eq!(s.state, ShardState::Unverified);
         let why = s.unverified.unwrap();
         assert!(
-            why.starts_with("cannot open `x/.lock`: denied; run `mlyexport status` on the node"),
+            why.starts_with("cannot open `x/.lock`: denied; check the folder's"),
             "{why}"
         );
     }
