@@ -53,6 +53,9 @@ impl Claims {
             path: dir.clone(),
             source,
         })?;
+        // A split (numbers and strings) always serialises; were it ever not
+        // to, every claim would be taken for another split's and taken over:
+        // kept twice, never lost.
         let digest = sha2::Sha256::digest(serde_json::to_vec(split).unwrap_or_default());
         Ok(Claims {
             dir,
