@@ -54,8 +54,8 @@ impl Claims {
             source,
         })?;
         // A split (numbers and strings) always serialises; were it ever not
-        // to, every claim would be taken for another split's and taken over:
-        // kept twice, never lost.
+        // to, every split would get the digest of nothing, and only a re-split
+        // folder's old claims would go unrecognised.
         let digest = sha2::Sha256::digest(serde_json::to_vec(split).unwrap_or_default());
         Ok(Claims {
             dir,
