@@ -69,7 +69,7 @@ bytes=$(du -sb "$SET" | cut -f1)
 jpeg_bytes=$(find "$SET" -name '*.jpg' -printf '%s\n' | awk '{ s += $1 } END { print s }')
 echo "set: $N JPEGs, $((jpeg_bytes / N / 1024)) KB each on average, $((bytes / 1048576)) MB with the JSON"
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+. "$ROOT/scripts/bench-lib.sh"
 
 # cp and mlyexport are timed ROUNDS times each, alternating, on fresh copies
 # made untimed; the median counts. exiftool, 50x slower, runs once.

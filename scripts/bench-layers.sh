@@ -30,13 +30,7 @@ echo "building mlyexport (release)..." >&2
 cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" --bin mlyexport
 BIN=$TARGET/release/mlyexport
 
-# Seconds from /usr/bin/time's "Elapsed (wall clock) time (h:mm:ss or m:ss): ..."
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
-# CPU seconds (user + system): steadier than wall time on a shared machine.
-cpu() { awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
-rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+. "$ROOT/scripts/bench-lib.sh"
 ROUNDS=${ROUNDS:-3}
 
 printf '\n%10s %10s %10s %8s %12s %14s %14s %12s %12s %12s %12s\n' images layers_s ogr2ogr_s ratio round_ratio layers_us/img ogr_us/img layers_cpu_s ogr_cpu_s layers_MB ogr_MB
@@ -44,12 +38,7 @@ results=()
 same_lines=()
 for n in "${SIZES[@]}"; do
   dir=$WORK/n$n
-  if [ ! -f "$dir/.complete" ]; then
-    echo "generating $n synthetic images in $dir ..." >&2
-    rm -rf "$dir"; mkdir -p "$dir"
-    python3 "$ROOT/scripts/synth-downloads.py" "$dir/downloads" "$n" --grids 64 --csv "$dir/points.csv"
-    touch "$dir/.complete"
-  fi
+  synth_folder "$dir" "$n"
   # Warm the page cache for both tools alike: read every input once.
   find "$dir/downloads" -name '*.json' -print0 | xargs -0 cat > /dev/null
   cat "$dir/points.csv" > /dev/null

@@ -47,22 +47,14 @@ export PGPASSWORD=$MLYEXPORT_TEST_PGPASSWORD
 CONN=$MLYEXPORT_TEST_PG
 psql -X -q -d "$CONN" -c "CREATE SCHEMA IF NOT EXISTS bench_ogr" >/dev/null
 
-wall() { awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$1"; }
-cpu() { awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.2f", s}' "$1"; }
-rss_mb() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$1"; }
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+. "$ROOT/scripts/bench-lib.sh"
 count() { psql -X -At -d "$CONN" -c "SELECT count(*) FROM $1"; }
 
 printf '\n%10s %12s %12s %8s %12s %12s %10s %12s %12s %14s %12s %10s %10s\n' images layers_pg_s ogr2ogr_s ratio round_ratio read_only_s pg_part_s part_ratio via_gpkg_s layers_cpu_s ogr_cpu_s layers_MB ogr_MB
 notes=()
 for n in "${SIZES[@]}"; do
   dir=$WORK/n$n
-  if [ ! -f "$dir/.complete" ]; then
-    echo "generating $n synthetic images in $dir ..." >&2
-    rm -rf "$dir"; mkdir -p "$dir"
-    python3 "$ROOT/scripts/synth-downloads.py" "$dir/downloads" "$n" --grids 64 --csv "$dir/points.csv"
-    touch "$dir/.complete"
-  fi
+  synth_folder "$dir" "$n"
   echo "$n images: writing the GeoPackage ogr2ogr starts from (timed once) ..." >&2
   rm -rf "$dir/pg-gpkg"
   find "$dir/downloads" -name '*.json' -print0 | xargs -0 cat > /dev/null
