@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gdal::Dataset;
 use gdal::vector::LayerAccess;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::{SYSTEM_PYTHON, TestEnv, bbox_arg, downloaded_ids, python_module};
+use crate::common::{TestEnv, bbox_arg, downloaded_ids, python_module, qgis_check};
 
 /// The test cluster: a libpq connection string without password, and the password.
 struct Pg {
@@ -337,26 +337,12 @@ fn qgis_loads_the_styled_tables(pg: &Pg, schema: &str, images: u64) {
     if !python_module("qgis.core", "python3-qgis qgis-providers") {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/qgis_check.py");
-    let out = StdCommand::new(SYSTEM_PYTHON)
-        .arg(script)
-        .arg(format!("PG:{}", pg.conninfo))
-        .arg(schema)
-        .env("QT_QPA_PLATFORM", "offscreen")
-        .env("PGPASSWORD", &pg.password)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out));
-    let results: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    assert_eq!(results.len(), 4, "{stdout}");
-    for r in &results {
-        assert_eq!(r["ok"], true, "{r}");
-        assert_eq!(r["style_loaded"], true, "{r}");
-    }
+    let source = format!("PG:{}", pg.conninfo);
+    let results = qgis_check(
+        source.as_ref(),
+        &[schema],
+        &[("PGPASSWORD", pg.password.as_str())],
+    );
     let by = |name: &str| results.iter().find(|r| r["layer"] == name).unwrap();
     assert_eq!(by("images")["crs"], "EPSG:4326");
     assert_eq!(by("images")["renderer"], "RuleRenderer");

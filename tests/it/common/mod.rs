@@ -231,6 +231,38 @@ pub fn python_module(module: &str, packages: &str) -> bool {
     false
 }
 
+/// Runs `scripts/qgis_check.py` (QGIS headless) on `source` (a GeoPackage,
+/// or `PG:...` with `extra` naming the schema) with the environment `env`;
+/// returns its one JSON object per layer, after asserting it exited 0 and
+/// reported four layers, each opened with its default style.
+pub fn qgis_check(source: &std::ffi::OsStr, extra: &[&str], env: &[(&str, &str)]) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/qgis_check.py");
+    let out = std::process::Command::new(SYSTEM_PYTHON)
+        .arg(script)
+        .arg(source)
+        .args(extra)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .envs(env.iter().copied())
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "qgis_check: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(results.len(), 4, "{stdout}");
+    for r in &results {
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!(r["style_loaded"], true, "{r}");
+    }
+    results
+}
+
 /// Asserts that GDAL's `validate_gpkg` finds nothing wrong with `gpkg`.
 pub fn assert_valid_gpkg(gpkg: &Path) {
     let out = std::process::Command::new(SYSTEM_PYTHON)
