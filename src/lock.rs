@@ -8,7 +8,7 @@
 //! folder can later be locked in parts (one lock file per shard).
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -341,8 +341,8 @@ fn read_holder(path: &Path) -> String {
     }
 }
 
-/// The note in the open lock file `file`, read again shortly while empty or
-/// partial (see [`read_note`]).
+/// The note in the open lock file `file`. Its holder writes it just after
+/// locking, in place, so an empty or partial note is read again shortly.
 fn read_note_of(file: &fs::File) -> Result<Holder, String> {
     use std::os::unix::fs::FileExt;
     let mut last = String::new();
@@ -351,31 +351,20 @@ fn read_note_of(file: &fs::File) -> Result<Holder, String> {
         match file.read_at(&mut bytes, 0) {
             Ok(n) => match serde_json::from_slice::<Holder>(&bytes[..n]) {
                 Ok(h) => return Ok(h),
-                Err(e) => last = format!("its note is unreadable: {e}"),
+                Err(e) => last = e.to_string(),
             },
-            Err(e) => last = format!("its note is unreadable: {e}"),
+            Err(e) => last = e.to_string(),
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(last)
 }
 
-/// The note in a lock file. Its holder writes it just after locking, so an
-/// empty or partial note is read again shortly.
+/// The note in the lock file at `path` (see [`read_note_of`]).
 fn read_note(path: &Path) -> Result<Holder, String> {
-    let mut last = String::new();
-    for _ in 0..10 {
-        let mut bytes = Vec::new();
-        let read = crate::store::open_for_reading(path)
-            .and_then(|f| f.take(64 << 10).read_to_end(&mut bytes));
-        match read.map(|_| serde_json::from_slice::<Holder>(&bytes)) {
-            Ok(Ok(h)) => return Ok(h),
-            Ok(Err(e)) => last = format!("its note in `{}` is unreadable: {e}", path.display()),
-            Err(e) => last = format!("its note in `{}` is unreadable: {e}", path.display()),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(last)
+    let file = crate::store::open_for_reading(path).map_err(|e| e.to_string());
+    file.and_then(|f| read_note_of(&f))
+        .map_err(|e| format!("its note in `{}` is unreadable: {e}", path.display()))
 }
 
 #[cfg(test)]
