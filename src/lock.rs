@@ -182,9 +182,12 @@ impl FolderLock {
     }
 
     /// Whether this lock covers the whole folder (its file is [`LOCK_FILE`]),
-    /// so no other mlyexport run can be working in it.
+    /// so no other mlyexport run can be working in it. Not in a sharded
+    /// folder: shards take their own locks, not this one, and one may be
+    /// writing on another host.
     pub(crate) fn covers_folder(&self) -> bool {
         self.path.file_name() == Some(LOCK_FILE.as_ref())
+            && !self.dir.join(crate::store::SPLIT_FILE).exists()
     }
 
     fn write_note(&self, command: &str) -> io::Result<()> {

@@ -373,9 +373,6 @@ pub(crate) fn remove_stale_temp_files(dir: &Path) -> usize {
 }
 
 pub(crate) fn remove_temp_files(dir: &Path, idle: bool) -> usize {
-    // Shards do not take the whole folder's lock: one may be writing on
-    // another host while this run holds that lock.
-    let idle = idle && !dir.join(SPLIT_FILE).exists();
     let me = TempOwner::this_process();
     let mut removed = remove_temp_files_in(dir, idle, me);
     if let Ok(entries) = fs::read_dir(dir) {
