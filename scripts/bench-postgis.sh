@@ -49,8 +49,16 @@ psql -X -q -d "$CONN" -c "CREATE SCHEMA IF NOT EXISTS bench_ogr" >/dev/null
 
 . "$ROOT/scripts/bench-lib.sh"
 count() { psql -X -At -d "$CONN" -c "SELECT count(*) FROM $1"; }
+# CPU seconds the server's ended processes used so far: the postmaster's
+# children's time (cutime + cstime), which grows when a backend exits. The
+# difference over one tool's run is its backend's CPU (plus any autovacuum
+# worker that ended meanwhile: noise, the same for both tools).
+PM=$(head -1 "$MLYEXPORT_TEST_PGDIR/data/postmaster.pid")
+TCK=$(getconf CLK_TCK)
+server_cpu() { awk -v t="$TCK" '{printf "%.2f", ($16 + $17) / t}' "/proc/$PM/stat"; }
+minus() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a - b}'; }
 
-printf '\n%10s %12s %12s %8s %12s %12s %10s %12s %12s %14s %12s %10s %10s\n' images layers_pg_s ogr2ogr_s ratio round_ratio read_only_s pg_part_s part_ratio via_gpkg_s layers_cpu_s ogr_cpu_s layers_MB ogr_MB
+printf '\n%10s %12s %12s %8s %12s %12s %10s %12s %12s %14s %12s %13s %11s %10s %10s\n' images layers_pg_s ogr2ogr_s ratio round_ratio read_only_s pg_part_s part_ratio via_gpkg_s layers_cpu_s ogr_cpu_s layers_srv_cpu ogr_srv_cpu layers_MB ogr_MB
 notes=()
 for n in "${SIZES[@]}"; do
   dir=$WORK/n$n
@@ -62,16 +70,20 @@ for n in "${SIZES[@]}"; do
       2> "$dir/pg-gpkg.time" || { cat "$dir/pg-gpkg.time" >&2; exit 1; }
   gt=$(wall "$dir/pg-gpkg.time")
 
-  lts=(); ots=(); rrs=(); lcs=(); ocs=(); lms=(); oms=(); bts=()
+  lts=(); ots=(); rrs=(); lcs=(); ocs=(); lms=(); oms=(); bts=(); lss=(); oss=()
   for ((r = 1; r <= ROUNDS; r++)); do
     echo "$n images, round $r/$ROUNDS ..." >&2
+    s0=$(server_cpu)
     /usr/bin/time -v "$BIN" layers --input "$dir/downloads" --output "$dir/pg-out" --format postgis \
         --pg "PG:$CONN schema=bench_mly" --no-exif --quiet 2> "$dir/pg-layers.time" \
         || { cat "$dir/pg-layers.time" >&2; exit 1; }
+    s1=$(server_cpu)
     /usr/bin/time -v ogr2ogr -f PostgreSQL "PG:$CONN" "$dir/pg-gpkg/mapillary.gpkg" \
         images sequences grid_cells runs \
         -lco SCHEMA=bench_ogr -lco OVERWRITE=YES -lco GEOMETRY_NAME=geom -lco FID=fid \
         -lco SPATIAL_INDEX=GIST 2> "$dir/pg-ogr.time" || { cat "$dir/pg-ogr.time" >&2; exit 1; }
+    s2=$(server_cpu)
+    lss+=("$(minus "$s1" "$s0")"); oss+=("$(minus "$s2" "$s1")")
     /usr/bin/time -v "$BIN" layers --input "$dir/downloads" --output "$dir/pg-csv" --format csv \
         --no-exif --quiet 2> "$dir/pg-csv.time" || { cat "$dir/pg-csv.time" >&2; exit 1; }
     bts+=("$(wall "$dir/pg-csv.time")")
@@ -88,16 +100,18 @@ for n in "${SIZES[@]}"; do
   lt=$(printf '%s\n' "${lts[@]}" | median); ot=$(printf '%s\n' "${ots[@]}" | median)
   rr=$(printf '%s\n' "${rrs[@]}" | median)
   lc=$(printf '%s\n' "${lcs[@]}" | median); oc=$(printf '%s\n' "${ocs[@]}" | median)
+  ls_=$(printf '%s\n' "${lss[@]}" | median); os_=$(printf '%s\n' "${oss[@]}" | median)
   lm=$(printf '%s\n' "${lms[@]}" | sort -g | tail -1); om=$(printf '%s\n' "${oms[@]}" | sort -g | tail -1)
   ratio=$(awk -v a="$lt" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
   bt=$(printf '%s\n' "${bts[@]}" | median)
   part=$(awk -v a="$lt" -v b="$bt" 'BEGIN{printf "%.2f", a-b}')
   part_ratio=$(awk -v a="$part" -v b="$ot" 'BEGIN{printf "%.2f", (b>0)?a/b:0}')
   via=$(awk -v a="$gt" -v b="$ot" 'BEGIN{printf "%.2f", a+b}')
-  printf '%10s %12s %12s %8s %12s %12s %10s %12s %12s %14s %12s %10s %10s\n' "$n" "$lt" "$ot" "$ratio" "$rr" "$bt" "$part" "$part_ratio" "$via" "$lc" "$oc" "$lm" "$om"
+  printf '%10s %12s %12s %8s %12s %12s %10s %12s %12s %14s %12s %13s %11s %10s %10s\n' "$n" "$lt" "$ot" "$ratio" "$rr" "$bt" "$part" "$part_ratio" "$via" "$lc" "$oc" "$ls_" "$os_" "$lm" "$om"
   notes+=("$n images: layers runs ${lts[*]} s; ogr2ogr runs ${ots[*]} s; read-only runs ${bts[*]} s; per-round ratios ${rrs[*]}; rows equal in all four tables")
   rm -rf "$dir/pg-out" "$dir/pg-gpkg" "$dir/pg-csv"
 done
 printf '\n'; printf '%s\n' "${notes[@]}"
 echo "(medians of $ROUNDS alternating rounds; ratio = median layers / median ogr2ogr (target: <= 1); part_ratio = pg_part / ogr2ogr,"
-echo " the PostGIS writing alone; via_gpkg_s = one \`layers --format gpkg\` + ogr2ogr, the two-step way the sink replaces. $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg))"
+echo " the PostGIS writing alone; *_srv_cpu = the PostgreSQL backend's CPU seconds for that tool's run (client + server CPU over the"
+echo " core count is a floor under the wall time when both are busy); via_gpkg_s = one \`layers --format gpkg\` + ogr2ogr, the two-step way the sink replaces. $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -511,7 +511,7 @@ fn run_record(root: &Path, grids: Vec<Grid>, report: &AdoptReport) -> Option<Run
         failures: Vec::new(),
         runs: vec![RunEntry {
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            command_line: std::env::args().collect(),
+            command_line: crate::config::redact_argv(std::env::args().collect()),
             api_url: String::new(),
             started_at: now,
             finished_at: Some(now),

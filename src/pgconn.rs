@@ -6,17 +6,24 @@
 /// Errors of the PostGIS target.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum PgError {
+    /// The value is not echoed: it may hold a password.
     #[error(
-        "--pg `{0}` does not start with `PG:`; pass e.g. --pg \"PG:host=db.example.org dbname=gis schema=mapillary\""
+        "--pg does not start with `PG:`; pass e.g. --pg \"PG:host=db.example.org dbname=gis schema=mapillary\""
     )]
-    NoPrefix(String),
+    NoPrefix,
     #[error(
         "--pg must not contain a password: every process on this machine can read the command line. \
-         Remove `password=` and give it by one of: the PGPASSWORD environment variable, a line in \
-         ~/.pgpass (host:port:dbname:user:password, mode 0600), or a service file entry \
+         Remove it (`password=`, `sslpassword=`, or one inside another value) and give it by one of: \
+         the PGPASSWORD environment variable, a line in ~/.pgpass \
+         (host:port:dbname:user:password, mode 0600), or a service file entry \
          (PGSERVICE=name or service=name in --pg)"
     )]
     Password,
+    #[error(
+        "--pg: `dbname` holds a connection string or URI, which libpq would expand; write its \
+         keyword=value pairs directly, e.g. --pg \"PG:host=db.example.org dbname=gis schema=mapillary\""
+    )]
+    Expanded,
     #[error(
         "--pg: URIs (`postgresql://...`) are not accepted; write keyword=value pairs, e.g. \
          --pg \"PG:host=db.example.org dbname=gis schema=mapillary\""
@@ -54,25 +61,29 @@ impl PgTarget {
     /// Parses `--pg "PG:host=... dbname=... schema=..."`. `schema` defaults to `public`.
     pub(crate) fn parse(s: &str) -> Result<Self, PgError> {
         let Some(rest) = s.strip_prefix("PG:").or_else(|| s.strip_prefix("pg:")) else {
-            return Err(PgError::NoPrefix(redact(s, &[])));
+            return Err(PgError::NoPrefix);
         };
         let rest = rest.trim();
-        if let Some(after) = rest
-            .strip_prefix("postgresql://")
-            .or_else(|| rest.strip_prefix("postgres://"))
-        {
-            let auth = after.split(['/', '?']).next().unwrap_or("");
-            let secret = auth.rfind('@').is_some_and(|at| auth[..at].contains(':'))
-                || after.to_ascii_lowercase().contains("password=");
-            return Err(if secret {
+        if let Some(uri) = uri_body(rest) {
+            return Err(if uri_has_secret(uri) {
                 PgError::Password
             } else {
                 PgError::Uri
             });
         }
         let mut pairs = conninfo_pairs(rest).map_err(|why| PgError::Syntax(redact(s, &[]), why))?;
-        if pairs.iter().any(|(k, _)| k == "password") {
+        let secret_key = |k: &str| k == "password" || k == "sslpassword";
+        let hides_secret =
+            |v: &str| redact_password_pairs(v) != v || uri_body(v).is_some_and(uri_has_secret);
+        if pairs.iter().any(|(k, v)| secret_key(k) || hides_secret(v)) {
             return Err(PgError::Password);
+        }
+        // libpq expands a dbname holding `=` or a URI into a whole connection string.
+        if pairs
+            .iter()
+            .any(|(k, v)| k == "dbname" && (v.contains('=') || uri_body(v).is_some()))
+        {
+            return Err(PgError::Expanded);
         }
         if let Some((k, _)) = pairs
             .iter()
@@ -183,6 +194,20 @@ impl PgTarget {
     }
 }
 
+/// What follows `postgresql://` or `postgres://` at the start of `s`.
+fn uri_body(s: &str) -> Option<&str> {
+    s.strip_prefix("postgresql://")
+        .or_else(|| s.strip_prefix("postgres://"))
+}
+
+/// Whether a URI body has a password: `user:secret@` before the first `/`
+/// (libpq's rule), or a `password=` parameter.
+fn uri_has_secret(after: &str) -> bool {
+    let auth = after.split('/').next().unwrap_or("");
+    auth.rfind('@').is_some_and(|at| auth[..at].contains(':'))
+        || after.to_ascii_lowercase().contains("password=")
+}
+
 fn check_schema(s: &str) -> Result<(), PgError> {
     let mut chars = s.chars();
     let first_ok = chars
@@ -290,8 +315,16 @@ fn value_len(v: &str) -> usize {
         }
         return v.len();
     }
-    v.find(|c: char| c.is_whitespace() || c == '"')
-        .unwrap_or(v.len())
+    let mut escaped = false;
+    for (i, c) in chars {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c.is_whitespace() || c == '"' => return i,
+            _ => {}
+        }
+    }
+    v.len()
 }
 
 fn redact_uri_secrets(msg: &str) -> String {
@@ -300,8 +333,9 @@ fn redact_uri_secrets(msg: &str) -> String {
     while let Some(p) = rest.find("://") {
         let (head, tail) = rest.split_at(p + 3);
         out.push_str(head);
+        // libpq ends the user info at the last `@` before the first `/`.
         let auth_end = tail
-            .find(|c: char| c == '/' || c == '?' || c.is_whitespace())
+            .find(|c: char| c == '/' || c.is_whitespace())
             .unwrap_or(tail.len());
         let auth = &tail[..auth_end];
         match (auth.rfind('@'), auth.find(':')) {

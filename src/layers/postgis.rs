@@ -242,10 +242,25 @@ mod tests {
             PgTarget::parse("PG:postgres://h/db?password=x"),
             Err(PgError::Password)
         );
-        assert!(matches!(
-            PgTarget::parse("host=h"),
-            Err(PgError::NoPrefix(_))
-        ));
+        assert_eq!(
+            PgTarget::parse("postgresql://ann:se?cret@h/db"),
+            Err(PgError::NoPrefix)
+        );
+        for hidden in [
+            "PG:host=h sslpassword=key",
+            "PG:dbname='host=h password=PW'",
+            "PG:dbname='postgresql://u:PW@h/db'",
+            "PG:options='-c x=1' dbname='PASSWORD = PW'",
+        ] {
+            assert_eq!(PgTarget::parse(hidden), Err(PgError::Password), "{hidden}");
+        }
+        for expanded in ["PG:dbname='host=h'", "PG:dbname=postgresql://h/db"] {
+            assert_eq!(
+                PgTarget::parse(expanded),
+                Err(PgError::Expanded),
+                "{expanded}"
+            );
+        }
         for bad in ["Mly", "1a", "a-b", "pg_x", "", &"a".repeat(41)] {
             let s = format!("PG:dbname=x schema='{bad}'");
             assert!(
@@ -272,6 +287,10 @@ mod tests {
         let msg = "PQconnectdb failed for `PG:host=h password='a b\\' c' user=u` and password = x1 \
                    and postgresql://ann:s3cret@h:5432/db; FATAL: auth failed, sent hunter2";
         let r = redact(msg, &["hunter2"]);
+        let escaped = redact("host=h password=hun\\ ter2xyz user=u", &[]);
+        assert_eq!(escaped, "host=h password=*** user=u");
+        let query = redact("postgresql://ann:se?cret@h/db", &[]);
+        assert_eq!(query, "postgresql://ann:***@h/db");
         for secret in ["a b", "x1", "s3cret", "hunter2"] {
             assert!(!r.contains(secret), "{secret} in {r}");
         }

@@ -465,7 +465,7 @@ pub(crate) static RUNS: Layer<RunEntry> = Layer {
             Str,
             "",
             "the command line (token hidden)",
-            |r, _| { Value::Owned(r.command_line.join(" ")) }
+            |r, _| { Value::Owned(r.shown_command()) }
         ),
         col!("api_url", Str, "", "Graph API root", |r, _| Value::Text(
             &r.api_url

@@ -375,6 +375,31 @@ pub struct RunEntry {
     pub shard: Option<String>,
 }
 
+impl RunEntry {
+    /// The command line as shown in layers and reports: any token value
+    /// replaced by `****`. The run record hides it already; this is a second
+    /// guard (a record may come from elsewhere).
+    pub fn shown_command(&self) -> String {
+        let mut out: Vec<&str> = Vec::with_capacity(self.command_line.len());
+        let mut hide_next = false;
+        for a in &self.command_line {
+            if std::mem::take(&mut hide_next) {
+                out.push("****");
+            } else if a == "--token" {
+                hide_next = true;
+                out.push(a);
+            } else if a.starts_with("--token=") {
+                out.push("--token=****");
+            } else if a.contains("MLY|") {
+                out.push("****");
+            } else {
+                out.push(a);
+            }
+        }
+        out.join(" ")
+    }
+}
+
 impl Request {
     /// Human-readable differences between two requests, empty when equal.
     /// Values are shown as they appear in the run record (JSON).
@@ -430,4 +455,29 @@ fn area_summary(a: &Area) -> String {
         s.push_str(&format!(" (--aoi {})", aoi.source));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::entry;
+
+    #[test]
+    fn a_shown_command_hides_tokens() {
+        let mut e = entry();
+        e.command_line = [
+            "mlyexport",
+            "fetch",
+            "--token",
+            "abc",
+            "--token=def",
+            "MLY|1|x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            e.shown_command(),
+            "mlyexport fetch --token **** --token=**** ****"
+        );
+    }
 }

@@ -216,28 +216,6 @@ fn table(cells: &[CellCoverage], out: &mut String) {
     }
 }
 
-/// A command line as shown: any token value replaced by `****` (the run
-/// record hides it already; this is a second guard).
-pub(crate) fn masked_command(args: &[String]) -> String {
-    let mut out: Vec<String> = Vec::with_capacity(args.len());
-    let mut hide_next = false;
-    for a in args {
-        if std::mem::take(&mut hide_next) {
-            out.push("****".into());
-        } else if a == "--token" {
-            hide_next = true;
-            out.push(a.clone());
-        } else if a.starts_with("--token=") {
-            out.push("--token=****".into());
-        } else if a.contains("MLY|") {
-            out.push("****".into());
-        } else {
-            out.push(a.clone());
-        }
-    }
-    out.join(" ")
-}
-
 fn run_row(i: usize, run: &RunEntry, out: &mut String) {
     let outcome = serde_json::to_value(run.outcome)
         .ok()
@@ -253,7 +231,7 @@ fn run_row(i: usize, run: &RunEntry, out: &mut String) {
         esc(&run.finished_at.map(iso_ms).unwrap_or_default()),
         esc(&outcome),
         if run.dry_run { " (dry run)" } else { "" },
-        esc(&masked_command(&run.command_line)),
+        esc(&run.shown_command()),
     );
 }
 
@@ -315,25 +293,6 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
         assert_eq!(esc("a\u{1}b"), "a\u{fffd}b");
-    }
-
-    #[test]
-    fn masks_tokens_in_command_lines() {
-        let args: Vec<String> = [
-            "mlyexport",
-            "fetch",
-            "--token",
-            "abc",
-            "--token=def",
-            "MLY|1|x",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(
-            masked_command(&args),
-            "mlyexport fetch --token **** --token=**** ****"
-        );
     }
 
     #[test]
