@@ -160,8 +160,9 @@ impl Drop for OgrDataset {
     }
 }
 
-/// Keeps GDAL's messages on this thread off stderr while it lives (a
-/// PostgreSQL error may quote the connection string); errors still reach
+/// Keeps GDAL's messages on this thread off stderr and out of any `CPL_LOG`
+/// file while it lives, debug messages too (a PostgreSQL error or GDAL's
+/// `CPL_DEBUG` output may quote the connection string); errors still reach
 /// GDAL's last-error message, which callers redact.
 pub(crate) struct QuietGdal {
     /// The handler stack is per thread: the guard must not move.
@@ -173,11 +174,20 @@ impl QuietGdal {
     pub(crate) fn new() -> Self {
         // SAFETY: pushes GDAL's own quiet handler on this thread's handler
         // stack; popped in Drop on the same thread (the type is not Send).
-        unsafe { gdal_sys::CPLPushErrorHandler(Some(gdal_sys::CPLQuietErrorHandler)) };
+        unsafe { gdal_sys::CPLPushErrorHandler(Some(drop_message)) };
         Self {
             _not_send: std::marker::PhantomData,
         }
     }
+}
+
+/// A GDAL error handler that drops every message, debug ones included
+/// (GDAL's own `CPLQuietErrorHandler` still prints those).
+unsafe extern "C" fn drop_message(
+    _class: gdal_sys::CPLErr::Type,
+    _code: std::ffi::c_int,
+    _msg: *const std::ffi::c_char,
+) {
 }
 
 impl Drop for QuietGdal {

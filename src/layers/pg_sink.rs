@@ -42,10 +42,44 @@ pub(crate) enum PgSinkError {
     )]
     Busy { schema: String, target: String },
     #[error(
-        "{tables} already exist and were not written by mlyexport ({target}); they are left alone: \
-         choose another schema with schema=NAME in --pg, or drop or rename them yourself"
+        "not written by mlyexport, so left alone: {tables} ({target}); choose another schema with \
+         schema=NAME in --pg, or drop or rename them yourself"
     )]
     Foreign { tables: String, target: String },
+    #[error(
+        "{list} depend on the tables a re-run replaces ({target}); drop them, run again, then \
+         create them again (or write another schema with schema=NAME in --pg)"
+    )]
+    Dependents { list: String, target: String },
+    #[error(
+        "{list} in schema `{schema}` have names the new tables' indexes or sequences need ({target}); \
+         rename them (ALTER INDEX/SEQUENCE {schema}.NAME RENAME TO ...) and run again"
+    )]
+    Clashes {
+        list: String,
+        schema: String,
+        target: String,
+    },
+    #[error(
+        "the database user may not {what} ({target}); an administrator can allow it with {grant}, \
+         or write a schema the user may create in with schema=NAME in --pg"
+    )]
+    Privilege {
+        what: String,
+        grant: String,
+        target: String,
+    },
+    #[error(
+        "other sessions (process ids {pids}) kept the tables of schema `{schema}` open for {minutes} \
+         minutes, so the new tables could not replace them; the old tables are unchanged. Run again \
+         when those sessions are done, or end them (SELECT pg_terminate_backend(PID)) ({target})"
+    )]
+    Readers {
+        pids: String,
+        schema: String,
+        minutes: u64,
+        target: String,
+    },
     #[error("{0}")]
     Writer(String),
     #[error("PostgreSQL refused to {what} ({target}): {reason}")]
@@ -122,23 +156,26 @@ impl PgSession {
     }
 
     /// Inside the writer's transaction, before its layers: takes the
-    /// schema's lock, refuses tables of the same names that are not ours,
-    /// and creates the staging schema.
+    /// schema's lock, refuses what would stop the swap ([`Self::preflight`]),
+    /// and creates the staging schema (and the schema, when missing).
     pub(crate) fn begin(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema().to_string();
         let taken = self.value(ds, &postgis::lock_sql(&schema), "lock the schema")?;
-        if !matches!(taken.as_deref(), Some("1" | "t" | "true")) {
-            return Err(PgSinkError::Busy {
-                schema,
-                target: self.place.clone(),
-            });
+        if !is_true(taken.as_deref()) {
+            return Err(self.busy());
         }
-        self.check_foreign(ds)?;
-        self.exec(
+        self.preflight(ds)?;
+        let exists = self.rows(
             ds,
-            &format!("CREATE SCHEMA IF NOT EXISTS {}", postgis::ident(&schema)),
-            "create the schema",
+            &postgis::schema_comment_sql(&schema),
+            "look for the schema",
         )?;
+        if exists.is_empty() {
+            // Only when missing: CREATE SCHEMA IF NOT EXISTS needs the
+            // database's CREATE right even when the schema exists.
+            let sql = format!("CREATE SCHEMA {}", postgis::ident(&schema));
+            self.exec(ds, &sql, "create the schema")?;
+        }
         self.drop_stale_staging(ds)?;
         for sql in postgis::staging_sql(&self.staging()) {
             self.exec(ds, &sql, "create the staging schema")?;
@@ -172,6 +209,86 @@ impl PgSession {
         )
     }
 
+    fn busy(&self) -> PgSinkError {
+        PgSinkError::Busy {
+            schema: self.target.schema().to_string(),
+            target: self.place.clone(),
+        }
+    }
+
+    /// Refuses what would make the run fail at its end, after all the work:
+    /// tables of our names that are not ours, missing rights, views or
+    /// foreign keys on our old tables, and names the new indexes need.
+    pub(crate) fn preflight(&self, ds: &Dataset) -> Result<(), PgSinkError> {
+        self.check_foreign(ds)?;
+        self.check_privileges(ds)?;
+        let schema = self.target.schema();
+        let deps = self.rows(
+            ds,
+            &postgis::dependents_sql(schema),
+            "list what depends on the tables",
+        )?;
+        if !deps.is_empty() {
+            let list = deps.into_iter().map(|r| {
+                let [what, name, table] = three(r);
+                format!("{what} `{name}` (on `{schema}.{table}`)")
+            });
+            return Err(PgSinkError::Dependents {
+                list: list.collect::<Vec<_>>().join(", "),
+                target: self.place.clone(),
+            });
+        }
+        let clashes = self.rows(ds, &postgis::clashes_sql(schema), "look for name clashes")?;
+        if !clashes.is_empty() {
+            let list = clashes.into_iter().map(|r| {
+                let [name, table, _] = three(r);
+                match table.as_str() {
+                    "" => format!("`{name}`"),
+                    t => format!("`{name}` (of table `{t}`)"),
+                }
+            });
+            return Err(PgSinkError::Clashes {
+                list: list.collect::<Vec<_>>().join(", "),
+                schema: schema.to_string(),
+                target: self.place.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The staging schema needs the database's CREATE right; an existing
+    /// target schema needs its own.
+    fn check_privileges(&self, ds: &Dataset) -> Result<(), PgSinkError> {
+        let schema = self.target.schema();
+        let row = self.rows(
+            ds,
+            &postgis::privileges_sql(schema),
+            "check the user's rights",
+        )?;
+        let [db, on_schema, _] = three(row.into_iter().next().unwrap_or_default());
+        let refuse = |what: String, grant: String| PgSinkError::Privilege {
+            what,
+            grant,
+            target: self.place.clone(),
+        };
+        if !is_true(Some(&db)) {
+            return Err(refuse(
+                format!(
+                    "create schemas in this database (the new tables are staged in `{}`)",
+                    self.staging()
+                ),
+                "GRANT CREATE ON DATABASE <database> TO <user>".to_string(),
+            ));
+        }
+        if !on_schema.is_empty() && !is_true(Some(&on_schema)) {
+            return Err(refuse(
+                format!("create tables in schema `{schema}`"),
+                format!("GRANT CREATE ON SCHEMA {schema} TO <user>"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses when a table of ours by name exists without our comment.
     pub(crate) fn check_foreign(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
@@ -203,6 +320,7 @@ impl PgSession {
     /// its commit on.
     pub(crate) fn publish(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let staging = self.staging();
+        let schema = self.target.schema();
         for sql in postgis::index_sql(&staging) {
             self.exec(ds, &sql, "index the geometries")?;
         }
@@ -213,13 +331,52 @@ impl PgSession {
                 "comment a table",
             )?;
         }
-        for sql in postgis::swap_sql(self.target.schema(), &staging) {
+        let grants = self.rows(
+            ds,
+            &postgis::grants_sql(schema, &staging),
+            "read the old tables' grants",
+        )?;
+        for grant in grants
+            .into_iter()
+            .filter_map(|r| r.into_iter().next().flatten())
+        {
+            self.exec(ds, &grant, "grant the old tables' rights on the new ones")?;
+        }
+        self.wait_for_readers(ds)?;
+        self.exec(
+            ds,
+            postgis::SWAP_LOCK_TIMEOUT,
+            "bound the wait for the swap",
+        )?;
+        for sql in postgis::swap_sql(schema, &staging) {
             self.exec(ds, &sql, "replace the old tables")?;
         }
         for sql in postgis::styles_sql(self.target.schema(), &styles::all()) {
             self.exec(ds, &sql, "write the QGIS styles into layer_styles")?;
         }
         Ok(())
+    }
+
+    /// Waits (polling, without taking a lock, so new readers are not held
+    /// up) until no other session holds the old tables open, at most
+    /// [`READERS_WAIT`].
+    fn wait_for_readers(&self, ds: &Dataset) -> Result<(), PgSinkError> {
+        let sql = postgis::readers_sql(self.target.schema());
+        let start = std::time::Instant::now();
+        loop {
+            let Some(pids) = self.value(ds, &sql, "look for readers of the old tables")? else {
+                return Ok(());
+            };
+            if start.elapsed() >= READERS_WAIT {
+                return Err(PgSinkError::Readers {
+                    pids,
+                    schema: self.target.schema().to_string(),
+                    minutes: READERS_WAIT.as_secs() / 60,
+                    target: self.place.clone(),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 
     /// `msg` redacted and on one line.
@@ -237,7 +394,7 @@ impl PgSession {
 
     /// Runs a statement that returns no rows.
     fn exec(&self, ds: &Dataset, sql: &str, what: &str) -> Result<(), PgSinkError> {
-        ogr::exec(ds, sql).map_err(|e| self.sql_error(what, e.to_string()))
+        ogr::exec(ds, sql).map_err(|e| self.sql_error(what, gdal_reason(e)))
     }
 
     /// Rows of a query, each as its columns' strings.
@@ -247,7 +404,7 @@ impl PgSession {
         sql: &str,
         what: &str,
     ) -> Result<Vec<Vec<Option<String>>>, PgSinkError> {
-        ogr::query(ds, sql).map_err(|e| self.sql_error(what, e.to_string()))
+        ogr::query(ds, sql).map_err(|e| self.sql_error(what, gdal_reason(e)))
     }
 
     /// The first column of the first row of a query.
@@ -260,13 +417,40 @@ impl PgSession {
     }
 }
 
-/// Connects, checks PostGIS and that the tables to replace are ours, then
-/// disconnects: run before the long parts of `layers`, so a wrong `--pg`
-/// fails in a second.
+/// How long the swap waits for other sessions to close the old tables.
+const READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Connects, checks PostGIS, [`PgSession::preflight`] and that no other run
+/// writes the schema, and creates `layer_styles` when missing (in its own
+/// statement, so two runs into different schemas do not race for it at
+/// their ends), then disconnects: run before the long parts of `layers`, so a
+/// wrong `--pg` fails in a second.
 pub(crate) fn check(target: &PgTarget) -> Result<(), PgSinkError> {
     let _quiet = QuietGdal::new();
     let (session, ds) = PgSession::connect(target)?;
-    session.check_foreign(&ds)
+    session.preflight(&ds)?;
+    let free = session.value(
+        &ds,
+        &postgis::probe_lock_sql(target.schema()),
+        "test the schema's lock",
+    )?;
+    if !is_true(free.as_deref()) {
+        return Err(session.busy());
+    }
+    let create = || session.exec(&ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
+    // Another run may create it at the same moment: then it exists.
+    create().or_else(|_| create())
+}
+
+/// Whether a boolean column's text (GDAL gives `1`, `t` or `true`) is true.
+fn is_true(v: Option<&str>) -> bool {
+    matches!(v, Some("1" | "t" | "true"))
+}
+
+/// The first three columns of a row, NULL as empty.
+fn three(row: Vec<Option<String>>) -> [String; 3] {
+    let mut it = row.into_iter().map(Option::unwrap_or_default);
+    [(); 3].map(|_| it.next().unwrap_or_default())
 }
 
 /// What PostGIS adds to the four layers: before them (in the transaction)
@@ -397,12 +581,18 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// GDAL's message for a failed call, without the crate's wrapping.
+fn gdal_reason(e: gdal::errors::GdalError) -> String {
+    match e {
+        gdal::errors::GdalError::NullPointer { msg, .. }
+        | gdal::errors::GdalError::CplError { msg, .. } => msg,
+        other => other.to_string(),
+    }
+}
+
 /// libpq's own words from a failed open, without GDAL's wrapping.
 fn connect_reason(e: gdal::errors::GdalError) -> String {
-    let msg = match e {
-        gdal::errors::GdalError::NullPointer { msg, .. } => msg,
-        other => other.to_string(),
-    };
+    let msg = gdal_reason(e);
     let msg = msg.trim().trim_matches('\'').trim();
     msg.strip_prefix("PQconnectdb failed.")
         .unwrap_or(msg)

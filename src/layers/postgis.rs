@@ -42,13 +42,12 @@ pub(crate) fn qualified(schema: &str, table: &str) -> String {
 /// Lists which of [`TABLES`] exist in `schema` and their comments, to check
 /// they are ours before dropping them: rows of (name, comment or NULL).
 pub(crate) fn existing_tables_sql(schema: &str) -> String {
-    let names: Vec<String> = TABLES.iter().map(|t| literal(t)).collect();
     format!(
         "SELECT c.relname::text AS name, obj_description(c.oid, 'pg_class') AS comment \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = {} AND c.relname IN ({}) ORDER BY c.relname",
         literal(schema),
-        names.join(", ")
+        table_list()
     )
 }
 
@@ -106,6 +105,129 @@ pub(crate) fn lock_sql(schema: &str) -> String {
     format!(
         "SELECT pg_try_advisory_xact_lock(hashtext({})) AS taken",
         literal(&format!("mlyexport layers {schema}"))
+    )
+}
+
+/// `'images', 'sequences', 'grid_cells', 'runs'`, for `IN (...)`.
+fn table_list() -> String {
+    let names: Vec<String> = TABLES.iter().map(|t| literal(t)).collect();
+    names.join(", ")
+}
+
+/// The same key as [`lock_sql`], taken for the session without waiting and
+/// released at once: a pre-flight test that no run writes the schema. One
+/// row, true when it was free.
+pub(crate) fn probe_lock_sql(schema: &str) -> String {
+    let key = literal(&format!("mlyexport layers {schema}"));
+    format!(
+        "SELECT pg_try_advisory_lock(hashtext({key})) AND pg_advisory_unlock(hashtext({key})) AS free"
+    )
+}
+
+/// What the run needs to be allowed, one row of booleans: to create schemas
+/// in the database (the staging schema), and, when `schema` exists, to
+/// create tables in it (NULL when it does not exist).
+pub(crate) fn privileges_sql(schema: &str) -> String {
+    format!(
+        "SELECT has_database_privilege(current_database(), 'CREATE') AS db, \
+         (SELECT has_schema_privilege(oid, 'CREATE') FROM pg_namespace WHERE nspname = {}) AS schema",
+        literal(schema)
+    )
+}
+
+/// Objects of other tables that depend on our old tables and would stop the
+/// swap's `DROP TABLE`: views (materialised too) and foreign keys. Rows of
+/// (what, its name, our table).
+pub(crate) fn dependents_sql(schema: &str) -> String {
+    let (s, t) = (literal(schema), table_list());
+    format!(
+        "SELECT DISTINCT 'view', v.oid::regclass::text, o.relname::text \
+         FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace \
+         JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = o.oid \
+           AND d.classid = 'pg_rewrite'::regclass \
+         JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class \
+         WHERE n.nspname = {s} AND o.relname IN ({t}) AND v.oid <> o.oid \
+         UNION \
+         SELECT DISTINCT 'foreign key', c.conname || ' of ' || c.conrelid::regclass::text, o.relname::text \
+         FROM pg_constraint c JOIN pg_class o ON o.oid = c.confrelid \
+         JOIN pg_namespace n ON n.oid = o.relnamespace \
+         WHERE c.contype = 'f' AND n.nspname = {s} AND o.relname IN ({t}) AND c.conrelid <> o.oid \
+         ORDER BY 3, 2"
+    )
+}
+
+/// The index and sequence names the new tables bring into `schema`.
+fn owned_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for t in TABLES {
+        names.push(format!("{t}_pkey"));
+        names.push(format!("{t}_fid_seq"));
+        if t != "runs" {
+            names.push(format!("{t}_geom_geom_idx"));
+        }
+    }
+    names
+}
+
+/// Relations in `schema` with a name the new tables' indexes or sequences
+/// need, that the swap would not drop (not an index or owned sequence of our
+/// old tables): e.g. the index of an old table the user renamed to keep.
+/// Rows of (name, the table it belongs to or empty).
+pub(crate) fn clashes_sql(schema: &str) -> String {
+    let names: Vec<String> = owned_names().iter().map(|n| literal(n)).collect();
+    format!(
+        "SELECT c.relname::text, coalesce(o.relname::text, '') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_index i ON i.indexrelid = c.oid \
+         LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_class'::regclass \
+           AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+         LEFT JOIN pg_class o ON o.oid = coalesce(i.indrelid, d.refobjid) \
+         WHERE n.nspname = {} AND c.relname IN ({}) \
+           AND NOT coalesce(o.relnamespace = n.oid AND o.relname IN ({}), false) \
+         ORDER BY 1",
+        literal(schema),
+        names.join(", "),
+        table_list()
+    )
+}
+
+/// The other sessions holding a lock on our old tables (readers): one row,
+/// their process ids comma-separated, NULL when none.
+pub(crate) fn readers_sql(schema: &str) -> String {
+    format!(
+        "SELECT string_agg(DISTINCT l.pid::text, ', ') FROM pg_locks l \
+         JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relname IN ({}) AND l.pid <> pg_backend_pid() AND l.granted",
+        literal(schema),
+        table_list()
+    )
+}
+
+/// How long the swap may wait for its locks once no reader was seen; a
+/// reader that comes in between and stays longer fails the run (nothing changed).
+pub(crate) const SWAP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+
+/// The `GRANT`s that give the staged tables what the old tables granted to
+/// other roles, and what the target schema's default privileges of this
+/// user would have granted had they been created there (the staging schema
+/// has none): rows of one statement each. The owner's own rights are not copied.
+pub(crate) fn grants_sql(schema: &str, staging: &str) -> String {
+    let (s, st, t) = (literal(schema), literal(staging), table_list());
+    let grantee =
+        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END";
+    let option = "CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END";
+    format!(
+        "SELECT DISTINCT format('GRANT %s ON TABLE %I.%I TO %s%s', a.privilege_type, {st}, x.name, {grantee}, {option}) \
+         FROM ( \
+           SELECT c.relname::text AS name, c.relacl AS acl FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {s} AND c.relname IN ({t}) \
+           UNION ALL \
+           SELECT u.name, d.defaclacl FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace \
+           CROSS JOIN unnest(ARRAY[{t}]) AS u(name) \
+           WHERE n.nspname = {s} AND d.defaclobjtype = 'r' AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+         ) x CROSS JOIN LATERAL aclexplode(x.acl) a \
+         WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+         ORDER BY 1"
     )
 }
 
