@@ -453,6 +453,17 @@ mod tests {
             "{}",
             staging[1]
         );
+        let clashes = clashes_sql("mly");
+        for name in [
+            "'images_pkey'",
+            "'runs_fid_seq'",
+            "'grid_cells_geom_geom_idx'",
+        ] {
+            assert!(clashes.contains(name), "{name}");
+        }
+        assert!(!clashes.contains("runs_geom_geom_idx"));
+        assert!(grants_sql("mly", "mly_st").contains("'mly_st', x.name"));
+        assert!(readers_sql("mly").contains("l.pid <> pg_backend_pid()"));
         assert!(is_our_staging(Some("mlyexport layers staging: new tables")));
         assert!(!is_our_staging(Some("a user's schema")) && !is_our_staging(None));
     }

@@ -710,3 +710,85 @@ fn a_failed_run_leaves_the_old_tables_and_no_staging_schema() {
         "40"
     );
 }
+
+#[test]
+fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
+    let Some(pg) = pg() else { return };
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 60);
+    pg.sql("DROP SCHEMA IF EXISTS t_keep CASCADE");
+    pg.sql("CREATE SCHEMA t_keep");
+    // The test user may not create roles: PUBLIC stands for the readers.
+    // Default privileges of the target schema apply to a first run's tables
+    // (they are made in the staging schema, which has none).
+    pg.sql("ALTER DEFAULT PRIVILEGES IN SCHEMA t_keep GRANT SELECT ON TABLES TO PUBLIC");
+    let o = to_schema(&env, &input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let can_read = |t: &str| {
+        pg.one(&format!(
+            "SELECT has_table_privilege('public', 't_keep.{t}', 'SELECT')"
+        ))
+    };
+    assert_eq!(can_read("images"), "t", "default privileges on a first run");
+    pg.sql("ALTER DEFAULT PRIVILEGES IN SCHEMA t_keep REVOKE SELECT ON TABLES FROM PUBLIC");
+    pg.sql("GRANT UPDATE ON t_keep.runs TO PUBLIC");
+    let o = to_schema(&env, &input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(can_read("images"), "t", "a re-run keeps the grants");
+    assert_eq!(
+        pg.one("SELECT has_table_privilege('public', 't_keep.runs', 'UPDATE')"),
+        "t"
+    );
+
+    // A view on a table: refused before any work, the tables unchanged.
+    pg.sql("CREATE VIEW t_keep.recent AS SELECT fid FROM t_keep.images");
+    let o = to_schema(&env, &input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("view `t_keep.recent`") && err.contains("drop them"),
+        "{err}"
+    );
+    pg.sql("DROP VIEW t_keep.recent");
+
+    // A table kept under another name keeps its index names: refused early.
+    pg.sql("ALTER TABLE t_keep.runs RENAME TO runs_2025");
+    let o = to_schema(&env, &input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`runs_pkey` (of table `runs_2025`)") && err.contains("RENAME TO"),
+        "{err}"
+    );
+    pg.sql("ALTER INDEX t_keep.runs_pkey RENAME TO runs_2025_pkey");
+    pg.sql("ALTER SEQUENCE t_keep.runs_fid_seq RENAME TO runs_2025_fid_seq");
+    let o = to_schema(&env, &input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        pg.one("SELECT count(*) FROM t_keep.runs_2025"),
+        pg.one("SELECT count(*) FROM t_keep.runs")
+    );
+
+    // A reader's open transaction: the swap waits for it without taking a
+    // lock, so other readers are not queued behind the run meanwhile.
+    let mut reader = pg
+        .psql()
+        .args([
+            "-c",
+            "SELECT count(*) FROM t_keep.images; SELECT pg_sleep(4)",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let run = std::thread::scope(|s| {
+        let run = s.spawn(|| to_schema(&env, &input, pg, "t_keep"));
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let quick = "SET statement_timeout = '1s'; SELECT count(*) FROM t_keep.images";
+        assert_eq!(pg.one(quick), "60", "a reader during the wait");
+        run.join().unwrap()
+    });
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert!(reader.wait().unwrap().success());
+    pg.sql("DROP SCHEMA t_keep CASCADE");
+}
