@@ -198,13 +198,28 @@ pub(crate) fn to_markdown(cells: &[CellCoverage], as_of: DateTime<Utc>) -> Vec<u
             .iter()
             .map(|col| {
                 let v = (col.get)(c, n);
-                let text = lookup.text(&v).unwrap_or_default();
-                text.replace('|', "\\|")
+                md_cell(&lookup.text(&v).unwrap_or_default())
             })
             .collect();
         out.push_str(&format!("| {} |\n", vals.join(" | ")));
     }
     out.into_bytes()
+}
+
+/// Untrusted text (a grid name from a run record) as one Markdown table
+/// cell: a line break or other control character cannot end the row, a `|`
+/// cannot end the cell, and a `<` cannot open raw HTML.
+fn md_cell(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -241,6 +256,14 @@ mod tests {
     use crate::model::Bbox;
     use crate::model::PositionSource;
     use crate::rows::tests::rec;
+
+    #[test]
+    fn a_markdown_cell_cannot_break_its_row() {
+        assert_eq!(
+            md_cell("a|b\n| x | <img>\u{1b}"),
+            "a\\|b\u{fffd}\\| x \\| &lt;img>\u{fffd}"
+        );
+    }
 
     fn grid(name: &str, bbox: Option<Bbox>) -> GridInfo {
         GridInfo {
