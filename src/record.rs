@@ -232,19 +232,22 @@ impl ImageRecord {
             computed_compass_angle: num(raw.computed_compass_angle).and_then(angle),
             altitude,
             computed_altitude: num(raw.computed_altitude).and_then(|a| repair_altitude(a).0),
-            sequence: text(raw.sequence),
+            sequence: id_text(raw.sequence, &mut warnings),
             is_pano: raw.is_pano.and_then(|r| serde_json::from_str(r.get()).ok()),
-            camera_type: text(raw.camera_type),
-            make: text(raw.make),
-            model: text(raw.model),
-            creator_username: creator.as_ref().and_then(|c| text(c.username)),
+            camera_type: text(raw.camera_type, &mut warnings),
+            make: text(raw.make, &mut warnings),
+            model: text(raw.model, &mut warnings),
+            creator_username: creator
+                .as_ref()
+                .and_then(|c| text(c.username, &mut warnings)),
             creator_id: creator
                 .as_ref()
-                .and_then(|c| id_like(&serde_json::from_str(c.id?.get()).ok()?)),
-            organization_id: raw.organization.and_then(|r| {
-                let v: Value = serde_json::from_str(r.get()).ok()?;
-                id_like(v.get("id").unwrap_or(&v))
-            }),
+                .and_then(|c| serde_json::from_str(c.id?.get()).ok())
+                .and_then(|v| id_like(&v, &mut warnings)),
+            organization_id: raw
+                .organization
+                .and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+                .and_then(|v| id_like(v.get("id").unwrap_or(&v), &mut warnings)),
             width: num_u32(raw.width),
             height: num_u32(raw.height),
             download: raw
@@ -341,10 +344,48 @@ fn num_u32(r: Option<&RawValue>) -> Option<u32> {
     u32::try_from(serde_json::from_str::<u64>(r?.get()).ok()?).ok()
 }
 
-fn text(r: Option<&RawValue>) -> Option<String> {
+/// Longest free text kept (user name, camera make and model), in bytes:
+/// longer text is cut there (at a character boundary), with a warning. A
+/// bound against hostile files, far above any real value; every such string
+/// is kept for the whole run, so it bounds the memory a file can claim.
+pub(crate) const MAX_TEXT_BYTES: usize = 256;
+/// Longest id kept (sequence, creator, organisation), in bytes: a longer one
+/// is dropped with a warning (cutting it could merge two ids).
+pub(crate) const MAX_ID_BYTES: usize = 64;
+
+fn text(r: Option<&RawValue>, warnings: &mut Vec<String>) -> Option<String> {
     let s: String = serde_json::from_str(r?.get()).ok()?;
     let t = s.trim();
-    (!t.is_empty()).then(|| t.to_string())
+    if t.len() <= MAX_TEXT_BYTES {
+        return (!t.is_empty()).then(|| t.to_string());
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !t.is_char_boundary(end) {
+        end -= 1;
+    }
+    push_once(warnings, "text_truncated");
+    Some(t[..end].to_string())
+}
+
+/// An id given as a JSON string.
+fn id_text(r: Option<&RawValue>, warnings: &mut Vec<String>) -> Option<String> {
+    let s: String = serde_json::from_str(r?.get()).ok()?;
+    let t = s.trim();
+    bounded_id(t.to_string(), warnings).filter(|t| !t.is_empty())
+}
+
+fn bounded_id(id: String, warnings: &mut Vec<String>) -> Option<String> {
+    if id.len() > MAX_ID_BYTES {
+        push_once(warnings, "id_too_long");
+        return None;
+    }
+    Some(id)
+}
+
+fn push_once(warnings: &mut Vec<String>, w: &str) {
+    if !warnings.iter().any(|x| x == w) {
+        warnings.push(w.to_string());
+    }
 }
 
 fn point(r: Option<&RawValue>) -> Option<LonLat> {
@@ -359,10 +400,10 @@ fn angle(a: f64) -> Option<f64> {
     a.is_finite().then(|| a.rem_euclid(360.0))
 }
 
-fn id_like(v: &Value) -> Option<String> {
+fn id_like(v: &Value, warnings: &mut Vec<String>) -> Option<String> {
     match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => bounded_id(s.clone(), warnings),
+        Value::Number(n) => bounded_id(n.to_string(), warnings),
         _ => None,
     }
 }
@@ -371,6 +412,23 @@ fn id_like(v: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn long_text_is_cut_and_long_ids_dropped() {
+        let name = "é".repeat(400_000);
+        let v = json!({
+            "id": "7", "creator": {"username": name, "id": "9".repeat(65)},
+            "sequence": "s".repeat(65), "make": " Canon ", "model": "m".repeat(256),
+        });
+        let r = ImageRecord::from_value(&v).unwrap();
+        let user = r.creator_username.unwrap();
+        assert_eq!(user.len(), MAX_TEXT_BYTES);
+        assert!(name.starts_with(&user));
+        assert_eq!((r.sequence, r.creator_id), (None, None));
+        assert_eq!(r.make.as_deref(), Some("Canon"));
+        assert_eq!(r.model.map(|m| m.len()), Some(256));
+        assert_eq!(r.warnings, ["id_too_long", "text_truncated"]);
+    }
 
     #[test]
     fn parses_a_full_record_defensively() {
