@@ -3,9 +3,10 @@
 //! of two neighbouring cells (a hidden spot on their border), which can
 //! belong to two shards. The first shard to list it claims it with a file
 //! `.mlyexport-claims/<id>` naming the shard and its split, created exclusively
-//! (`O_EXCL`, which NFS v3 and later, Lustre and local file systems make
-//! atomic); a shard keeps only the images it claimed, now or in an earlier
-//! run. File system only.
+//! with its content (a temp file hard-linked into place; `O_EXCL` where there
+//! are no hard links, which NFS v3 and later, Lustre and local file systems
+//! make atomic); a shard keeps only the images it claimed, now or in an
+//! earlier run. File system only.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -75,22 +76,16 @@ impl Claims {
             source,
         };
         let tag = self.tag(self.shard);
-        match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(mut f) => {
-                f.write_all(tag.as_bytes()).map_err(write_err)?;
-                return Ok(Claim::Ours);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(write_err(e)),
+        if self.create(id, &path, &tag).map_err(write_err)? {
+            return Ok(Claim::Ours);
         }
-        let owner = read_claim(&path).map_err(|source| StoreError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let read = |path: &Path| {
+            read_claim(path).map_err(|source| StoreError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let owner = read(&path)?;
         if owner == tag {
             return Ok(Claim::Ours);
         }
@@ -98,7 +93,37 @@ impl Claims {
             return Ok(Claim::Theirs(owner));
         }
         crate::store::atomic_write(&path, tag.as_bytes())?;
-        Ok(Claim::Ours)
+        // Two shards taking over the same claim at once: the tag read back
+        // decides (a narrow window remains between one's read and the
+        // other's rename).
+        match read(&path)? {
+            now if now == tag || !self.of_this_split(&now) => Ok(Claim::Ours),
+            now => Ok(Claim::Theirs(now)),
+        }
+    }
+
+    /// Creates the claim `path` holding `tag`, false when it exists. A temp
+    /// file is hard-linked into place, so a claim is never seen empty; where
+    /// the file system has no hard links (s3fs, SMB, exFAT), the claim is
+    /// created with `O_EXCL` and then written (another shard reading it in
+    /// between waits for its tag, see [`read_claim`]).
+    fn create(&self, id: ImageId, path: &Path, tag: &str) -> io::Result<bool> {
+        let tmp = self.dir.join(format!(".{id}.{}.tmp", std::process::id()));
+        let _ = fs::remove_file(&tmp); // a crashed run's; absent normally
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(tag.as_bytes())?;
+        drop(f);
+        let linked = fs::hard_link(&tmp, path);
+        fs::remove_file(&tmp)?;
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) if no_hard_links(&e) => create_then_write(path, tag),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether `tag` names a shard of this shard's split.
@@ -110,6 +135,30 @@ impl Claims {
     /// What a claim of `shard` of this split holds: `shard-K-of-N <digest>`.
     fn tag(&self, shard: Shard) -> String {
         format!("{} {}", shard.tag(), self.split)
+    }
+}
+
+/// Whether a failed `link()` means the file system has no hard links.
+fn no_hard_links(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Unsupported
+        || e.raw_os_error().is_some_and(|code| {
+            use rustix::io::Errno;
+            [Errno::PERM, Errno::OPNOTSUPP, Errno::MLINK, Errno::NOSYS]
+                .iter()
+                .any(|n| n.raw_os_error() == code)
+        })
+}
+
+/// `O_EXCL` create, then the tag: false when the claim exists.
+fn create_then_write(path: &Path, tag: &str) -> io::Result<bool> {
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(mut f) => f.write_all(tag.as_bytes()).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -173,6 +222,20 @@ mod tests {
             fs::read_dir(dir.path().join(CLAIMS_DIR)).unwrap().count(),
             2
         );
+    }
+
+    #[test]
+    fn without_hard_links_a_claim_is_created_exclusively() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("7");
+        assert!(create_then_write(&p, "a").unwrap());
+        assert!(!create_then_write(&p, "b").unwrap());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "a");
+        let eperm = rustix::io::Errno::PERM.raw_os_error();
+        assert!(no_hard_links(&io::Error::from_raw_os_error(eperm)));
+        assert!(!no_hard_links(&io::Error::from(
+            io::ErrorKind::AlreadyExists
+        )));
     }
 
     #[test]
