@@ -108,12 +108,25 @@ impl Claims {
     /// created with `O_EXCL` and then written (another shard reading it in
     /// between waits for its tag, see [`read_claim`]).
     fn create(&self, id: ImageId, path: &Path, tag: &str) -> io::Result<bool> {
-        let tmp = self.dir.join(format!(".{id}.{}.tmp", std::process::id()));
-        let _ = fs::remove_file(&tmp); // a crashed run's; absent normally
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".{id}.{}.{n}.tmp", std::process::id()));
+        let new = || {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+        };
+        let mut f = match new() {
+            // Left by a killed process that had this process id.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp)?;
+                new()?
+            }
+            other => other?,
+        };
         f.write_all(tag.as_bytes())?;
         drop(f);
         let linked = fs::hard_link(&tmp, path);
