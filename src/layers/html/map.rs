@@ -154,8 +154,8 @@ pub(super) fn render(set: &LayerSet, aoi: Option<&MultiPolygon<f64>>) -> String 
         w = WIDTH,
         h = n1(p.height)
     );
-    let cells = cells_svg(&set.cells, &p, step);
-    svg.push_str(&cells);
+    let drawn = cells_to_draw(&set.cells);
+    svg.push_str(&cells_svg(&drawn, &p, step));
     let seq = sequences_svg(set, &p);
     svg.push_str(&seq.svg);
     let points = points_svg(set, &p);
@@ -168,11 +168,43 @@ pub(super) fn render(set: &LayerSet, aoi: Option<&MultiPolygon<f64>>) -> String 
             path_d(a, &p)
         );
     }
-    svg.push_str(&labels_svg(&set.cells, &p));
+    svg.push_str(&labels_svg(&drawn, &p));
     svg.push_str(&scale_bar(&p));
     svg.push_str("</svg>\n");
-    let legend = legend(step, &points, &seq, aoi.is_some(), &set.cells);
+    let mut legend = legend(step, &points, &seq, aoi.is_some(), &set.cells);
+    if drawn.len() < set.cells.len() {
+        let _ = write!(
+            legend,
+            "<p class=\"note\">{} of {} grid cells drawn: the unverified ones, then those with \
+             most images. Every cell is in coverage.csv and the GeoPackage.</p>",
+            thousands(drawn.len() as u64),
+            thousands(set.cells.len() as u64)
+        );
+    }
     format!("{svg}{legend}")
+}
+
+/// Most grid cells drawn on the map: each is a path with a title, and beyond
+/// this many the page would grow by megabytes without showing more.
+pub(super) const MAX_CELLS: usize = 10_000;
+
+/// The cells to draw: all up to [`MAX_CELLS`], else the unverified ones
+/// first (a gap must not vanish from the map), then those with most images,
+/// in their given order.
+fn cells_to_draw(cells: &[CellCoverage]) -> Vec<&CellCoverage> {
+    if cells.len() <= MAX_CELLS {
+        return cells.iter().collect();
+    }
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            is_verified(&cells[i]),
+            std::cmp::Reverse(cells[i].downloaded),
+        )
+    });
+    order.truncate(MAX_CELLS);
+    order.sort_unstable();
+    order.into_iter().map(|i| &cells[i]).collect()
 }
 
 /// Images per km² of one class of the shading (equal steps up to the densest cell).
@@ -239,7 +271,7 @@ fn cell_title(c: &CellCoverage) -> String {
     t
 }
 
-fn cells_svg(cells: &[CellCoverage], p: &Proj, step: f64) -> String {
+fn cells_svg(cells: &[&CellCoverage], p: &Proj, step: f64) -> String {
     let mut out = String::from("<g class=\"cells\" stroke=\"#444\" stroke-width=\"1\">\n");
     let mut hatch = String::new();
     for c in cells {
@@ -266,7 +298,7 @@ fn cells_svg(cells: &[CellCoverage], p: &Proj, step: f64) -> String {
 }
 
 /// Grid name, images and density at each cell's inner point, when it fits.
-fn labels_svg(cells: &[CellCoverage], p: &Proj) -> String {
+fn labels_svg(cells: &[&CellCoverage], p: &Proj) -> String {
     let mut out = String::from(
         "<g class=\"labels\" text-anchor=\"middle\" paint-order=\"stroke\" stroke=\"#fff\" \
          stroke-width=\"3\" stroke-linejoin=\"round\" fill=\"#111\" pointer-events=\"none\">\n",

@@ -2,8 +2,8 @@
 //! URL out of the file) with the coverage map, charts, the coverage table and
 //! the run's provenance. Pure: the layer set in, a string out. Every text
 //! from the API or a file is HTML-escaped; the size is bounded whatever the
-//! number of images (points are binned, sequence vertices decimated, long
-//! lists cut with a note).
+//! number of images or grid cells (points are binned, sequence vertices
+//! decimated, cells beyond a cap and long lists cut with a note).
 
 mod charts;
 mod map;

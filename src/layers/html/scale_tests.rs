@@ -225,3 +225,33 @@ fn report_draws_cells_clipped_to_the_aoi_and_its_outline() {
     assert_eq!(d.matches(['M', 'L']).count(), 4, "{d}");
     assert_offline(&html);
 }
+
+#[test]
+#[allow(clippy::print_stderr)]
+fn a_grid_of_a_quarter_million_cells_draws_the_unverified_and_the_fullest() {
+    let mut set = layer_set(20_000, 500, 500);
+    for (i, c) in set.cells.iter_mut().enumerate() {
+        c.listing = if i % 1000 == 7 {
+            "truncated"
+        } else {
+            "verified"
+        };
+    }
+    let start = Instant::now();
+    let html = report(&set);
+    eprintln!(
+        "250,000 cells: rendered in {:.1?}, {} bytes",
+        start.elapsed(),
+        html.len()
+    );
+    let unverified = set.cells.iter().filter(|c| c.listing != "verified").count();
+    assert_eq!(unverified, 250);
+    assert_eq!(
+        html.matches("class=\"cell\"").count(),
+        super::map::MAX_CELLS
+    );
+    assert_eq!(html.matches("class=\"unverified\"").count(), unverified);
+    assert!(html.contains("10\u{2009}000 of 250\u{2009}000 grid cells drawn"));
+    assert!(html.len() < 20_000_000, "{} bytes", html.len());
+    assert_offline(&html);
+}
