@@ -44,6 +44,8 @@ pub(crate) enum AdoptError {
         to: PathBuf,
         source: io::Error,
     },
+    #[error("cannot create the folder `{path}`: {source}; the folder must be writable")]
+    Create { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -328,6 +330,8 @@ fn adopt_one(
         return Ok(());
     }
     if !in_place {
+        // The single run's grid `1` is new: no folder yet.
+        create_dir(item.jpg.parent())?;
         rename(&item.old_jpg, &item.jpg)?;
     }
     let mtime = fs::metadata(&item.jpg)
@@ -375,7 +379,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, AdoptError> {
 
 fn create_dir(dir: Option<&Path>) -> Result<(), AdoptError> {
     let Some(dir) = dir else { return Ok(()) };
-    fs::create_dir_all(dir).map_err(|source| AdoptError::Read {
+    fs::create_dir_all(dir).map_err(|source| AdoptError::Create {
         path: dir.to_path_buf(),
         source,
     })

@@ -448,3 +448,26 @@ fn the_hand_made_fixture_is_read_and_adopted() {
     assert!(stdout(&out).contains("adopted: 3"), "{}", stdout(&out));
     assert_schema("run.schema.json", &run_record(&root));
 }
+
+/// A single run of the old tool: `jsons/` and `images/` at the top become
+/// grid `1`, which does not exist yet.
+#[test]
+fn adopt_takes_a_single_run_at_the_top() {
+    let env = TestEnv::new();
+    let root = env.path().join("single");
+    put(&root, 7, 2.35, 48.85, &jpeg(8, 8));
+    let before = snapshot(&root);
+    let out = adopt(&env, &root, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("would adopt: 1"), "{}", stdout(&out));
+    assert_eq!(snapshot(&root), before);
+    let out = adopt(&env, &root, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("adopted: 1"), "{}", stdout(&out));
+    assert_eq!(fs::read(root.join("1/7.jpg")).unwrap(), jpeg(8, 8));
+    let rec = read_json(&root.join("1/7.json"));
+    assert_schema("image.schema.json", &rec);
+    assert_eq!(rec["mlyexport"]["original_path"], "images/7.jpg");
+    assert!(root.join(".mlyexport-adopted/1/jsons/7.json").is_file());
+    assert!(!root.join("images").exists() && !root.join("jsons").exists());
+}
