@@ -76,7 +76,8 @@ pub(crate) struct AdoptReport {
     /// Of them, already adopted by an earlier (possibly killed) run.
     pub already_done: u64,
     pub segments: Vec<SegmentReport>,
-    /// Broken JPEGs (not a complete JPEG): left in place, not adopted.
+    /// Broken JPEGs (not a complete JPEG, or unreadable: too large, say):
+    /// left in place, not adopted.
     pub broken: Vec<Left>,
     /// Files not understood (and old JSONs that could not be used): left in place.
     pub left: Vec<Left>,
@@ -310,14 +311,13 @@ fn adopt_one(
     // Resume: the JPEG may already be in place from a killed run.
     let in_place = item.jpg.is_file() && !item.old_jpg.is_file();
     let jpg_now = if in_place { &item.jpg } else { &item.old_jpg };
-    let bytes = read_file(jpg_now)?;
-    let (w, h) = match legacy::check_jpeg(&bytes) {
-        Ok(d) => d,
+    let (bytes, (w, h)) = match read_jpeg(jpg_now) {
+        Ok(checked) => checked,
         Err(reason) => {
             out.broken += 1;
             report.broken.push(Left {
                 path: rel(root, jpg_now),
-                reason: reason.to_string(),
+                reason,
             });
             return Ok(());
         }
@@ -366,15 +366,14 @@ fn read_old_json(path: &Path) -> Result<Value, String> {
     Ok(v)
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, AdoptError> {
+/// The JPEG at `path` and its pixel size; why it cannot be adopted otherwise
+/// (unreadable, too large, or not a complete JPEG): one file, never fatal.
+fn read_jpeg(path: &Path) -> Result<(Vec<u8>, (u32, u32)), String> {
     let mut bytes = Vec::new();
-    crate::input::read_bounded_into(path, MAX_FILE_BYTES, &mut bytes).map_err(|source| {
-        AdoptError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    Ok(bytes)
+    crate::input::read_bounded_into(path, MAX_FILE_BYTES, &mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let size = legacy::check_jpeg(&bytes).map_err(|e| e.to_string())?;
+    Ok((bytes, size))
 }
 
 fn create_dir(dir: Option<&Path>) -> Result<(), AdoptError> {

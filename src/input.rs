@@ -65,9 +65,12 @@ pub(crate) fn check_not_special(path: &Path) -> io::Result<()> {
 /// whole.
 pub(crate) fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    let read = open_regular(path)?
-        .take(max.saturating_add(1))
-        .read_to_end(buf)?;
+    let file = open_regular(path)?;
+    // Refused before reading when already too large (it may still grow).
+    if file.metadata()?.len() > max {
+        return Err(too_large(max));
+    }
+    let read = file.take(max.saturating_add(1)).read_to_end(buf)?;
     if read as u64 > max {
         return Err(too_large(max));
     }

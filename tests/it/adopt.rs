@@ -471,3 +471,48 @@ fn adopt_takes_a_single_run_at_the_top() {
     assert!(root.join(".mlyexport-adopted/1/jsons/7.json").is_file());
     assert!(!root.join("images").exists() && !root.join("jsons").exists());
 }
+
+/// One JPEG over the read bound (256 MiB; sparse here) is left in place and
+/// named, never the end of the whole run, dry or not.
+#[test]
+fn adopt_leaves_a_too_large_jpeg_and_goes_on() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, true);
+    put(&root.join("1"), 104, 13.07, 52.07, b"");
+    let big = fs::File::create(root.join("1/images/104.jpg")).unwrap();
+    big.set_len((256 << 20) + 1).unwrap();
+    drop(big);
+    for (extra, verb) in [(&["--dry-run"][..], "would adopt: 3"), (&[], "adopted: 3")] {
+        let out = adopt(&env, &root, extra);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(stdout(&out).contains(verb), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("broken (left in place): 3"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            err.contains("1/images/104.jpg") && err.contains("larger than"),
+            "{err}"
+        );
+        assert!(!err.contains("permissions"), "{err}");
+    }
+    for done in ["1/101.json", "1/102.json", "2/201.json"] {
+        assert!(root.join(done).is_file(), "{done}");
+    }
+    assert!(root.join("1/images/104.jpg").is_file());
+    assert!(root.join("1/jsons/104.json").is_file());
+    let report = read_json(&root.join("adopt-report.json"));
+    let broken: Vec<&str> = report["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        broken,
+        ["1/images/103.jpg", "1/images/104.jpg", "2/images/202.jpg"]
+    );
+}
