@@ -4,6 +4,8 @@
 //! `<grid>/<id>.jpg`, write `<grid>/<id>.json` atomically, then move the old
 //! JSON into `.mlyexport-adopted/<grid>/jsons/`. Nothing is deleted; broken
 //! JPEGs and anything not understood stay where they are and are reported.
+//! A symbolic link to a folder is never followed (reported and left), so
+//! nothing is moved out of the folder or into it from elsewhere.
 
 use std::fs;
 use std::io;
@@ -14,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::input::FolderAt;
 use crate::legacy::{self, IMAGES_DIR, JSONS_DIR};
 use crate::model::{GridId, ImageId, PositionSource, ThumbSize};
 use crate::plan::Grid;
@@ -46,6 +49,10 @@ pub(crate) enum AdoptError {
     },
     #[error("cannot create the folder `{path}`: {source}; the folder must be writable")]
     Create { path: PathBuf, source: io::Error },
+    #[error(
+        "`{path}` is in the way: not a folder (a symbolic link is never followed, so nothing is moved out of the folder); move it away and re-run"
+    )]
+    NotAFolder { path: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -98,15 +105,49 @@ struct Segment {
     images: PathBuf,
 }
 
+/// Why a linked `jsons/` or `images/` is left.
+const LINKED: &str = "a symbolic link to a folder: not followed, so nothing is moved out of or into another folder; put the folder itself there";
+
+/// Whether `dir` (`jsons/` or `images/`) is a real folder; a link to one is
+/// reported as left, never followed.
+fn old_folder(root: &Path, dir: &Path, report: &mut AdoptReport) -> bool {
+    match crate::input::folder_at(dir) {
+        FolderAt::Folder => true,
+        FolderAt::LinkToFolder => {
+            report.left.push(Left {
+                path: rel(root, dir),
+                reason: LINKED.into(),
+            });
+            false
+        }
+        FolderAt::Other => false,
+    }
+}
+
 /// The segments of an old folder: `jsons/` at the top (a single run, grid
 /// `1`), otherwise every folder named like a grid id holding `jsons/` or
-/// `images/`. Other folders are reported as not understood.
+/// `images/`. Other folders are reported as not understood, and so are
+/// links to folders (never followed).
 fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, AdoptError> {
-    if root.join(JSONS_DIR).is_dir() || root.join(IMAGES_DIR).is_dir() {
+    let (jsons, images) = (root.join(JSONS_DIR), root.join(IMAGES_DIR));
+    // `|`, not `||`: both links are reported.
+    if old_folder(root, &jsons, report) | old_folder(root, &images, report) {
+        let grid = root.join("1");
+        let free = match fs::symlink_metadata(&grid) {
+            Ok(m) => m.is_dir(),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        if !free {
+            report.left.push(Left {
+                path: "1".into(),
+                reason: "in the way of the single run's grid `1`: not a folder (a link is never followed); move it away and re-run".into(),
+            });
+            return Ok(Vec::new());
+        }
         return Ok(vec![Segment {
             grid: "1".into(),
-            jsons: root.join(JSONS_DIR),
-            images: root.join(IMAGES_DIR),
+            jsons,
+            images,
         }]);
     }
     let read_err = |source| AdoptError::Read {
@@ -121,14 +162,17 @@ fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, Adopt
         if !e.file_type().is_ok_and(|t| t.is_dir()) || name.starts_with('.') {
             continue;
         }
-        let old = dir.join(JSONS_DIR).is_dir() || dir.join(IMAGES_DIR).is_dir();
+        let (jsons, images) = (dir.join(JSONS_DIR), dir.join(IMAGES_DIR));
         match name.parse::<GridId>() {
-            Ok(_) if old => out.push(Segment {
-                grid: name,
-                jsons: dir.join(JSONS_DIR),
-                images: dir.join(IMAGES_DIR),
-            }),
-            Ok(_) => {}
+            Ok(_) => {
+                if old_folder(root, &jsons, report) | old_folder(root, &images, report) {
+                    out.push(Segment {
+                        grid: name,
+                        jsons,
+                        images,
+                    });
+                }
+            }
             Err(e) => report.left.push(Left {
                 path: name,
                 reason: format!("folder not understood: {e}"),
@@ -139,11 +183,14 @@ fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, Adopt
     Ok(out)
 }
 
-/// Image ids named `<id>.<ext>` in `dir` (none when it is missing), and
-/// the other file names.
+/// Image ids named `<id>.<ext>` in `dir` (none when it is missing or not
+/// a real folder: a link is never followed), and the other file names.
 fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError> {
     let mut ids = Vec::new();
     let mut other = Vec::new();
+    if crate::input::folder_at(dir) != FolderAt::Folder {
+        return Ok((ids, other));
+    }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((ids, other)),
@@ -181,6 +228,10 @@ pub(crate) fn adopt(root: &Path, dry_run: bool) -> Result<AdoptReport, AdoptErro
         dry_run,
         ..AdoptReport::default()
     };
+    let hidden = root.join(ADOPTED_DIR);
+    if fs::symlink_metadata(&hidden).is_ok_and(|m| !m.is_dir()) {
+        return Err(AdoptError::NotAFolder { path: hidden });
+    }
     for seg in segments(root, &mut report)? {
         let seg_report = adopt_segment(root, &seg, dry_run, &mut report)?;
         report.adopted += seg_report.adopted;
@@ -252,16 +303,15 @@ fn adopt_segment(
             hidden_json: hidden.join(format!("{id}.json")),
             grid: &seg.grid,
         };
-        let has_old_jpg = jpg_ids.binary_search(&id).is_ok();
-        let half_done = moved.binary_search(&id).is_ok();
-        adopt_one(
-            root,
-            &item,
-            has_old_jpg || half_done,
-            dry_run,
-            report,
-            &mut out,
-        )?;
+        // From the listings, which follow no link.
+        let jpg = if jpg_ids.binary_search(&id).is_ok() {
+            JpgAt::Old
+        } else if moved.binary_search(&id).is_ok() {
+            JpgAt::Moved
+        } else {
+            JpgAt::Missing
+        };
+        adopt_one(root, &item, jpg, dry_run, report, &mut out)?;
     }
     if !dry_run {
         // Only empty folders go: `remove_dir` refuses any other.
@@ -269,6 +319,16 @@ fn adopt_segment(
         let _ = fs::remove_dir(&seg.images);
     }
     Ok(out)
+}
+
+/// Where an image's JPEG is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JpgAt {
+    /// In `images/`.
+    Old,
+    /// Already in the grid folder (a killed run moved it).
+    Moved,
+    Missing,
 }
 
 /// The paths of one image, before and after.
@@ -285,7 +345,7 @@ struct Item<'a> {
 fn adopt_one(
     root: &Path,
     item: &Item<'_>,
-    has_jpg: bool,
+    jpg: JpgAt,
     dry_run: bool,
     report: &mut AdoptReport,
     out: &mut SegmentReport,
@@ -300,7 +360,7 @@ fn adopt_one(
             return Ok(());
         }
     };
-    if !has_jpg {
+    if jpg == JpgAt::Missing {
         out.without_image += 1;
         report.left.push(Left {
             path: rel(root, &item.old_json),
@@ -309,7 +369,7 @@ fn adopt_one(
         return Ok(());
     }
     // Resume: the JPEG may already be in place from a killed run.
-    let in_place = item.jpg.is_file() && !item.old_jpg.is_file();
+    let in_place = jpg == JpgAt::Moved;
     let jpg_now = if in_place { &item.jpg } else { &item.old_jpg };
     let (bytes, (w, h)) = match read_jpeg(jpg_now) {
         Ok(checked) => checked,
@@ -331,7 +391,7 @@ fn adopt_one(
     }
     if !in_place {
         // The single run's grid `1` is new: no folder yet.
-        create_dir(item.jpg.parent())?;
+        create_inside(root, item.jpg.parent())?;
         rename(&item.old_jpg, &item.jpg)?;
     }
     let mtime = fs::metadata(&item.jpg)
@@ -350,7 +410,7 @@ fn adopt_one(
         &item.json,
         &serde_json::to_vec_pretty(&record).unwrap_or_default(),
     )?;
-    create_dir(item.hidden_json.parent())?;
+    create_inside(root, item.hidden_json.parent())?;
     rename(&item.old_json, &item.hidden_json)
 }
 
@@ -376,12 +436,26 @@ fn read_jpeg(path: &Path) -> Result<(Vec<u8>, (u32, u32)), String> {
     Ok((bytes, size))
 }
 
-fn create_dir(dir: Option<&Path>) -> Result<(), AdoptError> {
+/// Creates `dir` and the folders above it up to `root`, going through real
+/// folders only: through a link, files would be moved out of the folder.
+fn create_inside(root: &Path, dir: Option<&Path>) -> Result<(), AdoptError> {
     let Some(dir) = dir else { return Ok(()) };
-    fs::create_dir_all(dir).map_err(|source| AdoptError::Create {
-        path: dir.to_path_buf(),
-        source,
-    })
+    let mut at = root.to_path_buf();
+    for part in dir.strip_prefix(root).unwrap_or(dir).components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(AdoptError::NotAFolder { path: at }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&at).map_err(|source| AdoptError::Create {
+                    path: at.clone(),
+                    source,
+                })?;
+            }
+            Err(source) => return Err(AdoptError::Create { path: at, source }),
+        }
+    }
+    Ok(())
 }
 
 /// An atomic rename (same file system), refusing to replace a file.

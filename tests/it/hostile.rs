@@ -343,3 +343,100 @@ fn layers_neutralises_formulas_and_does_not_hang_on_a_fifo_listing() {
     let cov = std::fs::read_to_string(root.join("layers/coverage.csv")).unwrap();
     assert!(cov.lines().nth(1).unwrap().starts_with("g1,"), "{cov}");
 }
+
+/// A JPEG with a real header, and its bytes.
+fn real_jpeg(dir: &Path, name: &str) -> Vec<u8> {
+    let bytes = crate::adopt::jpeg(8, 8);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), &bytes).unwrap();
+    bytes
+}
+
+/// Linked `images/`, `jsons/` and grid folders pointing outside the folder:
+/// `exif` and `adopt` name each one and never write, move or read through it.
+#[test]
+fn linked_folders_are_named_and_never_followed() {
+    use crate::adopt::{old_json, put};
+    use std::os::unix::fs::symlink;
+    let env = TestEnv::new();
+    let outside = env.path().join("outside");
+    let imgs = real_jpeg(&outside.join("imgs"), "7.jpg");
+    let grid_jpg = real_jpeg(&outside.join("grid"), "8.jpg");
+    std::fs::write(
+        outside.join("grid/8.json"),
+        json!({"id": "8", "geometry": {"type": "Point", "coordinates": [2.3, 48.8]}}).to_string(),
+    )
+    .unwrap();
+    // The old tool's single run whose `images/` is a link out.
+    let single = env.path().join("single");
+    std::fs::create_dir_all(single.join("jsons")).unwrap();
+    std::fs::write(single.join("jsons/7.json"), old_json(7, 2.35, 48.85)).unwrap();
+    symlink(outside.join("imgs"), single.join("images")).unwrap();
+    // mlyexport's layout with a linked grid folder beside a real one.
+    let ours = env.path().join("ours");
+    symlink(outside.join("grid"), {
+        std::fs::create_dir_all(&ours).unwrap();
+        ours.join("g2")
+    })
+    .unwrap();
+    real_jpeg(&ours.join("g1"), "9.jpg");
+    std::fs::write(
+        ours.join("g1/9.json"),
+        json!({"id": "9", "geometry": {"type": "Point", "coordinates": [2.3, 48.8]}}).to_string(),
+    )
+    .unwrap();
+    for (root, link) in [(&single, "images"), (&ours, "g2")] {
+        let o = env
+            .cmd()
+            .arg("exif")
+            .arg("--input")
+            .arg(root)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{link}`: a symbolic link to a folder")),
+            "{err}"
+        );
+        assert!(
+            stdout(&o).contains("not read (see the warnings): 1"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert_eq!(std::fs::read(outside.join("imgs/7.jpg")).unwrap(), imgs);
+    assert_eq!(std::fs::read(outside.join("grid/8.jpg")).unwrap(), grid_jpg);
+    // adopt: a segment whose `images/` and one whose `jsons/` link out.
+    let old = env.path().join("old");
+    put(&old.join("1"), 101, 13.05, 52.05, &crate::adopt::jpeg(8, 8));
+    std::fs::create_dir_all(old.join("2/jsons")).unwrap();
+    std::fs::write(old.join("2/jsons/7.json"), old_json(7, 2.35, 48.85)).unwrap();
+    symlink(outside.join("imgs"), old.join("2/images")).unwrap();
+    std::fs::create_dir_all(outside.join("jsons")).unwrap();
+    std::fs::write(outside.join("jsons/8.json"), old_json(8, 2.35, 48.85)).unwrap();
+    std::fs::create_dir_all(old.join("3")).unwrap();
+    symlink(outside.join("jsons"), old.join("3/jsons")).unwrap();
+    symlink(outside.join("grid"), old.join("3/images")).unwrap();
+    for dry in [true, false] {
+        let mut cmd = env.cmd();
+        cmd.arg("adopt").arg("--input").arg(&old);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let o = cmd.output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        for link in ["2/images", "3/jsons", "3/images"] {
+            assert!(
+                err.contains(&format!("{link}: a symbolic link to a folder")),
+                "{link}: {err}"
+            );
+        }
+    }
+    assert!(old.join("1/101.jpg").is_file());
+    assert_eq!(std::fs::read(outside.join("imgs/7.jpg")).unwrap(), imgs);
+    assert_eq!(std::fs::read(outside.join("grid/8.jpg")).unwrap(), grid_jpg);
+    assert!(outside.join("jsons/8.json").is_file());
+    assert!(old.join("2/jsons/7.json").is_file() && !old.join("2/7.jpg").exists());
+}
