@@ -29,7 +29,7 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
 }
 
 /// What a non-regular file is, for messages.
-fn kind_name(kind: &fs::FileType) -> &'static str {
+pub(crate) fn kind_name(kind: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a folder"
