@@ -440,3 +440,55 @@ fn linked_folders_are_named_and_never_followed() {
     assert!(outside.join("jsons/8.json").is_file());
     assert!(old.join("2/jsons/7.json").is_file() && !old.join("2/7.jpg").exists());
 }
+
+/// Capture times far outside any plausible range (year -1199, 255479, 9999)
+/// are absent, with a warning in the record: no malformed EXIF dates, no GDAL
+/// errors on stderr under --quiet, no nonsense coverage ages.
+#[test]
+fn absurd_capture_times_are_absent_not_malformed() {
+    let env = TestEnv::new();
+    let g = env.out().join("g1");
+    let times = [
+        json!(-99_999_999_999_999_i64),
+        json!(8_000_000_000_000_000_i64),
+        json!("9999-12-31T00:00:00Z"),
+    ];
+    for (i, t) in times.iter().enumerate() {
+        let id = i + 1;
+        real_jpeg(&g, &format!("{id}.jpg"));
+        let v = json!({"id": id.to_string(), "captured_at": t, "sequence": "s",
+            "geometry": {"type": "Point", "coordinates": [2.35 + i as f64 * 1e-4, 48.85]}});
+        std::fs::write(g.join(format!("{id}.json")), v.to_string()).unwrap();
+    }
+    let o = env
+        .cmd()
+        .args([
+            "layers",
+            "--input",
+            "downloads",
+            "--quiet",
+            "--format",
+            "gpkg",
+        ])
+        .args(["--format", "geojson", "--as-of", "2024-01-01"])
+        .output()
+        .unwrap();
+    assert_success(&o);
+    assert_eq!(stderr(&o), "");
+    for id in 1..=3 {
+        let jpg = std::fs::read(g.join(format!("{id}.jpg"))).unwrap();
+        let text = String::from_utf8_lossy(&jpg);
+        assert!(
+            !text.contains("-1199:") && !text.contains("255479:"),
+            "{id}"
+        );
+        assert!(!text.contains("9999:12:31"), "{id}");
+    }
+    let cov = read_json(&env.out().join("layers/coverage.json"));
+    let g1 = &cov["grids"][0];
+    assert!(g1["months_since_newest"].is_null(), "{g1}");
+    let gj = read_json(&env.out().join("layers/images.geojson"));
+    for f in gj["features"].as_array().unwrap() {
+        assert!(f["properties"]["captured_at"].is_null(), "{f}");
+    }
+}
