@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::input::FolderAt;
 use crate::legacy::{self, IMAGES_DIR, JSONS_DIR};
-use crate::model::{GridId, ImageId, PositionSource, ThumbSize};
+use crate::model::{FileStem, GridId, ImageId, PositionSource, ThumbSize};
 use crate::plan::Grid;
 use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, TOOL_KEY};
 use crate::runrecord::{
@@ -183,9 +183,13 @@ fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, Adopt
     Ok(out)
 }
 
+/// The ids in a folder, and its other names, each with why it is left.
+type Listing = (Vec<ImageId>, Vec<(String, String)>);
+
 /// Image ids named `<id>.<ext>` in `dir` (none when it is missing or not
-/// a real folder: a link is never followed), and the other file names.
-fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError> {
+/// a real folder: a link is never followed), and the other file names,
+/// each with why it is left.
+fn list(dir: &Path, ext: &str) -> Result<Listing, AdoptError> {
     let mut ids = Vec::new();
     let mut other = Vec::new();
     if crate::input::folder_at(dir) != FolderAt::Folder {
@@ -207,14 +211,18 @@ fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError
             source,
         })?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let id = name
-            .strip_suffix(ext)
-            .and_then(|s| s.parse::<ImageId>().ok())
-            .filter(|_| e.file_type().is_ok_and(|t| t.is_file()));
-        match id {
-            Some(id) => ids.push(id),
-            None => other.push(name),
-        }
+        let stem = name.strip_suffix(ext).map_or(FileStem::Other, FileStem::of);
+        let why = match stem {
+            FileStem::Id(id) if e.file_type().is_ok_and(|t| t.is_file()) => {
+                ids.push(id);
+                continue;
+            }
+            FileStem::Padded(id) => format!(
+                "names image `{id}` with leading zeros, which the old tool never wrote: left where it is; rename it to `{id}{ext}` if it is that image"
+            ),
+            _ => "not an old tool's `<id>.json` or `<id>.jpg`: left where it is".into(),
+        };
+        other.push((name, why));
     }
     ids.sort_unstable();
     other.sort();
@@ -276,10 +284,10 @@ fn adopt_segment(
     let (json_ids, other_jsons) = list(&seg.jsons, ".json")?;
     let (jpg_ids, other_jpgs) = list(&seg.images, ".jpg")?;
     for (dir, names) in [(&seg.jsons, other_jsons), (&seg.images, other_jpgs)] {
-        for n in names {
+        for (n, reason) in names {
             report.left.push(Left {
                 path: rel(root, &dir.join(n)),
-                reason: "not an old tool's `<id>.json` or `<id>.jpg`: left where it is".into(),
+                reason,
             });
         }
     }

@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::input::{self, FolderAt};
 use crate::legacy::{self, BrokenJpeg, IMAGES_DIR, JSONS_DIR};
 use crate::model::GridId;
-use crate::model::{ImageId, PositionSource};
+use crate::model::{FileStem, ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
 use crate::rows::{ImageRow, Interner, LayersError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
@@ -107,6 +107,14 @@ pub enum UnreadWhy {
         "a symbolic link to a folder: not followed, so nothing outside the folder is read or changed; put the folder itself there"
     )]
     LinkedFolder,
+    #[error(
+        "names image `{0}` with leading zeros (only `{0}.json` and `{0}.jpg` are read); rename it if it is that image"
+    )]
+    Padded(ImageId),
+    #[error("named like an image file, but not an image id (1 to 18446744073709551615)")]
+    NotAnId,
+    #[error("a folder named like an image file")]
+    Folder,
 }
 
 /// Unread entries named one by one; the rest are only counted.
@@ -202,8 +210,9 @@ impl Scan {
 }
 
 /// Lists `<id>.json` and `<id>.jpg` names in one folder, from the directory
-/// listing alone (no `stat` per file).
-fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
+/// listing alone (no `stat` per file); other names of digits (`0031.json`,
+/// an id beyond `u64`, a folder `26.json`) are noted in `out` as not read.
+fn list_ids(out: &mut Scan, dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
     let (mut jsons, mut jpgs) = (Vec::new(), Vec::new());
     for e in fs::read_dir(dir)? {
         let e = e?;
@@ -214,17 +223,21 @@ fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
             (None, Some(s)) => (s, false),
             _ => continue,
         };
-        let Ok(id) = stem.parse::<ImageId>() else {
-            continue;
+        let why = match FileStem::of(stem) {
+            FileStem::Other => continue,
+            _ if e.file_type().is_ok_and(|t| t.is_dir()) => UnreadWhy::Folder,
+            FileStem::Id(id) if is_json => {
+                jsons.push(id);
+                continue;
+            }
+            FileStem::Id(id) => {
+                jpgs.push(id);
+                continue;
+            }
+            FileStem::Padded(id) => UnreadWhy::Padded(id),
+            FileStem::NotAnId => UnreadWhy::NotAnId,
         };
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if is_json {
-            jsons.push(id)
-        } else {
-            jpgs.push(id)
-        }
+        out.not_read(e.path(), why);
     }
     jsons.sort_unstable();
     jpgs.sort_unstable();
@@ -310,11 +323,11 @@ fn add_grid(out: &mut Scan, name: &str, jsons: &Path, jpgs: &Path) -> Result<(),
         path: path.to_path_buf(),
         source,
     };
-    let (ids, mut jpg_ids) = list_ids(jsons).map_err(|e| read_err(jsons, e))?;
+    let (ids, mut jpg_ids) = list_ids(out, jsons).map_err(|e| read_err(jsons, e))?;
     if jsons != jpgs {
         // The old tool's `images/`: never through a link.
         jpg_ids = if out.real_folder(jpgs) {
-            list_ids(jpgs).map_err(|e| read_err(jpgs, e))?.1
+            list_ids(out, jpgs).map_err(|e| read_err(jpgs, e))?.1
         } else {
             Vec::new()
         };

@@ -308,6 +308,36 @@ impl ImageId {
     }
 }
 
+/// What the stem of a file name (`<stem>.json`, `<stem>.jpg`) says about
+/// the image the file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileStem {
+    /// The id as [`ImageId`]'s `Display` writes it: the only name read.
+    Id(ImageId),
+    /// Digits naming this image another way (leading zeros): not read, or
+    /// `0031.json` would be read as `31.json` and a copy as a duplicate.
+    Padded(ImageId),
+    /// Digits that are no image id (0, or beyond `u64`).
+    NotAnId,
+    /// Not digits: not named like an image file.
+    Other,
+}
+
+impl FileStem {
+    /// Reads `stem`.
+    pub(crate) fn of(stem: &str) -> Self {
+        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            return FileStem::Other;
+        }
+        let id = stem.parse::<u64>().ok().and_then(ImageId::new);
+        match id {
+            Some(id) if id.to_string() == stem => FileStem::Id(id),
+            Some(id) => FileStem::Padded(id),
+            None => FileStem::NotAnId,
+        }
+    }
+}
+
 impl FromStr for ImageId {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -553,6 +583,23 @@ impl fmt::Display for AccessToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_plain_id_names_an_image_file() {
+        let id = |n| ImageId::new(n).unwrap();
+        assert_eq!(FileStem::of("31"), FileStem::Id(id(31)));
+        assert_eq!(FileStem::of("000031"), FileStem::Padded(id(31)));
+        assert_eq!(FileStem::of("0"), FileStem::NotAnId);
+        assert_eq!(FileStem::of("00"), FileStem::NotAnId);
+        assert_eq!(FileStem::of("18446744073709551616"), FileStem::NotAnId);
+        assert_eq!(
+            FileStem::of("18446744073709551615"),
+            FileStem::Id(id(u64::MAX))
+        );
+        for other in ["", "+5", "-5", "5a", "notes", " 5"] {
+            assert_eq!(FileStem::of(other), FileStem::Other, "{other:?}");
+        }
+    }
 
     #[test]
     fn bbox_parses_negative_and_checks_order() {

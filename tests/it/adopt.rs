@@ -516,3 +516,27 @@ fn adopt_leaves_a_too_large_jpeg_and_goes_on() {
         ["1/images/103.jpg", "1/images/104.jpg", "2/images/202.jpg"]
     );
 }
+
+/// `000031.json` is not image 31's JSON: left with that reason, not read as
+/// `31.json`.
+#[test]
+fn adopt_leaves_padded_ids_with_the_reason() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    put(&root.join("1"), 5, 13.05, 52.05, &jpeg(8, 8));
+    fs::write(root.join("1/jsons/000031.json"), old_json(31, 13.05, 52.05)).unwrap();
+    fs::write(root.join("1/images/0005.jpg"), jpeg(8, 8)).unwrap();
+    let out = adopt(&env, &root, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(stdout(&out).contains("adopted: 1"), "{}", stdout(&out));
+    for name in ["1/jsons/000031.json", "1/images/0005.jpg"] {
+        assert!(
+            err.contains(&format!("{name}: names image `")) && err.contains("leading zeros"),
+            "{name}: {err}"
+        );
+        assert!(root.join(name).is_file());
+    }
+    assert!(!err.contains("cannot read"), "{err}");
+    assert_eq!(fs::read(root.join("1/5.jpg")).unwrap(), jpeg(8, 8));
+}

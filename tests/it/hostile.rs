@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mlysim::SimConfig;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::*;
 
@@ -491,4 +491,82 @@ fn absurd_capture_times_are_absent_not_malformed() {
     for f in gj["features"].as_array().unwrap() {
         assert!(f["properties"]["captured_at"].is_null(), "{f}");
     }
+}
+
+/// Names of digits that are not an image's own (`000031.json`, `0005.jpg`, a
+/// folder `26.json`, an id beyond u64) are named as not read, never taken for
+/// another image's file.
+#[test]
+fn padded_and_impossible_ids_are_named_not_misread() {
+    let env = TestEnv::new();
+    let g = env.out().join("g1");
+    std::fs::create_dir_all(g.join("26.json")).unwrap();
+    let rec = |id: u64| {
+        json!({"id": id.to_string(), "captured_at": 1_600_000_000_000_i64,
+            "geometry": {"type": "Point", "coordinates": [2.35, 48.85]}})
+        .to_string()
+    };
+    for (name, id) in [
+        ("000031.json", 31),
+        ("5.json", 5),
+        ("00032.json", 32),
+        ("32.json", 32),
+    ] {
+        std::fs::write(g.join(name), rec(id)).unwrap();
+    }
+    real_jpeg(&g, "0005.jpg");
+    std::fs::write(g.join("99999999999999999999.json"), rec(9)).unwrap();
+    let o = env
+        .cmd()
+        .args([
+            "layers",
+            "--input",
+            "downloads",
+            "--no-exif",
+            "--format",
+            "geojson",
+        ])
+        .args(["--as-of", "2024-01-01"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for (name, why) in [
+        ("000031.json", "names image `31` with leading zeros"),
+        ("00032.json", "names image `32` with leading zeros"),
+        ("0005.jpg", "names image `5` with leading zeros"),
+        ("26.json", "a folder named like an image file"),
+        (
+            "99999999999999999999.json",
+            "named like an image file, but not an image id",
+        ),
+    ] {
+        assert!(err.contains(&format!("g1/{name}`: {why}")), "{name}: {err}");
+    }
+    assert!(
+        !err.contains("duplicate") && !err.contains("cannot read"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).contains("not read (see the warnings): 5"),
+        "{}",
+        stdout(&o)
+    );
+    let gj = read_json(&env.out().join("layers/images.geojson"));
+    let props: Vec<(String, Value)> = gj["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let p = &f["properties"];
+            (p["id"].as_str().unwrap().to_string(), p["file"].clone())
+        })
+        .collect();
+    assert_eq!(
+        props,
+        [
+            ("5".to_string(), Value::Null),
+            ("32".to_string(), Value::Null)
+        ]
+    );
 }
