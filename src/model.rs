@@ -44,6 +44,18 @@ pub enum ModelError {
     ThumbSize(String),
 }
 
+/// Characters of an untrusted value quoted in a message before it is cut.
+const CLIP_CHARS: usize = 64;
+
+/// An untrusted value (from a file or the API) as a message quotes it: at
+/// most 64 characters, then `…`, so a huge value cannot flood a line.
+pub(crate) fn clip(value: &str) -> String {
+    match value.char_indices().nth(CLIP_CHARS) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_string(),
+    }
+}
+
 /// The least width and height, in degrees, of a study area or grid cell
 /// (about 0.1 m): smaller boxes cannot be searched or split.
 pub(crate) const MIN_AREA_SIDE_DEG: f64 = 1e-6;
@@ -342,12 +354,12 @@ impl FromStr for ImageId {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ModelError::ImageId(s.to_string()));
+            return Err(ModelError::ImageId(clip(s)));
         }
         s.parse::<u64>()
             .ok()
             .and_then(ImageId::new)
-            .ok_or_else(|| ModelError::ImageId(s.to_string()))
+            .ok_or_else(|| ModelError::ImageId(clip(s)))
     }
 }
 
@@ -413,7 +425,7 @@ impl FromStr for GridId {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
-            return Err(ModelError::GridId(s.to_string()));
+            return Err(ModelError::GridId(clip(s)));
         }
         if GridId::is_reserved(s) {
             return Err(ModelError::GridIdReserved(s.to_string()));
@@ -583,6 +595,22 @@ impl fmt::Display for AccessToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_values_are_quoted_clipped() {
+        assert_eq!(clip("short"), "short");
+        let exact = "é".repeat(64);
+        assert_eq!(clip(&exact), exact);
+        let long = "x".repeat(900_000);
+        assert_eq!(clip(&long), format!("{}…", "x".repeat(64)));
+        let e = long.parse::<ImageId>().unwrap_err().to_string();
+        assert!(e.len() < 200, "{e}");
+        let e = format!("g{long}")
+            .parse::<GridId>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300, "{e}");
+    }
 
     #[test]
     fn only_the_plain_id_names_an_image_file() {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::model::{ImageId, LonLat, PositionSource};
+use crate::model::{ImageId, LonLat, PositionSource, clip};
 
 /// The key under which mlyexport's own fields live in `<id>.json`.
 pub(crate) const TOOL_KEY: &str = "mlyexport";
@@ -208,9 +208,7 @@ impl ImageRecord {
                 Value::Number(n) => n.as_u64().and_then(ImageId::new),
                 _ => None,
             })
-            .ok_or_else(|| {
-                RecordError::Id(raw.id.map(|r| r.get().to_string()).unwrap_or_default())
-            })?;
+            .ok_or_else(|| RecordError::Id(raw.id.map(|r| clip(r.get())).unwrap_or_default()))?;
 
         let mut warnings = Vec::new();
         let altitude = num(raw.altitude).and_then(|a| {
@@ -486,6 +484,18 @@ mod tests {
         }
         // Not a time at all: absent, as before, without a warning.
         assert!(at(json!("soon")).warnings.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_id_is_quoted_clipped() {
+        let huge = "9".repeat(900_000);
+        let e = ImageRecord::from_value(&json!({"id": huge})).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.len() < 200 && msg.contains("99…"),
+            "{}",
+            &msg[..200.min(msg.len())]
+        );
     }
 
     #[test]

@@ -570,3 +570,24 @@ fn padded_and_impossible_ids_are_named_not_misread() {
         ]
     );
 }
+
+/// Untrusted text never starts a line of its own: a folder named to look like
+/// a second warning stays inside the one naming it.
+#[test]
+fn a_folder_name_cannot_forge_a_warning_line() {
+    let env = TestEnv::new();
+    let root = env.out();
+    crate::adopt::put(&root.join("1"), 5, 13.05, 52.05, &crate::adopt::jpeg(8, 8));
+    std::fs::create_dir_all(root.join("5\nwarning: all good")).unwrap();
+    let o = env
+        .cmd()
+        .args(["adopt", "--dry-run", "--input", "downloads"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("all good"), "{err}");
+    for line in err.lines() {
+        assert!(!line.starts_with("warning: all good"), "{err}");
+    }
+}
