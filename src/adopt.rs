@@ -4,6 +4,8 @@
 //! `<grid>/<id>.jpg`, write `<grid>/<id>.json` atomically, then move the old
 //! JSON into `.mlyexport-adopted/<grid>/jsons/`. Nothing is deleted; broken
 //! JPEGs and anything not understood stay where they are and are reported.
+//! A symbolic link to a folder is never followed (reported and left), so
+//! nothing is moved out of the folder or into it from elsewhere.
 
 use std::fs;
 use std::io;
@@ -14,8 +16,9 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::input::FolderAt;
 use crate::legacy::{self, IMAGES_DIR, JSONS_DIR};
-use crate::model::{GridId, ImageId, PositionSource, ThumbSize};
+use crate::model::{FileStem, GridId, ImageId, PositionSource, ThumbSize};
 use crate::plan::Grid;
 use crate::record::{DownloadInfo, IMAGE_SCHEMA_VERSION, TOOL_KEY};
 use crate::runrecord::{
@@ -44,6 +47,12 @@ pub(crate) enum AdoptError {
         to: PathBuf,
         source: io::Error,
     },
+    #[error("cannot create the folder `{path}`: {source}; the folder must be writable")]
+    Create { path: PathBuf, source: io::Error },
+    #[error(
+        "`{path}` is in the way: not a folder (a symbolic link is never followed, so nothing is moved out of the folder); move it away and re-run"
+    )]
+    NotAFolder { path: PathBuf },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -74,7 +83,8 @@ pub(crate) struct AdoptReport {
     /// Of them, already adopted by an earlier (possibly killed) run.
     pub already_done: u64,
     pub segments: Vec<SegmentReport>,
-    /// Broken JPEGs (not a complete JPEG): left in place, not adopted.
+    /// Broken JPEGs (not a complete JPEG, or unreadable: too large, say):
+    /// left in place, not adopted.
     pub broken: Vec<Left>,
     /// Files not understood (and old JSONs that could not be used): left in place.
     pub left: Vec<Left>,
@@ -95,15 +105,49 @@ struct Segment {
     images: PathBuf,
 }
 
+/// Why a linked `jsons/` or `images/` is left.
+const LINKED: &str = "a symbolic link to a folder: not followed, so nothing is moved out of or into another folder; put the folder itself there";
+
+/// Whether `dir` (`jsons/` or `images/`) is a real folder; a link to one is
+/// reported as left, never followed.
+fn old_folder(root: &Path, dir: &Path, report: &mut AdoptReport) -> bool {
+    match crate::input::folder_at(dir) {
+        FolderAt::Folder => true,
+        FolderAt::LinkToFolder => {
+            report.left.push(Left {
+                path: rel(root, dir),
+                reason: LINKED.into(),
+            });
+            false
+        }
+        FolderAt::Other => false,
+    }
+}
+
 /// The segments of an old folder: `jsons/` at the top (a single run, grid
 /// `1`), otherwise every folder named like a grid id holding `jsons/` or
-/// `images/`. Other folders are reported as not understood.
+/// `images/`. Other folders are reported as not understood, and so are
+/// links to folders (never followed).
 fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, AdoptError> {
-    if root.join(JSONS_DIR).is_dir() || root.join(IMAGES_DIR).is_dir() {
+    let (jsons, images) = (root.join(JSONS_DIR), root.join(IMAGES_DIR));
+    // `|`, not `||`: both links are reported.
+    if old_folder(root, &jsons, report) | old_folder(root, &images, report) {
+        let grid = root.join("1");
+        let free = match fs::symlink_metadata(&grid) {
+            Ok(m) => m.is_dir(),
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        if !free {
+            report.left.push(Left {
+                path: "1".into(),
+                reason: "in the way of the single run's grid `1`: not a folder (a link is never followed); move it away and re-run".into(),
+            });
+            return Ok(Vec::new());
+        }
         return Ok(vec![Segment {
             grid: "1".into(),
-            jsons: root.join(JSONS_DIR),
-            images: root.join(IMAGES_DIR),
+            jsons,
+            images,
         }]);
     }
     let read_err = |source| AdoptError::Read {
@@ -118,14 +162,17 @@ fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, Adopt
         if !e.file_type().is_ok_and(|t| t.is_dir()) || name.starts_with('.') {
             continue;
         }
-        let old = dir.join(JSONS_DIR).is_dir() || dir.join(IMAGES_DIR).is_dir();
+        let (jsons, images) = (dir.join(JSONS_DIR), dir.join(IMAGES_DIR));
         match name.parse::<GridId>() {
-            Ok(_) if old => out.push(Segment {
-                grid: name,
-                jsons: dir.join(JSONS_DIR),
-                images: dir.join(IMAGES_DIR),
-            }),
-            Ok(_) => {}
+            Ok(_) => {
+                if old_folder(root, &jsons, report) | old_folder(root, &images, report) {
+                    out.push(Segment {
+                        grid: name,
+                        jsons,
+                        images,
+                    });
+                }
+            }
             Err(e) => report.left.push(Left {
                 path: name,
                 reason: format!("folder not understood: {e}"),
@@ -136,11 +183,18 @@ fn segments(root: &Path, report: &mut AdoptReport) -> Result<Vec<Segment>, Adopt
     Ok(out)
 }
 
-/// Image ids named `<id>.<ext>` in `dir` (none when it is missing), and
-/// the other file names.
-fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError> {
+/// The ids in a folder, and its other names, each with why it is left.
+type Listing = (Vec<ImageId>, Vec<(String, String)>);
+
+/// Image ids named `<id>.<ext>` in `dir` (none when it is missing or not
+/// a real folder: a link is never followed), and the other file names,
+/// each with why it is left.
+fn list(dir: &Path, ext: &str) -> Result<Listing, AdoptError> {
     let mut ids = Vec::new();
     let mut other = Vec::new();
+    if crate::input::folder_at(dir) != FolderAt::Folder {
+        return Ok((ids, other));
+    }
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((ids, other)),
@@ -157,14 +211,18 @@ fn list(dir: &Path, ext: &str) -> Result<(Vec<ImageId>, Vec<String>), AdoptError
             source,
         })?;
         let name = e.file_name().to_string_lossy().into_owned();
-        let id = name
-            .strip_suffix(ext)
-            .and_then(|s| s.parse::<ImageId>().ok())
-            .filter(|_| e.file_type().is_ok_and(|t| t.is_file()));
-        match id {
-            Some(id) => ids.push(id),
-            None => other.push(name),
-        }
+        let stem = name.strip_suffix(ext).map_or(FileStem::Other, FileStem::of);
+        let why = match stem {
+            FileStem::Id(id) if e.file_type().is_ok_and(|t| t.is_file()) => {
+                ids.push(id);
+                continue;
+            }
+            FileStem::Padded(id) => format!(
+                "names image `{id}` with leading zeros, which the old tool never wrote: left where it is; rename it to `{id}{ext}` if it is that image"
+            ),
+            _ => "not an old tool's `<id>.json` or `<id>.jpg`: left where it is".into(),
+        };
+        other.push((name, why));
     }
     ids.sort_unstable();
     other.sort();
@@ -178,6 +236,10 @@ pub(crate) fn adopt(root: &Path, dry_run: bool) -> Result<AdoptReport, AdoptErro
         dry_run,
         ..AdoptReport::default()
     };
+    let hidden = root.join(ADOPTED_DIR);
+    if fs::symlink_metadata(&hidden).is_ok_and(|m| !m.is_dir()) {
+        return Err(AdoptError::NotAFolder { path: hidden });
+    }
     for seg in segments(root, &mut report)? {
         let seg_report = adopt_segment(root, &seg, dry_run, &mut report)?;
         report.adopted += seg_report.adopted;
@@ -222,10 +284,10 @@ fn adopt_segment(
     let (json_ids, other_jsons) = list(&seg.jsons, ".json")?;
     let (jpg_ids, other_jpgs) = list(&seg.images, ".jpg")?;
     for (dir, names) in [(&seg.jsons, other_jsons), (&seg.images, other_jpgs)] {
-        for n in names {
+        for (n, reason) in names {
             report.left.push(Left {
                 path: rel(root, &dir.join(n)),
-                reason: "not an old tool's `<id>.json` or `<id>.jpg`: left where it is".into(),
+                reason,
             });
         }
     }
@@ -249,16 +311,15 @@ fn adopt_segment(
             hidden_json: hidden.join(format!("{id}.json")),
             grid: &seg.grid,
         };
-        let has_old_jpg = jpg_ids.binary_search(&id).is_ok();
-        let half_done = moved.binary_search(&id).is_ok();
-        adopt_one(
-            root,
-            &item,
-            has_old_jpg || half_done,
-            dry_run,
-            report,
-            &mut out,
-        )?;
+        // From the listings, which follow no link.
+        let jpg = if jpg_ids.binary_search(&id).is_ok() {
+            JpgAt::Old
+        } else if moved.binary_search(&id).is_ok() {
+            JpgAt::Moved
+        } else {
+            JpgAt::Missing
+        };
+        adopt_one(root, &item, jpg, dry_run, report, &mut out)?;
     }
     if !dry_run {
         // Only empty folders go: `remove_dir` refuses any other.
@@ -266,6 +327,16 @@ fn adopt_segment(
         let _ = fs::remove_dir(&seg.images);
     }
     Ok(out)
+}
+
+/// Where an image's JPEG is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JpgAt {
+    /// In `images/`.
+    Old,
+    /// Already in the grid folder (a killed run moved it).
+    Moved,
+    Missing,
 }
 
 /// The paths of one image, before and after.
@@ -282,7 +353,7 @@ struct Item<'a> {
 fn adopt_one(
     root: &Path,
     item: &Item<'_>,
-    has_jpg: bool,
+    jpg: JpgAt,
     dry_run: bool,
     report: &mut AdoptReport,
     out: &mut SegmentReport,
@@ -297,7 +368,7 @@ fn adopt_one(
             return Ok(());
         }
     };
-    if !has_jpg {
+    if jpg == JpgAt::Missing {
         out.without_image += 1;
         report.left.push(Left {
             path: rel(root, &item.old_json),
@@ -306,16 +377,15 @@ fn adopt_one(
         return Ok(());
     }
     // Resume: the JPEG may already be in place from a killed run.
-    let in_place = item.jpg.is_file() && !item.old_jpg.is_file();
+    let in_place = jpg == JpgAt::Moved;
     let jpg_now = if in_place { &item.jpg } else { &item.old_jpg };
-    let bytes = read_file(jpg_now)?;
-    let (w, h) = match legacy::check_jpeg(&bytes) {
-        Ok(d) => d,
+    let (bytes, (w, h)) = match read_jpeg(jpg_now) {
+        Ok(checked) => checked,
         Err(reason) => {
             out.broken += 1;
             report.broken.push(Left {
                 path: rel(root, jpg_now),
-                reason: reason.to_string(),
+                reason,
             });
             return Ok(());
         }
@@ -328,6 +398,8 @@ fn adopt_one(
         return Ok(());
     }
     if !in_place {
+        // The single run's grid `1` is new: no folder yet.
+        create_inside(root, item.jpg.parent())?;
         rename(&item.old_jpg, &item.jpg)?;
     }
     let mtime = fs::metadata(&item.jpg)
@@ -346,7 +418,7 @@ fn adopt_one(
         &item.json,
         &serde_json::to_vec_pretty(&record).unwrap_or_default(),
     )?;
-    create_dir(item.hidden_json.parent())?;
+    create_inside(root, item.hidden_json.parent())?;
     rename(&item.old_json, &item.hidden_json)
 }
 
@@ -362,23 +434,36 @@ fn read_old_json(path: &Path) -> Result<Value, String> {
     Ok(v)
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, AdoptError> {
+/// The JPEG at `path` and its pixel size; why it cannot be adopted otherwise
+/// (unreadable, too large, or not a complete JPEG): one file, never fatal.
+fn read_jpeg(path: &Path) -> Result<(Vec<u8>, (u32, u32)), String> {
     let mut bytes = Vec::new();
-    crate::input::read_bounded_into(path, MAX_FILE_BYTES, &mut bytes).map_err(|source| {
-        AdoptError::Read {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?;
-    Ok(bytes)
+    crate::input::read_bounded_into(path, MAX_FILE_BYTES, &mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let size = legacy::check_jpeg(&bytes).map_err(|e| e.to_string())?;
+    Ok((bytes, size))
 }
 
-fn create_dir(dir: Option<&Path>) -> Result<(), AdoptError> {
+/// Creates `dir` and the folders above it up to `root`, going through real
+/// folders only: through a link, files would be moved out of the folder.
+fn create_inside(root: &Path, dir: Option<&Path>) -> Result<(), AdoptError> {
     let Some(dir) = dir else { return Ok(()) };
-    fs::create_dir_all(dir).map_err(|source| AdoptError::Read {
-        path: dir.to_path_buf(),
-        source,
-    })
+    let mut at = root.to_path_buf();
+    for part in dir.strip_prefix(root).unwrap_or(dir).components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(AdoptError::NotAFolder { path: at }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&at).map_err(|source| AdoptError::Create {
+                    path: at.clone(),
+                    source,
+                })?;
+            }
+            Err(source) => return Err(AdoptError::Create { path: at, source }),
+        }
+    }
+    Ok(())
 }
 
 /// An atomic rename (same file system), refusing to replace a file.

@@ -255,7 +255,7 @@ mod tests {
     use super::*;
     use crate::model::Bbox;
     use crate::model::PositionSource;
-    use crate::rows::tests::rec;
+    use crate::rows::tests::{T0, rec};
 
     #[test]
     fn a_markdown_cell_cannot_break_its_row() {
@@ -302,7 +302,7 @@ mod tests {
 
         let b = Bbox::new(0.0, 0.0, 1.0, 1.0).unwrap();
         let grids = [grid("g1", Some(b)), grid("empty", None)];
-        let as_of = DateTime::from_timestamp_millis(86_400_000 * 91).unwrap();
+        let as_of = DateTime::from_timestamp_millis(T0 + 86_400_000 * 91).unwrap();
         let c = compute(&grids, &rows, &s, as_of);
         assert_eq!(c.len(), 2);
         let g = &c[0];
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(g.pano_share, Some(0.4));
         assert_eq!(g.sequences, 3);
         assert_eq!(g.creators, 2);
-        assert_eq!(g.first_capture.as_deref(), Some("1970-01-01T00:00:00.000Z"));
+        assert_eq!(g.first_capture.as_deref(), Some("2020-09-13T12:26:40.000Z"));
         assert_eq!(
             g.months_since_newest,
             Some(round_to(30.0 / DAYS_PER_MONTH, 2))

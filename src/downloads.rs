@@ -1,7 +1,8 @@
 //! Reads a downloads folder, for `layers`, `exif` and library callers: the
 //! one scan of its images in either layout ([`scan`]), the per-image
 //! metadata files (in parallel, on the caller's rayon pool), the run record
-//! and the optional listing. File reads only, each through `crate::input` (regular files
+//! and the optional listing. Links to folders are never followed: each is
+//! named in [`Scan::unread`]. File reads only, each through `crate::input` (regular files
 //! only, opened without blocking, size- and line-bounded): no writes, no
 //! network, no terminal.
 
@@ -13,10 +14,10 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::input;
+use crate::input::{self, FolderAt};
 use crate::legacy::{self, BrokenJpeg, IMAGES_DIR, JSONS_DIR};
 use crate::model::GridId;
-use crate::model::{ImageId, PositionSource};
+use crate::model::{FileStem, ImageId, PositionSource};
 use crate::record::{ImageRecord, RecordError};
 use crate::rows::{ImageRow, Interner, LayersError};
 use crate::runrecord::{RUN_RECORD_FILE, RunRecord};
@@ -88,6 +89,37 @@ pub struct Entry {
     pub has_jpg: bool,
 }
 
+/// An entry of a downloads folder that looks like part of its layout but is
+/// not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    /// The entry.
+    pub path: PathBuf,
+    /// Why it is not read.
+    pub why: UnreadWhy,
+}
+
+/// Why an entry of a downloads folder is not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // each variant's #[error] text is its documentation
+pub enum UnreadWhy {
+    #[error(
+        "a symbolic link to a folder: not followed, so nothing outside the folder is read or changed; put the folder itself there"
+    )]
+    LinkedFolder,
+    #[error(
+        "names image `{0}` with leading zeros (only `{0}.json` and `{0}.jpg` are read); rename it if it is that image"
+    )]
+    Padded(ImageId),
+    #[error("named like an image file, but not an image id (1 to 18446744073709551615)")]
+    NotAnId,
+    #[error("a folder named like an image file")]
+    Folder,
+}
+
+/// Unread entries named one by one; the rest are only counted.
+const UNREAD_NAMED: usize = 20;
+
 /// The metadata files of a downloads folder, sorted by grid then id.
 #[derive(Debug, Clone)]
 pub struct Scan {
@@ -101,9 +133,55 @@ pub struct Scan {
     pub entries: Vec<Entry>,
     /// The old tool's batch layout: `<grid>/jsons/` and `<grid>/images/`.
     pub segments: bool,
+    /// Entries not read although they look like part of the layout (a
+    /// linked folder, say): the first few, in the order found.
+    pub unread: Vec<Unread>,
+    /// How many entries were not read (more than [`Scan::unread`] names
+    /// when there are many).
+    pub unread_count: usize,
 }
 
 impl Scan {
+    /// Notes an entry not read.
+    fn not_read(&mut self, path: PathBuf, why: UnreadWhy) {
+        if self.unread.len() < UNREAD_NAMED {
+            self.unread.push(Unread { path, why });
+        }
+        self.unread_count += 1;
+    }
+
+    /// One warning per entry not read, and one counting those not named.
+    pub fn unread_warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = (self.unread.iter())
+            .map(|u| format!("not read: `{}`: {}", u.path.display(), u.why))
+            .collect();
+        let more = self.unread_count - self.unread.len();
+        if more > 0 {
+            out.push(format!("… and {more} more entries not read"));
+        }
+        out
+    }
+
+    /// The summary line counting the entries not read, when there are any.
+    pub(crate) fn unread_line(&self) -> Option<(String, String)> {
+        (self.unread_count > 0).then(|| {
+            let n = self.unread_count.to_string();
+            ("not read (see the warnings)".to_string(), n)
+        })
+    }
+
+    /// Whether `path` is a real folder; a link to one is noted, not followed.
+    fn real_folder(&mut self, path: &Path) -> bool {
+        match input::folder_at(path) {
+            FolderAt::Folder => true,
+            FolderAt::LinkToFolder => {
+                self.not_read(path.to_path_buf(), UnreadWhy::LinkedFolder);
+                false
+            }
+            FolderAt::Other => false,
+        }
+    }
+
     /// The folder holding the metadata files of grid number `grid`.
     pub fn folder(&self, grid: u32) -> PathBuf {
         match (self.layout, self.segments) {
@@ -132,8 +210,9 @@ impl Scan {
 }
 
 /// Lists `<id>.json` and `<id>.jpg` names in one folder, from the directory
-/// listing alone (no `stat` per file).
-fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
+/// listing alone (no `stat` per file); other names of digits (`0031.json`,
+/// an id beyond `u64`, a folder `26.json`) are noted in `out` as not read.
+fn list_ids(out: &mut Scan, dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
     let (mut jsons, mut jpgs) = (Vec::new(), Vec::new());
     for e in fs::read_dir(dir)? {
         let e = e?;
@@ -144,17 +223,21 @@ fn list_ids(dir: &Path) -> io::Result<(Vec<ImageId>, Vec<ImageId>)> {
             (None, Some(s)) => (s, false),
             _ => continue,
         };
-        let Ok(id) = stem.parse::<ImageId>() else {
-            continue;
+        let why = match FileStem::of(stem) {
+            FileStem::Other => continue,
+            _ if e.file_type().is_ok_and(|t| t.is_dir()) => UnreadWhy::Folder,
+            FileStem::Id(id) if is_json => {
+                jsons.push(id);
+                continue;
+            }
+            FileStem::Id(id) => {
+                jpgs.push(id);
+                continue;
+            }
+            FileStem::Padded(id) => UnreadWhy::Padded(id),
+            FileStem::NotAnId => UnreadWhy::NotAnId,
         };
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        if is_json {
-            jsons.push(id)
-        } else {
-            jpgs.push(id)
-        }
+        out.not_read(e.path(), why);
     }
     jsons.sort_unstable();
     jpgs.sort_unstable();
@@ -173,20 +256,22 @@ pub fn scan(root: &Path) -> Result<Scan, StoreError> {
         grids: Vec::new(),
         entries: Vec::new(),
         segments: false,
+        unread: Vec::new(),
+        unread_count: 0,
     };
     // Once `mlyexport adopt` ran, the folder is mlyexport's (its leftovers
     // in `jsons/` are broken or not understood, and named in its report).
     let adopted = root.join(crate::adopt::REPORT_FILE).is_file();
-    if !adopted && root.join(JSONS_DIR).is_dir() {
+    if !adopted && out.real_folder(&root.join(JSONS_DIR)) {
         out.layout = InputLayout::Legacy;
         add_grid(&mut out, "1", &root.join(JSONS_DIR), &root.join(IMAGES_DIR))?;
         return Ok(out);
     }
-    let names = grid_folders(root)?;
+    let names = grid_folders(&mut out)?;
     // The old tool's batch: segment folders holding `jsons/`.
     let legacy: Vec<&String> = names
         .iter()
-        .filter(|n| !adopted && root.join(n).join(JSONS_DIR).is_dir())
+        .filter(|n| !adopted && out.real_folder(&root.join(n).join(JSONS_DIR)))
         .collect();
     if !legacy.is_empty() {
         out.layout = InputLayout::Legacy;
@@ -204,18 +289,27 @@ pub fn scan(root: &Path) -> Result<Scan, StoreError> {
     Ok(out)
 }
 
-/// Sub-folders of `root` named like a grid id, sorted.
-fn grid_folders(root: &Path) -> Result<Vec<String>, StoreError> {
+/// Sub-folders of the scan's root named like a grid id, sorted; links to
+/// folders so named are noted, not followed.
+fn grid_folders(out: &mut Scan) -> Result<Vec<String>, StoreError> {
+    let root = out.root.clone();
     let read_err = |source| StoreError::Read {
-        path: root.to_path_buf(),
+        path: root.clone(),
         source,
     };
     let mut names = Vec::new();
-    for e in fs::read_dir(root).map_err(read_err)? {
+    for e in fs::read_dir(&root).map_err(read_err)? {
         let e = e.map_err(read_err)?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if e.file_type().is_ok_and(|t| t.is_dir()) && name.parse::<GridId>().is_ok() {
-            names.push(name);
+        if name.parse::<GridId>().is_err() {
+            continue;
+        }
+        match e.file_type() {
+            Ok(t) if t.is_dir() => names.push(name),
+            Ok(t) if t.is_symlink() => {
+                out.real_folder(&e.path());
+            }
+            _ => {}
         }
     }
     names.sort();
@@ -229,12 +323,13 @@ fn add_grid(out: &mut Scan, name: &str, jsons: &Path, jpgs: &Path) -> Result<(),
         path: path.to_path_buf(),
         source,
     };
-    let (ids, mut jpg_ids) = list_ids(jsons).map_err(|e| read_err(jsons, e))?;
+    let (ids, mut jpg_ids) = list_ids(out, jsons).map_err(|e| read_err(jsons, e))?;
     if jsons != jpgs {
-        jpg_ids = match list_ids(jpgs) {
-            Ok((_, j)) => j,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(read_err(jpgs, e)),
+        // The old tool's `images/`: never through a link.
+        jpg_ids = if out.real_folder(jpgs) {
+            list_ids(out, jpgs).map_err(|e| read_err(jpgs, e))?.1
+        } else {
+            Vec::new()
         };
     }
     if ids.is_empty() {
@@ -582,6 +677,41 @@ mod tests {
         let found = scan(old.path()).unwrap();
         assert_eq!(found.layout, InputLayout::Legacy);
         assert!(!found.entries[0].has_jpg);
+    }
+
+    #[test]
+    fn linked_folders_are_named_not_followed() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("in"), dir.path().join("out"));
+        fs::create_dir_all(root.join("jsons")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(root.join("jsons/9.json"), "{}").unwrap();
+        fs::write(outside.join("9.jpg"), "x").unwrap();
+        symlink(&outside, root.join("images")).unwrap();
+        let found = scan(&root).unwrap();
+        assert!(!found.entries[0].has_jpg);
+        assert_eq!(found.unread.len(), 1);
+        assert_eq!(found.unread[0].path, root.join("images"));
+        let w = found.unread_warnings();
+        assert!(
+            w[0].contains("images`: a symbolic link to a folder"),
+            "{w:?}"
+        );
+        // Grid folders: the first few linked ones named, all counted.
+        fs::remove_dir_all(root.join("jsons")).unwrap();
+        fs::create_dir_all(root.join("g0")).unwrap();
+        fs::write(root.join("g0/5.json"), "{}").unwrap();
+        for i in 1..=UNREAD_NAMED + 2 {
+            symlink(&outside, root.join(format!("g{i}"))).unwrap();
+        }
+        let found = scan(&root).unwrap();
+        assert_eq!(found.grids, ["g0"]);
+        assert_eq!(found.unread.len(), UNREAD_NAMED);
+        // `images` (a link named like no grid) is not a grid folder.
+        assert_eq!(found.unread_count, UNREAD_NAMED + 2);
+        let w = found.unread_warnings();
+        assert_eq!(w.last().unwrap(), "… and 2 more entries not read");
     }
 
     #[test]

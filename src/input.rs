@@ -29,7 +29,7 @@ pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
 }
 
 /// What a non-regular file is, for messages.
-fn kind_name(kind: &fs::FileType) -> &'static str {
+pub(crate) fn kind_name(kind: &fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     if kind.is_dir() {
         "a folder"
@@ -60,14 +60,42 @@ pub(crate) fn check_not_special(path: &Path) -> io::Result<()> {
     }
 }
 
+/// What a path is, as a folder of the layout, without following a symbolic
+/// link at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FolderAt {
+    /// A real folder.
+    Folder,
+    /// A symbolic link to a folder: never followed (it would read or write
+    /// outside the folder given), and named to the user.
+    LinkToFolder,
+    /// Missing, a file, or a link to anything else.
+    Other,
+}
+
+/// What `path` is (see [`FolderAt`]); its target is looked at only to tell a
+/// link to a folder from other links.
+pub(crate) fn folder_at(path: &Path) -> FolderAt {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => FolderAt::Folder,
+        Ok(m) if m.is_symlink() && fs::metadata(path).is_ok_and(|t| t.is_dir()) => {
+            FolderAt::LinkToFolder
+        }
+        _ => FolderAt::Other,
+    }
+}
+
 /// Reads the whole of the regular file `path` into `buf` (cleared first); a
 /// file of more than `max` bytes is an `InvalidData` error and is not read
 /// whole.
 pub(crate) fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    let read = open_regular(path)?
-        .take(max.saturating_add(1))
-        .read_to_end(buf)?;
+    let file = open_regular(path)?;
+    // Refused before reading when already too large (it may still grow).
+    if file.metadata()?.len() > max {
+        return Err(too_large(max));
+    }
+    let read = file.take(max.saturating_add(1)).read_to_end(buf)?;
     if read as u64 > max {
         return Err(too_large(max));
     }
@@ -151,6 +179,21 @@ mod tests {
         assert!(check_not_special(&fifo).is_err());
         assert!(check_not_special(dir.path()).is_ok());
         assert!(check_not_special(&dir.path().join("missing")).is_ok());
+    }
+
+    #[test]
+    fn a_link_to_a_folder_is_told_from_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir(d.join("real")).unwrap();
+        fs::write(d.join("file"), b"x").unwrap();
+        std::os::unix::fs::symlink(d.join("real"), d.join("link")).unwrap();
+        std::os::unix::fs::symlink(d.join("file"), d.join("to-file")).unwrap();
+        assert_eq!(folder_at(&d.join("real")), FolderAt::Folder);
+        assert_eq!(folder_at(&d.join("link")), FolderAt::LinkToFolder);
+        for other in ["file", "to-file", "missing"] {
+            assert_eq!(folder_at(&d.join(other)), FolderAt::Other, "{other}");
+        }
     }
 
     #[test]

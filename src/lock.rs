@@ -4,6 +4,11 @@
 //! it ends, so a lock left by a dead run never blocks; its stale note is
 //! simply overwritten. A refused lock names the holder at once.
 //!
+//! Only a lock file that is the folder's own is written into: it is opened
+//! without following a symbolic link (a link is refused, naming the fix),
+//! and one with other names (hard links, to a file outside the folder, say)
+//! is replaced by a fresh file once locked, never emptied or written.
+//!
 //! The lock file's name is a parameter ([`FolderLock::acquire_named`]), so a
 //! folder can later be locked in parts (one lock file per shard).
 
@@ -33,6 +38,12 @@ pub enum LockError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "the lock file `{path}` is a symbolic link; mlyexport does not write through it (the note would go where it points): remove the link and run again"
+    )]
+    Link { path: PathBuf },
+    #[error("the lock file `{path}` is {what}, not a regular file: remove it and run again")]
+    NotAFile { path: PathBuf, what: &'static str },
 }
 
 /// Who holds a lock: the note written into the lock file once it is locked.
@@ -129,14 +140,14 @@ impl FolderLock {
         if created_dir {
             fs::create_dir_all(dir).map_err(io_err)?;
         }
+        let mut fresh = false;
         for _ in 0..ATTEMPTS {
-            let file = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(io_err)?;
+            let file = open_lock_file(&path, fresh).map_err(|e| match e.raw_os_error() {
+                Some(n) if n == rustix::io::Errno::LOOP.raw_os_error() => {
+                    LockError::Link { path: path.clone() }
+                }
+                _ => io_err(e),
+            })?;
             match lock_exclusive(&file) {
                 Ok(()) => {}
                 Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -150,6 +161,18 @@ impl FolderLock {
             // Its last holder may have removed it between our open and flock:
             // then this lock is on a file no one else will look at; again.
             if !names_file(&path, &file) {
+                continue;
+            }
+            let meta = file.metadata().map_err(io_err)?;
+            if !meta.is_file() {
+                let what = crate::input::kind_name(&meta.file_type());
+                return Err(LockError::NotAFile { path, what });
+            }
+            // Other names (hard links) may be files outside the folder: this
+            // name is removed, while locked, and a fresh file made.
+            if meta.nlink() > 1 {
+                fs::remove_file(&path).map_err(io_err)?;
+                fresh = true;
                 continue;
             }
             let lock = FolderLock {
@@ -213,6 +236,30 @@ impl Drop for FolderLock {
             // Only when empty: a run that wrote nothing leaves nothing.
             let _ = fs::remove_dir(&self.dir);
         }
+    }
+}
+
+/// Opens (creating it if needed, with `O_EXCL` when `fresh`) the lock file
+/// at `path` for reading and writing, never through a symbolic link (an
+/// `ELOOP` error) and without blocking or taking a terminal. A fresh file
+/// that another run created first is opened as it is.
+fn open_lock_file(path: &Path, fresh: bool) -> io::Result<fs::File> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let open = |new: bool| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(!new)
+            .create_new(new)
+            .truncate(false)
+            .custom_flags(flags.bits() as i32)
+            .open(path)
+    };
+    match open(fresh) {
+        Err(e) if fresh && e.kind() == io::ErrorKind::AlreadyExists => open(false),
+        other => other,
     }
 }
 
@@ -413,6 +460,72 @@ mod tests {
             (std::process::id(), "layers")
         );
         drop(lock);
+    }
+
+    #[test]
+    fn a_hard_linked_lock_file_is_replaced_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let precious = dir.path().join("precious.txt");
+        let folder = dir.path().join("out");
+        fs::create_dir(&folder).unwrap();
+        fs::write(&precious, b"keep me").unwrap();
+        fs::hard_link(&precious, folder.join(LOCK_FILE)).unwrap();
+        let lock = FolderLock::acquire(&folder, "fetch").unwrap();
+        assert_eq!(fs::read(&precious).unwrap(), b"keep me");
+        let meta = fs::symlink_metadata(folder.join(LOCK_FILE)).unwrap();
+        assert_eq!(meta.nlink(), 1);
+        let note: Holder =
+            serde_json::from_slice(&fs::read(folder.join(LOCK_FILE)).unwrap()).unwrap();
+        assert_eq!(note.command, "fetch");
+        // Linked while held: the holder is named, nothing is removed.
+        let held = dir.path().join("held.txt");
+        fs::hard_link(folder.join(LOCK_FILE), &held).unwrap();
+        let err = FolderLock::acquire(&folder, "exif").unwrap_err();
+        assert!(matches!(err, LockError::InUse { .. }), "{err}");
+        drop(lock);
+        assert!(!folder.join(LOCK_FILE).exists());
+        assert_eq!(fs::read(&precious).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn a_symlinked_lock_file_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.txt");
+        let folder = dir.path().join("out");
+        fs::create_dir(&folder).unwrap();
+        std::os::unix::fs::symlink(&target, folder.join(LOCK_FILE)).unwrap();
+        // Dangling: nothing is created where it points.
+        let msg = FolderLock::acquire(&folder, "fetch")
+            .unwrap_err()
+            .to_string();
+        assert!(!target.exists());
+        fs::write(&target, b"keep me").unwrap();
+        let again = FolderLock::acquire(&folder, "fetch")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg, again);
+        assert!(
+            msg.contains(&folder.join(LOCK_FILE).display().to_string())
+                && msg.contains("is a symbolic link")
+                && msg.contains("remove the link"),
+            "{msg}"
+        );
+        assert_eq!(fs::read(&target).unwrap(), b"keep me");
+        // A FIFO is named as one.
+        fs::remove_file(folder.join(LOCK_FILE)).unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            folder.join(LOCK_FILE),
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        let msg = FolderLock::acquire(&folder, "fetch")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("is a FIFO (named pipe), not a regular file"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -44,6 +44,18 @@ pub enum ModelError {
     ThumbSize(String),
 }
 
+/// Characters of an untrusted value quoted in a message before it is cut.
+const CLIP_CHARS: usize = 64;
+
+/// An untrusted value (from a file or the API) as a message quotes it: at
+/// most 64 characters, then `…`, so a huge value cannot flood a line.
+pub(crate) fn clip(value: &str) -> String {
+    match value.char_indices().nth(CLIP_CHARS) {
+        Some((cut, _)) => format!("{}…", &value[..cut]),
+        None => value.to_string(),
+    }
+}
+
 /// The least width and height, in degrees, of a study area or grid cell
 /// (about 0.1 m): smaller boxes cannot be searched or split.
 pub(crate) const MIN_AREA_SIDE_DEG: f64 = 1e-6;
@@ -308,16 +320,46 @@ impl ImageId {
     }
 }
 
+/// What the stem of a file name (`<stem>.json`, `<stem>.jpg`) says about
+/// the image the file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileStem {
+    /// The id as [`ImageId`]'s `Display` writes it: the only name read.
+    Id(ImageId),
+    /// Digits naming this image another way (leading zeros): not read, or
+    /// `0031.json` would be read as `31.json` and a copy as a duplicate.
+    Padded(ImageId),
+    /// Digits that are no image id (0, or beyond `u64`).
+    NotAnId,
+    /// Not digits: not named like an image file.
+    Other,
+}
+
+impl FileStem {
+    /// Reads `stem`.
+    pub(crate) fn of(stem: &str) -> Self {
+        if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
+            return FileStem::Other;
+        }
+        let id = stem.parse::<u64>().ok().and_then(ImageId::new);
+        match id {
+            Some(id) if id.to_string() == stem => FileStem::Id(id),
+            Some(id) => FileStem::Padded(id),
+            None => FileStem::NotAnId,
+        }
+    }
+}
+
 impl FromStr for ImageId {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ModelError::ImageId(s.to_string()));
+            return Err(ModelError::ImageId(clip(s)));
         }
         s.parse::<u64>()
             .ok()
             .and_then(ImageId::new)
-            .ok_or_else(|| ModelError::ImageId(s.to_string()))
+            .ok_or_else(|| ModelError::ImageId(clip(s)))
     }
 }
 
@@ -383,7 +425,7 @@ impl FromStr for GridId {
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !ok {
-            return Err(ModelError::GridId(s.to_string()));
+            return Err(ModelError::GridId(clip(s)));
         }
         if GridId::is_reserved(s) {
             return Err(ModelError::GridIdReserved(s.to_string()));
@@ -553,6 +595,39 @@ impl fmt::Display for AccessToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untrusted_values_are_quoted_clipped() {
+        assert_eq!(clip("short"), "short");
+        let exact = "é".repeat(64);
+        assert_eq!(clip(&exact), exact);
+        let long = "x".repeat(900_000);
+        assert_eq!(clip(&long), format!("{}…", "x".repeat(64)));
+        let e = long.parse::<ImageId>().unwrap_err().to_string();
+        assert!(e.len() < 200, "{e}");
+        let e = format!("g{long}")
+            .parse::<GridId>()
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 300, "{e}");
+    }
+
+    #[test]
+    fn only_the_plain_id_names_an_image_file() {
+        let id = |n| ImageId::new(n).unwrap();
+        assert_eq!(FileStem::of("31"), FileStem::Id(id(31)));
+        assert_eq!(FileStem::of("000031"), FileStem::Padded(id(31)));
+        assert_eq!(FileStem::of("0"), FileStem::NotAnId);
+        assert_eq!(FileStem::of("00"), FileStem::NotAnId);
+        assert_eq!(FileStem::of("18446744073709551616"), FileStem::NotAnId);
+        assert_eq!(
+            FileStem::of("18446744073709551615"),
+            FileStem::Id(id(u64::MAX))
+        );
+        for other in ["", "+5", "-5", "5a", "notes", " 5"] {
+            assert_eq!(FileStem::of(other), FileStem::Other, "{other:?}");
+        }
+    }
 
     #[test]
     fn bbox_parses_negative_and_checks_order() {

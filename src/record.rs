@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::model::{ImageId, LonLat, PositionSource};
+use crate::model::{ImageId, LonLat, PositionSource, clip};
 
 /// The key under which mlyexport's own fields live in `<id>.json`.
 pub(crate) const TOOL_KEY: &str = "mlyexport";
@@ -82,7 +82,8 @@ pub struct DownloadInfo {
 pub struct ImageRecord {
     /// The image's Mapillary id.
     pub id: ImageId,
-    /// Capture time, UTC, millisecond precision.
+    /// Capture time, UTC, millisecond precision; absent when outside 2000 to
+    /// 2099 (a warning says so).
     pub captured_at: Option<DateTime<Utc>>,
     /// Camera GPS position (`geometry`).
     pub original_position: Option<LonLat>,
@@ -118,7 +119,8 @@ pub struct ImageRecord {
     pub height: Option<u32>,
     /// What mlyexport added when it downloaded the image (none for a bare listing).
     pub download: Option<DownloadInfo>,
-    /// Problems found while parsing (e.g. `altitude_unsigned_wrapped`).
+    /// Problems found while parsing (`altitude_unsigned_wrapped`,
+    /// `captured_at_out_of_range`).
     pub warnings: Vec<String>,
 }
 
@@ -206,9 +208,7 @@ impl ImageRecord {
                 Value::Number(n) => n.as_u64().and_then(ImageId::new),
                 _ => None,
             })
-            .ok_or_else(|| {
-                RecordError::Id(raw.id.map(|r| r.get().to_string()).unwrap_or_default())
-            })?;
+            .ok_or_else(|| RecordError::Id(raw.id.map(|r| clip(r.get())).unwrap_or_default()))?;
 
         let mut warnings = Vec::new();
         let altitude = num(raw.altitude).and_then(|a| {
@@ -221,11 +221,19 @@ impl ImageRecord {
         let creator = raw
             .creator
             .and_then(|r| serde_json::from_str::<RawCreator<'_>>(r.get()).ok());
+        let captured_at = raw
+            .captured_at
+            .and_then(|r| parse_time(&serde_json::from_str(r.get()).ok()?))
+            .and_then(|t| {
+                let plausible = CAPTURE_TIMES.contains(&t.timestamp_millis());
+                if !plausible {
+                    warnings.push("captured_at_out_of_range".to_string());
+                }
+                plausible.then_some(t)
+            });
         Ok(ImageRecord {
             id,
-            captured_at: raw
-                .captured_at
-                .and_then(|r| parse_time(&serde_json::from_str(r.get()).ok()?)),
+            captured_at,
             original_position: point(raw.geometry),
             computed_position: point(raw.computed_geometry),
             compass_angle: num(raw.compass_angle).and_then(angle),
@@ -315,6 +323,15 @@ pub(crate) fn repair_altitude(a: f64) -> (Option<f64>, bool) {
     }
     (None, false)
 }
+
+/// Capture times taken as real, in epoch milliseconds: from 2000-01-01
+/// to 2100-01-01 (UTC, end excluded); a time outside is absent, with the
+/// record warning `captured_at_out_of_range`. Bounds, not facts: Mapillary
+/// began in 2013 and times before 2000 are mostly camera clocks never set
+/// (a real older photo would lose its time), and the end is fixed, not
+/// "now", so that parsing stays pure. Inside them every time has a four-digit
+/// year, as EXIF and the GeoPackage need.
+const CAPTURE_TIMES: std::ops::Range<i64> = 946_684_800_000..4_102_444_800_000;
 
 fn parse_time(v: &Value) -> Option<DateTime<Utc>> {
     match v {
@@ -501,6 +518,42 @@ mod tests {
         assert!(r.position(PositionSource::Computed).is_none());
         assert!(ImageRecord::from_value(&json!({"id": "../7"})).is_err());
         assert!(ImageRecord::from_value(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn capture_times_outside_2000_to_2100_are_absent_with_a_warning() {
+        let at = |t: Value| ImageRecord::from_value(&json!({"id": "7", "captured_at": t})).unwrap();
+        for t in [
+            json!(-99_999_999_999_999_i64),   // year -1199
+            json!(8_000_000_000_000_000_i64), // year 255479
+            json!("9999-12-31T00:00:00Z"),
+            json!(1000),
+            json!(946_684_799_999_i64),
+            json!(4_102_444_800_000_i64),
+        ] {
+            let r = at(t.clone());
+            assert_eq!(r.captured_at, None, "{t}");
+            assert_eq!(r.warnings, ["captured_at_out_of_range"], "{t}");
+        }
+        for t in [946_684_800_000_i64, 4_102_444_799_999] {
+            let r = at(json!(t));
+            assert_eq!(r.captured_at.unwrap().timestamp_millis(), t);
+            assert!(r.warnings.is_empty());
+        }
+        // Not a time at all: absent, as before, without a warning.
+        assert!(at(json!("soon")).warnings.is_empty());
+    }
+
+    #[test]
+    fn an_invalid_id_is_quoted_clipped() {
+        let huge = "9".repeat(900_000);
+        let e = ImageRecord::from_value(&json!({"id": huge})).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.len() < 200 && msg.contains("99…"),
+            "{}",
+            &msg[..200.min(msg.len())]
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! stdout as `key: value` lines; error chains printed once with hints.
 //! Makes no domain decisions. Every line printed passes through
 //! [`sanitize`]: text from the API or from files (error messages, names,
-//! paths) never reaches the terminal as control or escape sequences.
+//! paths) never reaches the terminal as control or escape sequences, and never
+//! starts a line of its own: warnings and status lines are one line each,
+//! and an error's continuation lines are indented.
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
 use std::borrow::Cow;
@@ -43,6 +45,29 @@ pub(crate) fn sanitize(text: &str, keep_newlines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` with every line after the first indented (the messages' own
+/// continuation lines already are), so a line break in a quoted path or
+/// value can never start a line that looks like one of ours.
+fn indented(text: &str) -> Cow<'_, str> {
+    if !text.contains('\n') {
+        return Cow::Borrowed(text);
+    }
+    let lines: Vec<String> = (text.split('\n').enumerate())
+        .map(|(i, l)| match i {
+            0 => l.to_string(),
+            _ if l.starts_with(' ') => l.to_string(),
+            _ => format!("  {l}"),
+        })
+        .collect();
+    Cow::Owned(lines.join("\n"))
+}
+
+/// A warning's line: untrusted parts (names, paths, API text) cannot break
+/// it, since a warning is one line.
+fn warning_line(line: &str) -> String {
+    format!("warning: {}", sanitize(line, false))
+}
+
 /// Unicode characters that reorder the text around them on display.
 fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}')
@@ -80,13 +105,13 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 
 /// Prints an error chain once: `error: …` then indented `caused by: …` lines.
 pub(crate) fn print_error(err: &anyhow::Error) {
-    eprintln!("error: {}", sanitize(&err.to_string(), true));
+    eprintln!("error: {}", indented(&sanitize(&err.to_string(), true)));
     let mut shown = err.to_string();
     for cause in err.chain().skip(1) {
         let text = cause.to_string();
         // thiserror messages often quote their source already: print it once.
         if !shown.contains(&text) {
-            eprintln!("  caused by: {}", sanitize(&text, true));
+            eprintln!("  caused by: {}", indented(&sanitize(&text, true)));
         }
         shown = text;
     }
@@ -129,16 +154,16 @@ impl Reporter {
     pub(crate) fn is_tty(&self) -> bool {
         self.tty && !self.quiet
     }
-    /// A progress or status line on stderr (suppressed by `--quiet`).
+    /// A progress or status line on stderr, one line (suppressed by `--quiet`).
     pub(crate) fn info(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{}", sanitize(line, true));
+            eprintln!("{}", sanitize(line, false));
         }
     }
-    /// A warning on stderr (suppressed by `--quiet`).
+    /// A warning on stderr, one line (suppressed by `--quiet`).
     pub(crate) fn warn(&self, line: &str) {
         if !self.quiet {
-            eprintln!("warning: {}", sanitize(line, true));
+            eprintln!("{}", warning_line(line));
         }
     }
     /// A JSON document on stdout, as it is (`status --json`; suppressed by
@@ -594,6 +619,19 @@ mod tests {
         assert!(matches!(sanitize("plain café", false), Cow::Borrowed(_)));
         assert_eq!(sanitize("cut \u{1b}[", false), "cut ");
         assert_eq!(sanitize("cut \u{1b}]0;title", false), "cut ");
+    }
+
+    #[test]
+    fn untrusted_line_breaks_start_no_line_of_ours() {
+        let name = "5\nwarning: all good\r\nerror: x";
+        let w = warning_line(&format!("left in place: {name}: not understood"));
+        assert_eq!(
+            w,
+            "warning: left in place: 5warning: all gooderror: x: not understood"
+        );
+        let e = indented("cannot read `a\nwarning: ok`:\n  fix: this");
+        assert_eq!(e, "cannot read `a\n  warning: ok`:\n  fix: this");
+        assert!(matches!(indented("one line"), Cow::Borrowed(_)));
     }
 
     /// A download under way: 1,234 of 5,678 images after 100 s.

@@ -133,7 +133,8 @@ struct Row {
 fn read_folder(root: PathBuf) -> Result<(Vec<Row>, Vec<String>), String> {
     let scan = read::scan(&root).map_err(|e| errors::full(&e))?;
     let mut rows = Vec::with_capacity(scan.entries.len());
-    let mut problems = Vec::new();
+    // Entries not read (a linked folder, say) are named with the problems.
+    let mut problems = scan.unread_warnings();
     for e in &scan.entries {
         match read::read_record_at(&scan.json_path(e), e.id) {
             Ok(record) => rows.push(Row {

@@ -28,18 +28,15 @@ struct FoundImage {
 }
 
 /// Every image of the folder, from the one scan, sorted by grid then id.
-fn found_images(input: &Path) -> anyhow::Result<Vec<FoundImage>> {
-    let scan = read::scan(input)
-        .with_context(|| format!("cannot list the images in `{}`", input.display()))?;
-    Ok(scan
-        .entries
+fn found_images(scan: &read::Scan) -> Vec<FoundImage> {
+    scan.entries
         .iter()
         .map(|e| FoundImage {
             id: e.id,
             json: scan.json_path(e),
             jpg: e.has_jpg.then(|| scan.jpg_path(e)),
         })
-        .collect())
+        .collect()
 }
 
 /// How many skipped files are named one by one before the rest are counted.
@@ -119,8 +116,9 @@ struct Done {
     xmp: XmpOutcome,
 }
 
-/// Embeds GPS EXIF tags into every JPEG of the downloads folder that `lock`
-/// holds (the `fetch` layout `<grid>/<id>.json` + `<id>.jpg`, or the old
+/// Embeds GPS EXIF tags into every JPEG of `scan`, the downloads folder that
+/// `lock` holds, scanned by the caller (who reports what the scan did not
+/// read) (the `fetch` layout `<grid>/<id>.json` + `<id>.jpg`, or the old
 /// tool's `jsons/` + `images/`), in parallel on its own rayon pool (see
 /// `io_threads`), one file per worker in memory at a time. `position` picks
 /// the source of position and direction (falling back to the other). Each
@@ -130,15 +128,16 @@ struct Done {
 /// a missing JPEG or an unreadable JSON is named through `reporter`, counted
 /// in [`ExifSummary::skipped`] and left untouched; it does not stop the pass.
 ///
-/// Errors (exit 2) only when the folder cannot be read, holds no image JSON,
-/// or cannot be synced at the end.
+/// Errors (exit 2) only when the folder holds no image JSON, or cannot be
+/// synced at the end.
 pub(crate) fn embed_folder(
     lock: &FolderLock,
+    scan: &read::Scan,
     position: PositionSource,
     reporter: &Reporter,
 ) -> anyhow::Result<ExifSummary> {
     let input = lock.dir();
-    let found = found_images(input)?;
+    let found = found_images(scan);
     if found.is_empty() {
         anyhow::bail!(
             "no image JSON files in `{}`: expected `<grid>/<id>.json` beside `<id>.jpg` \

@@ -171,7 +171,7 @@ mod tests {
         c.take(found(
             1,
             json!({"id": "5", "sequence": "b", "geometry": at,
-            "captured_at": 1000, "width": 4, "height": 3}),
+            "captured_at": 1_600_000_000_000_i64, "width": 4, "height": 3}),
             Some("https://x"),
         ));
         c.take(found(0, json!({"id": "6", "sequence": "a"}), None));
@@ -181,7 +181,10 @@ mod tests {
         let [a, b, d] = &items[..] else {
             panic!("{items:?}")
         };
-        assert_eq!((a.grid, a.id.get(), a.captured_ms), (1, 5, 1000));
+        assert_eq!(
+            (a.grid, a.id.get(), a.captured_ms),
+            (1, 5, 1_600_000_000_000)
+        );
         assert_eq!(a.url, None, "no URL kept for a dry run");
         assert!(a.has_position && a.position.is_some());
         assert_eq!((a.width, a.height), (Some(4), Some(3)));

@@ -327,7 +327,10 @@ mod tests {
             &r(json!({"id": "1", "creator": {"username": "alice"}}))
         ));
         assert!(!passes(&f, &r(json!({"id": "1", "is_pano": true}))));
-        assert!(!passes(&f, &r(json!({"id": "1", "captured_at": 1_000}))));
+        assert!(!passes(
+            &f,
+            &r(json!({"id": "1", "captured_at": 1_500_000_000_000_i64}))
+        ));
         assert!(!passes(
             &f,
             &r(json!({"id": "1", "creator": {"username": "bob"}}))

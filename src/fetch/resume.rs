@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use crate::model::{GridId, ImageId};
+use crate::model::{FileStem, GridId, ImageId};
 use crate::store::{self, ImagePaths};
 
 /// Largest `<id>.json` read when checking a stored image.
@@ -53,12 +53,9 @@ impl OnDisk {
         let mut any = false;
         for e in std::fs::read_dir(dir)? {
             let name = e?.file_name();
-            let id = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|s| s.parse::<u64>().ok())
-                .and_then(ImageId::new);
-            if let Some(id) = id {
+            let stem = name.to_str().and_then(|n| n.strip_suffix(".json"));
+            // `0005.json` is not image 5's file (the folder scan skips it too).
+            if let Some(FileStem::Id(id)) = stem.map(FileStem::of) {
                 // The first folder found keeps it; a second copy is left alone.
                 self.by_id.entry(id).or_insert(k);
                 any = true;
@@ -127,6 +124,8 @@ mod tests {
         std::fs::write(&p.json, json(7, "42")).unwrap();
         std::fs::create_dir_all(out.join("layers")).unwrap();
         std::fs::write(out.join("notes.txt"), "x").unwrap();
+        // Not image 43's file: leading zeros.
+        std::fs::write(out.join("7/0043.json"), json(7, "43")).unwrap();
         let on = OnDisk::scan(out).unwrap();
         assert_eq!(on.grid_of(id(42)).map(GridId::as_str), Some("7"));
         assert_eq!(on.grid_of(id(43)), None);

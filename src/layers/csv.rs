@@ -42,7 +42,7 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), IMAGES.csv_columns().count());
         assert!(
             lines[1].starts_with(
-                "1,13.4000001,52.5,POINT (13.4000001 52.5),s1,1970-01-01T00:00:01.000Z,"
+                "1,13.4000001,52.5,POINT (13.4000001 52.5),s1,2020-09-13T12:26:41.000Z,"
             ),
             "{}",
             lines[1]

@@ -176,12 +176,16 @@ pub(crate) mod tests {
         let mut strings = Interner::default();
         let mk = |v: Value| ImageRecord::from_value(&v).unwrap();
         let recs = [
-            mk(json!({"id": "2", "sequence": "s1", "captured_at": 2000,
+            mk(
+                json!({"id": "2", "sequence": "s1", "captured_at": 1_600_000_002_000_i64,
                 "geometry": {"type": "Point", "coordinates": [13.40000012345, 52.5001]},
-                "compass_angle": 90.0, "is_pano": true})),
-            mk(json!({"id": "1", "sequence": "s1", "captured_at": 1000,
+                "compass_angle": 90.0, "is_pano": true}),
+            ),
+            mk(
+                json!({"id": "1", "sequence": "s1", "captured_at": 1_600_000_001_000_i64,
                 "geometry": {"type": "Point", "coordinates": [13.40000006, 52.5]},
-                "compass_angle": 45.0, "is_pano": false, "make": "Go,Pro"})),
+                "compass_angle": 45.0, "is_pano": false, "make": "Go,Pro"}),
+            ),
             mk(json!({"id": "3", "sequence": "s1"})),
         ];
         let mut rows: Vec<ImageRow> = recs
@@ -228,7 +232,7 @@ pub(crate) mod tests {
         );
         assert_eq!(
             f[0]["properties"]["captured_at"],
-            "1970-01-01T00:00:01.000Z"
+            "2020-09-13T12:26:41.000Z"
         );
         assert_eq!(f[0]["properties"]["file"], "g1/1.jpg");
         assert_eq!(f[0]["properties"]["position_source"], "original");

@@ -210,7 +210,7 @@ mod tests {
         let f = images.features().next().unwrap();
         assert_eq!(f.field_as_string(0).unwrap().as_deref(), Some("1"));
         let t = f.field_as_datetime(2).unwrap().unwrap();
-        assert_eq!(t.timestamp_millis(), 1000);
+        assert_eq!(t.timestamp_millis(), 1_600_000_001_000);
         assert_eq!(ds.layer_by_name("layer_styles").unwrap().feature_count(), 4);
     }
 

@@ -124,7 +124,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::model::PositionSource;
     use crate::rows::iso_ms_from_millis;
-    use crate::rows::tests::rec;
+    use crate::rows::tests::{T0, rec};
 
     #[test]
     fn sequences_follow_capture_order_and_need_two_points() {
@@ -147,7 +147,7 @@ pub(crate) mod tests {
             l.points.iter().map(|p| p.lat).collect::<Vec<_>>(),
             vec![0.0, 0.001, 0.002]
         );
-        assert_eq!((l.first_ms, l.last_ms), (1000, 3000));
+        assert_eq!((l.first_ms, l.last_ms), (T0 + 1000, T0 + 3000));
         assert!((l.length_m - 222.4).abs() < 0.5, "{}", l.length_m);
     }
 

@@ -83,9 +83,12 @@ pub(crate) fn run_with(cfg: &LayersConfig, reporter: &Reporter) -> anyhow::Resul
         // Fail in a second on a wrong --pg, before the EXIF pass and the reading.
         layers::pg_sink::check(target)?;
     }
-    let scan = scan_input(&cfg.input)?;
+    let scan = scan_input(&cfg.input, reporter)?;
     let mut status = ExitStatus::Success;
-    let exif_lines = exif_stage(cfg, scan.layout, &locks.input, reporter, &mut status)?;
+    if scan.unread_count > 0 {
+        status = ExitStatus::Partial;
+    }
+    let exif_lines = exif_stage(cfg, &scan, &locks.input, reporter, &mut status)?;
     let run_record = match read::read_run_record_noting(&cfg.input) {
         Ok((r, missing)) => {
             for m in &missing {
@@ -119,6 +122,7 @@ pub(crate) fn run_with(cfg: &LayersConfig, reporter: &Reporter) -> anyhow::Resul
         .as_ref()
         .and_then(|r| r.request.area.aoi.as_ref())
         .and_then(|a| aoi_shape(&a.geometry));
+    let unread_line = scan.unread_line();
     let inputs = Inputs {
         file_layout: file_layout(&scan),
         scan,
@@ -133,6 +137,7 @@ pub(crate) fn run_with(cfg: &LayersConfig, reporter: &Reporter) -> anyhow::Resul
     let mut written = write_formats(cfg, &set, aoi.as_ref(), as_of, gpkg_done)?;
     written.extend(write_coverage(cfg, &set, as_of)?);
     let mut lines = summary_lines(&set, total, &problems, &written, output);
+    lines.extend(unread_line);
     if let Some(target) = &cfg.pg {
         let schema = format!("PostGIS tables in schema `{}`", target.schema());
         lines.push(("wrote".into(), schema));
@@ -141,10 +146,14 @@ pub(crate) fn run_with(cfg: &LayersConfig, reporter: &Reporter) -> anyhow::Resul
     Ok(LayersReport { status, lines })
 }
 
-/// The one scan of the input folder; an error when it holds no metadata.
-fn scan_input(input: &Path) -> anyhow::Result<read::Scan> {
+/// The one scan of the input folder, its entries not read named through
+/// `reporter`; an error when it holds no metadata.
+fn scan_input(input: &Path, reporter: &Reporter) -> anyhow::Result<read::Scan> {
     let scan = read::scan(input)
         .with_context(|| format!("cannot list the images in `{}`", input.display()))?;
+    for w in scan.unread_warnings() {
+        reporter.warn(&w);
+    }
     if scan.entries.is_empty() {
         bail!(
             "nothing to read in `{}`: no image metadata found; expected `<grid>/<id>.json` files \
@@ -169,7 +178,7 @@ fn file_layout(scan: &read::Scan) -> FileLayout {
 /// skipped files.
 fn exif_stage(
     cfg: &LayersConfig,
-    layout: InputLayout,
+    scan: &read::Scan,
     input_lock: &FolderLock,
     reporter: &Reporter,
     status: &mut ExitStatus,
@@ -177,11 +186,11 @@ fn exif_stage(
     if !cfg.exif {
         return Ok(Vec::new());
     }
-    if layout == InputLayout::Legacy {
+    if scan.layout == InputLayout::Legacy {
         reporter.info("the old tool's folder: its JPEGs are left as they are (no EXIF pass); run `mlyexport adopt` first to convert it");
         return Ok(Vec::new());
     }
-    let summary = crate::exif::pass::embed_folder(input_lock, cfg.position, reporter)?;
+    let summary = crate::exif::pass::embed_folder(input_lock, scan, cfg.position, reporter)?;
     if summary.status() != ExitStatus::Success {
         *status = ExitStatus::Partial;
     }

@@ -370,9 +370,13 @@ pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
+    /// 2020-09-13T12:26:40Z, in epoch milliseconds: [`rec`]'s times count from it.
+    pub(crate) const T0: i64 = 1_600_000_000_000;
+
+    /// An image captured `t` milliseconds after [`T0`].
     pub(crate) fn rec(id: u64, seq: &str, t: i64, lon: f64, lat: f64) -> ImageRecord {
         ImageRecord::from_value(&json!({
-            "id": id.to_string(), "sequence": seq, "captured_at": t,
+            "id": id.to_string(), "sequence": seq, "captured_at": T0 + t,
             "geometry": {"type": "Point", "coordinates": [lon, lat]},
             "computed_geometry": {"type": "Point", "coordinates": [lon + 0.00001, lat]},
             "compass_angle": 10.0, "computed_compass_angle": 20.0, "is_pano": id.is_multiple_of(2),

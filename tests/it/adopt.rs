@@ -448,3 +448,95 @@ fn the_hand_made_fixture_is_read_and_adopted() {
     assert!(stdout(&out).contains("adopted: 3"), "{}", stdout(&out));
     assert_schema("run.schema.json", &run_record(&root));
 }
+
+/// A single run of the old tool: `jsons/` and `images/` at the top become
+/// grid `1`, which does not exist yet.
+#[test]
+fn adopt_takes_a_single_run_at_the_top() {
+    let env = TestEnv::new();
+    let root = env.path().join("single");
+    put(&root, 7, 2.35, 48.85, &jpeg(8, 8));
+    let before = snapshot(&root);
+    let out = adopt(&env, &root, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("would adopt: 1"), "{}", stdout(&out));
+    assert_eq!(snapshot(&root), before);
+    let out = adopt(&env, &root, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("adopted: 1"), "{}", stdout(&out));
+    assert_eq!(fs::read(root.join("1/7.jpg")).unwrap(), jpeg(8, 8));
+    let rec = read_json(&root.join("1/7.json"));
+    assert_schema("image.schema.json", &rec);
+    assert_eq!(rec["mlyexport"]["original_path"], "images/7.jpg");
+    assert!(root.join(".mlyexport-adopted/1/jsons/7.json").is_file());
+    assert!(!root.join("images").exists() && !root.join("jsons").exists());
+}
+
+/// One JPEG over the read bound (256 MiB; sparse here) is left in place and
+/// named, never the end of the whole run, dry or not.
+#[test]
+fn adopt_leaves_a_too_large_jpeg_and_goes_on() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    make_old_folder(&root, true);
+    put(&root.join("1"), 104, 13.07, 52.07, b"");
+    let big = fs::File::create(root.join("1/images/104.jpg")).unwrap();
+    big.set_len((256 << 20) + 1).unwrap();
+    drop(big);
+    for (extra, verb) in [(&["--dry-run"][..], "would adopt: 3"), (&[], "adopted: 3")] {
+        let out = adopt(&env, &root, extra);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(stdout(&out).contains(verb), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("broken (left in place): 3"),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            err.contains("1/images/104.jpg") && err.contains("larger than"),
+            "{err}"
+        );
+        assert!(!err.contains("permissions"), "{err}");
+    }
+    for done in ["1/101.json", "1/102.json", "2/201.json"] {
+        assert!(root.join(done).is_file(), "{done}");
+    }
+    assert!(root.join("1/images/104.jpg").is_file());
+    assert!(root.join("1/jsons/104.json").is_file());
+    let report = read_json(&root.join("adopt-report.json"));
+    let broken: Vec<&str> = report["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        broken,
+        ["1/images/103.jpg", "1/images/104.jpg", "2/images/202.jpg"]
+    );
+}
+
+/// `000031.json` is not image 31's JSON: left with that reason, not read as
+/// `31.json`.
+#[test]
+fn adopt_leaves_padded_ids_with_the_reason() {
+    let env = TestEnv::new();
+    let root = env.path().join("downloads");
+    put(&root.join("1"), 5, 13.05, 52.05, &jpeg(8, 8));
+    fs::write(root.join("1/jsons/000031.json"), old_json(31, 13.05, 52.05)).unwrap();
+    fs::write(root.join("1/images/0005.jpg"), jpeg(8, 8)).unwrap();
+    let out = adopt(&env, &root, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(stdout(&out).contains("adopted: 1"), "{}", stdout(&out));
+    for name in ["1/jsons/000031.json", "1/images/0005.jpg"] {
+        assert!(
+            err.contains(&format!("{name}: names image `")) && err.contains("leading zeros"),
+            "{name}: {err}"
+        );
+        assert!(root.join(name).is_file());
+    }
+    assert!(!err.contains("cannot read"), "{err}");
+    assert_eq!(fs::read(root.join("1/5.jpg")).unwrap(), jpeg(8, 8));
+}

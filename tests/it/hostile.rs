@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mlysim::SimConfig;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::common::*;
 
@@ -342,4 +342,252 @@ fn layers_neutralises_formulas_and_does_not_hang_on_a_fifo_listing() {
     );
     let cov = std::fs::read_to_string(root.join("layers/coverage.csv")).unwrap();
     assert!(cov.lines().nth(1).unwrap().starts_with("g1,"), "{cov}");
+}
+
+/// A JPEG with a real header, and its bytes.
+fn real_jpeg(dir: &Path, name: &str) -> Vec<u8> {
+    let bytes = crate::adopt::jpeg(8, 8);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), &bytes).unwrap();
+    bytes
+}
+
+/// Linked `images/`, `jsons/` and grid folders pointing outside the folder:
+/// `exif` and `adopt` name each one and never write, move or read through it.
+#[test]
+fn linked_folders_are_named_and_never_followed() {
+    use crate::adopt::{old_json, put};
+    use std::os::unix::fs::symlink;
+    let env = TestEnv::new();
+    let outside = env.path().join("outside");
+    let imgs = real_jpeg(&outside.join("imgs"), "7.jpg");
+    let grid_jpg = real_jpeg(&outside.join("grid"), "8.jpg");
+    std::fs::write(
+        outside.join("grid/8.json"),
+        json!({"id": "8", "geometry": {"type": "Point", "coordinates": [2.3, 48.8]}}).to_string(),
+    )
+    .unwrap();
+    // The old tool's single run whose `images/` is a link out.
+    let single = env.path().join("single");
+    std::fs::create_dir_all(single.join("jsons")).unwrap();
+    std::fs::write(single.join("jsons/7.json"), old_json(7, 2.35, 48.85)).unwrap();
+    symlink(outside.join("imgs"), single.join("images")).unwrap();
+    // mlyexport's layout with a linked grid folder beside a real one.
+    let ours = env.path().join("ours");
+    symlink(outside.join("grid"), {
+        std::fs::create_dir_all(&ours).unwrap();
+        ours.join("g2")
+    })
+    .unwrap();
+    real_jpeg(&ours.join("g1"), "9.jpg");
+    std::fs::write(
+        ours.join("g1/9.json"),
+        json!({"id": "9", "geometry": {"type": "Point", "coordinates": [2.3, 48.8]}}).to_string(),
+    )
+    .unwrap();
+    for (root, link) in [(&single, "images"), (&ours, "g2")] {
+        let o = env
+            .cmd()
+            .arg("exif")
+            .arg("--input")
+            .arg(root)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("{link}`: a symbolic link to a folder")),
+            "{err}"
+        );
+        assert!(
+            stdout(&o).contains("not read (see the warnings): 1"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert_eq!(std::fs::read(outside.join("imgs/7.jpg")).unwrap(), imgs);
+    assert_eq!(std::fs::read(outside.join("grid/8.jpg")).unwrap(), grid_jpg);
+    // adopt: a segment whose `images/` and one whose `jsons/` link out.
+    let old = env.path().join("old");
+    put(&old.join("1"), 101, 13.05, 52.05, &crate::adopt::jpeg(8, 8));
+    std::fs::create_dir_all(old.join("2/jsons")).unwrap();
+    std::fs::write(old.join("2/jsons/7.json"), old_json(7, 2.35, 48.85)).unwrap();
+    symlink(outside.join("imgs"), old.join("2/images")).unwrap();
+    std::fs::create_dir_all(outside.join("jsons")).unwrap();
+    std::fs::write(outside.join("jsons/8.json"), old_json(8, 2.35, 48.85)).unwrap();
+    std::fs::create_dir_all(old.join("3")).unwrap();
+    symlink(outside.join("jsons"), old.join("3/jsons")).unwrap();
+    symlink(outside.join("grid"), old.join("3/images")).unwrap();
+    for dry in [true, false] {
+        let mut cmd = env.cmd();
+        cmd.arg("adopt").arg("--input").arg(&old);
+        if dry {
+            cmd.arg("--dry-run");
+        }
+        let o = cmd.output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        for link in ["2/images", "3/jsons", "3/images"] {
+            assert!(
+                err.contains(&format!("{link}: a symbolic link to a folder")),
+                "{link}: {err}"
+            );
+        }
+    }
+    assert!(old.join("1/101.jpg").is_file());
+    assert_eq!(std::fs::read(outside.join("imgs/7.jpg")).unwrap(), imgs);
+    assert_eq!(std::fs::read(outside.join("grid/8.jpg")).unwrap(), grid_jpg);
+    assert!(outside.join("jsons/8.json").is_file());
+    assert!(old.join("2/jsons/7.json").is_file() && !old.join("2/7.jpg").exists());
+}
+
+/// Capture times far outside any plausible range (year -1199, 255479, 9999)
+/// are absent, with a warning in the record: no malformed EXIF dates, no GDAL
+/// errors on stderr under --quiet, no nonsense coverage ages.
+#[test]
+fn absurd_capture_times_are_absent_not_malformed() {
+    let env = TestEnv::new();
+    let g = env.out().join("g1");
+    let times = [
+        json!(-99_999_999_999_999_i64),
+        json!(8_000_000_000_000_000_i64),
+        json!("9999-12-31T00:00:00Z"),
+    ];
+    for (i, t) in times.iter().enumerate() {
+        let id = i + 1;
+        real_jpeg(&g, &format!("{id}.jpg"));
+        let v = json!({"id": id.to_string(), "captured_at": t, "sequence": "s",
+            "geometry": {"type": "Point", "coordinates": [2.35 + i as f64 * 1e-4, 48.85]}});
+        std::fs::write(g.join(format!("{id}.json")), v.to_string()).unwrap();
+    }
+    let o = env
+        .cmd()
+        .args([
+            "layers",
+            "--input",
+            "downloads",
+            "--quiet",
+            "--format",
+            "gpkg",
+        ])
+        .args(["--format", "geojson", "--as-of", "2024-01-01"])
+        .output()
+        .unwrap();
+    assert_success(&o);
+    assert_eq!(stderr(&o), "");
+    for id in 1..=3 {
+        let jpg = std::fs::read(g.join(format!("{id}.jpg"))).unwrap();
+        let text = String::from_utf8_lossy(&jpg);
+        assert!(
+            !text.contains("-1199:") && !text.contains("255479:"),
+            "{id}"
+        );
+        assert!(!text.contains("9999:12:31"), "{id}");
+    }
+    let cov = read_json(&env.out().join("layers/coverage.json"));
+    let g1 = &cov["grids"][0];
+    assert!(g1["months_since_newest"].is_null(), "{g1}");
+    let gj = read_json(&env.out().join("layers/images.geojson"));
+    for f in gj["features"].as_array().unwrap() {
+        assert!(f["properties"]["captured_at"].is_null(), "{f}");
+    }
+}
+
+/// Names of digits that are not an image's own (`000031.json`, `0005.jpg`, a
+/// folder `26.json`, an id beyond u64) are named as not read, never taken for
+/// another image's file.
+#[test]
+fn padded_and_impossible_ids_are_named_not_misread() {
+    let env = TestEnv::new();
+    let g = env.out().join("g1");
+    std::fs::create_dir_all(g.join("26.json")).unwrap();
+    let rec = |id: u64| {
+        json!({"id": id.to_string(), "captured_at": 1_600_000_000_000_i64,
+            "geometry": {"type": "Point", "coordinates": [2.35, 48.85]}})
+        .to_string()
+    };
+    for (name, id) in [
+        ("000031.json", 31),
+        ("5.json", 5),
+        ("00032.json", 32),
+        ("32.json", 32),
+    ] {
+        std::fs::write(g.join(name), rec(id)).unwrap();
+    }
+    real_jpeg(&g, "0005.jpg");
+    std::fs::write(g.join("99999999999999999999.json"), rec(9)).unwrap();
+    let o = env
+        .cmd()
+        .args([
+            "layers",
+            "--input",
+            "downloads",
+            "--no-exif",
+            "--format",
+            "geojson",
+        ])
+        .args(["--as-of", "2024-01-01"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for (name, why) in [
+        ("000031.json", "names image `31` with leading zeros"),
+        ("00032.json", "names image `32` with leading zeros"),
+        ("0005.jpg", "names image `5` with leading zeros"),
+        ("26.json", "a folder named like an image file"),
+        (
+            "99999999999999999999.json",
+            "named like an image file, but not an image id",
+        ),
+    ] {
+        assert!(err.contains(&format!("g1/{name}`: {why}")), "{name}: {err}");
+    }
+    assert!(
+        !err.contains("duplicate") && !err.contains("cannot read"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).contains("not read (see the warnings): 5"),
+        "{}",
+        stdout(&o)
+    );
+    let gj = read_json(&env.out().join("layers/images.geojson"));
+    let props: Vec<(String, Value)> = gj["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let p = &f["properties"];
+            (p["id"].as_str().unwrap().to_string(), p["file"].clone())
+        })
+        .collect();
+    assert_eq!(
+        props,
+        [
+            ("5".to_string(), Value::Null),
+            ("32".to_string(), Value::Null)
+        ]
+    );
+}
+
+/// Untrusted text never starts a line of its own: a folder named to look like
+/// a second warning stays inside the one naming it.
+#[test]
+fn a_folder_name_cannot_forge_a_warning_line() {
+    let env = TestEnv::new();
+    let root = env.out();
+    crate::adopt::put(&root.join("1"), 5, 13.05, 52.05, &crate::adopt::jpeg(8, 8));
+    std::fs::create_dir_all(root.join("5\nwarning: all good")).unwrap();
+    let o = env
+        .cmd()
+        .args(["adopt", "--dry-run", "--input", "downloads"])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("all good"), "{err}");
+    for line in err.lines() {
+        assert!(!line.starts_with("warning: all good"), "{err}");
+    }
 }
