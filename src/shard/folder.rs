@@ -39,6 +39,13 @@ pub enum FolderError {
     OtherRequest { dir: String, differences: String },
     #[error("cannot read `{path}`: {message}; move it away to start afresh")]
     Read { path: String, message: String },
+    #[error(
+        "`{path}` is not a valid split: {source}; it was changed by hand or damaged: move it away (and the shards' run records) to start afresh"
+    )]
+    BadSplit {
+        path: String,
+        source: super::ShardError,
+    },
     #[error("cannot list `{dir}`: {source}")]
     List { dir: String, source: std::io::Error },
     #[error(transparent)]
@@ -128,9 +135,18 @@ fn write_split(dir: &Path, split: &Split, request: &Request) -> Result<(), Folde
     Ok(())
 }
 
-/// The split file of `dir`, when there is one.
+/// The split file of `dir`, when there is one, checked ([`Split::check`])
+/// before anything is sized by it.
 pub(crate) fn read_split(dir: &Path) -> Result<Option<SplitFile>, FolderError> {
-    read_json(&dir.join(SPLIT_FILE))
+    let path = dir.join(SPLIT_FILE);
+    let Some(file) = read_json::<SplitFile>(&path)? else {
+        return Ok(None);
+    };
+    file.split.check().map_err(|source| FolderError::BadSplit {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Some(file))
 }
 
 /// A run record, when its file exists.

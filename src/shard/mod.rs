@@ -108,6 +108,17 @@ pub enum ShardError {
         "{cells} grid cells cannot be cut into enough parts for {count} shards (the parts would be under 0.1 m); use fewer shards"
     )]
     TooFine { cells: usize, count: u32 },
+    /// A split (as read from a file) without any unit.
+    #[error("the split has no cells or parts")]
+    NoUnits,
+    /// A split (as read from a file) giving a unit to a shard that is not one.
+    #[error("unit {unit} (cell `{grid}`) goes to shard {shard}, but there are {count} shards")]
+    UnitShard {
+        unit: usize,
+        grid: String,
+        shard: u32,
+        count: u32,
+    },
 }
 
 /// Shard K of N (K counts from 0).
@@ -498,6 +509,29 @@ impl Split {
         Plan::scoped(grids, &mine)
     }
 
+    /// Checks a split read from a file: N as `--shard` accepts it, at least
+    /// one unit, and every unit's shard below N.
+    pub(crate) fn check(&self) -> Result<(), ShardError> {
+        check_count(self.count)?;
+        if self.units.is_empty() {
+            return Err(ShardError::NoUnits);
+        }
+        match self
+            .units
+            .iter()
+            .enumerate()
+            .find(|(_, u)| u.shard >= self.count)
+        {
+            Some((unit, u)) => Err(ShardError::UnitShard {
+                unit,
+                grid: u.grid.clone(),
+                shard: u.shard,
+                count: self.count,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// How many units shard `k` has.
     pub(crate) fn units_of_shard(&self, k: u32) -> usize {
         self.units.iter().filter(|u| u.shard == k).count()
@@ -720,6 +754,32 @@ mod tests {
             let back: Split = serde_json::from_str(&text).unwrap();
             assert_eq!(back, split, "{n} shards");
         }
+    }
+
+    #[test]
+    fn a_split_read_back_is_checked() {
+        let good = Split::new(&grid_plan(3, 1), 2).unwrap();
+        assert_eq!(good.check(), Ok(()));
+        for count in [0, MAX_SHARDS + 1, 4_000_000_000] {
+            let bad = Split {
+                count,
+                ..good.clone()
+            };
+            let e = bad.check().unwrap_err();
+            assert!(matches!(e, ShardError::Count { .. }), "{count}: {e}");
+        }
+        let empty = Split {
+            units: Vec::new(),
+            ..good.clone()
+        };
+        assert_eq!(empty.check(), Err(ShardError::NoUnits));
+        let mut stray = good.clone();
+        stray.units[2].shard = 2;
+        let e = stray.check().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unit 2 (cell `3`) goes to shard 2, but there are 2 shards"
+        );
     }
 
     proptest! {

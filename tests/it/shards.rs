@@ -474,3 +474,49 @@ fn a_position_less_image_on_a_shard_border_is_listed_by_one_shard() {
     let o = layers(&env, &out, "csv");
     assert_success(&o);
 }
+
+/// A split file edited by hand (or damaged) is refused when read, naming the
+/// file: N = 0 must not read as "done", a huge N must not size anything.
+#[test]
+fn a_split_file_with_a_bad_count_or_unit_is_refused_by_name() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let out = env.out();
+    assert_success(&fetch_into(
+        &env,
+        &out,
+        &["--grid", "2x1", "--shard", "0/2", "--dry-run"],
+    ));
+    let path = out.join("mlyexport-shards.json");
+    let good = read_json(&path);
+    let mut zero = good.clone();
+    zero["split"]["count"] = 0.into();
+    let mut huge = good.clone();
+    huge["split"]["count"] = 4_000_000_000u64.into();
+    let mut stray = good.clone();
+    stray["split"]["units"][1]["shard"] = 2.into();
+    let mut empty = good.clone();
+    empty["split"]["units"] = serde_json::json!([]);
+    for (bad, says) in [
+        (zero, "between 1 and 10000 (got 0)"),
+        (huge, "(got 4000000000)"),
+        (stray, "goes to shard 2, but there are 2 shards"),
+        (empty, "has no cells or parts"),
+    ] {
+        std::fs::write(&path, bad.to_string()).unwrap();
+        let o = status(&env, &out, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{says}: {}{err}", stdout(&o));
+        assert!(
+            err.contains("mlyexport-shards.json` is not a valid split"),
+            "{err}"
+        );
+        assert!(err.contains(says) && err.contains("move it away"), "{err}");
+        let o = fetch_into(&env, &out, &["--grid", "2x1", "--shard", "1/2"]);
+        assert_eq!(o.status.code(), Some(2), "{says}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is not a valid split"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
