@@ -586,3 +586,28 @@ fn shards_together_list_what_a_whole_run_lists_when_the_api_filters_on_the_compu
         assert!(whole.len() > 2000, "{name}: {}", whole.len());
     }
 }
+
+/// An array job's index that is not UTF-8 is refused, quoted, rather than
+/// taken for unset (which would fetch the whole area in every task).
+#[test]
+fn a_non_utf8_array_index_is_refused_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::with_sim(SimConfig::default());
+    let a = area(&env);
+    let bad = std::ffi::OsStr::from_bytes(b"1\xff");
+    let o = env
+        .std_cmd(None)
+        .args(["fetch", "--bbox", &a, "--dry-run", "--output", "w"])
+        .env("SLURM_ARRAY_TASK_ID", bad)
+        .env("SLURM_ARRAY_TASK_MIN", "0")
+        .env("SLURM_ARRAY_TASK_COUNT", "4")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("SLURM_ARRAY_TASK_ID=`1\u{fffd}` is not a whole number"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!env.path().join("w/mlyexport-run.json").exists());
+}
