@@ -49,6 +49,16 @@ pub enum FolderError {
     },
     #[error("cannot list `{dir}`: {source}")]
     List { dir: String, source: std::io::Error },
+    #[error("cannot tell whether `{path}` exists: {source}; check the folder's permissions")]
+    Exists {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write the split of `{dir}` as JSON: {source}")]
+    Encode {
+        dir: String,
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
 }
@@ -110,7 +120,13 @@ pub(crate) fn confirm_whole(dir: &Path) -> Result<(), FolderError> {
 
 /// Refuses a shard when `dir` holds a whole fetch's record.
 fn refuse_whole(dir: &Path) -> Result<(), FolderError> {
-    if dir.join(RUN_RECORD_FILE).exists() {
+    let path = dir.join(RUN_RECORD_FILE);
+    // Only "not there" is absent: a folder that cannot be searched is an error.
+    let there = path.try_exists().map_err(|source| FolderError::Exists {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if there {
         return Err(FolderError::Unsharded {
             dir: dir.display().to_string(),
         });
@@ -139,7 +155,10 @@ fn create_split(dir: &Path, split: &Split, request: &Request) -> Result<(), Fold
         request: request.clone(),
         split: split.clone(),
     };
-    let mut bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|source| FolderError::Encode {
+        dir: dir.display().to_string(),
+        source,
+    })?;
     bytes.push(b'\n');
     if store::create_new(&dir.join(SPLIT_FILE), &bytes)? == Created::New {
         return Ok(());
@@ -367,5 +386,21 @@ mod tests {
         std::fs::write(dir.path().join(RUN_RECORD_FILE), "{}").unwrap();
         let e = prepare(dir.path(), Some((&two, &req))).unwrap_err();
         assert!(matches!(e, FolderError::Unsharded { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_looked_for_is_an_error_not_absent() {
+        // A path through a file: `exists()` says no; the lookup failed.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, "x").unwrap();
+        let e = refuse_whole(&file).unwrap_err();
+        assert!(matches!(e, FolderError::Exists { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot tell whether `") && text.contains("mlyexport-run.json"),
+            "{text}"
+        );
+        refuse_whole(dir.path()).unwrap();
     }
 }
