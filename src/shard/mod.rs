@@ -100,6 +100,11 @@ pub enum ShardError {
         count: u32,
         last: u32,
     },
+    /// `--shard none` (the whole area) with `--shards N` (a split).
+    #[error(
+        "--shard none fetches the whole area but --shards {count} splits it into {count} shards: drop --shards {count} to fetch everything in this task, or --shard none to fetch this task's shard"
+    )]
+    OffWithCount { count: u32 },
     /// Slurm's array variables are incomplete.
     #[error("SLURM_ARRAY_TASK_ID is set but {missing} is not; is this Slurm 17.11 or newer?")]
     SlurmIncomplete { missing: &'static str },
@@ -382,7 +387,10 @@ pub(crate) fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<(Shard, ShardSource)>, ShardError> {
     if flag == Some(ShardFlag::Off) {
-        return Ok(None);
+        return match count {
+            Some(count) => Err(ShardError::OffWithCount { count }),
+            None => Ok(None),
+        };
     }
     if let Some(n) = count {
         check_count(n)?;
@@ -645,6 +653,9 @@ mod tests {
         let e = resolve(flag("1/4"), None, &slurm).unwrap_err();
         assert!(matches!(e, ShardError::Disagrees { .. }), "{e}");
         assert_eq!(resolve(flag("none"), None, &slurm), Ok(None));
+        let e = resolve(flag("none"), Some(4), &slurm).unwrap_err();
+        assert_eq!(e, ShardError::OffWithCount { count: 4 });
+        assert!(e.to_string().contains("drop --shards 4"), "{e}");
         // With --shards N, K is the ID itself (re-running --array=7 of 8).
         let got = resolve(None, Some(8), &slurm).unwrap().unwrap();
         assert_eq!(got, (Shard::new(7, 8).unwrap(), ShardSource::Slurm));
