@@ -105,6 +105,13 @@ pub enum ShardError {
         "--shard none fetches the whole area but --shards {count} splits it into {count} shards: drop --shards {count} to fetch everything in this task, or --shard none to fetch this task's shard"
     )]
     OffWithCount { count: u32 },
+    /// A Slurm array variable whose value cannot be one.
+    #[error("{var}={value} is out of range: {why}")]
+    SlurmRange {
+        var: &'static str,
+        value: u32,
+        why: String,
+    },
     /// Slurm's array variables are incomplete.
     #[error("SLURM_ARRAY_TASK_ID is set but {missing} is not; is this Slurm 17.11 or newer?")]
     SlurmIncomplete { missing: &'static str },
@@ -336,8 +343,12 @@ fn slurm(
         env_u32(env, var)?.ok_or(ShardError::SlurmIncomplete { missing: var })
     };
     let (min, n) = (need(ShardEnv::SLURM_MIN)?, need(ShardEnv::SLURM_COUNT)?);
-    let max = env_u32(env, ShardEnv::SLURM_MAX)?.unwrap_or(min + n.saturating_sub(1));
-    if max.checked_sub(min).map(|d| d + 1) != Some(n) || id < min || id > max {
+    let max = match env_u32(env, ShardEnv::SLURM_MAX)? {
+        Some(max) => max,
+        None => slurm_last(min, n)?,
+    };
+    let size = max.checked_sub(min).and_then(|d| d.checked_add(1));
+    if size != Some(n) || id < min || id > max {
         let last = n.saturating_sub(1);
         return Err(ShardError::SlurmGaps {
             min,
@@ -351,6 +362,28 @@ fn slurm(
         index: id - min,
         count: Some(n),
     }))
+}
+
+/// The last index of a Slurm array of `count` tasks from `min`, when
+/// `SLURM_ARRAY_TASK_MAX` is not set.
+fn slurm_last(min: u32, count: u32) -> Result<u32, ShardError> {
+    if count == 0 {
+        return Err(ShardError::SlurmRange {
+            var: ShardEnv::SLURM_COUNT,
+            value: count,
+            why: "an array has at least one task".into(),
+        });
+    }
+    min.checked_add(count - 1)
+        .ok_or_else(|| ShardError::SlurmRange {
+            var: ShardEnv::SLURM_MIN,
+            value: min,
+            why: format!(
+                "with {}={count} the last index would be above {}",
+                ShardEnv::SLURM_COUNT,
+                u32::MAX
+            ),
+        })
 }
 
 /// The array job's index, if this runs in one (Slurm first, then
@@ -678,6 +711,35 @@ mod tests {
         let bare = env(&[("SLURM_ARRAY_TASK_ID", "2")]);
         let e = resolve(None, None, &bare).unwrap_err();
         assert!(matches!(e, ShardError::SlurmIncomplete { .. }), "{e}");
+        // Values whose sums leave u32 are named, not wrapped (or a panic).
+        let far = env(&[
+            ("SLURM_ARRAY_TASK_ID", "4294967295"),
+            ("SLURM_ARRAY_TASK_MIN", "4294967295"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        let e = resolve(None, None, &far).unwrap_err().to_string();
+        assert!(
+            e.starts_with("SLURM_ARRAY_TASK_MIN=4294967295 is out of range"),
+            "{e}"
+        );
+        let none = env(&[
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "0"),
+        ]);
+        let e = resolve(None, None, &none).unwrap_err().to_string();
+        assert!(
+            e.starts_with("SLURM_ARRAY_TASK_COUNT=0 is out of range"),
+            "{e}"
+        );
+        let widest = env(&[
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "4294967295"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        let e = resolve(None, None, &widest).unwrap_err();
+        assert!(matches!(e, ShardError::SlurmGaps { .. }), "{e}");
         let junk = env(&[("SLURM_ARRAY_TASK_ID", "two")]);
         let e = resolve(None, None, &junk).unwrap_err().to_string();
         assert!(e.contains("SLURM_ARRAY_TASK_ID=`two`"), "{e}");
