@@ -73,6 +73,68 @@ fn filled_temp(
     Ok(tmp)
 }
 
+/// What [`create_new`] found at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Created {
+    /// The file was not there: it now holds the bytes given.
+    New,
+    /// A file was there already: it was left as it was.
+    Existed,
+}
+
+/// Creates `path` holding `bytes`, never replacing a file that is there
+/// (then [`Created::Existed`]): of two processes creating it at once, one
+/// gets `New`. The bytes go into a synced temp file first, which is hard
+/// linked to `path` (`link` fails with `EEXIST` rather than replace), so a
+/// reader sees the whole file or none. A file system without hard links
+/// (s3fs, gcsfuse, SMB, exFAT: `EPERM`, `EOPNOTSUPP`) gets [`create_new_in_place`].
+pub(crate) fn create_new(path: &Path, bytes: &[u8]) -> Result<Created, StoreError> {
+    let tmp = filled_temp(path, |w| w.write_all(bytes))?;
+    match fs::hard_link(&tmp.path, path) {
+        Ok(()) => Ok(Created::New),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(Created::Existed),
+        Err(e) if no_hard_links(&e) => {
+            drop(tmp);
+            create_new_in_place(path, bytes)
+        }
+        Err(source) => Err(StoreError::Write {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Whether `link` failed because the file system has no hard links.
+fn no_hard_links(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    // ENOTSUP and EOPNOTSUPP are one number on Linux, two elsewhere.
+    Errno::from_io_error(e)
+        .is_some_and(|n| [Errno::PERM, Errno::NOTSUP, Errno::OPNOTSUPP].contains(&n))
+}
+
+/// [`create_new`] without a hard link: `O_CREAT | O_EXCL`, then the bytes,
+/// then `fsync`. Just as exclusive, but not atomic for readers: between the
+/// create and the end of the write, a reader sees the file empty or cut
+/// short (whoever reads a file made this way must allow for that).
+pub(crate) fn create_new_in_place(path: &Path, bytes: &[u8]) -> Result<Created, StoreError> {
+    let err = |source| StoreError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(Created::Existed),
+        Err(e) => return Err(err(e)),
+    };
+    file.write_all(bytes).map_err(err)?;
+    file.sync_data().map_err(err)?;
+    Ok(Created::New)
+}
+
 /// Replaces existing files atomically, one after another, like
 /// [`atomic_write`]: each new content goes into a fresh temp file in the same
 /// folder, which gets the replaced file's owner and group (where this process
@@ -467,6 +529,48 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn a_file_created_new_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+        assert_eq!(create_new(&a, b"first").unwrap(), Created::New);
+        assert_eq!(create_new(&a, b"second").unwrap(), Created::Existed);
+        assert_eq!(fs::read(&a).unwrap(), b"first");
+        // Without hard links: the same, in place.
+        assert_eq!(create_new_in_place(&b, b"first").unwrap(), Created::New);
+        assert_eq!(
+            create_new_in_place(&b, b"second").unwrap(),
+            Created::Existed
+        );
+        assert_eq!(fs::read(&b).unwrap(), b"first");
+        assert_eq!(names(dir.path()), ["a.json", "b.json"], "no temp file left");
+        let gone = dir.path().join("no/such/folder/c.json");
+        let e = create_new(&gone, b"x").unwrap_err().to_string();
+        assert!(e.starts_with("cannot write `"), "{e}");
+    }
+
+    #[test]
+    fn of_threads_creating_one_file_at_once_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("split.json");
+        let won: Vec<(usize, Created)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let p = &path;
+                    s.spawn(move || (i, create_new(p, format!("{i}").as_bytes()).unwrap()))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let new: Vec<usize> = won
+            .iter()
+            .filter(|(_, c)| *c == Created::New)
+            .map(|(i, _)| *i)
+            .collect();
+        assert_eq!(new.len(), 1, "{won:?}");
+        assert_eq!(fs::read_to_string(&path).unwrap(), new[0].to_string());
     }
 
     #[test]

@@ -13,6 +13,14 @@ use crate::fetch::{self, Progress};
 use crate::lock::FolderLock;
 use crate::report::Reporter;
 
+/// An environment variable as text. A value that is not UTF-8 comes through
+/// with U+FFFD in place of its bad bytes, so the check of that variable
+/// refuses it and quotes it, rather than taking it for unset (a Slurm task
+/// with a garbled `SLURM_ARRAY_TASK_ID` would fetch the whole area).
+fn env_text(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
 pub(crate) fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
     // Lossy: a non-UTF-8 argument (a path) must not panic; the run record
     // keeps a readable form of it.
@@ -20,7 +28,7 @@ pub(crate) fn run(args: FetchArgs) -> anyhow::Result<ExitStatus> {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
-    let cfg = FetchConfig::from_args(args, &|k| std::env::var(k).ok(), &cwd, argv)?;
+    let cfg = FetchConfig::from_args(args, &env_text, &cwd, argv)?;
     let reporter = Reporter::new(cfg.quiet);
     // Held until the run ends; refused at once when another run holds it.
     // A shard holds its own lock: the shards of one fetch share the folder.

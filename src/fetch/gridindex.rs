@@ -53,17 +53,30 @@ impl GridIndex {
     }
 
     /// Whether any grid's closed box holds `p`; for a shard's part, any grid
-    /// of the whole plan. So a border between two shards is an inner side,
-    /// searched without the outer margin, as in a whole fetch: an image whose
-    /// GPS position lies on this side and whose computed one across it (were
-    /// the API's bbox filter to use the computed one) is still listed by the
-    /// verified listing's lookup by id of what the tiles show here.
+    /// of the whole plan. So for the verified listing a border between two
+    /// shards is an inner side, searched without the outer margin, as in a
+    /// whole fetch: an image whose GPS position lies on this side and whose
+    /// computed one across it (were the API's bbox filter to use the
+    /// computed one) is still listed by the lookup by id of what the tiles
+    /// show here.
     pub(crate) fn covers(&self, p: LonLat) -> bool {
+        self.holding(p).next().is_some()
+    }
+
+    /// Whether the closed box of a grid this plan lists holds `p`: for a
+    /// shard's part, one of its own cells (or parts). A search-only listing
+    /// has no lookup by id, so for it a border between two shards is an
+    /// outer side (see [`crate::fetch::search`]).
+    pub(crate) fn covers_own(&self, p: LonLat) -> bool {
+        self.holding(p).any(|i| self.boxes[i].1.is_some())
+    }
+
+    /// The boxes whose closed box holds `p`, by their place in the order.
+    fn holding(&self, p: LonLat) -> impl Iterator<Item = usize> + '_ {
         let at = AABB::from_point([p.lon, p.lat]);
         self.tree
             .locate_in_envelope_intersecting(&at)
-            .next()
-            .is_some()
+            .map(|e| e.data)
     }
 }
 
@@ -113,6 +126,7 @@ mod tests {
                     LonLat::new(8.5 + f64::from(i) * 0.0025, 47.3 + f64::from(j) * 0.0025).unwrap();
                 assert_eq!(idx.owner(&p, q), p.owner(q), "{q:?}");
                 assert_eq!(idx.covers(q), p.owner(q).is_some());
+                assert_eq!(idx.covers_own(q), idx.covers(q));
             }
         }
         let out = LonLat::new(8.7, 47.35).unwrap();
@@ -120,10 +134,10 @@ mod tests {
     }
 
     #[test]
-    fn a_shards_part_owns_and_covers_by_the_whole_plan() {
+    fn a_shards_part_owns_and_covers_by_the_whole_plan_and_tells_its_own_cells() {
         let area: crate::model::Bbox = "8.5,47.3,8.6,47.4".parse().unwrap();
         let all = plan::cut(&area, 5, 4).unwrap();
-        let part = Plan::scoped(all, &[1, 2, 7, 13]).unwrap();
+        let part = Plan::scoped(all.clone(), &[1, 2, 7, 13]).unwrap();
         let idx = GridIndex::new(&part);
         for i in 0..=40 {
             for j in 0..=40 {
@@ -131,6 +145,10 @@ mod tests {
                     LonLat::new(8.5 + f64::from(i) * 0.0025, 47.3 + f64::from(j) * 0.0025).unwrap();
                 assert_eq!(idx.owner(&part, q), part.owner(q), "{q:?}");
                 assert_eq!(idx.covers(q), area.contains_closed(q), "{q:?}");
+                let own = [1, 2, 7, 13]
+                    .iter()
+                    .any(|&i| all[i].bbox.contains_closed(q));
+                assert_eq!(idx.covers_own(q), own, "{q:?}");
             }
         }
     }

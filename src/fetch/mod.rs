@@ -228,7 +228,20 @@ impl Fetch<'_> {
         );
         entry.shard = shard.map(|s| s.shard.to_string());
         let path = out.join(self.cfg.record_file());
-        Ok(RecordFile::open(path, &self.cfg.request, self.plan, entry)?)
+        // Only this run makes a whole fetch's record (it holds the folder's lock).
+        let fresh = shard.is_none() && !path.is_file();
+        let mut record = RecordFile::open(path.clone(), &self.cfg.request, self.plan, entry)?;
+        if shard.is_none()
+            && let Err(e) = crate::shard::folder::confirm_whole(out)
+        {
+            // A shard created its split file meanwhile: this run withdraws.
+            if fresh {
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into());
+            }
+            return fail_on_error(&mut record, Err(e));
+        }
+        Ok(record)
     }
 
     /// Ctrl-C while listing: the entry is closed as interrupted, with what

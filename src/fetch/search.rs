@@ -23,7 +23,7 @@ use super::pack::{self, Margin, OUTER_MARGIN_M, Outer, SearchBox};
 use super::progress::Progress;
 use crate::aoi::Aoi;
 use crate::api::{ApiError, Client, SearchAnswer, SearchQuery};
-use crate::model::ImageId;
+use crate::model::{ImageId, LonLat};
 use crate::plan::Plan;
 use crate::runrecord::FailedBox;
 
@@ -57,12 +57,31 @@ impl BoxJob {
     /// Every grid's box, cut under the API's area limit, with the sides that
     /// face outside the plan's grids marked outer; boxes that do not touch
     /// the AOI (widened by the margin) are left out. `expected` is `None`.
+    /// For the verified listing: a border between two shards is an inner
+    /// side ([`GridIndex::covers`]).
     pub(super) fn initial(plan: &Plan, aoi: Option<&Aoi>, index: &GridIndex) -> Vec<BoxJob> {
+        Self::boxes(plan, aoi, |p| index.covers(p))
+    }
+
+    /// [`BoxJob::initial`] for a search-only listing: for a shard, the sides
+    /// facing another shard's cells are outer too, widened by the margin.
+    /// With the API's bbox filter on the computed position, an image this
+    /// shard owns (by its GPS position) whose computed position lies across
+    /// such a border is returned only by boxes reaching across it, and no
+    /// lookup by id finds it later; what the wider boxes return that is not
+    /// this shard's, the owner rule drops.
+    pub(super) fn search_only(plan: &Plan, aoi: Option<&Aoi>, index: &GridIndex) -> Vec<BoxJob> {
+        Self::boxes(plan, aoi, |p| index.covers_own(p))
+    }
+
+    /// Every grid's box, with its sides outer where `covered` says a position
+    /// just beyond is not covered.
+    fn boxes(plan: &Plan, aoi: Option<&Aoi>, covered: impl Fn(LonLat) -> bool) -> Vec<BoxJob> {
         let mut out = Vec::new();
         for (gi, g) in plan.grids().iter().enumerate() {
             let c = g.bbox;
             let m = Margin::metres(OUTER_MARGIN_M, (c.min_lat() + c.max_lat()) / 2.0);
-            let outer = pack::outer_sides(&c, m, |p| index.covers(p));
+            let outer = pack::outer_sides(&c, m, &covered);
             for sb in pack::under_area_limit(SearchBox::new(c, outer), m) {
                 if aoi.is_none_or(|a| a.intersects_box(&sb.asked(m))) {
                     out.push(BoxJob {
@@ -199,7 +218,9 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
         q.fields = "id".into();
         let mut outside: HashSet<ImageId> = HashSet::new();
         let mut sure = true;
-        for strip in pack::margin_strips(held.iter().map(|(j, _)| (j.sb, j.margin()))) {
+        let index = self.sel.index();
+        let edges = held.iter().map(|(j, _)| (area_edges(j, index), j.margin()));
+        for strip in pack::margin_strips(edges) {
             let answer = tokio::select! {
                 a = self.client.search(&strip, &q) => a,
                 () = cancel.cancelled() => return Err(ListError::Interrupted),
@@ -483,6 +504,23 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     }
 }
 
+/// `job`'s box with only its outer sides that face outside the whole area,
+/// not another shard's cells ([`BoxJob::search_only`]). What lies in a
+/// margin across a shard border is inside the area: an image there without
+/// a position is kept, and the claims decide between the shards whose boxes
+/// returned it.
+fn area_edges(job: &BoxJob, index: &GridIndex) -> SearchBox {
+    let out = pack::outer_sides(&job.sb.cell, job.margin(), |p| index.covers(p));
+    let o = job.sb.outer;
+    let outer = Outer {
+        west: o.west && out.west,
+        south: o.south && out.south,
+        east: o.east && out.east,
+        north: o.north && out.north,
+    };
+    SearchBox { outer, ..job.sb }
+}
+
 fn ids_of(a: &SearchAnswer) -> HashSet<ImageId> {
     a.items
         .iter()
@@ -505,7 +543,7 @@ pub(crate) async fn list_plan(
     sink: impl FnMut(Found),
 ) -> Result<Vec<GridListing>, ListError> {
     let query = search_query(sel.filters(), sel.size(), cap);
-    let jobs = BoxJob::initial(sel.plan(), sel.aoi(), sel.index());
+    let jobs = BoxJob::search_only(sel.plan(), sel.aoi(), sel.index());
     progress.grids_total.store(
         sel.plan().grids().len() as u64,
         std::sync::atomic::Ordering::Relaxed,
@@ -514,4 +552,52 @@ pub(crate) async fn list_plan(
     searcher.mark_empty_grids(&jobs);
     searcher.run(jobs, cancel, sink).await?;
     Ok(searcher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan;
+
+    /// The middle cell of three in a row, as a shard's part.
+    fn middle_of_three() -> Plan {
+        let area: crate::model::Bbox = "8.50,47.35,8.56,47.39".parse().unwrap();
+        Plan::scoped(plan::cut(&area, 3, 1).unwrap(), &[1]).unwrap()
+    }
+
+    #[test]
+    fn a_shard_border_is_outer_for_a_search_only_listing_alone() {
+        let part = middle_of_three();
+        let index = GridIndex::new(&part);
+        let [verified] = BoxJob::initial(&part, None, &index)[..] else {
+            panic!("one box");
+        };
+        let [search] = BoxJob::search_only(&part, None, &index)[..] else {
+            panic!("one box");
+        };
+        let outside = Outer {
+            west: false,
+            east: false,
+            north: true,
+            south: true,
+        };
+        assert_eq!(verified.sb.outer, outside);
+        assert_eq!(
+            search.sb.outer,
+            Outer {
+                west: true,
+                east: true,
+                ..outside
+            }
+        );
+        // Margin strips (for images without a position) only where the
+        // whole area ends.
+        assert_eq!(area_edges(&search, &index).outer, outside);
+        let whole = Plan::new(vec![part.grids()[0].clone()]).unwrap();
+        let alone = GridIndex::new(&whole);
+        let [b] = BoxJob::search_only(&whole, None, &alone)[..] else {
+            panic!("one box");
+        };
+        assert_eq!(area_edges(&b, &alone).outer, b.sb.outer);
+    }
 }

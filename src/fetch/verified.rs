@@ -9,7 +9,7 @@
 //! box was answered and every tile id was resolved. Network through
 //! `api::Client` only; no files, no printing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -145,7 +145,7 @@ fn verified_query(sel: &Selector<'_>, cap: u32) -> SearchQuery {
 
 /// The search-only boxes of the grids in `grids`.
 fn search_only_jobs(sel: &Selector<'_>, grids: &HashSet<usize>) -> Vec<BoxJob> {
-    BoxJob::initial(sel.plan(), sel.aoi(), sel.index())
+    BoxJob::search_only(sel.plan(), sel.aoi(), sel.index())
         .into_iter()
         .filter(|j| grids.contains(&j.grid))
         .collect()
@@ -347,10 +347,15 @@ fn plan_boxes(
     index: &PointIndex,
     target: usize,
 ) -> Vec<BoxJob> {
+    let mut search_only: BTreeMap<usize, Vec<BoxJob>> = BTreeMap::new();
+    for job in BoxJob::search_only(sel.plan(), sel.aoi(), sel.index()) {
+        search_only.entry(job.grid).or_default().push(job);
+    }
     let mut jobs = Vec::new();
     for job in BoxJob::initial(sel.plan(), sel.aoi(), sel.index()) {
         if census.unverifiable[job.grid].is_some() {
-            jobs.push(job);
+            // Its search-only boxes, once, in its place.
+            jobs.extend(search_only.remove(&job.grid).unwrap_or_default());
             continue;
         }
         let m = job.margin();

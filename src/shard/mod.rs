@@ -100,6 +100,18 @@ pub enum ShardError {
         count: u32,
         last: u32,
     },
+    /// `--shard none` (the whole area) with `--shards N` (a split).
+    #[error(
+        "--shard none fetches the whole area but --shards {count} splits it into {count} shards: drop --shards {count} to fetch everything in this task, or --shard none to fetch this task's shard"
+    )]
+    OffWithCount { count: u32 },
+    /// A Slurm array variable whose value cannot be one.
+    #[error("{var}={value} is out of range: {why}")]
+    SlurmRange {
+        var: &'static str,
+        value: u32,
+        why: String,
+    },
     /// Slurm's array variables are incomplete.
     #[error("SLURM_ARRAY_TASK_ID is set but {missing} is not; is this Slurm 17.11 or newer?")]
     SlurmIncomplete { missing: &'static str },
@@ -108,6 +120,17 @@ pub enum ShardError {
         "{cells} grid cells cannot be cut into enough parts for {count} shards (the parts would be under 0.1 m); use fewer shards"
     )]
     TooFine { cells: usize, count: u32 },
+    /// A split (as read from a file) without any unit.
+    #[error("the split has no cells or parts")]
+    NoUnits,
+    /// A split (as read from a file) giving a unit to a shard that is not one.
+    #[error("unit {unit} (cell `{grid}`) goes to shard {shard}, but there are {count} shards")]
+    UnitShard {
+        unit: usize,
+        grid: String,
+        shard: u32,
+        count: u32,
+    },
 }
 
 /// Shard K of N (K counts from 0).
@@ -320,8 +343,12 @@ fn slurm(
         env_u32(env, var)?.ok_or(ShardError::SlurmIncomplete { missing: var })
     };
     let (min, n) = (need(ShardEnv::SLURM_MIN)?, need(ShardEnv::SLURM_COUNT)?);
-    let max = env_u32(env, ShardEnv::SLURM_MAX)?.unwrap_or(min + n.saturating_sub(1));
-    if max.checked_sub(min).map(|d| d + 1) != Some(n) || id < min || id > max {
+    let max = match env_u32(env, ShardEnv::SLURM_MAX)? {
+        Some(max) => max,
+        None => slurm_last(min, n)?,
+    };
+    let size = max.checked_sub(min).and_then(|d| d.checked_add(1));
+    if size != Some(n) || id < min || id > max {
         let last = n.saturating_sub(1);
         return Err(ShardError::SlurmGaps {
             min,
@@ -335,6 +362,28 @@ fn slurm(
         index: id - min,
         count: Some(n),
     }))
+}
+
+/// The last index of a Slurm array of `count` tasks from `min`, when
+/// `SLURM_ARRAY_TASK_MAX` is not set.
+fn slurm_last(min: u32, count: u32) -> Result<u32, ShardError> {
+    if count == 0 {
+        return Err(ShardError::SlurmRange {
+            var: ShardEnv::SLURM_COUNT,
+            value: count,
+            why: "an array has at least one task".into(),
+        });
+    }
+    min.checked_add(count - 1)
+        .ok_or_else(|| ShardError::SlurmRange {
+            var: ShardEnv::SLURM_MIN,
+            value: min,
+            why: format!(
+                "with {}={count} the last index would be above {}",
+                ShardEnv::SLURM_COUNT,
+                u32::MAX
+            ),
+        })
 }
 
 /// The array job's index, if this runs in one (Slurm first, then
@@ -371,7 +420,10 @@ pub(crate) fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<(Shard, ShardSource)>, ShardError> {
     if flag == Some(ShardFlag::Off) {
-        return Ok(None);
+        return match count {
+            Some(count) => Err(ShardError::OffWithCount { count }),
+            None => Ok(None),
+        };
     }
     if let Some(n) = count {
         check_count(n)?;
@@ -498,6 +550,29 @@ impl Split {
         Plan::scoped(grids, &mine)
     }
 
+    /// Checks a split read from a file: N as `--shard` accepts it, at least
+    /// one unit, and every unit's shard below N.
+    pub(crate) fn check(&self) -> Result<(), ShardError> {
+        check_count(self.count)?;
+        if self.units.is_empty() {
+            return Err(ShardError::NoUnits);
+        }
+        match self
+            .units
+            .iter()
+            .enumerate()
+            .find(|(_, u)| u.shard >= self.count)
+        {
+            Some((unit, u)) => Err(ShardError::UnitShard {
+                unit,
+                grid: u.grid.clone(),
+                shard: u.shard,
+                count: self.count,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// How many units shard `k` has.
     pub(crate) fn units_of_shard(&self, k: u32) -> usize {
         self.units.iter().filter(|u| u.shard == k).count()
@@ -611,6 +686,9 @@ mod tests {
         let e = resolve(flag("1/4"), None, &slurm).unwrap_err();
         assert!(matches!(e, ShardError::Disagrees { .. }), "{e}");
         assert_eq!(resolve(flag("none"), None, &slurm), Ok(None));
+        let e = resolve(flag("none"), Some(4), &slurm).unwrap_err();
+        assert_eq!(e, ShardError::OffWithCount { count: 4 });
+        assert!(e.to_string().contains("drop --shards 4"), "{e}");
         // With --shards N, K is the ID itself (re-running --array=7 of 8).
         let got = resolve(None, Some(8), &slurm).unwrap().unwrap();
         assert_eq!(got, (Shard::new(7, 8).unwrap(), ShardSource::Slurm));
@@ -633,6 +711,35 @@ mod tests {
         let bare = env(&[("SLURM_ARRAY_TASK_ID", "2")]);
         let e = resolve(None, None, &bare).unwrap_err();
         assert!(matches!(e, ShardError::SlurmIncomplete { .. }), "{e}");
+        // Values whose sums leave u32 are named, not wrapped (or a panic).
+        let far = env(&[
+            ("SLURM_ARRAY_TASK_ID", "4294967295"),
+            ("SLURM_ARRAY_TASK_MIN", "4294967295"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        let e = resolve(None, None, &far).unwrap_err().to_string();
+        assert!(
+            e.starts_with("SLURM_ARRAY_TASK_MIN=4294967295 is out of range"),
+            "{e}"
+        );
+        let none = env(&[
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "0"),
+        ]);
+        let e = resolve(None, None, &none).unwrap_err().to_string();
+        assert!(
+            e.starts_with("SLURM_ARRAY_TASK_COUNT=0 is out of range"),
+            "{e}"
+        );
+        let widest = env(&[
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_MAX", "4294967295"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        let e = resolve(None, None, &widest).unwrap_err();
+        assert!(matches!(e, ShardError::SlurmGaps { .. }), "{e}");
         let junk = env(&[("SLURM_ARRAY_TASK_ID", "two")]);
         let e = resolve(None, None, &junk).unwrap_err().to_string();
         assert!(e.contains("SLURM_ARRAY_TASK_ID=`two`"), "{e}");
@@ -720,6 +827,32 @@ mod tests {
             let back: Split = serde_json::from_str(&text).unwrap();
             assert_eq!(back, split, "{n} shards");
         }
+    }
+
+    #[test]
+    fn a_split_read_back_is_checked() {
+        let good = Split::new(&grid_plan(3, 1), 2).unwrap();
+        assert_eq!(good.check(), Ok(()));
+        for count in [0, MAX_SHARDS + 1, 4_000_000_000] {
+            let bad = Split {
+                count,
+                ..good.clone()
+            };
+            let e = bad.check().unwrap_err();
+            assert!(matches!(e, ShardError::Count { .. }), "{count}: {e}");
+        }
+        let empty = Split {
+            units: Vec::new(),
+            ..good.clone()
+        };
+        assert_eq!(empty.check(), Err(ShardError::NoUnits));
+        let mut stray = good.clone();
+        stray.units[2].shard = 2;
+        let e = stray.check().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unit 2 (cell `3`) goes to shard 2, but there are 2 shards"
+        );
     }
 
     proptest! {

@@ -4,10 +4,10 @@
 //! a shard re-run resumes; another N, or a whole fetch, in the same folder is
 //! refused; Kubernetes' and AWS Batch's index variables are read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use mlysim::SimConfig;
+use mlysim::{BboxPosition, SimConfig, WorldSpec};
 
 use crate::common::*;
 
@@ -425,52 +425,189 @@ fn status_tells_a_running_shard_from_a_killed_one() {
 /// (it claims it), so the shards' listings stay disjoint and it is stored
 /// once; `layers` sees no duplicate. The shards run one after the other, so
 /// the second's listing is what tells (at once, the second could also skip
-/// the download only because the first's copy was already on disk).
+/// the download only because the first's copy was already on disk). A
+/// search-only listing widens the boxes across the border: the margin there
+/// is still inside the area, so neither shard leaves the image out as lying
+/// outside it.
 #[test]
 fn a_position_less_image_on_a_shard_border_is_listed_by_one_shard() {
     let probe = TestEnv::with_sim(SimConfig::default());
-    let id = probe.sim().world().images()[7].id;
+    let (id, other) = (
+        probe.sim().world().images()[7].id,
+        probe.sim().world().images()[8].id,
+    );
     drop(probe);
+    // The search-only listing's border is away from the hot spot, so that
+    // the thin searches of the margins are not cut (then nothing is left out).
     let env = TestEnv::with_sim(SimConfig {
-        hide: vec![(id, [8.53, 47.37])],
+        hide: vec![(id, [8.53, 47.37]), (other, [8.55, 47.37])],
         ..SimConfig::default()
     });
-    std::fs::write(
-        env.path().join("segments.csv"),
-        "A,8.50,47.35,8.53,47.39\nB,8.53,47.35,8.56,47.39\n",
-    )
-    .unwrap();
-    let out = env.out();
-    let mut listed: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-    for k in 0..2 {
-        let shard = format!("{k}/2");
-        assert_success(&env.fetch(&[
-            "--grid-file",
-            "segments.csv",
-            "--size",
-            "256",
-            "--shard",
-            &shard,
-        ]));
-        let text =
-            std::fs::read_to_string(out.join(format!("listing.shard-{k}-of-2.jsonl"))).unwrap();
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            listed.entry(id_of(&v)).or_default().push(k);
+    for (out, how, border, id) in [
+        ("verified", &[][..], "8.53", id),
+        ("search", &["--enumerate", "search"], "8.55", other),
+    ] {
+        let segments = format!("{out}.csv");
+        std::fs::write(
+            env.path().join(&segments),
+            format!("A,8.50,47.35,{border},47.39\nB,{border},47.35,8.56,47.39\n"),
+        )
+        .unwrap();
+        let mut listed: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+        for k in 0..2 {
+            let shard = format!("{k}/2");
+            let mut args = vec!["--grid-file", &segments, "--size", "256"];
+            args.extend(["--shard", &shard, "--output", out]);
+            args.extend_from_slice(how);
+            assert_success(&env.fetch(&args));
+            let file = env
+                .path()
+                .join(out)
+                .join(format!("listing.shard-{k}-of-2.jsonl"));
+            for line in std::fs::read_to_string(file).unwrap().lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                listed.entry(id_of(&v)).or_default().push(k);
+            }
         }
+        assert_eq!(
+            listed.get(&id).map(Vec::len),
+            Some(1),
+            "{out}: listed by {:?}",
+            listed.get(&id)
+        );
+        let twice: Vec<_> = listed.iter().filter(|(_, k)| k.len() > 1).take(5).collect();
+        assert!(twice.is_empty(), "{out}: listed by two shards: {twice:?}");
+        let dir = env.path().join(out);
+        assert!(
+            stored_once(&dir).contains_key(&id),
+            "{out}: the hidden image was not stored"
+        );
+        assert_success(&layers(&env, &dir, "csv"));
     }
-    assert_eq!(
-        listed.get(&id).map(Vec::len),
-        Some(1),
-        "listed by {:?}",
-        listed.get(&id)
-    );
-    let twice: Vec<_> = listed.iter().filter(|(_, k)| k.len() > 1).take(5).collect();
-    assert!(twice.is_empty(), "listed by two shards: {twice:?}");
+}
+
+/// A split file edited by hand (or damaged) is refused when read, naming the
+/// file: N = 0 must not read as "done", a huge N must not size anything.
+#[test]
+fn a_split_file_with_a_bad_count_or_unit_is_refused_by_name() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let out = env.out();
+    assert_success(&fetch_into(
+        &env,
+        &out,
+        &["--grid", "2x1", "--shard", "0/2", "--dry-run"],
+    ));
+    let path = out.join("mlyexport-shards.json");
+    let good = read_json(&path);
+    let mut zero = good.clone();
+    zero["split"]["count"] = 0.into();
+    let mut huge = good.clone();
+    huge["split"]["count"] = 4_000_000_000u64.into();
+    let mut stray = good.clone();
+    stray["split"]["units"][1]["shard"] = 2.into();
+    let mut empty = good.clone();
+    empty["split"]["units"] = serde_json::json!([]);
+    for (bad, says) in [
+        (zero, "between 1 and 10000 (got 0)"),
+        (huge, "(got 4000000000)"),
+        (stray, "goes to shard 2, but there are 2 shards"),
+        (empty, "has no cells or parts"),
+    ] {
+        std::fs::write(&path, bad.to_string()).unwrap();
+        let o = status(&env, &out, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{says}: {}{err}", stdout(&o));
+        assert!(
+            err.contains("mlyexport-shards.json` is not a valid split"),
+            "{err}"
+        );
+        assert!(err.contains(says) && err.contains("move it away"), "{err}");
+        let o = fetch_into(&env, &out, &["--grid", "2x1", "--shard", "1/2"]);
+        assert_eq!(o.status.code(), Some(2), "{says}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is not a valid split"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
+
+/// The ids a listing file of `out` holds.
+fn listed_ids(out: &Path, file: &str) -> BTreeSet<u64> {
+    std::fs::read_to_string(out.join(file))
+        .unwrap_or_else(|e| panic!("{file} in {}: {e}", out.display()))
+        .lines()
+        .map(|l| id_of(&serde_json::from_str(l).expect("a JSON line")))
+        .collect()
+}
+
+/// An API whose bbox filter uses the computed position, 50 m from the GPS
+/// one: an image whose GPS position is in one shard's cell and computed one
+/// in another's is returned only by the other's boxes. A border between two
+/// shards is searched with the outer margin, so the owner's boxes return it
+/// too, and the shards together list what one whole run lists (with a search
+/// listing, which has no lookup by id to catch it, and the verified one).
+#[test]
+fn shards_together_list_what_a_whole_run_lists_when_the_api_filters_on_the_computed_position() {
+    let env = TestEnv::with_sim(SimConfig {
+        world: WorldSpec::demo().with_computed_offset_m(50.0),
+        bbox_position: BboxPosition::Computed,
+        ..SimConfig::default()
+    });
+    for how in [&["--enumerate", "search"][..], &[]] {
+        let name = how.join("-");
+        let args = |out: &str| {
+            let mut a = vec!["--bbox", "8.50,47.35,8.56,47.39", "--grid", "3x1"];
+            a.extend_from_slice(&["--dry-run", "--quiet", "--output", out]);
+            a.extend_from_slice(how);
+            a.into_iter().map(String::from).collect::<Vec<_>>()
+        };
+        let whole_dir = format!("whole{name}");
+        let whole_args = args(&whole_dir);
+        assert_success(&env.fetch(&whole_args.iter().map(String::as_str).collect::<Vec<_>>()));
+        let whole = listed_ids(&env.path().join(&whole_dir), "listing.jsonl");
+        let shard_dir = format!("shards{name}");
+        let mut together = BTreeSet::new();
+        for k in 0..3 {
+            let mut a = args(&shard_dir);
+            a.extend(["--shard".to_string(), format!("{k}/3")]);
+            assert_success(&env.fetch(&a.iter().map(String::as_str).collect::<Vec<_>>()));
+            let file = format!("listing.shard-{k}-of-3.jsonl");
+            let mine = listed_ids(&env.path().join(&shard_dir), &file);
+            assert!(
+                together.is_disjoint(&mine),
+                "{name}: shard {k} lists another's"
+            );
+            together.extend(mine);
+        }
+        let lost: Vec<_> = whole.difference(&together).take(10).collect();
+        assert!(lost.is_empty(), "{name}: the shards lost {lost:?}");
+        assert_eq!(together, whole, "{name}");
+        assert!(whole.len() > 2000, "{name}: {}", whole.len());
+    }
+}
+
+/// An array job's index that is not UTF-8 is refused, quoted, rather than
+/// taken for unset (which would fetch the whole area in every task).
+#[test]
+fn a_non_utf8_array_index_is_refused_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::with_sim(SimConfig::default());
+    let a = area(&env);
+    let bad = std::ffi::OsStr::from_bytes(b"1\xff");
+    let o = env
+        .std_cmd(None)
+        .args(["fetch", "--bbox", &a, "--dry-run", "--output", "w"])
+        .env("SLURM_ARRAY_TASK_ID", bad)
+        .env("SLURM_ARRAY_TASK_MIN", "0")
+        .env("SLURM_ARRAY_TASK_COUNT", "4")
+        .output()
+        .expect("runs");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
-        stored_once(&out).contains_key(&id),
-        "the hidden image was not stored"
+        stderr(&o).contains("SLURM_ARRAY_TASK_ID=`1\u{fffd}` is not a whole number"),
+        "{}",
+        stderr(&o)
     );
-    let o = layers(&env, &out, "csv");
-    assert_success(&o);
+    assert!(!env.path().join("w/mlyexport-run.json").exists());
 }
