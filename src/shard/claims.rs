@@ -3,13 +3,13 @@
 //! of two neighbouring cells (a hidden spot on their border), which can
 //! belong to two shards. The first shard to list it claims it with a file
 //! `.mlyexport-claims/<id>` naming the shard and its split, created exclusively
-//! with its content (a temp file hard-linked into place; `O_EXCL` where there
-//! are no hard links, which NFS v3 and later, Lustre and local file systems
-//! make atomic); a shard keeps only the images it claimed, now or in an
-//! earlier run. File system only.
+//! with its content ([`crate::store::create_new`]: a temp file hard-linked
+//! into place; `O_EXCL` where there are no hard links, which NFS v3 and later,
+//! Lustre and local file systems make atomic); a shard keeps only the images
+//! it claimed, now or in an earlier run. File system only.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -71,12 +71,8 @@ impl Claims {
     /// twice than by nobody.
     pub(crate) fn claim(&self, id: ImageId) -> Result<Claim, StoreError> {
         let path = self.dir.join(id.to_string());
-        let write_err = |source| StoreError::Write {
-            path: path.clone(),
-            source,
-        };
         let tag = self.tag(self.shard);
-        if self.create(id, &path, &tag).map_err(write_err)? {
+        if crate::store::create_new(&path, tag.as_bytes())? == crate::store::Created::New {
             return Ok(Claim::Ours);
         }
         let read = |path: &Path| {
@@ -102,43 +98,6 @@ impl Claims {
         }
     }
 
-    /// Creates the claim `path` holding `tag`, false when it exists. A temp
-    /// file is hard-linked into place, so a claim is never seen empty; where
-    /// the file system has no hard links (s3fs, SMB, exFAT), the claim is
-    /// created with `O_EXCL` and then written (another shard reading it in
-    /// between waits for its tag, see [`read_claim`]).
-    fn create(&self, id: ImageId, path: &Path, tag: &str) -> io::Result<bool> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = self
-            .dir
-            .join(format!(".{id}.{}.{n}.tmp", std::process::id()));
-        let new = || {
-            fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-        };
-        let mut f = match new() {
-            // Left by a killed process that had this process id.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                fs::remove_file(&tmp)?;
-                new()?
-            }
-            other => other?,
-        };
-        f.write_all(tag.as_bytes())?;
-        drop(f);
-        let linked = fs::hard_link(&tmp, path);
-        fs::remove_file(&tmp)?;
-        match linked {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) if no_hard_links(&e) => create_then_write(path, tag),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Whether `tag` names a shard of this shard's split.
     fn of_this_split(&self, tag: &str) -> bool {
         let n = self.shard.count();
@@ -148,30 +107,6 @@ impl Claims {
     /// What a claim of `shard` of this split holds: `shard-K-of-N <digest>`.
     fn tag(&self, shard: Shard) -> String {
         format!("{} {}", shard.tag(), self.split)
-    }
-}
-
-/// Whether a failed `link()` means the file system has no hard links.
-fn no_hard_links(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Unsupported
-        || e.raw_os_error().is_some_and(|code| {
-            use rustix::io::Errno;
-            [Errno::PERM, Errno::OPNOTSUPP, Errno::MLINK, Errno::NOSYS]
-                .iter()
-                .any(|n| n.raw_os_error() == code)
-        })
-}
-
-/// `O_EXCL` create, then the tag: false when the claim exists.
-fn create_then_write(path: &Path, tag: &str) -> io::Result<bool> {
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
-        Ok(mut f) => f.write_all(tag.as_bytes()).map(|()| true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(e),
     }
 }
 
@@ -235,20 +170,6 @@ mod tests {
             fs::read_dir(dir.path().join(CLAIMS_DIR)).unwrap().count(),
             2
         );
-    }
-
-    #[test]
-    fn without_hard_links_a_claim_is_created_exclusively() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("7");
-        assert!(create_then_write(&p, "a").unwrap());
-        assert!(!create_then_write(&p, "b").unwrap());
-        assert_eq!(fs::read_to_string(&p).unwrap(), "a");
-        let eperm = rustix::io::Errno::PERM.raw_os_error();
-        assert!(no_hard_links(&io::Error::from_raw_os_error(eperm)));
-        assert!(!no_hard_links(&io::Error::from(
-            io::ErrorKind::AlreadyExists
-        )));
     }
 
     #[test]
