@@ -104,12 +104,13 @@ pub(crate) fn create_new(path: &Path, bytes: &[u8]) -> Result<Created, StoreErro
     }
 }
 
-/// Whether `link` failed because the file system has no hard links.
+/// Whether `link` failed because the file system has no hard links
+/// (`ENOSYS` is what FUSE file systems without `link` answer).
 fn no_hard_links(e: &io::Error) -> bool {
     use rustix::io::Errno;
     // ENOTSUP and EOPNOTSUPP are one number on Linux, two elsewhere.
     Errno::from_io_error(e)
-        .is_some_and(|n| [Errno::PERM, Errno::NOTSUP, Errno::OPNOTSUPP].contains(&n))
+        .is_some_and(|n| [Errno::PERM, Errno::NOTSUP, Errno::OPNOTSUPP, Errno::NOSYS].contains(&n))
 }
 
 /// [`create_new`] without a hard link: `O_CREAT | O_EXCL`, then the bytes,

@@ -50,6 +50,16 @@ pub enum FetchError {
         cause: Box<FetchError>,
         record: RecordError,
     },
+    /// A whole fetch withdrew from a folder a shard took meanwhile, and the
+    /// run record it had just made could not be removed.
+    #[error(
+        "{cause}\n  and the run record `{path}` this fetch had just made could not be removed ({source})\n  fix: delete that file by hand, then run the shards again"
+    )]
+    Withdrawn {
+        cause: Box<FetchError>,
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<ScratchError> for FetchError {

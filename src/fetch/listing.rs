@@ -110,6 +110,12 @@ pub(crate) fn may_be_truncated(n: usize, cap: u32) -> bool {
 /// Whether an image passes the filters, judged on what the record carries
 /// (the API filtered already; this guards against an API that ignores one).
 pub(crate) fn passes(filters: &Filters, r: &ImageRecord) -> bool {
+    // A time dropped as implausible is not "no time": it fails a date filter
+    // (as the API's own filter on the raw time would), never slips through.
+    let dated = filters.since.is_some() || filters.until.is_some();
+    if dated && r.warnings.iter().any(|w| w == "captured_at_out_of_range") {
+        return false;
+    }
     if let Some(t) = r.captured_at
         && (filters.since.is_some_and(|s| t < s) || filters.until.is_some_and(|u| t > u))
     {
@@ -335,5 +341,11 @@ mod tests {
             &f,
             &r(json!({"id": "1", "creator": {"username": "bob"}}))
         ));
+        // An unset camera clock (1970) is dropped as a time, but still fails a date filter.
+        let unset = r(json!({"id": "1", "captured_at": 0}));
+        assert_eq!(unset.captured_at, None);
+        assert!(!passes(&f, &unset));
+        let undated = Filters { since: None, ..f };
+        assert!(passes(&undated, &r(json!({"id": "1", "captured_at": 0}))));
     }
 }

@@ -236,8 +236,14 @@ impl Fetch<'_> {
         {
             // A shard created its split file meanwhile: this run withdraws.
             if fresh {
-                let _ = std::fs::remove_file(&path);
-                return Err(e.into());
+                return Err(match std::fs::remove_file(&path) {
+                    Ok(()) => e.into(),
+                    Err(source) => FetchError::Withdrawn {
+                        cause: Box::new(e.into()),
+                        path: path.display().to_string(),
+                        source,
+                    },
+                });
             }
             return fail_on_error(&mut record, Err(e));
         }
