@@ -342,34 +342,44 @@ impl PgSession {
         {
             self.exec(ds, &grant, "grant the old tables' rights on the new ones")?;
         }
-        self.wait_for_readers(ds)?;
-        self.exec(
-            ds,
-            postgis::SWAP_LOCK_TIMEOUT,
-            "bound the wait for the swap",
-        )?;
-        for sql in postgis::swap_sql(schema, &staging) {
-            self.exec(ds, &sql, "replace the old tables")?;
-        }
+        self.swap(ds)?;
         for sql in postgis::styles_sql(self.target.schema(), &styles::all()) {
             self.exec(ds, &sql, "write the QGIS styles into layer_styles")?;
         }
         Ok(())
     }
 
-    /// Waits (polling, without taking a lock, so new readers are not held
-    /// up) until no other session holds the old tables open, at most
-    /// [`READERS_WAIT`].
-    fn wait_for_readers(&self, ds: &Dataset) -> Result<(), PgSinkError> {
-        let sql = postgis::readers_sql(self.target.schema());
+    /// Drops the old tables and moves the staged ones in. Each try waits at
+    /// most [`postgis::SWAP_LOCK_TIMEOUT`] for the old tables' locks (new
+    /// readers queue behind it no longer than that); a timed-out try is
+    /// rolled back to its savepoint and tried again, for at most
+    /// [`READERS_WAIT`]. A stream of short queries lets a try through; a
+    /// reader that keeps the tables open for longer fails the run (the old
+    /// tables unchanged).
+    fn swap(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let start = std::time::Instant::now();
+        self.exec(
+            ds,
+            postgis::SWAP_LOCK_TIMEOUT,
+            "bound the wait for the swap",
+        )?;
         loop {
-            let Some(pids) = self.value(ds, &sql, "look for readers of the old tables")? else {
-                return Ok(());
-            };
+            self.exec(ds, "SAVEPOINT mlyexport_swap", "begin the swap")?;
+            let tried = postgis::swap_sql(self.target.schema(), &self.staging())
+                .iter()
+                .try_for_each(|sql| self.exec(ds, sql, "replace the old tables"));
+            match tried {
+                Ok(()) => return self.exec(ds, "RELEASE SAVEPOINT mlyexport_swap", "end the swap"),
+                Err(e) if !is_lock_timeout(&e) => return Err(e),
+                Err(_) => {
+                    self.exec(ds, "ROLLBACK TO SAVEPOINT mlyexport_swap", "retry the swap")?;
+                }
+            }
             if start.elapsed() >= READERS_WAIT {
+                let sql = postgis::readers_sql(self.target.schema());
+                let pids = self.value(ds, &sql, "look for readers of the old tables")?;
                 return Err(PgSinkError::Readers {
-                    pids,
+                    pids: pids.unwrap_or_else(|| "none left".into()),
                     schema: self.target.schema().to_string(),
                     minutes: READERS_WAIT.as_secs() / 60,
                     target: self.place.clone(),
@@ -437,9 +447,25 @@ pub(crate) fn check(target: &PgTarget) -> Result<(), PgSinkError> {
     if !is_true(free.as_deref()) {
         return Err(session.busy());
     }
-    let create = || session.exec(&ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
-    // Another run may create it at the same moment: then it exists.
-    create().or_else(|_| create())
+    // Only when missing: CREATE TABLE IF NOT EXISTS needs the schema's
+    // CREATE right even when an administrator made the table for everyone.
+    let exists = "SELECT to_regclass('layer_styles') IS NOT NULL";
+    let found = || session.value(&ds, exists, "look for layer_styles");
+    if is_true(found()?.as_deref()) {
+        return Ok(());
+    }
+    let created = session.exec(&ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
+    // Another run may have created it at the same moment: then it exists.
+    match created {
+        Err(_) if is_true(found()?.as_deref()) => Ok(()),
+        other => other,
+    }
+}
+
+/// Whether a statement failed on `lock_timeout` (PostgreSQL's English
+/// message; a server speaking another language fails at the first timeout).
+fn is_lock_timeout(e: &PgSinkError) -> bool {
+    matches!(e, PgSinkError::Sql { reason, .. } if reason.contains("lock timeout"))
 }
 
 /// Whether a boolean column's text (GDAL gives `1`, `t` or `true`) is true.

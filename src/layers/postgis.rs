@@ -203,9 +203,9 @@ pub(crate) fn readers_sql(schema: &str) -> String {
     )
 }
 
-/// How long the swap may wait for its locks once no reader was seen; a
-/// reader that comes in between and stays longer fails the run (nothing changed).
-pub(crate) const SWAP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
+/// How long one try of the swap waits for the old tables' locks (new readers
+/// queue behind it meanwhile).
+pub(crate) const SWAP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '2s'";
 
 /// The `GRANT`s that give the staged tables what the old tables granted to
 /// other roles, and what the target schema's default privileges of this
@@ -279,7 +279,7 @@ update_time timestamp DEFAULT CURRENT_TIMESTAMP, type varchar)";
 /// (QGIS reads `f_table_catalog` = the database, `f_table_schema` = the
 /// schema, `f_geometry_column` NULL for a table without geometry).
 pub(crate) fn styles_sql(schema: &str, styles: &[(LayerStyle, String)]) -> Vec<String> {
-    let mut sql = vec![CREATE_LAYER_STYLES.to_string()];
+    let mut sql = Vec::new();
     for (style, qml) in styles {
         let same_table = format!(
             "f_table_catalog = current_database() AND f_table_schema = {} AND f_table_name = {}",
@@ -471,13 +471,13 @@ mod tests {
     #[test]
     fn styles_replace_only_ours_and_keep_a_users_default() {
         let sql = styles_sql("mly", &super::super::styles::all());
-        assert_eq!(sql.len(), 1 + 2 * 4);
-        assert!(sql[0].starts_with("CREATE TABLE IF NOT EXISTS layer_styles("));
+        assert_eq!(sql.len(), 2 * 4);
+        assert!(CREATE_LAYER_STYLES.starts_with("CREATE TABLE IF NOT EXISTS layer_styles("));
         let runs = sql.last().unwrap();
         assert!(runs.contains("'runs', NULL, 'runs'"), "{runs}");
-        assert!(sql[2].contains("'images', 'geom', 'images'"), "{}", sql[2]);
+        assert!(sql[1].contains("'images', 'geom', 'images'"), "{}", sql[1]);
         assert!(
-            sql[1]
+            sql[0]
                 .starts_with("DELETE FROM layer_styles WHERE f_table_catalog = current_database()")
         );
     }

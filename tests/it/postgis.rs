@@ -770,25 +770,32 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
         pg.one("SELECT count(*) FROM t_keep.runs")
     );
 
-    // A reader's open transaction: the swap waits for it without taking a
-    // lock, so other readers are not queued behind the run meanwhile.
+    // A reader's open transaction: the swap tries for 2 s at a time and
+    // steps back in between, so another reader is held up 2 s at most.
     let mut reader = pg
         .psql()
         .args([
             "-c",
-            "SELECT count(*) FROM t_keep.images; SELECT pg_sleep(4)",
+            "SELECT count(*) FROM t_keep.images; SELECT pg_sleep(6)",
         ])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
     let run = std::thread::scope(|s| {
         let run = s.spawn(|| to_schema(&env, &input, pg, "t_keep"));
         std::thread::sleep(std::time::Duration::from_millis(1500));
-        let quick = "SET statement_timeout = '1s'; SELECT count(*) FROM t_keep.images";
+        let quick = "SET statement_timeout = '3s'; SELECT count(*) FROM t_keep.images";
         assert_eq!(pg.one(quick), "60", "a reader during the wait");
         run.join().unwrap()
     });
     assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    // Tries of 2 s timed out and were rolled back until the reader ended.
+    assert!(
+        started.elapsed().as_secs_f64() > 4.5,
+        "{:?}",
+        started.elapsed()
+    );
     assert!(reader.wait().unwrap().success());
     pg.sql("DROP SCHEMA t_keep CASCADE");
 }
