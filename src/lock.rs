@@ -207,10 +207,11 @@ impl FolderLock {
     /// Whether this lock covers the whole folder (its file is [`LOCK_FILE`]),
     /// so no other mlyexport run can be working in it. Not in a sharded
     /// folder: shards take their own locks, not this one, and one may be
-    /// writing on another host.
+    /// writing on another host. When the split file cannot be looked for,
+    /// the folder counts as sharded (the safe side).
     pub(crate) fn covers_folder(&self) -> bool {
-        self.path.file_name() == Some(LOCK_FILE.as_ref())
-            && !self.dir.join(crate::store::SPLIT_FILE).exists()
+        let split = self.dir.join(crate::store::SPLIT_FILE);
+        self.path.file_name() == Some(LOCK_FILE.as_ref()) && matches!(split.try_exists(), Ok(false))
     }
 
     fn write_note(&self, command: &str) -> io::Result<()> {
