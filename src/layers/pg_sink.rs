@@ -222,6 +222,13 @@ impl PgSession {
     pub(crate) fn preflight(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         self.check_foreign(ds)?;
         self.check_privileges(ds)?;
+        self.check_dependents(ds)?;
+        self.check_clashes(ds)
+    }
+
+    /// Refuses views and foreign keys of others on our old tables (the
+    /// swap's `DROP TABLE` would fail on them).
+    fn check_dependents(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
         let deps = self.rows(
             ds,
@@ -238,6 +245,13 @@ impl PgSession {
                 target: self.place.clone(),
             });
         }
+        Ok(())
+    }
+
+    /// Refuses relations holding a name the new tables' indexes or
+    /// sequences need (the swap's `SET SCHEMA` would fail on them).
+    fn check_clashes(&self, ds: &Dataset) -> Result<(), PgSinkError> {
+        let schema = self.target.schema();
         let clashes = self.rows(ds, &postgis::clashes_sql(schema), "look for name clashes")?;
         if !clashes.is_empty() {
             let list = clashes.into_iter().map(|r| {

@@ -277,12 +277,7 @@ fn assert_adopted(root: &Path) {
     assert!(root.join("2/images/202.jpg").is_file());
     assert!(root.join("1/images/notes.txt").is_file());
     let report = read_json(&root.join("adopt-report.json"));
-    let broken: Vec<&str> = report["broken"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["path"].as_str().unwrap())
-        .collect();
+    let broken = broken_paths(&report);
     assert_eq!(broken, ["1/images/103.jpg", "2/images/202.jpg"]);
 }
 
@@ -505,12 +500,7 @@ fn adopt_leaves_a_too_large_jpeg_and_goes_on() {
     assert!(root.join("1/images/104.jpg").is_file());
     assert!(root.join("1/jsons/104.json").is_file());
     let report = read_json(&root.join("adopt-report.json"));
-    let broken: Vec<&str> = report["broken"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["path"].as_str().unwrap())
-        .collect();
+    let broken = broken_paths(&report);
     assert_eq!(
         broken,
         ["1/images/103.jpg", "1/images/104.jpg", "2/images/202.jpg"]
@@ -539,4 +529,14 @@ fn adopt_leaves_padded_ids_with_the_reason() {
     }
     assert!(!err.contains("cannot read"), "{err}");
     assert_eq!(fs::read(root.join("1/5.jpg")).unwrap(), jpeg(8, 8));
+}
+
+/// The paths of `adopt-report.json`'s `broken` list, in order.
+fn broken_paths(report: &serde_json::Value) -> Vec<&str> {
+    report["broken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["path"].as_str().unwrap())
+        .collect()
 }
