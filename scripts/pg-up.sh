@@ -5,7 +5,8 @@
 #   MLYEXPORT_TEST_PG='host=127.0.0.1 port=... dbname=mlyexport user=mlyexport'
 #   MLYEXPORT_TEST_PGPASSWORD=...   (the role's random password; scram-sha-256 over TCP)
 #   MLYEXPORT_TEST_PGDIR=...        (pass it to scripts/pg-down.sh)
-# The database has the postgis extension; the role owns the database.
+# The database has the postgis extension; the role owns the database and has
+# CREATEROLE (a test gives a table to a role the user is not a member of).
 #
 # usage: eval "$(bash scripts/pg-up.sh [--watch PID])"
 #   --watch PID  also stop and remove the cluster once process PID has ended
@@ -60,7 +61,7 @@ done
 
 password=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
 "${as_owner[@]}" psql -q -X -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres >/dev/null <<EOF || fail "cannot create the role and database"
-CREATE ROLE mlyexport LOGIN PASSWORD '$password';
+CREATE ROLE mlyexport LOGIN CREATEROLE PASSWORD '$password';
 CREATE DATABASE mlyexport OWNER mlyexport;
 \c mlyexport
 CREATE EXTENSION postgis;

@@ -266,13 +266,42 @@ fn conninfo_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
 
 /// `msg` with every `password=...` value, every `scheme://user:secret@`
 /// secret and every string of `secrets` (such as PGPASSWORD's value) replaced
-/// by `***`: GDAL and libpq may echo a connection string in their errors.
+/// by `***`: GDAL and libpq may echo a connection string in their errors. A
+/// secret shorter than [`SHORT_SECRET`] bytes is replaced only where it
+/// stands alone (no letter or digit on either side): blanking every `a` of
+/// a message would garble it and point at the password.
 pub(crate) fn redact(msg: &str, secrets: &[&str]) -> String {
     let mut out = redact_password_pairs(msg);
     out = redact_uri_secrets(&out);
     for s in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(s, "***");
+        out = if s.len() < SHORT_SECRET {
+            replace_standalone(&out, s)
+        } else {
+            out.replace(s, "***")
+        };
     }
+    out
+}
+
+/// Below this length (bytes) a secret is redacted only where it stands alone.
+const SHORT_SECRET: usize = 8;
+
+/// `msg` with each occurrence of `secret` that has no letter or digit
+/// directly before or after it replaced by `***`.
+fn replace_standalone(msg: &str, secret: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(msg.len());
+    let mut done = 0;
+    for (at, _) in msg.match_indices(secret) {
+        let end = at + secret.len();
+        if word(msg[..at].chars().next_back()) || word(msg[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&msg[done..at]);
+        out.push_str("***");
+        done = end;
+    }
+    out.push_str(&msg[done..]);
     out
 }
 

@@ -98,8 +98,8 @@ pub(crate) async fn fetch_and_store(
     let bytes = thumb.bytes;
     tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
         let dir = paths.jpg.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)
-            .map_err(|_| DownloadError::Folder(dir.display().to_string()))?;
+        super::resume::grid_folder(dir)
+            .map_err(|e| DownloadError::Folder(format!("{}: {e}", dir.display())))?;
         store::atomic_write(&paths.jpg, &bytes)?;
         store::atomic_write(&paths.json, &json)?;
         Ok(())

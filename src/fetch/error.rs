@@ -32,6 +32,13 @@ pub enum FetchError {
         path: String,
         source: std::io::Error,
     },
+    /// Grid folders that are symbolic links: never written through.
+    #[error(
+        "{list}: a grid folder that is a link; fetch writes only into real folders inside the output \
+         folder (layers does not read through links)\n  fix: replace each link with the folder it points \
+         to (`rm LINK && mv TARGET LINK`), or fetch into the folder that holds the target"
+    )]
+    LinkedGrids { list: String },
     #[error("cannot list what `{path}` already holds: {source}")]
     Scan {
         path: String,

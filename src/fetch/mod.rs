@@ -218,6 +218,20 @@ impl Fetch<'_> {
             path: out.display().to_string(),
             source,
         })?;
+        let scan_error = |source| FetchError::Scan {
+            path: out.display().to_string(),
+            source,
+        };
+        let linked = resume::linked_grids(out).map_err(scan_error)?;
+        if !linked.is_empty() {
+            let list: Vec<String> = linked
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect();
+            return Err(FetchError::LinkedGrids {
+                list: list.join(", "),
+            });
+        }
         store::remove_stale_temp_files(out);
         let shard = self.cfg.shard.as_ref();
         crate::shard::folder::prepare(out, shard.map(|s| (&s.split, &self.cfg.request)))?;

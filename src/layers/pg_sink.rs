@@ -271,7 +271,7 @@ impl PgSession {
     }
 
     /// The staging schema needs the database's CREATE right; an existing
-    /// target schema needs its own.
+    /// target schema needs its own; the old tables must be the user's to drop.
     fn check_privileges(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
         let row = self.rows(
@@ -298,6 +298,22 @@ impl PgSession {
             return Err(refuse(
                 format!("create tables in schema `{schema}`"),
                 format!("GRANT CREATE ON SCHEMA {schema} TO <user>"),
+            ));
+        }
+        let owned = self.rows(
+            ds,
+            &postgis::not_owned_sql(schema),
+            "check who owns the tables",
+        )?;
+        if let Some(row) = owned.into_iter().next() {
+            let [table, owner, _] = three(row);
+            return Err(refuse(
+                format!(
+                    "drop the old table `{schema}.{table}`, owned by `{owner}`, which a re-run replaces"
+                ),
+                format!(
+                    "ALTER TABLE {schema}.{table} OWNER TO <user> (or GRANT {owner} TO <user>)"
+                ),
             ));
         }
         Ok(())
@@ -379,9 +395,8 @@ impl PgSession {
         )?;
         loop {
             self.exec(ds, "SAVEPOINT mlyexport_swap", "begin the swap")?;
-            let tried = postgis::swap_sql(self.target.schema(), &self.staging())
-                .iter()
-                .try_for_each(|sql| self.exec(ds, sql, "replace the old tables"));
+            let sql = postgis::swap_sql(self.target.schema(), &self.staging());
+            let tried = self.exec(ds, &sql, "replace the old tables");
             match tried {
                 Ok(()) => return self.exec(ds, "RELEASE SAVEPOINT mlyexport_swap", "end the swap"),
                 Err(e) if !is_lock_timeout(&e) => return Err(e),
@@ -476,10 +491,10 @@ pub(crate) fn check(target: &PgTarget) -> Result<(), PgSinkError> {
     }
 }
 
-/// Whether a statement failed on `lock_timeout` (PostgreSQL's English
-/// message; a server speaking another language fails at the first timeout).
+/// Whether the swap failed on `lock_timeout` (its own message, the same in
+/// every server language).
 fn is_lock_timeout(e: &PgSinkError) -> bool {
-    matches!(e, PgSinkError::Sql { reason, .. } if reason.contains("lock timeout"))
+    matches!(e, PgSinkError::Sql { reason, .. } if reason.contains(postgis::SWAP_TIMED_OUT))
 }
 
 /// Whether a boolean column's text (GDAL gives `1`, `t` or `true`) is true.

@@ -135,6 +135,21 @@ pub(crate) fn privileges_sql(schema: &str) -> String {
     )
 }
 
+/// Our old tables in `schema` that the user may not drop: neither the table
+/// nor the schema is owned by a role whose rights the user has. Rows of
+/// (table, owner).
+pub(crate) fn not_owned_sql(schema: &str) -> String {
+    format!(
+        "SELECT c.relname::text, pg_get_userbyid(c.relowner)::text \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relname IN ({}) \
+           AND NOT pg_has_role(c.relowner, 'USAGE') AND NOT pg_has_role(n.nspowner, 'USAGE') \
+         ORDER BY 1",
+        literal(schema),
+        table_list()
+    )
+}
+
 /// Objects of other tables that depend on our old tables and would stop the
 /// swap's `DROP TABLE`: views (materialised too) and foreign keys. Rows of
 /// (what, its name, our table).
@@ -247,21 +262,34 @@ pub(crate) fn index_sql(staging: &str) -> Vec<String> {
         .collect()
 }
 
-/// The statements that publish the staged tables: drop the old ones, move
-/// the new ones into `schema`, drop the empty staging schema. Run inside the
-/// writing transaction, so readers switch at its commit.
-pub(crate) fn swap_sql(schema: &str, staging: &str) -> Vec<String> {
+/// The text a timed-out swap fails with: raised by [`swap_sql`] itself, so it
+/// reads the same whatever language the server speaks.
+pub(crate) const SWAP_TIMED_OUT: &str =
+    "mlyexport: the swap timed out waiting for locks on the old tables";
+
+/// The one statement that publishes the staged tables: drop the old ones,
+/// move the new ones into `schema`, drop the empty staging schema. Run inside
+/// the writing transaction, so readers switch at its commit. A `DO` block, so
+/// a lock wait that hits `lock_timeout` (SQLSTATE 55P03, in any step) fails
+/// with [`SWAP_TIMED_OUT`] rather than the server's translated message.
+pub(crate) fn swap_sql(schema: &str, staging: &str) -> String {
     let old: Vec<String> = TABLES.iter().map(|t| qualified(schema, t)).collect();
-    let mut sql = vec![format!("DROP TABLE IF EXISTS {}", old.join(", "))];
+    let mut body = vec![format!("DROP TABLE IF EXISTS {}", old.join(", "))];
     for t in TABLES {
-        sql.push(format!(
+        body.push(format!(
             "ALTER TABLE {} SET SCHEMA {}",
             qualified(staging, t),
             ident(schema)
         ));
     }
-    sql.push(format!("DROP SCHEMA {}", ident(staging)));
-    sql
+    body.push(format!("DROP SCHEMA {}", ident(staging)));
+    let block = format!(
+        "BEGIN {}; EXCEPTION WHEN lock_not_available THEN \
+         RAISE EXCEPTION USING ERRCODE = 'lock_not_available', MESSAGE = {}; END",
+        body.join("; "),
+        literal(SWAP_TIMED_OUT)
+    );
+    format!("DO {}", literal(&block))
 }
 
 /// QGIS 3.22's own definition of `layer_styles` (its PostgreSQL provider
@@ -423,6 +451,16 @@ mod tests {
             "password authentication failed"
         );
         assert_eq!(redact("no secret here", &[""]), "no secret here");
+        // A short password is hidden where it stands alone, not inside words.
+        assert_eq!(
+            redact("connection to server at a (127.0.0.1) failed: a,a", &["a"]),
+            "connection to server at *** (127.0.0.1) failed: ***,***"
+        );
+        assert_eq!(
+            redact("pw xy1 xy1xy1 (xy1)", &["xy1"]),
+            "pw *** xy1xy1 (***)"
+        );
+        assert_eq!(redact("longsecretlongsecret", &["longsecret"]), "******");
     }
 
     #[test]
@@ -431,12 +469,23 @@ mod tests {
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal("a\\b'"), "E'a\\\\b'''");
         let swap = swap_sql("mly", "mly_mlyexport_staging");
-        assert_eq!(
-            swap[0],
-            "DROP TABLE IF EXISTS \"mly\".\"images\", \"mly\".\"sequences\", \"mly\".\"grid_cells\", \"mly\".\"runs\""
+        assert!(
+            swap.starts_with(
+                "DO 'BEGIN DROP TABLE IF EXISTS \"mly\".\"images\", \"mly\".\"sequences\", \
+                 \"mly\".\"grid_cells\", \"mly\".\"runs\"; \
+                 ALTER TABLE \"mly_mlyexport_staging\".\"images\" SET SCHEMA \"mly\"; "
+            ),
+            "{swap}"
         );
-        assert!(swap.iter().all(|s| !s.contains("CASCADE")));
-        assert_eq!(swap.len(), 6);
+        assert!(
+            swap.ends_with(
+                "DROP SCHEMA \"mly_mlyexport_staging\"; EXCEPTION WHEN lock_not_available THEN \
+                 RAISE EXCEPTION USING ERRCODE = ''lock_not_available'', \
+                 MESSAGE = ''mlyexport: the swap timed out waiting for locks on the old tables''; END'"
+            ),
+            "{swap}"
+        );
+        assert!(!swap.contains("CASCADE"));
         assert_eq!(
             index_sql("s")[0],
             "CREATE INDEX \"images_geom_geom_idx\" ON \"s\".\"images\" USING GIST (\"geom\")"

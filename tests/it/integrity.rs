@@ -293,3 +293,29 @@ fn a_jpeg_of_64_mib_of_restart_markers_is_skipped_in_bounded_memory() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("written: 1"));
     assert!(fs::read(&good).unwrap().windows(4).any(|w| w == b"Exif"));
 }
+
+#[test]
+fn a_grid_folder_that_is_a_link_is_refused_and_never_written_through() {
+    let env = TestEnv::with_sim(SimConfig::default());
+    let b = env.sim().world().spec().bbox;
+    let (w, h) = ((b[2] - b[0]) / 4.0, (b[3] - b[1]) / 4.0);
+    let bbox = bbox_arg([b[0] + w, b[1] + h, b[0] + 2.0 * w, b[1] + 2.0 * h]);
+    let elsewhere = env.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::create_dir_all(env.out()).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, env.out().join("1")).unwrap();
+    let o = env.fetch(&["--bbox", &bbox, "--size", "256", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("downloads/1`: a grid folder that is a link") && err.contains("fix: "),
+        "{err}"
+    );
+    assert!(all_files(&elsewhere).is_empty(), "written through the link");
+    // With the link replaced by a real folder, the same fetch goes through.
+    fs::remove_file(env.out().join("1")).unwrap();
+    let o = env.fetch(&["--bbox", &bbox, "--size", "256", "--quiet"]);
+    assert_success(&o);
+    assert!(!downloaded_ids(&env.out()).is_empty());
+    assert!(all_files(&elsewhere).is_empty());
+}

@@ -770,6 +770,8 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
         pg.one("SELECT count(*) FROM t_keep.runs")
     );
 
+    refuses_old_tables_of_another_owner(&env, &input, pg);
+
     // A reader's open transaction: the swap tries for 2 s at a time and
     // steps back in between, so another reader is held up 2 s at most.
     let mut reader = pg
@@ -798,4 +800,43 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     );
     assert!(reader.wait().unwrap().success());
     pg.sql("DROP SCHEMA t_keep CASCADE");
+}
+
+/// An old table that the user may not drop (neither it nor its schema is
+/// owned by a role whose rights the user has) is refused before any work:
+/// the swap's `DROP TABLE` would fail at the very end. Needs `CREATEROLE`
+/// (pg-up.sh gives it) to make that role.
+#[allow(clippy::print_stderr)] // a cluster from outside may not allow it: said, not failed
+fn refuses_old_tables_of_another_owner(env: &TestEnv, input: &Path, pg: &Pg) {
+    if pg.one("SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user") != "t" {
+        eprintln!("SKIPPED: the test user may not create roles (scripts/pg-up.sh's may)");
+        return;
+    }
+    let other = "mlyexport_other";
+    pg.sql(&format!(
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{other}') \
+         THEN CREATE ROLE {other} NOLOGIN; END IF; END$$"
+    ));
+    // `as_other` runs SQL with the user briefly a member of the other role.
+    let as_other = |sql: &str| {
+        pg.sql(&format!("GRANT {other} TO current_user"));
+        pg.sql(sql);
+        pg.sql(&format!("REVOKE {other} FROM current_user"));
+    };
+    pg.sql("DROP SCHEMA IF EXISTS t_theirs CASCADE");
+    as_other(&format!("CREATE SCHEMA t_theirs AUTHORIZATION {other}"));
+    as_other("GRANT CREATE, USAGE ON SCHEMA t_theirs TO current_user");
+    let o = to_schema(env, input, pg, "t_theirs");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    as_other(&format!("ALTER TABLE t_theirs.sequences OWNER TO {other}"));
+    let o = to_schema(env, input, pg, "t_theirs");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "drop the old table `t_theirs.sequences`, owned by `{other}`"
+        )) && err.contains("OWNER TO"),
+        "{err}"
+    );
+    as_other("DROP SCHEMA t_theirs CASCADE");
 }
