@@ -45,9 +45,8 @@ pub(crate) enum PgError {
     Schema(String),
 }
 
-/// The longest schema name accepted (the staging schema adds a suffix, and
-/// PostgreSQL cuts names at 63 bytes).
-pub(crate) const SCHEMA_MAX: usize = 40;
+/// The longest schema name accepted (PostgreSQL cuts names at 63 bytes).
+pub(crate) const SCHEMA_MAX: usize = 63;
 
 /// Where `layers` writes: the libpq connection (without `schema`) and the schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,11 +102,6 @@ impl PgTarget {
     /// The schema the tables go to.
     pub(crate) fn schema(&self) -> &str {
         &self.schema
-    }
-
-    /// The schema the tables are written into first, inside the transaction.
-    pub(crate) fn staging(&self) -> String {
-        format!("{}_mlyexport_staging", self.schema)
     }
 
     /// The GDAL dataset name: `PG:` and the libpq pairs, each value quoted.

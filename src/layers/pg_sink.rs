@@ -145,11 +145,6 @@ impl PgSession {
         Ok((session, ds))
     }
 
-    /// The schema the domain writer creates its layers in.
-    pub(crate) fn staging(&self) -> String {
-        self.target.staging()
-    }
-
     /// Where the connection goes, for messages.
     pub(crate) fn place(&self) -> &str {
         &self.place
@@ -157,7 +152,7 @@ impl PgSession {
 
     /// Inside the writer's transaction, before its layers: takes the
     /// schema's lock, refuses what would stop the swap ([`Self::preflight`]),
-    /// and creates the staging schema (and the schema, when missing).
+    /// and creates the schema when it is missing.
     pub(crate) fn begin(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema().to_string();
         let taken = self.value(ds, &postgis::lock_sql(&schema), "lock the schema")?;
@@ -176,37 +171,7 @@ impl PgSession {
             let sql = format!("CREATE SCHEMA {}", postgis::ident(&schema));
             self.exec(ds, &sql, "create the schema")?;
         }
-        self.drop_stale_staging(ds)?;
-        for sql in postgis::staging_sql(&self.staging()) {
-            self.exec(ds, &sql, "create the staging schema")?;
-        }
         Ok(())
-    }
-
-    /// Drops a staging schema an interrupted run left (marked as ours; the
-    /// schema's lock is held, so no other run is using it); refuses a schema
-    /// of that name that is not ours.
-    fn drop_stale_staging(&self, ds: &Dataset) -> Result<(), PgSinkError> {
-        let staging = self.staging();
-        let rows = self.rows(
-            ds,
-            &postgis::schema_comment_sql(&staging),
-            "look for a staging schema left behind",
-        )?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(());
-        };
-        if !postgis::is_our_staging(row.into_iter().next().flatten().as_deref()) {
-            return Err(PgSinkError::Foreign {
-                tables: format!("the schema `{staging}`"),
-                target: self.place.clone(),
-            });
-        }
-        self.exec(
-            ds,
-            &format!("DROP SCHEMA {} CASCADE", postgis::ident(&staging)),
-            "drop the staging schema an interrupted run left",
-        )
     }
 
     fn busy(&self) -> PgSinkError {
@@ -270,8 +235,8 @@ impl PgSession {
         Ok(())
     }
 
-    /// The staging schema needs the database's CREATE right; an existing
-    /// target schema needs its own; the old tables must be the user's to drop.
+    /// A missing schema needs the database's CREATE right, an existing one
+    /// its own; the old tables must be the user's to drop.
     fn check_privileges(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
         let row = self.rows(
@@ -285,12 +250,9 @@ impl PgSession {
             grant,
             target: self.place.clone(),
         };
-        if !is_true(Some(&db)) {
+        if on_schema.is_empty() && !is_true(Some(&db)) {
             return Err(refuse(
-                format!(
-                    "create schemas in this database (the new tables are staged in `{}`)",
-                    self.staging()
-                ),
+                format!("create schemas in this database (schema `{schema}` does not exist)"),
                 "GRANT CREATE ON DATABASE <database> TO <user>".to_string(),
             ));
         }
@@ -349,21 +311,20 @@ impl PgSession {
     /// styles, in the writer's transaction: readers see the new tables from
     /// its commit on.
     pub(crate) fn publish(&self, ds: &Dataset) -> Result<(), PgSinkError> {
-        let staging = self.staging();
         let schema = self.target.schema();
-        for sql in postgis::index_sql(&staging) {
+        for sql in postgis::index_sql(schema) {
             self.exec(ds, &sql, "index the geometries")?;
         }
         for (table, description) in postgis::TABLES.iter().zip(DESCRIPTIONS) {
             self.exec(
                 ds,
-                &postgis::comment_sql(&staging, table, description),
+                &postgis::comment_sql(schema, &postgis::staged(table), description),
                 "comment a table",
             )?;
         }
         let grants = self.rows(
             ds,
-            &postgis::grants_sql(schema, &staging),
+            &postgis::grants_sql(schema),
             "read the old tables' grants",
         )?;
         for grant in grants
@@ -395,7 +356,7 @@ impl PgSession {
         )?;
         loop {
             self.exec(ds, "SAVEPOINT mlyexport_swap", "begin the swap")?;
-            let sql = postgis::swap_sql(self.target.schema(), &self.staging());
+            let sql = postgis::swap_sql(self.target.schema());
             let tried = self.exec(ds, &sql, "replace the old tables");
             match tried {
                 Ok(()) => return self.exec(ds, "RELEASE SAVEPOINT mlyexport_swap", "end the swap"),
@@ -476,18 +437,40 @@ pub(crate) fn check(target: &PgTarget) -> Result<(), PgSinkError> {
     if !is_true(free.as_deref()) {
         return Err(session.busy());
     }
-    // Only when missing: CREATE TABLE IF NOT EXISTS needs the schema's
-    // CREATE right even when an administrator made the table for everyone.
-    let exists = "SELECT to_regclass('layer_styles') IS NOT NULL";
-    let found = || session.value(&ds, exists, "look for layer_styles");
-    if is_true(found()?.as_deref()) {
-        return Ok(());
-    }
-    let created = session.exec(&ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
-    // Another run may have created it at the same moment: then it exists.
-    match created {
-        Err(_) if is_true(found()?.as_deref()) => Ok(()),
-        other => other,
+    session.layer_styles(&ds)
+}
+
+impl PgSession {
+    /// Creates `layer_styles` when it is missing, and refuses when the user
+    /// may not replace rows in it (the styles are written at the very end).
+    fn layer_styles(&self, ds: &Dataset) -> Result<(), PgSinkError> {
+        // Only when missing: CREATE TABLE IF NOT EXISTS needs the schema's
+        // CREATE right even when an administrator made the table for everyone.
+        let exists = "SELECT to_regclass('layer_styles') IS NOT NULL";
+        let found = || self.value(ds, exists, "look for layer_styles");
+        if !is_true(found()?.as_deref()) {
+            let created = self.exec(ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
+            // Another run may have created it at the same moment: then it exists.
+            match created {
+                Err(_) if is_true(found()?.as_deref()) => {}
+                other => other?,
+            }
+        }
+        let rights = self.value(
+            ds,
+            postgis::LAYER_STYLES_RIGHTS,
+            "check the rights on layer_styles",
+        )?;
+        if is_true(rights.as_deref()) {
+            return Ok(());
+        }
+        Err(PgSinkError::Privilege {
+            what: "replace its QGIS styles in `layer_styles` (one table for all schemas)".into(),
+            grant: "GRANT SELECT, INSERT, DELETE ON layer_styles TO <user>; \
+                    GRANT USAGE ON SEQUENCE layer_styles_id_seq TO <user>"
+                .into(),
+            target: self.place.clone(),
+        })
     }
 }
 
@@ -509,8 +492,8 @@ fn three(row: Vec<Option<String>>) -> [String; 3] {
 }
 
 /// What PostGIS adds to the four layers: before them (in the transaction)
-/// the lock, the checks and the staging schema; their creation options (the
-/// staging schema, GiST indexes); after them the swap and the styles.
+/// the lock and the checks; their staged names and creation options (the
+/// schema, GiST indexes); after them the swap and the styles.
 pub(crate) struct Postgis {
     session: PgSession,
 }
@@ -522,9 +505,13 @@ impl Target for Postgis {
             .map_err(|e| ds.other(e.to_string()))
     }
 
+    fn layer_name(&self, layer: &LayerDef) -> String {
+        postgis::staged(layer.name)
+    }
+
     fn layer_options(&self, layer: &LayerDef) -> Vec<String> {
         let mut o = vec![
-            format!("SCHEMA={}", self.session.staging()),
+            format!("SCHEMA={}", self.session.target.schema()),
             "FID=fid".to_string(),
         ];
         if layer.geometry != Geometry::None {
@@ -566,7 +553,7 @@ pub(crate) struct PgWrite {
 }
 
 impl PgWrite {
-    /// Connects, begins, and creates the four layers in the staging schema.
+    /// Connects, begins, and creates the four layers under their staged names.
     pub(crate) fn start(target: &PgTarget, layout: FileLayout) -> Result<Self, PgSinkError> {
         let quiet = QuietGdal::new();
         let (session, ds) = PgSession::connect(target)?;

@@ -3,10 +3,11 @@
 //! quoting), libpq/GDAL messages redacted, and the SQL that stages, swaps and
 //! styles the layers. No connection, no GDAL: `postgis_sink` runs this SQL.
 //!
-//! A run writes every table into a staging schema inside one transaction,
-//! then (still inside it) drops the old tables, moves the new ones into the
-//! target schema and replaces the QGIS styles; readers see the old or the new
-//! state, never a mix.
+//! A run writes every table under a staged name (`images__mlyexport_new`)
+//! in the target schema inside one transaction, then (still inside it) drops
+//! the old tables, renames the new ones (and their indexes and sequences) to
+//! the real names and replaces the QGIS styles; readers see the old or the
+//! new state, never a mix. Uncommitted, the staged tables are seen by no one.
 
 use super::styles::LayerStyle;
 
@@ -69,21 +70,12 @@ pub(crate) fn comment_sql(schema: &str, table: &str, description: &str) -> Strin
     )
 }
 
-/// The comment of a staging schema: only a schema with it is ever dropped.
-const STAGING_MARK: &str = "mlyexport layers staging";
+/// What a table's staged name adds to its name.
+const STAGED: &str = "__mlyexport_new";
 
-/// Creates the staging schema and marks it as ours.
-pub(crate) fn staging_sql(staging: &str) -> Vec<String> {
-    vec![
-        format!("CREATE SCHEMA {}", ident(staging)),
-        format!(
-            "COMMENT ON SCHEMA {} IS {}",
-            ident(staging),
-            literal(&format!(
-                "{STAGING_MARK}: new tables before they replace the old ones"
-            ))
-        ),
-    ]
+/// The name `table` is written under until the swap renames it.
+pub(crate) fn staged(table: &str) -> String {
+    format!("{table}{STAGED}")
 }
 
 /// One row (the comment, maybe NULL) when the schema exists, none when not.
@@ -92,11 +84,6 @@ pub(crate) fn schema_comment_sql(schema: &str) -> String {
         "SELECT obj_description(oid, 'pg_namespace') AS comment FROM pg_namespace WHERE nspname = {}",
         literal(schema)
     )
-}
-
-/// Whether a schema's comment marks it as a staging schema of ours.
-pub(crate) fn is_our_staging(comment: Option<&str>) -> bool {
-    comment.is_some_and(|c| c.starts_with(STAGING_MARK))
 }
 
 /// Takes the transaction-scoped lock of `schema`, so two runs writing the
@@ -125,8 +112,8 @@ pub(crate) fn probe_lock_sql(schema: &str) -> String {
 }
 
 /// What the run needs to be allowed, one row of booleans: to create schemas
-/// in the database (the staging schema), and, when `schema` exists, to
-/// create tables in it (NULL when it does not exist).
+/// in the database (needed only when `schema` is missing), and, when
+/// `schema` exists, to create tables in it (NULL when it does not exist).
 pub(crate) fn privileges_sql(schema: &str) -> String {
     format!(
         "SELECT has_database_privilege(current_database(), 'CREATE') AS db, \
@@ -171,22 +158,36 @@ pub(crate) fn dependents_sql(schema: &str) -> String {
     )
 }
 
-/// The index and sequence names the new tables bring into `schema`.
-fn owned_names() -> Vec<String> {
-    let mut names = Vec::new();
-    for t in TABLES {
-        names.push(format!("{t}_pkey"));
-        names.push(format!("{t}_fid_seq"));
-        if t != "runs" {
-            names.push(format!("{t}_geom_geom_idx"));
-        }
+/// The index and sequence names PostgreSQL gives `table` (its primary key
+/// and `fid` sequence, and the GiST index the run builds) in order
+/// [`SWAP_RENAMES`] says what each is.
+fn names_of(table: &str) -> Vec<String> {
+    let mut names = vec![format!("{table}_pkey"), format!("{table}_fid_seq")];
+    if !table.starts_with("runs") {
+        names.push(format!("{table}_geom_geom_idx"));
     }
     names
 }
 
-/// Relations in `schema` with a name the new tables' indexes or sequences
-/// need, that the swap would not drop (not an index or owned sequence of our
-/// old tables): e.g. the index of an old table the user renamed to keep.
+/// The kind of each of [`names_of`], for `ALTER ... RENAME`.
+const SWAP_RENAMES: [&str; 3] = ["INDEX", "SEQUENCE", "INDEX"];
+
+/// The names the run brings into `schema`: the staged tables, and the index
+/// and sequence names of the staged and of the new tables.
+fn owned_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for t in TABLES {
+        names.extend(names_of(t));
+        names.extend(names_of(&staged(t)));
+        names.push(staged(t));
+    }
+    names
+}
+
+/// Relations in `schema` with a name the staged tables or the new tables'
+/// indexes or sequences need, that the swap would not drop (not an index or
+/// owned sequence of our old tables): e.g. the index of an old table the
+/// user renamed to keep.
 /// Rows of (name, the table it belongs to or empty).
 pub(crate) fn clashes_sql(schema: &str) -> String {
     let names: Vec<String> = owned_names().iter().map(|n| literal(n)).collect();
@@ -223,40 +224,37 @@ pub(crate) fn readers_sql(schema: &str) -> String {
 pub(crate) const SWAP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '2s'";
 
 /// The `GRANT`s that give the staged tables what the old tables granted to
-/// other roles, and what the target schema's default privileges of this
-/// user would have granted had they been created there (the staging schema
-/// has none): rows of one statement each. The owner's own rights are not copied.
-pub(crate) fn grants_sql(schema: &str, staging: &str) -> String {
-    let (s, st, t) = (literal(schema), literal(staging), table_list());
+/// other roles: rows of one statement each. The owner's own rights are not
+/// copied; the schema's default privileges PostgreSQL applied itself when
+/// the staged tables were created.
+pub(crate) fn grants_sql(schema: &str) -> String {
+    let (s, t) = (literal(schema), table_list());
     let grantee =
         "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END";
     let option = "CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END";
     format!(
-        "SELECT DISTINCT format('GRANT %s ON TABLE %I.%I TO %s%s', a.privilege_type, {st}, x.name, {grantee}, {option}) \
-         FROM ( \
-           SELECT c.relname::text AS name, c.relacl AS acl FROM pg_class c \
-           JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {s} AND c.relname IN ({t}) \
-           UNION ALL \
-           SELECT u.name, d.defaclacl FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace \
-           CROSS JOIN unnest(ARRAY[{t}]) AS u(name) \
-           WHERE n.nspname = {s} AND d.defaclobjtype = 'r' AND d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
-         ) x CROSS JOIN LATERAL aclexplode(x.acl) a \
-         WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) \
-         ORDER BY 1"
+        "SELECT DISTINCT format('GRANT %s ON TABLE %I.%I TO %s%s', a.privilege_type, {s}, c.relname || {}, {grantee}, {option}) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         CROSS JOIN LATERAL aclexplode(c.relacl) a \
+         WHERE n.nspname = {s} AND c.relname IN ({t}) \
+           AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+         ORDER BY 1",
+        literal(STAGED)
     )
 }
 
 /// The GiST indexes of the staged spatial tables, built once their rows are
 /// in (faster than GDAL's, made before the rows and updated per row); named
-/// as GDAL names them.
-pub(crate) fn index_sql(staging: &str) -> Vec<String> {
+/// as GDAL names them (for the staged name; the swap renames them).
+pub(crate) fn index_sql(schema: &str) -> Vec<String> {
     ["images", "sequences", "grid_cells"]
         .iter()
         .map(|t| {
+            let staged = staged(t);
             format!(
                 "CREATE INDEX {} ON {} USING GIST (\"geom\")",
-                ident(&format!("{t}_geom_geom_idx")),
-                qualified(staging, t)
+                ident(&format!("{staged}_geom_geom_idx")),
+                qualified(schema, &staged)
             )
         })
         .collect()
@@ -268,21 +266,29 @@ pub(crate) const SWAP_TIMED_OUT: &str =
     "mlyexport: the swap timed out waiting for locks on the old tables";
 
 /// The one statement that publishes the staged tables: drop the old ones,
-/// move the new ones into `schema`, drop the empty staging schema. Run inside
-/// the writing transaction, so readers switch at its commit. A `DO` block, so
-/// a lock wait that hits `lock_timeout` (SQLSTATE 55P03, in any step) fails
-/// with [`SWAP_TIMED_OUT`] rather than the server's translated message.
-pub(crate) fn swap_sql(schema: &str, staging: &str) -> String {
+/// rename the staged ones and their indexes and sequences to the real
+/// names. Run inside the writing transaction, so readers switch at its
+/// commit. A `DO` block, so a lock wait that hits `lock_timeout` (SQLSTATE
+/// 55P03, in any step) fails with [`SWAP_TIMED_OUT`] rather than the
+/// server's translated message.
+pub(crate) fn swap_sql(schema: &str) -> String {
     let old: Vec<String> = TABLES.iter().map(|t| qualified(schema, t)).collect();
     let mut body = vec![format!("DROP TABLE IF EXISTS {}", old.join(", "))];
     for t in TABLES {
+        let staged = staged(t);
         body.push(format!(
-            "ALTER TABLE {} SET SCHEMA {}",
-            qualified(staging, t),
-            ident(schema)
+            "ALTER TABLE {} RENAME TO {}",
+            qualified(schema, &staged),
+            ident(t)
         ));
+        for ((from, to), kind) in names_of(&staged).iter().zip(names_of(t)).zip(SWAP_RENAMES) {
+            body.push(format!(
+                "ALTER {kind} {} RENAME TO {}",
+                qualified(schema, from),
+                ident(&to)
+            ));
+        }
     }
-    body.push(format!("DROP SCHEMA {}", ident(staging)));
     let block = format!(
         "BEGIN {}; EXCEPTION WHEN lock_not_available THEN \
          RAISE EXCEPTION USING ERRCODE = 'lock_not_available', MESSAGE = {}; END",
@@ -300,6 +306,12 @@ id SERIAL PRIMARY KEY, f_table_catalog varchar, f_table_schema varchar, f_table_
 f_geometry_column varchar, styleName text, styleQML xml, styleSLD xml, useAsDefault boolean, \
 description text, owner varchar(63) DEFAULT CURRENT_USER, ui xml, \
 update_time timestamp DEFAULT CURRENT_TIMESTAMP, type varchar)";
+
+/// Whether the user may replace rows of `layer_styles` (read, delete,
+/// insert, and take ids from its sequence): one row, one boolean.
+pub(crate) const LAYER_STYLES_RIGHTS: &str = "SELECT has_table_privilege('layer_styles', 'SELECT') \
+AND has_table_privilege('layer_styles', 'INSERT') AND has_table_privilege('layer_styles', 'DELETE') \
+AND coalesce(has_sequence_privilege(pg_get_serial_sequence('layer_styles', 'id'), 'USAGE'), true)";
 
 /// Replaces this schema's mlyexport styles in `layer_styles`: deletes the
 /// rows of the same table and style name, inserts each style. A style is the
@@ -351,7 +363,6 @@ mod tests {
         let t = PgTarget::parse("PG:host=db.example.org  port = 5433 dbname='my gis' schema=mly")
             .unwrap();
         assert_eq!(t.schema(), "mly");
-        assert_eq!(t.staging(), "mly_mlyexport_staging");
         assert_eq!(
             t.gdal_name(),
             "PG:host='db.example.org' port='5433' dbname='my gis'"
@@ -411,7 +422,7 @@ mod tests {
                 "{expanded}"
             );
         }
-        for bad in ["Mly", "1a", "a-b", "pg_x", "", &"a".repeat(41)] {
+        for bad in ["Mly", "1a", "a-b", "pg_x", "", &"a".repeat(64)] {
             let s = format!("PG:dbname=x schema='{bad}'");
             assert!(
                 matches!(PgTarget::parse(&s), Err(PgError::Schema(_))),
@@ -468,27 +479,32 @@ mod tests {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(literal("it's"), "'it''s'");
         assert_eq!(literal("a\\b'"), "E'a\\\\b'''");
-        let swap = swap_sql("mly", "mly_mlyexport_staging");
+        let swap = swap_sql("mly");
         assert!(
             swap.starts_with(
                 "DO 'BEGIN DROP TABLE IF EXISTS \"mly\".\"images\", \"mly\".\"sequences\", \
                  \"mly\".\"grid_cells\", \"mly\".\"runs\"; \
-                 ALTER TABLE \"mly_mlyexport_staging\".\"images\" SET SCHEMA \"mly\"; "
+                 ALTER TABLE \"mly\".\"images__mlyexport_new\" RENAME TO \"images\"; \
+                 ALTER INDEX \"mly\".\"images__mlyexport_new_pkey\" RENAME TO \"images_pkey\"; \
+                 ALTER SEQUENCE \"mly\".\"images__mlyexport_new_fid_seq\" RENAME TO \"images_fid_seq\"; \
+                 ALTER INDEX \"mly\".\"images__mlyexport_new_geom_geom_idx\" RENAME TO \"images_geom_geom_idx\"; "
             ),
             "{swap}"
         );
         assert!(
             swap.ends_with(
-                "DROP SCHEMA \"mly_mlyexport_staging\"; EXCEPTION WHEN lock_not_available THEN \
+                "ALTER SEQUENCE \"mly\".\"runs__mlyexport_new_fid_seq\" RENAME TO \"runs_fid_seq\"; \
+                 EXCEPTION WHEN lock_not_available THEN \
                  RAISE EXCEPTION USING ERRCODE = ''lock_not_available'', \
                  MESSAGE = ''mlyexport: the swap timed out waiting for locks on the old tables''; END'"
             ),
             "{swap}"
         );
-        assert!(!swap.contains("CASCADE"));
+        assert!(!swap.contains("CASCADE") && !swap.contains("runs_geom"));
         assert_eq!(
             index_sql("s")[0],
-            "CREATE INDEX \"images_geom_geom_idx\" ON \"s\".\"images\" USING GIST (\"geom\")"
+            "CREATE INDEX \"images__mlyexport_new_geom_geom_idx\" ON \"s\".\"images__mlyexport_new\" \
+             USING GIST (\"geom\")"
         );
         let existing = vec![
             ("images".to_string(), Some(format!("{MARK}: images"))),
@@ -496,25 +512,23 @@ mod tests {
             ("sequences".to_string(), Some("someone else's".to_string())),
         ];
         assert_eq!(foreign_tables(&existing), vec!["runs", "sequences"]);
-        let staging = staging_sql("mly_mlyexport_staging");
-        assert!(
-            staging[1].contains("'mlyexport layers staging: "),
-            "{}",
-            staging[1]
-        );
         let clashes = clashes_sql("mly");
         for name in [
             "'images_pkey'",
             "'runs_fid_seq'",
             "'grid_cells_geom_geom_idx'",
+            "'grid_cells__mlyexport_new'",
+            "'runs__mlyexport_new_pkey'",
         ] {
             assert!(clashes.contains(name), "{name}");
         }
         assert!(!clashes.contains("runs_geom_geom_idx"));
-        assert!(grants_sql("mly", "mly_st").contains("'mly_st', x.name"));
+        assert!(
+            grants_sql("mly").contains("'mly', c.relname || '__mlyexport_new'"),
+            "{}",
+            grants_sql("mly")
+        );
         assert!(readers_sql("mly").contains("l.pid <> pg_backend_pid()"));
-        assert!(is_our_staging(Some("mlyexport layers staging: new tables")));
-        assert!(!is_our_staging(Some("a user's schema")) && !is_our_staging(None));
     }
 
     #[test]

@@ -19,9 +19,15 @@ use crate::runrecord::RunEntry;
 /// enum so that a target (GeoPackage, PostGIS) lives in its own file.
 pub(crate) trait Target {
     /// Runs first in the transaction, before the four layers are created
-    /// (PostGIS: the schema's lock, checks, the staging schema).
+    /// (PostGIS: the schema's lock, the checks, a missing schema).
     fn begin(&mut self, _ds: &mut OgrDataset) -> Result<(), OgrError> {
         Ok(())
+    }
+
+    /// The name one of the four layers is created under (PostGIS: a staged
+    /// name, renamed at the swap).
+    fn layer_name(&self, layer: &LayerDef) -> String {
+        layer.name.to_string()
     }
 
     /// The creation options of one of the four layers.
@@ -96,7 +102,8 @@ impl<T: Target> LayerWriter<T> {
         ];
         for (def, fields) in defs {
             let options = target.layer_options(&def);
-            layers.push(ds.create_layer(def.name, def.geometry, &srs, &fields, &options)?);
+            let name = target.layer_name(&def);
+            layers.push(ds.create_layer(&name, def.geometry, &srs, &fields, &options)?);
         }
         target.create_own_layers(&mut ds, &srs)?;
         let layers: [Layer; 4] = layers

@@ -321,13 +321,13 @@ fn postgis_layers_match_the_geopackage_after_a_real_fetch() {
         "SELECT count(*) FROM layer_styles WHERE f_table_schema = '{schema}' AND f_table_catalog = current_database()"
     ));
     assert_eq!(styles, "4");
-    assert_eq!(
-        pg.one(&format!(
-            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE '{schema}_mlyexport%'"
-        )),
-        "0",
-        "the staging schema was left behind"
-    );
+    assert_eq!(staged_left(pg, schema), "", "staged names left behind");
+    for name in ["images_pkey", "runs_fid_seq", "grid_cells_geom_geom_idx"] {
+        let found = pg.one(&format!(
+            "SELECT to_regclass('{schema}.{name}') IS NOT NULL"
+        ));
+        assert_eq!(found, "t", "{name} after the swap");
+    }
     qgis_loads_the_styled_tables(pg, schema, count_rows(&gpkg, "images"));
 }
 
@@ -409,7 +409,8 @@ fn a_rerun_swaps_in_one_transaction_for_a_polling_reader() {
     synth_downloads(&input, 3000, 6000);
     // The user makes their own default style for `images`, as QGIS' "save as default" does.
     pg.sql(&format!(
-        "UPDATE layer_styles SET useAsDefault = false WHERE f_table_schema = '{schema}' AND f_table_name = 'images'; \
+        "DELETE FROM layer_styles WHERE f_table_schema = '{schema}' AND styleName = 'mine'; \
+         UPDATE layer_styles SET useAsDefault = false WHERE f_table_schema = '{schema}' AND f_table_name = 'images'; \
          INSERT INTO layer_styles(f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, styleQML, useAsDefault) \
          SELECT current_database(), '{schema}', 'images', 'geom', 'mine', styleQML, true FROM layer_styles \
          WHERE f_table_schema = '{schema}' AND f_table_name = 'images'"
@@ -663,8 +664,16 @@ fn a_password_in_the_flag_is_refused_and_not_echoed() {
     );
 }
 
+/// The relations of `schema` still under a staged name, comma-separated.
+fn staged_left(pg: &Pg, schema: &str) -> String {
+    pg.one(&format!(
+        "SELECT string_agg(relname, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = '{schema}' AND relname LIKE '%mlyexport_new%'"
+    ))
+}
+
 #[test]
-fn a_failed_run_leaves_the_old_tables_and_no_staging_schema() {
+fn a_failed_run_leaves_the_old_tables_and_no_staged_table() {
     let Some(pg) = pg() else { return };
     let env = TestEnv::new();
     let good = env.path().join("good");
@@ -683,32 +692,104 @@ fn a_failed_run_leaves_the_old_tables_and_no_staging_schema() {
         pg.one(&format!("SELECT count(*) FROM {schema}.images")),
         "40"
     );
-    let staging = format!("{schema}_mlyexport_staging");
-    let schemas = format!("SELECT count(*) FROM pg_namespace WHERE nspname = '{staging}'");
-    assert_eq!(pg.one(&schemas), "0", "a staging schema was left");
+    assert_eq!(staged_left(pg, schema), "", "a staged table was left");
 
-    // A staging schema a killed run left (marked as ours) is dropped by the next run ...
+    // A user's table under a staged name is refused before any work, and kept.
     pg.sql(&format!(
-        "CREATE SCHEMA {staging}; COMMENT ON SCHEMA {staging} IS 'mlyexport layers staging: left'; \
-         CREATE TABLE {staging}.images (x int)"
+        "CREATE TABLE {schema}.runs__mlyexport_new (x int)"
     ));
-    let o = to_schema(&env, &good, pg, schema);
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(pg.one(&schemas), "0");
-    // ... but a schema of that name that is not ours is refused, and kept.
-    pg.sql(&format!("CREATE SCHEMA {staging}"));
     let o = to_schema(&env, &good, pg, schema);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(&staging),
+        String::from_utf8_lossy(&o.stderr).contains("`runs__mlyexport_new`"),
         "{}",
         text(&o)
     );
-    assert_eq!(pg.one(&schemas), "1");
+    assert_eq!(staged_left(pg, schema), "runs__mlyexport_new");
+    pg.sql(&format!("DROP TABLE {schema}.runs__mlyexport_new"));
+    let o = to_schema(&env, &good, pg, schema);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// A role that may create tables in an existing schema, and nothing in the
+/// database, writes and re-writes it (the tables are staged in that schema).
+#[test]
+#[allow(clippy::print_stderr)] // a cluster from outside may not allow it: said, not failed
+fn a_role_with_create_on_the_schema_only_writes_it() {
+    let Some(pg) = pg() else { return };
+    if pg.one("SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user") != "t" {
+        eprintln!("SKIPPED: the test user may not create roles (scripts/pg-up.sh's may)");
+        return;
+    }
+    let env = TestEnv::new();
+    let input = env.path().join("downloads");
+    synth_downloads(&input, 0, 30);
+    let (role, password) = ("mlyexport_schema_only", "schema-only-pw-42");
+    pg.sql(&format!(
+        "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') \
+         THEN CREATE ROLE {role} LOGIN PASSWORD '{password}'; END IF; END$$"
+    ));
+    pg.sql("DROP SCHEMA IF EXISTS t_granted CASCADE");
+    pg.sql(&format!(
+        "CREATE SCHEMA t_granted; GRANT USAGE, CREATE ON SCHEMA t_granted TO {role}"
+    ));
     assert_eq!(
-        pg.one(&format!("SELECT count(*) FROM {schema}.images")),
-        "40"
+        pg.one(&format!(
+            "SELECT has_database_privilege('{role}', current_database(), 'CREATE')"
+        )),
+        "f"
     );
+    let conninfo = pg
+        .conninfo
+        .replace("user=mlyexport", &format!("user={role}"));
+    let run = |schema: &str| {
+        let arg = format!("PG:{conninfo} schema={schema}");
+        layers(
+            &env,
+            &input,
+            password,
+            &["--format", "postgis", "--pg", &arg],
+        )
+    };
+    let refused = |o: &Output, fix: &str| {
+        assert_eq!(o.status.code(), Some(2), "{}", text(o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(fix),
+            "{}",
+            text(o)
+        );
+    };
+    // `layer_styles` is shared (made here by the test user's run, when
+    // missing): without rights on it, refused before any work.
+    let seed = to_schema(&env, &input, pg, "t_granted_seed");
+    assert_eq!(seed.status.code(), Some(0), "{}", text(&seed));
+    pg.sql("DROP SCHEMA t_granted_seed CASCADE");
+    pg.sql(&format!(
+        "REVOKE ALL ON layer_styles FROM {role}; REVOKE ALL ON SEQUENCE layer_styles_id_seq FROM {role}"
+    ));
+    refused(
+        &run("t_granted"),
+        "GRANT SELECT, INSERT, DELETE ON layer_styles",
+    );
+    let made = "SELECT to_regclass('t_granted.images') IS NULL";
+    assert_eq!(pg.one(made), "t");
+    pg.sql(&format!(
+        "GRANT SELECT, INSERT, DELETE ON layer_styles TO {role}; \
+         GRANT USAGE ON SEQUENCE layer_styles_id_seq TO {role}"
+    ));
+    for round in 1..=2 {
+        let o = run("t_granted");
+        assert_eq!(o.status.code(), Some(0), "round {round}: {}", text(&o));
+    }
+    let as_role = Pg {
+        conninfo: conninfo.clone(),
+        password: password.to_string(),
+    };
+    assert_eq!(as_role.one("SELECT count(*) FROM t_granted.images"), "30");
+    assert_eq!(staged_left(pg, "t_granted"), "");
+    // A schema that does not exist needs the database's CREATE right: refused.
+    refused(&run("t_not_there"), "GRANT CREATE ON DATABASE");
+    pg.sql("DROP SCHEMA t_granted CASCADE");
 }
 
 #[test]
@@ -719,9 +800,9 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     synth_downloads(&input, 0, 60);
     pg.sql("DROP SCHEMA IF EXISTS t_keep CASCADE");
     pg.sql("CREATE SCHEMA t_keep");
-    // The test user may not create roles: PUBLIC stands for the readers.
+    // PUBLIC stands for the readers (no role needs to be made).
     // Default privileges of the target schema apply to a first run's tables
-    // (they are made in the staging schema, which has none).
+    // (PostgreSQL applies them when the staged tables are created).
     pg.sql("ALTER DEFAULT PRIVILEGES IN SCHEMA t_keep GRANT SELECT ON TABLES TO PUBLIC");
     let o = to_schema(&env, &input, pg, "t_keep");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -823,7 +904,7 @@ fn refuses_old_tables_of_another_owner(env: &TestEnv, input: &Path, pg: &Pg) {
         pg.sql(sql);
         pg.sql(&format!("REVOKE {other} FROM current_user"));
     };
-    pg.sql("DROP SCHEMA IF EXISTS t_theirs CASCADE");
+    as_other("DROP SCHEMA IF EXISTS t_theirs CASCADE");
     as_other(&format!("CREATE SCHEMA t_theirs AUTHORIZATION {other}"));
     as_other("GRANT CREATE, USAGE ON SCHEMA t_theirs TO current_user");
     let o = to_schema(env, input, pg, "t_theirs");
