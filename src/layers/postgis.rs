@@ -208,12 +208,15 @@ pub(crate) fn clashes_sql(schema: &str) -> String {
 }
 
 /// The other sessions holding a lock on our old tables (readers): one row,
-/// their process ids comma-separated, NULL when none.
+/// their process ids comma-separated, NULL when none. Autovacuum workers are
+/// left out: they give way to the swap by themselves.
 pub(crate) fn readers_sql(schema: &str) -> String {
     format!(
         "SELECT string_agg(DISTINCT l.pid::text, ', ') FROM pg_locks l \
          JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = {} AND c.relname IN ({}) AND l.pid <> pg_backend_pid() AND l.granted",
+         WHERE n.nspname = {} AND c.relname IN ({}) AND l.pid <> pg_backend_pid() AND l.granted \
+           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+             WHERE a.pid = l.pid AND a.backend_type = 'autovacuum worker')",
         literal(schema),
         table_list()
     )
@@ -224,22 +227,42 @@ pub(crate) fn readers_sql(schema: &str) -> String {
 pub(crate) const SWAP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '2s'";
 
 /// The `GRANT`s that give the staged tables what the old tables granted to
-/// other roles: rows of one statement each. The owner's own rights are not
-/// copied; the schema's default privileges PostgreSQL applied itself when
-/// the staged tables were created.
+/// other roles, on the tables, on their columns (those the new table has)
+/// and on their `fid` sequences: rows of one statement each. The owner's own
+/// rights are not copied; the schema's default privileges PostgreSQL applied
+/// itself when the staged tables were created.
 pub(crate) fn grants_sql(schema: &str) -> String {
-    let (s, t) = (literal(schema), table_list());
-    let grantee =
-        "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END";
-    let option = "CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END";
+    let (s, t, staged) = (literal(schema), table_list(), literal(STAGED));
+    let seqs: Vec<String> = TABLES
+        .iter()
+        .map(|t| literal(&format!("{t}_fid_seq")))
+        .collect();
+    let to = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END \
+              || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END";
+    let ours = format!(
+        "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = {s} \
+         CROSS JOIN LATERAL aclexplode({{acl}}) a \
+         WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+    );
+    let acl = |a: &str| ours.replace("{acl}", a);
     format!(
-        "SELECT DISTINCT format('GRANT %s ON TABLE %I.%I TO %s%s', a.privilege_type, {s}, c.relname || {}, {grantee}, {option}) \
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         CROSS JOIN LATERAL aclexplode(c.relacl) a \
-         WHERE n.nspname = {s} AND c.relname IN ({t}) \
-           AND a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user) \
-         ORDER BY 1",
-        literal(STAGED)
+        "SELECT DISTINCT g FROM ( \
+           SELECT format('GRANT %s ON TABLE %I.%I TO %s', a.privilege_type, {s}, c.relname || {staged}, {to}) AS g \
+           FROM pg_class c {} AND c.relname IN ({t}) \
+         UNION ALL \
+           SELECT format('GRANT %s (%I) ON TABLE %I.%I TO %s', a.privilege_type, o.attname, {s}, c.relname || {staged}, {to}) \
+           FROM pg_class c JOIN pg_attribute o ON o.attrelid = c.oid AND o.attnum > 0 AND NOT o.attisdropped \
+           JOIN pg_attribute nw ON nw.attrelid = to_regclass(format('%I.%I', {s}, c.relname || {staged})) \
+             AND nw.attname = o.attname AND NOT nw.attisdropped \
+           {} AND c.relname IN ({t}) \
+         UNION ALL \
+           SELECT format('GRANT %s ON SEQUENCE %I.%I TO %s', a.privilege_type, {s}, left(c.relname, -8) || {staged} || '_fid_seq', {to}) \
+           FROM pg_class c {} AND c.relkind = 'S' AND c.relname IN ({}) \
+         ) x ORDER BY 1",
+        acl("c.relacl"),
+        acl("o.attacl"),
+        acl("c.relacl"),
+        seqs.join(", ")
     )
 }
 
@@ -524,7 +547,8 @@ mod tests {
         }
         assert!(!clashes.contains("runs_geom_geom_idx"));
         assert!(
-            grants_sql("mly").contains("'mly', c.relname || '__mlyexport_new'"),
+            grants_sql("mly")
+                .contains("'mly', left(c.relname, -8) || '__mlyexport_new' || '_fid_seq'"),
             "{}",
             grants_sql("mly")
         );

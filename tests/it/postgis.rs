@@ -814,12 +814,30 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     assert_eq!(can_read("images"), "t", "default privileges on a first run");
     pg.sql("ALTER DEFAULT PRIVILEGES IN SCHEMA t_keep REVOKE SELECT ON TABLES FROM PUBLIC");
     pg.sql("GRANT UPDATE ON t_keep.runs TO PUBLIC");
+    pg.sql("GRANT UPDATE (id) ON t_keep.images TO PUBLIC");
+    pg.sql("GRANT USAGE ON SEQUENCE t_keep.runs_fid_seq TO PUBLIC");
     let o = to_schema(&env, &input, pg, "t_keep");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(can_read("images"), "t", "a re-run keeps the grants");
+    for (right, what) in [
+        (
+            "has_table_privilege('public', 't_keep.runs', 'UPDATE')",
+            "on a table",
+        ),
+        (
+            "has_column_privilege('public', 't_keep.images', 'id', 'UPDATE')",
+            "on a column",
+        ),
+        (
+            "has_sequence_privilege('public', 't_keep.runs_fid_seq', 'USAGE')",
+            "on a sequence",
+        ),
+    ] {
+        assert_eq!(pg.one(&format!("SELECT {right}")), "t", "{what}");
+    }
     assert_eq!(
-        pg.one("SELECT has_table_privilege('public', 't_keep.runs', 'UPDATE')"),
-        "t"
+        pg.one("SELECT has_column_privilege('public', 't_keep.images', 'sequence', 'UPDATE')"),
+        "f"
     );
 
     // A view on a table: refused before any work, the tables unchanged.
