@@ -12,15 +12,21 @@ use std::path::Path;
 /// otherwise wait forever) and refuses anything that is not a regular file
 /// (symbolic links are followed). The error says what the path is instead.
 pub(crate) fn open_regular(path: &Path) -> io::Result<fs::File> {
+    open_regular_sized(path).map(|(file, _)| file)
+}
+
+/// [`open_regular`], and the file's length in bytes when opened.
+fn open_regular_sized(path: &Path) -> io::Result<(fs::File, u64)> {
     use std::os::unix::fs::OpenOptionsExt;
     let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY;
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(flags.bits() as i32)
         .open(path)?;
-    let kind = file.metadata()?.file_type();
+    let meta = file.metadata()?;
+    let kind = meta.file_type();
     if kind.is_file() {
-        return Ok(file);
+        return Ok((file, meta.len()));
     }
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
@@ -90,11 +96,12 @@ pub(crate) fn folder_at(path: &Path) -> FolderAt {
 /// whole.
 pub(crate) fn read_bounded_into(path: &Path, max: u64, buf: &mut Vec<u8>) -> io::Result<()> {
     buf.clear();
-    let file = open_regular(path)?;
+    let (file, len) = open_regular_sized(path)?;
     // Refused before reading when already too large (it may still grow).
-    if file.metadata()?.len() > max {
+    if len > max {
         return Err(too_large(max));
     }
+    buf.reserve(usize::try_from(len).map_or(0, |n| n.saturating_add(1)));
     let read = file.take(max.saturating_add(1)).read_to_end(buf)?;
     if read as u64 > max {
         return Err(too_large(max));
