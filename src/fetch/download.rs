@@ -63,6 +63,17 @@ pub(crate) struct Job<'a> {
     /// The API's object for the image, without signed URLs.
     pub object: Map<String, Value>,
     pub paths: &'a ImagePaths,
+    pub folder: Folder,
+}
+
+/// What the folder of a job's files is, and so how it is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Folder {
+    /// A grid folder of fetch's output folder: made there, never a link
+    /// (it would be written outside, where `layers` does not read).
+    Grid,
+    /// A folder a library caller gave: made with its parents, links followed.
+    Given,
 }
 
 /// Downloads, verifies and stores one image; returns what was recorded.
@@ -94,12 +105,15 @@ pub(crate) async fn fetch_and_store(
     );
     let mut json = serde_json::to_vec_pretty(&Value::Object(object)).expect("serializable");
     json.push(b'\n');
-    let paths = job.paths.clone();
+    let (paths, folder) = (job.paths.clone(), job.folder);
     let bytes = thumb.bytes;
     tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
         let dir = paths.jpg.parent().unwrap_or(Path::new("."));
-        super::resume::grid_folder(dir)
-            .map_err(|e| DownloadError::Folder(format!("{}: {e}", dir.display())))?;
+        let made = match folder {
+            Folder::Grid => super::resume::grid_folder(dir),
+            Folder::Given => std::fs::create_dir_all(dir),
+        };
+        made.map_err(|e| DownloadError::Folder(format!("{}: {e}", dir.display())))?;
         store::atomic_write(&paths.jpg, &bytes)?;
         store::atomic_write(&paths.json, &json)?;
         Ok(())
@@ -191,6 +205,7 @@ pub async fn download_image(
             url: Some(url.ok_or(DownloadError::NoUrl(field))?),
             object,
             paths: &paths,
+            folder: Folder::Given,
         },
     )
     .await

@@ -214,6 +214,7 @@ impl Downloads<'_> {
             },
             object,
             paths: &paths,
+            folder: download::Folder::Grid,
         };
         let result = tokio::select! {
             r = download::fetch_and_store(self.client, job) => r,

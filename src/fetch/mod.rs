@@ -222,7 +222,8 @@ impl Fetch<'_> {
             path: out.display().to_string(),
             source,
         };
-        let linked = resume::linked_grids(out).map_err(scan_error)?;
+        let grids = self.plan.grids().iter().map(|g| &g.id);
+        let linked = resume::linked_grids(out, grids).map_err(scan_error)?;
         if !linked.is_empty() {
             let list: Vec<String> = linked
                 .iter()

@@ -73,27 +73,23 @@ impl OnDisk {
     }
 }
 
-/// The entries of `out` named like a grid that are symbolic links: `fetch`
-/// never writes through one (it would write outside `out`, where `layers`
-/// does not read). A missing `out` has none.
-pub(super) fn linked_grids(out: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let entries = match std::fs::read_dir(out) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
+/// The folders of `grids` in `out` that are symbolic links: `fetch` never
+/// writes through one (it would write outside `out`, where `layers` does not
+/// read). Other links in `out` are not fetch's concern.
+pub(super) fn linked_grids<'a>(
+    out: &Path,
+    grids: impl IntoIterator<Item = &'a GridId>,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
     let mut linked = Vec::new();
-    for e in entries {
-        let e = e?;
-        let grid = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.parse::<GridId>().is_ok());
-        if grid && e.file_type()?.is_symlink() {
-            linked.push(e.path());
+    for grid in grids {
+        let dir = out.join(grid.as_str());
+        match std::fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_symlink() => linked.push(dir),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
     }
-    linked.sort();
     Ok(linked)
 }
 
@@ -194,9 +190,11 @@ mod tests {
         std::fs::create_dir_all(out.join("1")).unwrap();
         std::fs::create_dir_all(&elsewhere).unwrap();
         std::os::unix::fs::symlink(&elsewhere, out.join("2")).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, out.join("notes.d")).unwrap();
-        assert_eq!(linked_grids(&out).unwrap(), vec![out.join("2")]);
-        assert!(linked_grids(&tmp.path().join("none")).unwrap().is_empty());
+        std::os::unix::fs::symlink(&elsewhere, out.join("qgis")).unwrap();
+        let grids: Vec<GridId> = ["1", "2", "3", "notes"].map(|g| g.parse().unwrap()).into();
+        assert_eq!(linked_grids(&out, &grids).unwrap(), vec![out.join("2")]);
+        let none = tmp.path().join("none");
+        assert!(linked_grids(&none, &grids).unwrap().is_empty());
         grid_folder(&out.join("1")).unwrap();
         grid_folder(&out.join("3")).unwrap();
         assert!(out.join("3").is_dir());

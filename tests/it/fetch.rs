@@ -395,3 +395,48 @@ fn a_changed_grid_file_at_the_same_path_is_refused() {
         stderr(&o)
     );
 }
+
+/// The library's `download_image` makes the folder it is given with its
+/// parents, and follows a link the caller chose (only fetch's own grid
+/// folders must be real folders).
+#[tokio::test]
+async fn the_library_downloads_into_a_nested_or_linked_folder() {
+    use mlyexport::{api, fetch, model::*};
+    let env = TestEnv::with_sim(SimConfig::default());
+    let cfg = api::ApiConfig {
+        base_url: env.sim().graph_url().parse().unwrap(),
+        token: AccessToken::new(mlysim::DEMO_TOKEN).unwrap(),
+        connect_timeout: std::time::Duration::from_secs(5),
+        read_timeout: std::time::Duration::from_secs(10),
+        retry: api::RetryPolicy {
+            attempts: 2,
+            base: std::time::Duration::from_millis(10),
+            max: std::time::Duration::from_millis(50),
+        },
+        search_per_min: 60_000,
+        entity_per_min: 60_000,
+        search_cap: 2000,
+    };
+    let client = api::Client::new(&cfg).unwrap();
+    let ids: Vec<u64> = env
+        .sim()
+        .world()
+        .images()
+        .iter()
+        .take(2)
+        .map(|i| i.id)
+        .collect();
+    let nested = env.path().join("a/b/1");
+    let target = env.path().join("elsewhere");
+    std::fs::create_dir_all(&target).unwrap();
+    let linked = env.path().join("linked");
+    std::os::unix::fs::symlink(&target, &linked).unwrap();
+    for (id, dir) in ids.iter().zip([&nested, &linked]) {
+        let id = ImageId::new(*id).unwrap();
+        fetch::download_image(&client, id, ThumbSize::S256, dir)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    }
+    assert!(nested.join(format!("{}.jpg", ids[0])).is_file());
+    assert!(target.join(format!("{}.json", ids[1])).is_file());
+}
