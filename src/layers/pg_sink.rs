@@ -52,8 +52,9 @@ pub(crate) enum PgSinkError {
     )]
     Dependents { list: String, target: String },
     #[error(
-        "{list} in schema `{schema}` have names the new tables' indexes or sequences need ({target}); \
-         rename them (ALTER INDEX/SEQUENCE {schema}.NAME RENAME TO ...) and run again"
+        "{list} in schema `{schema}` have names the new tables, their indexes or sequences need \
+         ({target}); rename them (ALTER INDEX/SEQUENCE/TABLE/TYPE {schema}.NAME RENAME TO ...) and \
+         run again"
     )]
     Clashes {
         list: String,
@@ -307,9 +308,11 @@ impl PgSession {
         })
     }
 
-    /// Indexes the staged tables, marks them as ours, swaps them in and replaces the
-    /// styles, in the writer's transaction: readers see the new tables from
-    /// its commit on.
+    /// Indexes the staged tables, marks them as ours, gives them the old
+    /// tables' rights and team owner, replaces the styles and swaps the
+    /// tables in, in the writer's transaction: readers see the new tables
+    /// from its commit on. The swap comes last: only it holds the old
+    /// tables' locks, and only it runs under the short lock timeout.
     pub(crate) fn publish(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
         for sql in postgis::index_sql(schema) {
@@ -322,22 +325,29 @@ impl PgSession {
                 "comment a table",
             )?;
         }
-        let grants = self.rows(
-            ds,
-            &postgis::grants_sql(schema),
-            "read the old tables' grants",
-        )?;
-        for grant in grants
-            .into_iter()
-            .filter_map(|r| r.into_iter().next().flatten())
-        {
-            self.exec(ds, &grant, "grant the old tables' rights on the new ones")?;
+        let derived = [
+            (
+                postgis::grants_sql(schema),
+                "grant the old tables' rights on the new ones",
+            ),
+            (
+                postgis::owners_sql(schema),
+                "give the new tables the old tables' owner",
+            ),
+        ];
+        for (query, what) in derived {
+            let statements = self.rows(ds, &query, what)?;
+            for sql in statements
+                .into_iter()
+                .filter_map(|r| r.into_iter().next().flatten())
+            {
+                self.exec(ds, &sql, what)?;
+            }
         }
-        self.swap(ds)?;
-        for sql in postgis::styles_sql(self.target.schema(), &styles::all()) {
+        for sql in postgis::styles_sql(schema, &styles::all()) {
             self.exec(ds, &sql, "write the QGIS styles into layer_styles")?;
         }
-        Ok(())
+        self.swap(ds)
     }
 
     /// Drops the old tables and moves the staged ones in. Each try waits at

@@ -137,23 +137,41 @@ pub(crate) fn not_owned_sql(schema: &str) -> String {
     )
 }
 
-/// Objects of other tables that depend on our old tables and would stop the
-/// swap's `DROP TABLE`: views (materialised too) and foreign keys. Rows of
-/// (what, its name, our table).
+/// What depends on our old tables, their row types, indexes or sequences
+/// (other than their own parts) and would stop the swap's `DROP TABLE`:
+/// views (materialised too), foreign keys, and any other object (a default
+/// taking ids from our sequence, a column of our row type, a function).
+/// Rows of (what, its name, our table).
 pub(crate) fn dependents_sql(schema: &str) -> String {
     let (s, t) = (literal(schema), table_list());
     format!(
-        "SELECT DISTINCT 'view', v.oid::regclass::text, o.relname::text \
-         FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace \
-         JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = o.oid \
-           AND d.classid = 'pg_rewrite'::regclass \
-         JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class \
-         WHERE n.nspname = {s} AND o.relname IN ({t}) AND v.oid <> o.oid \
-         UNION \
-         SELECT DISTINCT 'foreign key', c.conname || ' of ' || c.conrelid::regclass::text, o.relname::text \
-         FROM pg_constraint c JOIN pg_class o ON o.oid = c.confrelid \
-         JOIN pg_namespace n ON n.oid = o.relnamespace \
-         WHERE c.contype = 'f' AND n.nspname = {s} AND o.relname IN ({t}) AND c.conrelid <> o.oid \
+        "WITH ours AS ( \
+           SELECT c.oid, c.reltype, c.relname::text AS t FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace \
+           WHERE n.nspname = {s} AND c.relname IN ({t}) AND c.relkind IN ('r', 'p') \
+         ), parts AS ( \
+           SELECT 'pg_class'::regclass AS cls, oid AS obj, t FROM ours \
+           UNION ALL SELECT 'pg_type'::regclass, reltype, t FROM ours \
+           UNION ALL SELECT 'pg_class'::regclass, d.objid, o.t FROM ours o JOIN pg_depend d \
+             ON d.refclassid = 'pg_class'::regclass AND d.refobjid = o.oid \
+             AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+         ) \
+         SELECT DISTINCT \
+           CASE d.classid WHEN 'pg_rewrite'::regclass THEN 'view' \
+             WHEN 'pg_constraint'::regclass THEN 'foreign key' ELSE 'object' END, \
+           CASE d.classid \
+             WHEN 'pg_rewrite'::regclass THEN (SELECT r.ev_class::regclass::text FROM pg_rewrite r WHERE r.oid = d.objid) \
+             WHEN 'pg_constraint'::regclass THEN (SELECT k.conname || ' of ' || k.conrelid::regclass::text \
+               FROM pg_constraint k WHERE k.oid = d.objid) \
+             ELSE pg_describe_object(d.classid, d.objid, d.objsubid) END, \
+           p.t \
+         FROM parts p JOIN pg_depend d ON d.refclassid = p.cls AND d.refobjid = p.obj AND d.deptype = 'n' \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_attrdef a JOIN ours o ON o.oid = a.adrelid \
+             WHERE d.classid = 'pg_attrdef'::regclass AND a.oid = d.objid) \
+           AND NOT EXISTS (SELECT 1 FROM pg_rewrite r JOIN ours o ON o.oid = r.ev_class \
+             WHERE d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid) \
+           AND NOT EXISTS (SELECT 1 FROM pg_constraint k JOIN ours o ON o.oid = k.conrelid \
+             WHERE d.classid = 'pg_constraint'::regclass AND k.oid = d.objid) \
          ORDER BY 3, 2"
     )
 }
@@ -187,10 +205,15 @@ fn owned_names() -> Vec<String> {
 /// Relations in `schema` with a name the staged tables or the new tables'
 /// indexes or sequences need, that the swap would not drop (not an index or
 /// owned sequence of our old tables): e.g. the index of an old table the
-/// user renamed to keep.
+/// user renamed to keep. Also types (enum, domain, ...) named as a table:
+/// a table's row type takes its name.
 /// Rows of (name, the table it belongs to or empty).
 pub(crate) fn clashes_sql(schema: &str) -> String {
     let names: Vec<String> = owned_names().iter().map(|n| literal(n)).collect();
+    let tables: Vec<String> = TABLES
+        .iter()
+        .flat_map(|t| [literal(t), literal(&staged(t))])
+        .collect();
     format!(
         "SELECT c.relname::text, coalesce(o.relname::text, '') \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -198,12 +221,16 @@ pub(crate) fn clashes_sql(schema: &str) -> String {
          LEFT JOIN pg_depend d ON c.relkind = 'S' AND d.classid = 'pg_class'::regclass \
            AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
          LEFT JOIN pg_class o ON o.oid = coalesce(i.indrelid, d.refobjid) \
-         WHERE n.nspname = {} AND c.relname IN ({}) \
+         WHERE n.nspname = {s} AND c.relname IN ({}) \
            AND NOT coalesce(o.relnamespace = n.oid AND o.relname IN ({}), false) \
+         UNION ALL \
+         SELECT t.typname::text, '' FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+         WHERE n.nspname = {s} AND t.typrelid = 0 AND t.typname IN ({}) \
          ORDER BY 1",
-        literal(schema),
         names.join(", "),
-        table_list()
+        table_list(),
+        tables.join(", "),
+        s = literal(schema),
     )
 }
 
@@ -263,6 +290,25 @@ pub(crate) fn grants_sql(schema: &str) -> String {
         acl("o.attacl"),
         acl("c.relacl"),
         seqs.join(", ")
+    )
+}
+
+/// Gives each staged table the owner of the old table it replaces, when that
+/// is another role the user is a member of (a team's role) and that role
+/// may create in the schema (`OWNER TO` needs it): rows of one statement
+/// each. Without it a team's tables would pass to whichever member
+/// ran last, and the next member could not replace them.
+pub(crate) fn owners_sql(schema: &str) -> String {
+    let s = literal(schema);
+    format!(
+        "SELECT format('ALTER TABLE %I.%I OWNER TO %I', {s}, c.relname || {}, pg_get_userbyid(c.relowner)) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {s} AND c.relname IN ({}) AND c.relkind IN ('r', 'p') \
+           AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+           AND pg_has_role(c.relowner, 'MEMBER') AND has_schema_privilege(c.relowner, n.oid, 'CREATE') \
+         ORDER BY 1",
+        literal(STAGED),
+        table_list()
     )
 }
 
@@ -331,10 +377,11 @@ description text, owner varchar(63) DEFAULT CURRENT_USER, ui xml, \
 update_time timestamp DEFAULT CURRENT_TIMESTAMP, type varchar)";
 
 /// Whether the user may replace rows of `layer_styles` (read, delete,
-/// insert, and take ids from its sequence): one row, one boolean.
+/// insert, and take ids from its sequence, which `USAGE` or `UPDATE`
+/// allows): one row, one boolean.
 pub(crate) const LAYER_STYLES_RIGHTS: &str = "SELECT has_table_privilege('layer_styles', 'SELECT') \
 AND has_table_privilege('layer_styles', 'INSERT') AND has_table_privilege('layer_styles', 'DELETE') \
-AND coalesce(has_sequence_privilege(pg_get_serial_sequence('layer_styles', 'id'), 'USAGE'), true)";
+AND coalesce(has_sequence_privilege(pg_get_serial_sequence('layer_styles', 'id'), 'USAGE, UPDATE'), true)";
 
 /// Replaces this schema's mlyexport styles in `layer_styles`: deletes the
 /// rows of the same table and style name, inserts each style. A style is the

@@ -851,6 +851,27 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     );
     pg.sql("DROP VIEW t_keep.recent");
 
+    // Any other object that depends on the tables, their types or sequences
+    // (here a default that takes ids from ours): refused before any work.
+    pg.sql("CREATE TABLE t_keep.counter (n bigint DEFAULT nextval('t_keep.images_fid_seq'))");
+    let o = to_schema(&env, &input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`default value for column n of table t_keep.counter` (on `t_keep.images`)"),
+        "{err}"
+    );
+    pg.sql("DROP TABLE t_keep.counter");
+
+    // A type that has a table's name would stop the rename at the end.
+    pg.sql("DROP SCHEMA IF EXISTS t_typed CASCADE");
+    pg.sql("CREATE SCHEMA t_typed; CREATE TYPE t_typed.runs AS ENUM ('x')");
+    let o = to_schema(&env, &input, pg, "t_typed");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`runs` in schema `t_typed`"), "{err}");
+    pg.sql("DROP SCHEMA t_typed CASCADE");
+
     // A table kept under another name keeps its index names: refused early.
     pg.sql("ALTER TABLE t_keep.runs RENAME TO runs_2025");
     let o = to_schema(&env, &input, pg, "t_keep");
@@ -938,4 +959,25 @@ fn refuses_old_tables_of_another_owner(env: &TestEnv, input: &Path, pg: &Pg) {
         "{err}"
     );
     as_other("DROP SCHEMA t_theirs CASCADE");
+
+    // Tables of a team role the user is a member of stay the team's.
+    pg.sql(&format!(
+        "GRANT {other} TO current_user; GRANT CREATE ON SCHEMA t_keep TO {other}"
+    ));
+    let o = to_schema(env, input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for t in ["images", "sequences", "grid_cells", "runs"] {
+        pg.sql(&format!("ALTER TABLE t_keep.{t} OWNER TO {other}"));
+    }
+    let o = to_schema(env, input, pg, "t_keep");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let owners = "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 't_keep' \
+                  AND tablename IN ('images', 'sequences', 'grid_cells', 'runs')";
+    assert_eq!(pg.one(owners), other);
+    for t in ["images", "sequences", "grid_cells", "runs"] {
+        pg.sql(&format!("ALTER TABLE t_keep.{t} OWNER TO current_user"));
+    }
+    pg.sql(&format!(
+        "REVOKE {other} FROM current_user; REVOKE CREATE ON SCHEMA t_keep FROM {other}"
+    ));
 }
