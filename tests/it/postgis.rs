@@ -168,6 +168,12 @@ fn to_schema(env: &TestEnv, input: &Path, pg: &Pg, schema: &str) -> Output {
     )
 }
 
+/// The stderr of a run that must have been refused (exit 2).
+fn refused(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "{}", text(o));
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn assert_no_secret(o: &Output, secret: &str) {
     let all = text(o);
     assert!(!all.contains(secret), "the password was printed:\n{all}");
@@ -460,8 +466,7 @@ fn tables_that_mlyexport_did_not_write_are_never_dropped() {
     pg.sql("CREATE TABLE IF NOT EXISTS t_foreign.sequences (precious text)");
     pg.sql("INSERT INTO t_foreign.sequences VALUES ('keep me')");
     let o = to_schema(&env, &input, pg, "t_foreign");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(
         err.contains("t_foreign.sequences") && err.contains("schema="),
         "{err}"
@@ -497,8 +502,7 @@ fn refused_connections_name_the_server_and_never_the_password() {
         secret,
         &["--format", "postgis", "--pg", &down],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     for want in ["127.0.0.1", &port.to_string(), "mlyexport", "pg_isready"] {
         assert!(err.contains(want), "no `{want}` in: {err}");
     }
@@ -511,8 +515,7 @@ fn refused_connections_name_the_server_and_never_the_password() {
     // The right server, a wrong password: the same kind of message, no password shown.
     let arg = pg.arg("t_auth");
     let o = layers(&env, &input, secret, &["--format", "postgis", "--pg", &arg]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(
         err.contains("password authentication failed") && err.contains("PGPASSWORD"),
         "{err}"
@@ -586,8 +589,7 @@ fn pgpass_and_service_files_supply_the_password() {
     let empty_home = env.path().join("home-empty");
     std::fs::create_dir_all(&empty_home).unwrap();
     let o = layers_without_pgpassword(&env, &input, &empty_home, &pg.arg("t_nopw"), &[]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     for way in ["PGPASSWORD", "~/.pgpass", "service"] {
         assert!(err.contains(way), "no `{way}` in: {err}");
     }
@@ -635,8 +637,7 @@ fn a_password_in_the_flag_is_refused_and_not_echoed() {
         format!("PG:postgresql://ann:{secret}@127.0.0.1/x"),
     ] {
         let o = layers(&env, &input, "", &["--format", "postgis", "--pg", &flag]);
-        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-        let err = String::from_utf8_lossy(&o.stderr);
+        let err = refused(&o);
         for way in ["PGPASSWORD", "~/.pgpass", "service"] {
             assert!(err.contains(way), "no `{way}` in: {err}");
         }
@@ -751,13 +752,9 @@ fn a_role_with_create_on_the_schema_only_writes_it() {
             &["--format", "postgis", "--pg", &arg],
         )
     };
-    let refused = |o: &Output, fix: &str| {
-        assert_eq!(o.status.code(), Some(2), "{}", text(o));
-        assert!(
-            String::from_utf8_lossy(&o.stderr).contains(fix),
-            "{}",
-            text(o)
-        );
+    let refused_with = |o: &Output, fix: &str| {
+        let err = refused(o);
+        assert!(err.contains(fix), "{err}");
     };
     // `layer_styles` is shared (made here by the test user's run, when
     // missing): without rights on it, refused before any work.
@@ -767,7 +764,7 @@ fn a_role_with_create_on_the_schema_only_writes_it() {
     pg.sql(&format!(
         "REVOKE ALL ON layer_styles FROM {role}; REVOKE ALL ON SEQUENCE layer_styles_id_seq FROM {role}"
     ));
-    refused(
+    refused_with(
         &run("t_granted"),
         "GRANT SELECT, INSERT, DELETE ON layer_styles",
     );
@@ -788,7 +785,7 @@ fn a_role_with_create_on_the_schema_only_writes_it() {
     assert_eq!(as_role.one("SELECT count(*) FROM t_granted.images"), "30");
     assert_eq!(staged_left(pg, "t_granted"), "");
     // A schema that does not exist needs the database's CREATE right: refused.
-    refused(&run("t_not_there"), "GRANT CREATE ON DATABASE");
+    refused_with(&run("t_not_there"), "GRANT CREATE ON DATABASE");
     pg.sql("DROP SCHEMA t_granted CASCADE");
 }
 
@@ -843,8 +840,7 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     // A view on a table: refused before any work, the tables unchanged.
     pg.sql("CREATE VIEW t_keep.recent AS SELECT fid FROM t_keep.images");
     let o = to_schema(&env, &input, pg, "t_keep");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(
         err.contains("view `t_keep.recent`") && err.contains("drop them"),
         "{err}"
@@ -855,8 +851,7 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     // (here a default that takes ids from ours): refused before any work.
     pg.sql("CREATE TABLE t_keep.counter (n bigint DEFAULT nextval('t_keep.images_fid_seq'))");
     let o = to_schema(&env, &input, pg, "t_keep");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(
         err.contains("`default value for column n of table t_keep.counter` (on `t_keep.images`)"),
         "{err}"
@@ -867,16 +862,14 @@ fn a_rerun_keeps_grants_and_refuses_early_what_would_stop_the_swap() {
     pg.sql("DROP SCHEMA IF EXISTS t_typed CASCADE");
     pg.sql("CREATE SCHEMA t_typed; CREATE TYPE t_typed.runs AS ENUM ('x')");
     let o = to_schema(&env, &input, pg, "t_typed");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(err.contains("`runs` in schema `t_typed`"), "{err}");
     pg.sql("DROP SCHEMA t_typed CASCADE");
 
     // A table kept under another name keeps its index names: refused early.
     pg.sql("ALTER TABLE t_keep.runs RENAME TO runs_2025");
     let o = to_schema(&env, &input, pg, "t_keep");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(
         err.contains("`runs_pkey` (of table `runs_2025`)") && err.contains("RENAME TO"),
         "{err}"
@@ -950,8 +943,7 @@ fn refuses_old_tables_of_another_owner(env: &TestEnv, input: &Path, pg: &Pg) {
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     as_other(&format!("ALTER TABLE t_theirs.sequences OWNER TO {other}"));
     let o = to_schema(env, input, pg, "t_theirs");
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused(&o);
     assert!(
         err.contains(&format!(
             "drop the old table `t_theirs.sequences`, owned by `{other}`"
