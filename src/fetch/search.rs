@@ -105,6 +105,8 @@ pub(super) struct Searcher<'c, 's, 'a> {
     split_at: usize,
     /// Known positions (verified listings) for packing boxes again.
     points: Option<&'s PointIndex>,
+    /// Every id the tiles list near the plan (verified listings).
+    tile_ids: Option<&'s HashSet<ImageId>>,
     progress: &'s Arc<Progress>,
     queue: VecDeque<BoxJob>,
     grids: Vec<GridListing>,
@@ -140,6 +142,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             query,
             split_at,
             points: None,
+            tile_ids: None,
             progress,
             queue: VecDeque::new(),
             grids: vec![GridListing::default(); n],
@@ -153,10 +156,21 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
         }
     }
 
-    /// Verified listings: boxes are packed again from these positions.
-    pub(super) fn with_points(mut self, points: &'s PointIndex) -> Self {
+    /// Verified listings: boxes are packed again from these positions, and
+    /// an answer is checked for how many of its ids the tiles know.
+    pub(super) fn with_points(
+        mut self,
+        points: &'s PointIndex,
+        tile_ids: &'s HashSet<ImageId>,
+    ) -> Self {
         self.points = Some(points);
+        self.tile_ids = Some(tile_ids);
         self
+    }
+
+    /// Whether the tiles know `id` (anywhere near the plan).
+    fn tile_known(&self, id: ImageId) -> bool {
+        self.tile_ids.is_some_and(|m| m.contains(&id))
     }
 
     /// The selector (for the reconciliation that follows the searches).
@@ -313,8 +327,12 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     fn on_items(&mut self, job: BoxJob, ans: SearchAnswer, sink: &mut impl FnMut(Found)) {
         let n = ans.items.len();
         let widened = job.sb.outer != Outer::default();
+        let mut known = 0;
         for item in ans.items {
             let record = crate::record::ImageRecord::from_slice(item.get().as_bytes());
+            if record.as_ref().is_ok_and(|r| self.tile_known(r.id)) {
+                known += 1;
+            }
             match record {
                 Ok(r) if widened && self.sel.unplaced(&r) => {
                     self.returned.insert(r.id);
@@ -324,18 +342,21 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             }
         }
         match job.expected {
-            Some(expected) => self.check_short(job, n, expected),
+            Some(expected) => self.check_short(job, n, known, expected),
             None => self.check_cut(job, n, ans.has_more),
         }
     }
 
-    /// A verified box answered `n` of the `expected` images the tiles list.
-    /// Clearly fewer is a cut (a cap): the ids the tiles list would be
-    /// looked up later, but images only a search can see (newer than the
-    /// tiles, or without a position) may have been cut too, so the box is
-    /// packed again below the cap. A few fewer is allowed for ids the Graph
-    /// no longer has and for an API filtering on the other position.
-    fn check_short(&mut self, job: BoxJob, n: usize, expected: usize) {
+    /// A verified box answered `n` images, `known` of them ids the tiles
+    /// know, where the tiles place `expected` in the box. Clearly fewer known
+    /// ones is a cut (a cap), even when images the tiles do not list yet
+    /// filled the answer up: the known ids would be looked up later, but
+    /// images only a search can see (newer than the tiles, or without a
+    /// position) may have been cut too, so the box is packed again below the
+    /// cap. A few fewer is allowed for ids the Graph no longer has. Known ids
+    /// the tiles place just outside the box count: an API filtering on the
+    /// other position returns some of those instead of some inside.
+    fn check_short(&mut self, job: BoxJob, n: usize, known: usize, expected: usize) {
         let slack = (expected / 20).max(SHORT_SLACK);
         let near_cap = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);
         if n > expected && (near_cap || (n > expected + slack && n >= self.split_at)) {
@@ -345,7 +366,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             self.split_or_truncated(job);
             return;
         }
-        let missing = expected.saturating_sub(n);
+        let missing = expected.saturating_sub(known);
         if n == 0 || missing <= slack {
             return;
         }

@@ -47,6 +47,8 @@ pub(crate) struct Census {
     /// Their positions, and those of the images within the outer search
     /// margin around the grids: what the search boxes will return.
     pub points: Vec<LonLat>,
+    /// The ids of `points`: an answer's images the tiles know.
+    pub tile_ids: HashSet<ImageId>,
     /// The grid each point most likely belongs to (by its tile position).
     pub grid_of: Vec<usize>,
     /// Per grid: why its tiles cannot verify it (a tile failed or drifted).
@@ -82,7 +84,8 @@ pub(crate) async fn list_verified(
 ) -> Result<Vec<GridListing>, ListError> {
     let n = sel.plan().grids().len();
     progress.grids_total.store(n as u64, Ordering::Relaxed);
-    let census = read_census(client, vp.tiles, sel, vp.planned, cancel).await?;
+    let mut census = read_census(client, vp.tiles, sel, vp.planned, cancel).await?;
+    let tile_ids = std::mem::take(&mut census.tile_ids);
     let target = vp.target;
     let index = PointIndex::new(&census.points);
     let jobs = plan_boxes(sel, &census, &index, target);
@@ -91,9 +94,9 @@ pub(crate) async fn list_verified(
     let query = verified_query(sel, vp.cap);
     let fields = fields_for(sel.size());
     let split_at = super::listing::split_threshold(vp.cap);
-    let mut searcher = Searcher::new(client, sel, query, split_at, progress).with_points(&index);
+    let mut searcher =
+        Searcher::new(client, sel, query, split_at, progress).with_points(&index, &tile_ids);
     searcher.mark_empty_grids(&jobs);
-    let mut census = census;
     let suspect = std::mem::take(&mut census.suspect);
     let position = searcher.selector().position();
     let hits: std::cell::RefCell<HashSet<TileId>> = Default::default();
@@ -281,6 +284,7 @@ fn add_tile(
             continue;
         }
         census.points.push(p);
+        census.tile_ids.insert(id);
         let Some(&gi) = t.grids.iter().find(|&&gi| within(gi, POSITION_MARGIN_DEG)) else {
             continue;
         };
