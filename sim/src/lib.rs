@@ -76,6 +76,11 @@ pub enum ResultOrder {
     Random,
     /// Newest first (`captured_at` descending, ties by id).
     ByTime,
+    /// The images the tiles leave out (`tiles_missing`) last, the rest by
+    /// id: an API ordering by upload puts the newest uploads, which the
+    /// tiles lag behind, at the end, where a cap cuts them and leaves every
+    /// image the tiles know in the answer.
+    UntiledLast,
 }
 
 /// Everything a simulator instance needs.

@@ -28,6 +28,7 @@ enum OrderArg {
     Edge,
     Random,
     Time,
+    UntiledLast,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -211,6 +212,7 @@ fn behaviours(args: &Args, config: SimConfig) -> SimConfig {
             OrderArg::Edge => ResultOrder::EdgeFirst,
             OrderArg::Random => ResultOrder::Random,
             OrderArg::Time => ResultOrder::ByTime,
+            OrderArg::UntiledLast => ResultOrder::UntiledLast,
         },
         tiles_missing: args.tiles_missing,
         tiles_stale: args.tiles_stale,

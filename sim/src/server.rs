@@ -597,6 +597,7 @@ fn ordered<'a>(
         ResultOrder::ByTime => {
             imgs.sort_by_key(|i| (std::cmp::Reverse(i.captured_at), i.id));
         }
+        ResultOrder::UntiledLast => imgs.sort_by_key(|i| (st.lag.is_missing(i.id), i.id)),
     }
     imgs.truncate(keep);
     imgs

@@ -353,12 +353,22 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     /// filled the answer up: the known ids would be looked up later, but
     /// images only a search can see (newer than the tiles, or without a
     /// position) may have been cut too, so the box is packed again below the
-    /// cap. A few fewer is allowed for ids the Graph no longer has. Known ids
+    /// cap. A large answer holding images the tiles do not know is split
+    /// whatever its count. A few fewer is allowed for ids the Graph no
+    /// longer has. Known ids
     /// the tiles place just outside the box count: an API filtering on the
     /// other position returns some of those instead of some inside.
     fn check_short(&mut self, job: BoxJob, n: usize, known: usize, expected: usize) {
         let slack = (expected / 20).max(SHORT_SLACK);
         let near_cap = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);
+        if n > known && (near_cap || n >= self.split_at) {
+            // Images the tiles do not know (newer than them, or without a
+            // position) in an answer as large as a cap may be: an API that
+            // orders them last cuts only them, and the count of known ids
+            // cannot tell; split.
+            self.split_or_truncated(job);
+            return;
+        }
         if n > expected && (near_cap || (n > expected + slack && n >= self.split_at)) {
             // More than the tiles counted (images outside the tiles read, or
             // newer than them), and as many as a cap: the answer may be cut

@@ -327,14 +327,21 @@ fn a_search_only_listing_splits_on_a_cap_signature() {
 /// 15 of 1,023 images were lost at cap 1500 with 300 lagging).
 #[test]
 fn complete_when_lagging_images_fill_a_capped_answer() {
-    for (cap, missing) in [(1500, 300), (800, 300)] {
+    let orders = [
+        (1500, 300, ResultOrder::EdgeFirst),
+        (800, 300, ResultOrder::EdgeFirst),
+        (1500, 300, ResultOrder::UntiledLast),
+        (800, 300, ResultOrder::UntiledLast),
+    ];
+    for (cap, missing, result_order) in orders {
         let env = sim(SimConfig {
             cap,
             tiles_missing: missing,
+            result_order,
             ..SimConfig::default()
         });
         let o = list(&env, &[]);
-        let what = format!("cap {cap}, {missing} images not in the tiles");
+        let what = format!("cap {cap}, {missing} images not in the tiles, {result_order:?}");
         let rec = assert_complete(&env, &o, &what);
         assert_verified(&rec, &what);
     }
