@@ -91,6 +91,9 @@ pub struct SimConfig {
     pub cap: usize,
     /// Truncate a bbox search at a per-bbox value in [cap * (1 - cap_fuzz), cap].
     pub fuzzy_cap: bool,
+    /// A bbox answer cut by the cap carries `paging.next` (the record leaves
+    /// open whether bbox searches ever page; other searches do).
+    pub bbox_paging: bool,
     /// How far below `cap` a fuzzy cap may go, as a fraction of `cap` (0..=1).
     pub cap_fuzz: f64,
     /// Which position a bbox search filters, clips and orders on.
@@ -136,6 +139,7 @@ impl Default for SimConfig {
             world: WorldSpec::demo(),
             cap: 2000,
             fuzzy_cap: false,
+            bbox_paging: false,
             cap_fuzz: 0.06,
             bbox_position: BboxPosition::Original,
             result_order: ResultOrder::EdgeFirst,

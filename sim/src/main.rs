@@ -90,6 +90,9 @@ struct Args {
     cap: usize,
     #[arg(long)]
     fuzzy_cap: bool,
+    /// A bbox answer cut by the cap carries `paging.next`.
+    #[arg(long)]
+    bbox_paging: bool,
     /// With --fuzzy-cap, the cap of a bbox varies in [cap * (1 - F), cap].
     #[arg(long, default_value_t = 0.06)]
     cap_fuzz: f64,
@@ -239,6 +242,7 @@ fn sim_config(args: &Args, spec: WorldSpec) -> SimConfig {
         world: spec,
         cap: args.cap,
         fuzzy_cap: args.fuzzy_cap,
+        bbox_paging: args.bbox_paging,
         latency: Duration::from_millis(args.latency_ms),
         faults: Faults {
             http500: args.http500,

@@ -766,10 +766,19 @@ fn search(st: &Shared, pairs: &[(String, String)]) -> Response {
             st.config.cap_fuzz,
             bbox_text,
         ));
+        let cut = matching.len() > keep;
         let data: Vec<Value> = ordered(matching, bbox, st, bbox_text, keep)
             .into_iter()
             .map(|i| render.render(i, &fields))
             .collect();
+        if cut && st.config.bbox_paging {
+            let next = format!(
+                "{}/images?bbox={bbox_text}&after={}",
+                st.graph_url,
+                cursor(keep)
+            );
+            return json_ok(json!({ "data": data, "paging": { "next": next } }));
+        }
         return json_ok(json!({ "data": data }));
     }
 

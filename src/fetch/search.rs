@@ -121,6 +121,8 @@ pub(super) struct Searcher<'c, 's, 'a> {
     seen_cap: Option<usize>,
     /// The largest search-only answer so far.
     largest_answer: usize,
+    /// The largest verified answer so far.
+    largest_verified: usize,
     /// Images without any position returned by a box widened at the area's
     /// edge: they may lie in the margin, outside the area; left out when a
     /// search of the margin strips returns them (see `confirm_held`).
@@ -152,6 +154,7 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             sizes: BTreeMap::new(),
             seen_cap: None,
             largest_answer: 0,
+            largest_verified: 0,
             held: Vec::new(),
         }
     }
@@ -342,6 +345,8 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
             }
         }
         match job.expected {
+            // The API says the answer goes on: a cut, whatever the counts.
+            Some(_) if ans.has_more => self.split_or_truncated(job),
             Some(expected) => self.check_short(job, n, known, expected),
             None => self.check_cut(job, n, ans.has_more),
         }
@@ -361,11 +366,15 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     fn check_short(&mut self, job: BoxJob, n: usize, known: usize, expected: usize) {
         let slack = (expected / 20).max(SHORT_SLACK);
         let near_cap = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);
-        if n > known && (near_cap || n >= self.split_at) {
+        self.largest_verified = self.largest_verified.max(n);
+        // A cap is the largest answer there is (give or take a fuzzy cap's
+        // spread): an answer within 10% of the largest so far may be one.
+        let largest = n >= SIGNATURE_MIN && n * 10 >= self.largest_verified * 9;
+        if n > known && (near_cap || largest || n >= self.split_at) {
             // Images the tiles do not know (newer than them, or without a
             // position) in an answer as large as a cap may be: an API that
             // orders them last cuts only them, and the count of known ids
-            // cannot tell; split.
+            // cannot tell, whatever the cap; split.
             self.split_or_truncated(job);
             return;
         }
