@@ -122,6 +122,9 @@ pub struct SimConfig {
     pub entity_per_min: u32,
     /// 429 or 403.
     pub rate_limit_status: u16,
+    /// The Graph error code of a rate-limit answer: 4 (Mapillary's, with
+    /// `is_transient`), or Meta's 17, 32 or 613 (their messages, without it).
+    pub rate_limit_code: u32,
     pub thumb_ttl: Duration,
     pub tokens: Vec<String>,
     pub max_area_deg2: f64,
@@ -154,6 +157,7 @@ impl Default for SimConfig {
             search_per_min: 10_000,
             entity_per_min: 60_000,
             rate_limit_status: 429,
+            rate_limit_code: 4,
             thumb_ttl: Duration::from_secs(30 * 24 * 3600),
             tokens: vec![DEMO_TOKEN.to_string()],
             max_area_deg2: 0.01,

@@ -145,6 +145,9 @@ struct Args {
     /// Status of rate-limit answers (429 or 403).
     #[arg(long, default_value_t = 429)]
     rate_limit_status: u16,
+    /// Graph error code of a rate-limit answer (4, or Meta's 17, 32, 613).
+    #[arg(long, default_value_t = 4)]
+    rate_limit_code: u32,
     /// Thumbnail URL lifetime in seconds.
     #[arg(long, default_value_t = 30 * 24 * 3600)]
     thumb_ttl_s: u64,
@@ -257,6 +260,7 @@ fn sim_config(args: &Args, spec: WorldSpec) -> SimConfig {
             ..Faults::default()
         },
         rate_limit_status: args.rate_limit_status,
+        rate_limit_code: args.rate_limit_code,
         thumb_ttl: Duration::from_secs(args.thumb_ttl_s),
         dense_refusal: args.dense_refusal,
         tiles_per_day: args.tiles_per_day,

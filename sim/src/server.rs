@@ -196,12 +196,22 @@ impl Shared {
     }
 
     fn rate_limited(&self, kind: &str) -> Response {
-        let mut r = self.transient(
-            self.config.rate_limit_status,
-            kind,
-            "Application request limit reached",
-            4,
-        );
+        let status = self.config.rate_limit_status;
+        let mut r = match self.config.rate_limit_code {
+            4 => self.transient(status, kind, "Application request limit reached", 4),
+            code => {
+                let message = match code {
+                    17 => "User request limit reached",
+                    32 => "Page request limit reached",
+                    _ => "Calls to this api have exceeded the rate limit.",
+                };
+                let mut m = Map::new();
+                m.insert("message".into(), message.into());
+                m.insert("type".into(), "OAuthException".into());
+                m.insert("code".into(), code.into());
+                self.error(status, kind, m)
+            }
+        };
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         r

@@ -96,7 +96,14 @@ pub(crate) fn classify(
     if code == Some(190) || status == 401 {
         return ApiError::Auth { message };
     }
-    if code == Some(4) || status == 429 || lower.contains("request limit") {
+    // 4 is Mapillary's; 17, 32 and 613 are Meta's other rate-limit codes
+    // (not seen from Mapillary, but the Graph platform is shared).
+    let limit_code = matches!(code, Some(4 | 17 | 32 | 613));
+    if limit_code
+        || status == 429
+        || lower.contains("request limit")
+        || lower.contains("rate limit")
+    {
         return ApiError::RateLimited {
             message,
             retry_after,
@@ -170,6 +177,24 @@ mod tests {
                 true,
             ),
             (429, None, "rate_limited", true),
+            (
+                403,
+                Some(body(613, "Calls to this api have exceeded the rate limit.")),
+                "rate_limited",
+                true,
+            ),
+            (
+                400,
+                Some(body(17, "User request limit reached")),
+                "rate_limited",
+                true,
+            ),
+            (
+                403,
+                Some(body(32, "Page request limit reached")),
+                "rate_limited",
+                true,
+            ),
             (400, Some(body(-2, "Query Timeout")), "http_400", true),
             (
                 500,

@@ -149,6 +149,36 @@ fn html_instead_of_a_jpeg_is_retried() {
     assert_complete(&env, SMALL);
 }
 
+/// Meta's other rate-limit codes (the record: "also uses codes 17, 32 and
+/// 613", none seen from Mapillary), as 403 without `is_transient`: waited
+/// out and retried like Mapillary's code 4, not taken as a refusal.
+#[test]
+fn metas_other_rate_limit_codes_are_retried() {
+    for code in [17, 32, 613] {
+        let env = TestEnv::with_sim(SimConfig {
+            faults: Faults {
+                rate_limit: 0.3,
+                ..Faults::default()
+            },
+            rate_limit_status: 403,
+            rate_limit_code: code,
+            ..SimConfig::default()
+        });
+        let args = [
+            "--bbox",
+            &bbox_arg(SMALL),
+            "--size",
+            "256",
+            "--retries",
+            "20",
+        ];
+        let o = env.fetch(&args);
+        assert_success(&o);
+        assert!(injected(&env) > 0, "code {code}");
+        assert_complete(&env, SMALL);
+    }
+}
+
 #[test]
 fn rate_limits_are_retried() {
     let env = run_with(
