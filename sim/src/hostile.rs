@@ -27,6 +27,33 @@ pub struct Hostile {
     /// The CDN answers every thumbnail request with 302 to this origin plus the same path and
     /// query (e.g. `http://127.0.0.1:9` or `https://evil.example`).
     pub redirect_thumbs_to: Option<String>,
+    /// An entity call for an id the Graph does not know (a stale tile id,
+    /// `tiles_stale`) answers 200 with this instead of the 404-like error.
+    pub unknown_entity: Option<BadEntity>,
+}
+
+/// A 200 answer an entity call should not get (the record: "incorrect data
+/// in fields (e.g. the image URL in the ID field)", and the worry of an error
+/// envelope on HTTP 200).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadEntity {
+    /// `{"id": "https://..."}`: the image URL in the id field.
+    UrlAsId,
+    /// A pretty-printed `{"error": {... code 2 ...}}`.
+    ErrorEnvelope,
+    /// `{}`.
+    Empty,
+}
+
+impl BadEntity {
+    /// The body served.
+    pub fn body(self, id: &str) -> String {
+        match self {
+            BadEntity::UrlAsId => format!("{{\"id\": \"https://images.example/{id}.jpg\"}}"),
+            BadEntity::ErrorEnvelope => "{\n  \"error\": {\n    \"message\": \"An unexpected error has occurred.\",\n    \"code\": 2,\n    \"is_transient\": true\n  }\n}".to_string(),
+            BadEntity::Empty => "{}".to_string(),
+        }
+    }
 }
 
 /// `make` of every image with `formula_text`.

@@ -45,6 +45,8 @@ enum HostileArg {
     HugeSearch,
     HugeThumb,
     Formula,
+    /// Entity calls for unknown ids answer 200 `{"id": "https://..."}`.
+    UrlAsId,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -234,6 +236,10 @@ fn behaviours(args: &Args, config: SimConfig) -> SimConfig {
             huge_thumbnail: args.hostile.contains(&HostileArg::HugeThumb),
             formula_text: args.hostile.contains(&HostileArg::Formula),
             redirect_thumbs_to: args.redirect_thumbs_to.clone(),
+            unknown_entity: args
+                .hostile
+                .contains(&HostileArg::UrlAsId)
+                .then_some(mlysim::BadEntity::UrlAsId),
         },
         ..config
     }

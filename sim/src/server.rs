@@ -878,6 +878,15 @@ async fn entity(
         return r;
     }
     let Some(img) = id.parse::<u64>().ok().and_then(|n| st.world.get(n)) else {
+        if let Some(bad) = st.config.hostile.unknown_entity {
+            st.count_error("unknown_entity");
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                bad.body(&id),
+            )
+                .into_response();
+        }
         let mut m = Map::new();
         m.insert(
             "message".into(),

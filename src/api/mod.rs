@@ -442,7 +442,7 @@ impl Client {
         let body = read_limited(resp, MAX_JSON_BYTES).await?;
         if status.is_success() {
             // An error envelope with HTTP 200 is treated as the error it is.
-            if body.starts_with(b"{\"error\"")
+            if is_error_envelope(&body)
                 && let Some(e) = ErrorBody::parse(&body)
             {
                 return Err(retry::classify(500, Some(&e), ra));
@@ -455,6 +455,15 @@ impl Client {
             ra,
         ))
     }
+}
+
+/// Whether a JSON body is an object whose first key is `error` (however
+/// it is spaced or indented).
+fn is_error_envelope(body: &[u8]) -> bool {
+    let Some(rest) = body.trim_ascii_start().strip_prefix(b"{") else {
+        return false;
+    };
+    rest.trim_ascii_start().starts_with(b"\"error\"")
 }
 
 fn header_str<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -515,6 +524,14 @@ async fn read_limited(mut resp: reqwest::Response, max: usize) -> Result<Bytes, 
 mod tests {
     use super::*;
     use crate::model::AccessToken;
+
+    #[test]
+    fn error_envelopes_are_found_however_spaced() {
+        assert!(is_error_envelope(b"{\"error\": {\"code\": 2}}"));
+        assert!(is_error_envelope(b"\n {\n  \"error\": {}}"));
+        assert!(!is_error_envelope(b"{\"id\": \"1\", \"error\": 1}"));
+        assert!(!is_error_envelope(b"[]"));
+    }
 
     fn url(s: &str) -> reqwest::Url {
         s.parse().unwrap()

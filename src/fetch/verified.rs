@@ -420,7 +420,12 @@ async fn reconcile(
         match result {
             Ok(map) => {
                 let json = serde_json::Value::Object(map).to_string();
-                take(sel, &grid_of, &json, tally, progress, sink);
+                if take(sel, &grid_of, &json, tally, progress, sink) != Some(id) {
+                    // Not this image's record (no id, another id, unreadable):
+                    // never dropped unseen.
+                    let why = "the answer is not a record of this image";
+                    tally.unresolved[gi].push(format!("{id}: {why}"));
+                }
             }
             Err(ApiError::NotFound { .. }) => tally.not_in_graph[gi] += 1,
             Err(e @ ApiError::Auth { .. }) => return Err(ListError::Fatal(e)),

@@ -8,7 +8,9 @@
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use mlysim::{BboxPosition, ResultOrder, SimConfig, TileDrift, TruthFilter, WorldSpec};
+use mlysim::{
+    BadEntity, BboxPosition, Hostile, ResultOrder, SimConfig, TileDrift, TruthFilter, WorldSpec,
+};
 
 use crate::common::*;
 
@@ -366,5 +368,40 @@ fn complete_when_a_low_cap_cuts_only_images_the_tiles_lack() {
         let what = format!("cap 300, paging {bbox_paging}");
         let rec = assert_complete(&env, &o, &what);
         assert_verified(&rec, &what);
+    }
+}
+
+/// An entity call answered 200 with something that is not the image's
+/// record (the record: "the image URL in the ID field"; an error envelope
+/// on HTTP 200) is counted as unresolved, so the grid is not verified and
+/// the run says so, never dropped unseen as before.
+#[test]
+fn a_lookup_answered_with_something_else_is_unresolved_and_loud() {
+    for bad in [
+        BadEntity::UrlAsId,
+        BadEntity::ErrorEnvelope,
+        BadEntity::Empty,
+    ] {
+        let env = sim(SimConfig {
+            tiles_stale: 40,
+            hostile: Hostile {
+                unknown_entity: Some(bad),
+                ..Hostile::default()
+            },
+            ..SimConfig::default()
+        });
+        let o = list(&env, &["--retries", "1"]);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}: {}", stdout(&o));
+        let rec = run_record(&env.out());
+        let why: Vec<&str> = rec["grids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| g["verification"]["not_verified_because"].as_str())
+            .collect();
+        assert!(
+            why.iter().any(|w| w.contains("could not be looked up")),
+            "{bad:?}: {why:?}"
+        );
     }
 }
