@@ -170,6 +170,9 @@ pub(crate) struct DecodedTile {
     pub bad_types: u64,
     /// The tile has layers, but none named `image` (an empty body is no drift).
     pub missing_image_layer: bool,
+    /// The body was empty or held no layer: an empty place, or a server that
+    /// answers so for anything (only the searches can tell).
+    pub empty: bool,
 }
 
 impl DecodedTile {
@@ -213,7 +216,10 @@ pub(crate) fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<Decoded
         body
     };
     if bytes.is_empty() {
-        return Ok(DecodedTile::default());
+        return Ok(DecodedTile {
+            empty: true,
+            ..DecodedTile::default()
+        });
     }
     check_work(tile_id, bytes)?;
     let t = Tile::decode(bytes).map_err(|e| TileError::Decode {
@@ -224,6 +230,7 @@ pub(crate) fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<Decoded
     let Some(mut layer) = t.layers.into_iter().find(|l| l.name == IMAGE_LAYER) else {
         return Ok(DecodedTile {
             missing_image_layer: has_layers,
+            empty: !has_layers,
             ..DecodedTile::default()
         });
     };
@@ -723,7 +730,10 @@ mod tests {
         );
         assert_eq!(
             decode_image_layer(tile, b"").unwrap(),
-            DecodedTile::default()
+            DecodedTile {
+                empty: true,
+                ..DecodedTile::default()
+            }
         );
         let e = decode_image_layer(tile, b"\x0a\xff\xff\xff\xff garbage").unwrap_err();
         assert!(

@@ -47,6 +47,8 @@ enum HostileArg {
     Formula,
     /// Entity calls for unknown ids answer 200 `{"id": "https://..."}`.
     UrlAsId,
+    /// Every tile answers 200 with an empty body.
+    EmptyTiles,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -240,6 +242,7 @@ fn behaviours(args: &Args, config: SimConfig) -> SimConfig {
                 .hostile
                 .contains(&HostileArg::UrlAsId)
                 .then_some(mlysim::BadEntity::UrlAsId),
+            empty_tiles: args.hostile.contains(&HostileArg::EmptyTiles),
         },
         ..config
     }

@@ -1166,6 +1166,11 @@ async fn tile(
     if st.config.hostile.tile_bomb && z == tiles::IMAGE_ZOOM && x < 1 << z && y < 1 << z {
         return tile_bomb(&st).await;
     }
+    if st.config.hostile.empty_tiles {
+        st.count_error("empty_tile");
+        let mvt = "application/x-protobuf";
+        return (StatusCode::OK, [(header::CONTENT_TYPE, mvt)], Vec::new()).into_response();
+    }
     let want_gzip = accepts_gzip(&headers);
     let st2 = st.clone();
     let job = tokio::task::spawn_blocking(move || {

@@ -55,9 +55,10 @@ pub(crate) struct Census {
     pub unverifiable: Vec<Option<String>>,
     /// Per grid: tile features or values with an unexpected shape.
     pub drift: Vec<u64>,
-    /// Tiles with layers but no `image` layer, and their grids: a tile
-    /// crossed by sequences may hold no image, so this is drift only if a
-    /// search finds images inside such a tile.
+    /// Tiles with no `image` layer or no layer at all, and their grids: a
+    /// tile crossed by sequences may hold no image and an empty place gives
+    /// an empty tile, so this is drift only if a search finds images inside
+    /// such a tile.
     pub suspect: HashMap<TileId, Vec<usize>>,
 }
 
@@ -261,7 +262,7 @@ fn add_tile(
     d: DecodedTile,
     seen: &mut HashSet<ImageId>,
 ) {
-    if d.missing_image_layer && d.skipped() == 0 && d.bad_types == 0 {
+    if (d.missing_image_layer || d.empty) && d.skipped() == 0 && d.bad_types == 0 {
         census.suspect.insert(t.id, t.grids.clone());
     } else if d.drifted() {
         let drift = d.skipped() + d.bad_types + u64::from(d.missing_image_layer);
@@ -319,7 +320,7 @@ fn drift_reason(t: TileId, d: &DecodedTile) -> String {
     format!("tile {t} has an unexpected shape: {}", parts.join(", "))
 }
 
-/// Marks the grids of suspect tiles (no `image` layer) inside which the
+/// Marks the grids of suspect tiles (empty, or no `image` layer) inside which the
 /// searches found images: the tiles drifted there. Returns those grids.
 fn drifted_grids(
     census: &mut Census,
@@ -330,7 +331,8 @@ fn drifted_grids(
     for t in hits {
         let Some(gis) = suspect.get(t) else { continue };
         let reason = format!(
-            "tile {t} has an unexpected shape: no `image` layer, but the searches found images in it"
+            "tile {t} has an unexpected shape: it read as empty or without an `image` layer, but the \
+             searches found images in it"
         );
         for &gi in gis {
             census.drift[gi] += 1;
