@@ -110,7 +110,7 @@ pub(crate) async fn fetch_and_store(
     tokio::task::spawn_blocking(move || -> Result<(), DownloadError> {
         let dir = paths.jpg.parent().unwrap_or(Path::new("."));
         let made = match folder {
-            Folder::Grid => super::resume::grid_folder(dir),
+            Folder::Grid => store::grid_folder(dir),
             Folder::Given => std::fs::create_dir_all(dir),
         };
         made.map_err(|e| DownloadError::Folder(format!("{}: {e}", dir.display())))?;

@@ -223,7 +223,7 @@ impl Fetch<'_> {
             source,
         };
         let grids = self.plan.grids().iter().map(|g| &g.id);
-        let linked = resume::linked_grids(out, grids).map_err(scan_error)?;
+        let linked = store::linked_grids(out, grids).map_err(scan_error)?;
         if !linked.is_empty() {
             let list: Vec<String> = linked
                 .iter()

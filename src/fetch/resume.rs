@@ -73,41 +73,6 @@ impl OnDisk {
     }
 }
 
-/// The folders of `grids` in `out` that are symbolic links: `fetch` never
-/// writes through one (it would write outside `out`, where `layers` does not
-/// read). Other links in `out` are not fetch's concern.
-pub(super) fn linked_grids<'a>(
-    out: &Path,
-    grids: impl IntoIterator<Item = &'a GridId>,
-) -> std::io::Result<Vec<std::path::PathBuf>> {
-    let mut linked = Vec::new();
-    for grid in grids {
-        let dir = out.join(grid.as_str());
-        match std::fs::symlink_metadata(&dir) {
-            Ok(m) if m.is_symlink() => linked.push(dir),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(linked)
-}
-
-/// Makes the grid folder `dir` (its parent exists) unless it is there, and
-/// checks that it is a real folder, not a link to one (made meanwhile).
-pub(super) fn grid_folder(dir: &Path) -> std::io::Result<()> {
-    match std::fs::create_dir(dir) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-        Err(_) => {}
-    }
-    if std::fs::symlink_metadata(dir)?.is_dir() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other("not a folder (a link or a file)"))
-    }
-}
-
 /// Whether the image at `paths` is finished: its JSON (at most 1 MiB, a
 /// regular file) parses, names `id`, and the JPEG has the size the JSON
 /// records. Anything else means it is fetched again.
@@ -181,25 +146,5 @@ mod tests {
                 .grid_of(id(42))
                 .is_none()
         );
-    }
-
-    #[test]
-    fn linked_grid_folders_are_found_and_never_written_through() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (out, elsewhere) = (tmp.path().join("out"), tmp.path().join("elsewhere"));
-        std::fs::create_dir_all(out.join("1")).unwrap();
-        std::fs::create_dir_all(&elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, out.join("2")).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, out.join("qgis")).unwrap();
-        let grids: Vec<GridId> = ["1", "2", "3", "notes"].map(|g| g.parse().unwrap()).into();
-        assert_eq!(linked_grids(&out, &grids).unwrap(), vec![out.join("2")]);
-        let none = tmp.path().join("none");
-        assert!(linked_grids(&none, &grids).unwrap().is_empty());
-        grid_folder(&out.join("1")).unwrap();
-        grid_folder(&out.join("3")).unwrap();
-        assert!(out.join("3").is_dir());
-        assert!(grid_folder(&out.join("2")).is_err());
-        std::fs::write(out.join("4"), "x").unwrap();
-        assert!(grid_folder(&out.join("4")).is_err());
     }
 }

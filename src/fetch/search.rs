@@ -360,9 +360,9 @@ impl<'c, 's, 'a> Searcher<'c, 's, 'a> {
     /// position) may have been cut too, so the box is packed again below the
     /// cap. A large answer holding images the tiles do not know is split
     /// whatever its count. A few fewer is allowed for ids the Graph no
-    /// longer has. Known ids
-    /// the tiles place just outside the box count: an API filtering on the
-    /// other position returns some of those instead of some inside.
+    /// longer has. Known ids the tiles place just outside the box count: an
+    /// API filtering on the other position returns some of those instead of
+    /// some inside.
     fn check_short(&mut self, job: BoxJob, n: usize, known: usize, expected: usize) {
         let slack = (expected / 20).max(SHORT_SLACK);
         let near_cap = self.seen_cap.is_some_and(|c| n * 10 >= c * 9);

@@ -47,7 +47,8 @@ pub(crate) struct Census {
     /// Their positions, and those of the images within the outer search
     /// margin around the grids: what the search boxes will return.
     pub points: Vec<LonLat>,
-    /// The ids of `points`: an answer's images the tiles know.
+    /// Every id the tiles list that passes their filters (each tile image is
+    /// taken once by it): an answer's images the tiles know.
     pub tile_ids: HashSet<ImageId>,
     /// The grid each point most likely belongs to (by its tile position).
     pub grid_of: Vec<usize>,
@@ -211,7 +212,6 @@ async fn read_census(
         })
         .buffer_unordered(CONCURRENCY);
     tokio::pin!(reads);
-    let mut seen: HashSet<ImageId> = HashSet::new();
     loop {
         let next = tokio::select! {
             r = reads.next() => r,
@@ -220,7 +220,7 @@ async fn read_census(
         let Some((k, result)) = next else { break };
         let t = &planned[k];
         match result {
-            Ok(decoded) => add_tile(&mut census, sel, t, decoded, &mut seen),
+            Ok(decoded) => add_tile(&mut census, sel, t, decoded),
             Err(e @ ApiError::Auth { .. }) => return Err(ListError::Fatal(e)),
             Err(e) => mark(&mut census, t, format!("tile {}: {e}", t.id)),
         }
@@ -255,13 +255,7 @@ fn mark(census: &mut Census, t: &PlannedTile, reason: String) {
     }
 }
 
-fn add_tile(
-    census: &mut Census,
-    sel: &Selector<'_>,
-    t: &PlannedTile,
-    d: DecodedTile,
-    seen: &mut HashSet<ImageId>,
-) {
+fn add_tile(census: &mut Census, sel: &Selector<'_>, t: &PlannedTile, d: DecodedTile) {
     if (d.missing_image_layer || d.empty) && d.skipped() == 0 && d.bad_types == 0 {
         census.suspect.insert(t.id, t.grids.clone());
     } else if d.drifted() {
@@ -276,7 +270,7 @@ fn add_tile(
         let Some(id) = ImageId::new(img.id) else {
             continue;
         };
-        if !passes_tile_filters(sel.filters(), &img) || !seen.insert(id) {
+        if !passes_tile_filters(sel.filters(), &img) || !census.tile_ids.insert(id) {
             continue;
         }
         let p = img.position;
@@ -285,7 +279,6 @@ fn add_tile(
             continue;
         }
         census.points.push(p);
-        census.tile_ids.insert(id);
         let Some(&gi) = t.grids.iter().find(|&&gi| within(gi, POSITION_MARGIN_DEG)) else {
             continue;
         };

@@ -175,6 +175,38 @@ impl PgSession {
         Ok(())
     }
 
+    /// Creates `layer_styles` when it is missing, and refuses when the user
+    /// may not replace rows in it (the styles are written after all the work).
+    fn layer_styles(&self, ds: &Dataset) -> Result<(), PgSinkError> {
+        // Only when missing: CREATE TABLE IF NOT EXISTS needs the schema's
+        // CREATE right even when an administrator made the table for everyone.
+        let exists = "SELECT to_regclass('layer_styles') IS NOT NULL";
+        let found = || self.value(ds, exists, "look for layer_styles");
+        if !is_true(found()?.as_deref()) {
+            let created = self.exec(ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
+            // Another run may have created it at the same moment: then it exists.
+            match created {
+                Err(_) if is_true(found()?.as_deref()) => {}
+                other => other?,
+            }
+        }
+        let rights = self.value(
+            ds,
+            postgis::LAYER_STYLES_RIGHTS,
+            "check the rights on layer_styles",
+        )?;
+        if is_true(rights.as_deref()) {
+            return Ok(());
+        }
+        Err(PgSinkError::Privilege {
+            what: "replace its QGIS styles in `layer_styles` (one table for all schemas)".into(),
+            grant: "GRANT SELECT, INSERT, DELETE ON layer_styles TO <user>; \
+                    GRANT USAGE ON SEQUENCE layer_styles_id_seq TO <user>"
+                .into(),
+            target: self.place.clone(),
+        })
+    }
+
     fn busy(&self) -> PgSinkError {
         PgSinkError::Busy {
             schema: self.target.schema().to_string(),
@@ -192,8 +224,8 @@ impl PgSession {
         self.check_clashes(ds)
     }
 
-    /// Refuses views and foreign keys of others on our old tables (the
-    /// swap's `DROP TABLE` would fail on them).
+    /// Refuses objects that depend on our old tables, their types or
+    /// sequences (the swap's `DROP TABLE` would fail on them).
     fn check_dependents(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
         let deps = self.rows(
@@ -214,8 +246,9 @@ impl PgSession {
         Ok(())
     }
 
-    /// Refuses relations holding a name the new tables' indexes or
-    /// sequences need (the swap's `SET SCHEMA` would fail on them).
+    /// Refuses relations and types holding a name the staged or new tables,
+    /// their indexes or sequences need (creating them or the swap's
+    /// `RENAME` would fail on them).
     fn check_clashes(&self, ds: &Dataset) -> Result<(), PgSinkError> {
         let schema = self.target.schema();
         let clashes = self.rows(ds, &postgis::clashes_sql(schema), "look for name clashes")?;
@@ -350,7 +383,7 @@ impl PgSession {
         self.swap(ds)
     }
 
-    /// Drops the old tables and moves the staged ones in. Each try waits at
+    /// Drops the old tables and renames the staged ones. Each try waits at
     /// most [`postgis::SWAP_LOCK_TIMEOUT`] for the old tables' locks (new
     /// readers queue behind it no longer than that); a timed-out try is
     /// rolled back to its savepoint and tried again, for at most
@@ -448,40 +481,6 @@ pub(crate) fn check(target: &PgTarget) -> Result<(), PgSinkError> {
         return Err(session.busy());
     }
     session.layer_styles(&ds)
-}
-
-impl PgSession {
-    /// Creates `layer_styles` when it is missing, and refuses when the user
-    /// may not replace rows in it (the styles are written at the very end).
-    fn layer_styles(&self, ds: &Dataset) -> Result<(), PgSinkError> {
-        // Only when missing: CREATE TABLE IF NOT EXISTS needs the schema's
-        // CREATE right even when an administrator made the table for everyone.
-        let exists = "SELECT to_regclass('layer_styles') IS NOT NULL";
-        let found = || self.value(ds, exists, "look for layer_styles");
-        if !is_true(found()?.as_deref()) {
-            let created = self.exec(ds, postgis::CREATE_LAYER_STYLES, "create layer_styles");
-            // Another run may have created it at the same moment: then it exists.
-            match created {
-                Err(_) if is_true(found()?.as_deref()) => {}
-                other => other?,
-            }
-        }
-        let rights = self.value(
-            ds,
-            postgis::LAYER_STYLES_RIGHTS,
-            "check the rights on layer_styles",
-        )?;
-        if is_true(rights.as_deref()) {
-            return Ok(());
-        }
-        Err(PgSinkError::Privilege {
-            what: "replace its QGIS styles in `layer_styles` (one table for all schemas)".into(),
-            grant: "GRANT SELECT, INSERT, DELETE ON layer_styles TO <user>; \
-                    GRANT USAGE ON SEQUENCE layer_styles_id_seq TO <user>"
-                .into(),
-            target: self.place.clone(),
-        })
-    }
 }
 
 /// Whether the swap failed on `lock_timeout` (its own message, the same in

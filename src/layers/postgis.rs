@@ -16,6 +16,12 @@ pub(crate) use crate::pgconn::{PgTarget, redact};
 /// The tables `layers` writes, in order. Only these are ever dropped.
 pub(crate) const TABLES: [&str; 4] = ["images", "sequences", "grid_cells", "runs"];
 
+/// The tables of [`TABLES`] with a geometry (and so a GiST index).
+const SPATIAL: [&str; 3] = ["images", "sequences", "grid_cells"];
+
+/// What PostgreSQL appends to a table's name for its `fid` sequence.
+const FID_SEQ: &str = "_fid_seq";
+
 /// The comment that marks a table as written by mlyexport: a table of the
 /// same name without it is never dropped.
 pub(crate) const MARK: &str = "mlyexport layers";
@@ -176,28 +182,31 @@ pub(crate) fn dependents_sql(schema: &str) -> String {
     )
 }
 
-/// The index and sequence names PostgreSQL gives `table` (its primary key
-/// and `fid` sequence, and the GiST index the run builds) in order
-/// [`SWAP_RENAMES`] says what each is.
-fn names_of(table: &str) -> Vec<String> {
-    let mut names = vec![format!("{table}_pkey"), format!("{table}_fid_seq")];
-    if !table.starts_with("runs") {
-        names.push(format!("{table}_geom_geom_idx"));
+/// The indexes and sequences of table `table` when it is named `name` (its
+/// staged or its real name), each with its kind for `ALTER ... RENAME`: the
+/// primary key and `fid` sequence PostgreSQL names after the table, and the
+/// GiST index the run builds.
+fn parts_of(table: &str, name: &str) -> Vec<(&'static str, String)> {
+    let mut parts = vec![
+        ("INDEX", format!("{name}_pkey")),
+        ("SEQUENCE", format!("{name}{FID_SEQ}")),
+    ];
+    if SPATIAL.contains(&table) {
+        parts.push(("INDEX", format!("{name}_geom_geom_idx")));
     }
-    names
+    parts
 }
-
-/// The kind of each of [`names_of`], for `ALTER ... RENAME`.
-const SWAP_RENAMES: [&str; 3] = ["INDEX", "SEQUENCE", "INDEX"];
 
 /// The names the run brings into `schema`: the staged tables, and the index
 /// and sequence names of the staged and of the new tables.
 fn owned_names() -> Vec<String> {
     let mut names = Vec::new();
     for t in TABLES {
-        names.extend(names_of(t));
-        names.extend(names_of(&staged(t)));
-        names.push(staged(t));
+        let staged = staged(t);
+        for name in [t, staged.as_str()] {
+            names.extend(parts_of(t, name).into_iter().map(|(_, n)| n));
+        }
+        names.push(staged);
     }
     names
 }
@@ -262,16 +271,20 @@ pub(crate) fn grants_sql(schema: &str) -> String {
     let (s, t, staged) = (literal(schema), table_list(), literal(STAGED));
     let seqs: Vec<String> = TABLES
         .iter()
-        .map(|t| literal(&format!("{t}_fid_seq")))
+        .map(|t| literal(&format!("{t}{FID_SEQ}")))
         .collect();
     let to = "CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END \
               || CASE WHEN a.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END";
-    let ours = format!(
-        "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = {s} \
-         CROSS JOIN LATERAL aclexplode({{acl}}) a \
-         WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
-    );
-    let acl = |a: &str| ours.replace("{acl}", a);
+    // The rows of `acl` (an ACL column of `c`) of relations in `schema`,
+    // but the user's own.
+    let granted = |acl: &str| {
+        format!(
+            "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = {s} \
+             CROSS JOIN LATERAL aclexplode({acl}) a \
+             WHERE a.grantee <> (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        )
+    };
+    let (fid_seq, cut) = (literal(FID_SEQ), FID_SEQ.len());
     format!(
         "SELECT DISTINCT g FROM ( \
            SELECT format('GRANT %s ON TABLE %I.%I TO %s', a.privilege_type, {s}, c.relname || {staged}, {to}) AS g \
@@ -283,12 +296,12 @@ pub(crate) fn grants_sql(schema: &str) -> String {
              AND nw.attname = o.attname AND NOT nw.attisdropped \
            {} AND c.relname IN ({t}) \
          UNION ALL \
-           SELECT format('GRANT %s ON SEQUENCE %I.%I TO %s', a.privilege_type, {s}, left(c.relname, -8) || {staged} || '_fid_seq', {to}) \
+           SELECT format('GRANT %s ON SEQUENCE %I.%I TO %s', a.privilege_type, {s}, left(c.relname, -{cut}) || {staged} || {fid_seq}, {to}) \
            FROM pg_class c {} AND c.relkind = 'S' AND c.relname IN ({}) \
          ) x ORDER BY 1",
-        acl("c.relacl"),
-        acl("o.attacl"),
-        acl("c.relacl"),
+        granted("c.relacl"),
+        granted("o.attacl"),
+        granted("c.relacl"),
         seqs.join(", ")
     )
 }
@@ -316,7 +329,7 @@ pub(crate) fn owners_sql(schema: &str) -> String {
 /// in (faster than GDAL's, made before the rows and updated per row); named
 /// as GDAL names them (for the staged name; the swap renames them).
 pub(crate) fn index_sql(schema: &str) -> Vec<String> {
-    ["images", "sequences", "grid_cells"]
+    SPATIAL
         .iter()
         .map(|t| {
             let staged = staged(t);
@@ -350,10 +363,10 @@ pub(crate) fn swap_sql(schema: &str) -> String {
             qualified(schema, &staged),
             ident(t)
         ));
-        for ((from, to), kind) in names_of(&staged).iter().zip(names_of(t)).zip(SWAP_RENAMES) {
+        for ((kind, from), (_, to)) in parts_of(t, &staged).into_iter().zip(parts_of(t, t)) {
             body.push(format!(
                 "ALTER {kind} {} RENAME TO {}",
-                qualified(schema, from),
+                qualified(schema, &from),
                 ident(&to)
             ));
         }
