@@ -170,12 +170,21 @@ pub(crate) struct DecodedTile {
     pub bad_types: u64,
     /// The tile has layers, but none named `image` (an empty body is no drift).
     pub missing_image_layer: bool,
-    /// The body was empty or held no layer: an empty place, or a server that
-    /// answers so for anything (only the searches can tell).
+    /// The body was empty or held no layer, or there was no tile (404, 204):
+    /// an empty place, or a server that answers so for anything (only the
+    /// searches can tell).
     pub empty: bool,
 }
 
 impl DecodedTile {
+    /// A tile with nothing in it: an empty body, no layer, or no tile at all.
+    pub(crate) fn empty() -> Self {
+        DecodedTile {
+            empty: true,
+            ..DecodedTile::default()
+        }
+    }
+
     /// Features of the `image` layer that could not be used at all.
     pub(crate) fn skipped(&self) -> u64 {
         self.bad_geometry + self.bad_ids
@@ -216,10 +225,7 @@ pub(crate) fn decode_image_layer(tile_id: TileId, body: &[u8]) -> Result<Decoded
         body
     };
     if bytes.is_empty() {
-        return Ok(DecodedTile {
-            empty: true,
-            ..DecodedTile::default()
-        });
+        return Ok(DecodedTile::empty());
     }
     check_work(tile_id, bytes)?;
     let t = Tile::decode(bytes).map_err(|e| TileError::Decode {
@@ -728,13 +734,7 @@ mod tests {
             decode_image_layer(tile, &gz).unwrap(),
             decode_image_layer(tile, &body).unwrap()
         );
-        assert_eq!(
-            decode_image_layer(tile, b"").unwrap(),
-            DecodedTile {
-                empty: true,
-                ..DecodedTile::default()
-            }
-        );
+        assert_eq!(decode_image_layer(tile, b"").unwrap(), DecodedTile::empty());
         let e = decode_image_layer(tile, b"\x0a\xff\xff\xff\xff garbage").unwrap_err();
         assert!(
             e.to_string()

@@ -30,9 +30,18 @@ pub struct Hostile {
     /// An entity call for an id the Graph does not know (a stale tile id,
     /// `tiles_stale`) answers 200 with this instead of the 404-like error.
     pub unknown_entity: Option<BadEntity>,
-    /// Every tile (any zoom) answers 200 with an empty body (the record
-    /// leaves open what an empty tile or a tile refused for its token gets).
-    pub empty_tiles: bool,
+    /// Tiles answer as if empty (the record leaves open what an empty tile
+    /// or a tile refused for its token gets).
+    pub empty_tiles: Option<EmptyTile>,
+}
+
+/// How [`Hostile::empty_tiles`] answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmptyTile {
+    /// Every tile (any zoom) answers 200 with an empty body.
+    Body,
+    /// Every z14 tile answers 404 (lower zooms are served as usual).
+    NotFound,
 }
 
 /// A 200 answer an entity call should not get (the record: "incorrect data

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use hostile::{BadEntity, Hostile};
+pub use hostile::{BadEntity, EmptyTile, Hostile};
 pub use tiles::TileDrift;
 pub use world::{
     BboxPosition, Creator, Hotspot, SimImage, TruthFilter, UnknownImage, World, WorldSpec,

@@ -242,7 +242,10 @@ fn behaviours(args: &Args, config: SimConfig) -> SimConfig {
                 .hostile
                 .contains(&HostileArg::UrlAsId)
                 .then_some(mlysim::BadEntity::UrlAsId),
-            empty_tiles: args.hostile.contains(&HostileArg::EmptyTiles),
+            empty_tiles: args
+                .hostile
+                .contains(&HostileArg::EmptyTiles)
+                .then_some(mlysim::EmptyTile::Body),
         },
         ..config
     }

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::hostile::{self, ESCAPE_SUFFIX};
+use crate::hostile::{self, ESCAPE_SUFFIX, EmptyTile};
 use crate::lag::TileLag;
 use crate::thumbs::{self, CheckError, JpegCache, Signer, ThumbSize};
 use crate::tiles::{self, RenderOptions, Tileset};
@@ -1166,10 +1166,14 @@ async fn tile(
     if st.config.hostile.tile_bomb && z == tiles::IMAGE_ZOOM && x < 1 << z && y < 1 << z {
         return tile_bomb(&st).await;
     }
-    if st.config.hostile.empty_tiles {
-        st.count_error("empty_tile");
-        let mvt = "application/x-protobuf";
-        return (StatusCode::OK, [(header::CONTENT_TYPE, mvt)], Vec::new()).into_response();
+    match st.config.hostile.empty_tiles {
+        Some(EmptyTile::Body) => {
+            st.count_error("empty_tile");
+            let mvt = "application/x-protobuf";
+            return (StatusCode::OK, [(header::CONTENT_TYPE, mvt)], Vec::new()).into_response();
+        }
+        Some(EmptyTile::NotFound) if z == tiles::IMAGE_ZOOM => return tile_not_found(&st),
+        _ => {}
     }
     let want_gzip = accepts_gzip(&headers);
     let st2 = st.clone();

@@ -236,7 +236,8 @@ async fn read_tile(
     decoding: &Semaphore,
 ) -> Result<DecodedTile, ApiError> {
     let Some(body) = client.tile(&tiles.base_url, tileset, t).await? else {
-        return Ok(DecodedTile::default());
+        // No tile (404, 204) is an empty tile: suspect if a search finds images in it.
+        return Ok(DecodedTile::empty());
     };
     let _permit = decoding
         .acquire()

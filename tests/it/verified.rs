@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use std::process::Output;
 
 use mlysim::{
-    BadEntity, BboxPosition, Hostile, ResultOrder, SimConfig, TileDrift, TruthFilter, WorldSpec,
+    BadEntity, BboxPosition, EmptyTile, Hostile, ResultOrder, SimConfig, TileDrift, TruthFilter,
+    WorldSpec,
 };
 
 use crate::common::*;
@@ -406,17 +407,24 @@ fn a_lookup_answered_with_something_else_is_unresolved_and_loud() {
     }
 }
 
-/// A tiles host that answers every tile 200 with an empty body (the record
-/// leaves open what an empty or refused tile gets) must not make an empty
-/// census look verified: the searches find images inside tiles that read as
-/// empty, so those grids are listed by searches alone and marked not
-/// verified (before: 826 of 1,023 images were lost at cap 800, exit 0).
+/// A tiles host that answers every tile 200 with an empty body, or every
+/// z14 tile 404 (the record leaves open what an empty or refused tile gets),
+/// must not make an empty census look verified: the searches find images
+/// inside tiles that read as empty, so those grids are listed by searches
+/// alone and marked not verified (before: 826 of 1,023 images were lost at
+/// cap 800, exit 0; a 404 was still taken as verified after the first fix).
 #[test]
 fn tiles_that_all_read_empty_are_never_taken_as_verified() {
+    for empty in [EmptyTile::Body, EmptyTile::NotFound] {
+        tiles_read_empty(empty);
+    }
+}
+
+fn tiles_read_empty(empty: EmptyTile) {
     let env = sim(SimConfig {
         cap: 800,
         hostile: Hostile {
-            empty_tiles: true,
+            empty_tiles: Some(empty),
             ..Hostile::default()
         },
         ..SimConfig::default()
