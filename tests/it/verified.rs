@@ -450,3 +450,20 @@ fn tiles_read_empty(empty: EmptyTile) {
         must.difference(&got).count()
     );
 }
+
+/// An answer too small to look like a cap (below the 50 a cap signature
+/// needs) that the API says goes on (`paging.next`) is split: only the
+/// paging tells, as the cap cuts only images the tiles lack.
+#[test]
+fn a_verified_answer_that_says_it_goes_on_is_split() {
+    let env = sim(SimConfig {
+        cap: 30,
+        tiles_missing: 1000,
+        result_order: ResultOrder::UntiledLast,
+        bbox_paging: true,
+        ..SimConfig::default()
+    });
+    let o = list(&env, &["--box-target", "20"]);
+    let rec = assert_complete(&env, &o, "cap 30 with paging");
+    assert_verified(&rec, "cap 30 with paging");
+}
